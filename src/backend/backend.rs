@@ -1,0 +1,302 @@
+//! A backend: one configured engine with its I/O runtime, its sessions and their limits.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use super::health::{VbHealth, VbHealthStatus};
+use super::registry::backend_registry;
+use super::session::{EventCallback, Session, SessionInner, SessionParts};
+use crate::agent::Agent;
+use crate::config::{BackendConfig, SessionConfig};
+use crate::error::{Error, Result, VbStatus};
+use crate::event::VbSessionState;
+use crate::pipeline::SessionPipeline;
+use crate::rt::core::build_session;
+use crate::rt::frame::FrameSpec;
+use crate::rt::processor::{ProcessorChain, ProcessorFactory};
+use crate::rt::shared::{EngineCounters, RtShared};
+use crate::transport::host::HostAudio;
+
+/// Worker threads of the I/O runtime (provider I/O and session tasks).
+const IO_THREADS: usize = 2;
+
+/// A handle to a backend. Dropping it stops every session and the I/O runtime.
+pub struct Backend {
+    inner: Arc<BackendInner>,
+}
+
+enum BackendState {
+    Created,
+    Running(tokio::runtime::Runtime),
+    Draining(tokio::runtime::Handle),
+    Stopped,
+}
+
+pub(crate) struct BackendInner {
+    pub(crate) config: BackendConfig,
+    provider: Arc<dyn super::registry::BackendProvider>,
+    pipeline: Arc<dyn SessionPipeline>,
+    state: Mutex<BackendState>,
+    sessions: Mutex<HashMap<u64, Weak<SessionInner>>>,
+    processors: Mutex<Vec<ProcessorFactory>>,
+    counters: Arc<EngineCounters>,
+    next_key: AtomicU64,
+    /// (frames_dropped, deadline_misses) at the last health check.
+    last_check: Mutex<(u64, u64)>,
+}
+
+impl Backend {
+    /// Creates a backend from validated configuration: resolves the backend provider and every
+    /// pipeline provider (unknown names give `VB_ERR_PROVIDER_NOT_FOUND`).
+    pub fn new(config: BackendConfig) -> Result<Backend> {
+        config.validate()?;
+        let provider = backend_registry().get(&config.provider)?;
+        let pipeline = provider.prepare(&config)?;
+        Ok(Backend {
+            inner: Arc::new(BackendInner {
+                config,
+                provider,
+                pipeline,
+                state: Mutex::new(BackendState::Created),
+                sessions: Mutex::new(HashMap::new()),
+                processors: Mutex::new(Vec::new()),
+                counters: Arc::new(EngineCounters::default()),
+                next_key: AtomicU64::new(1),
+                last_check: Mutex::new((0, 0)),
+            }),
+        })
+    }
+
+    /// Parses, validates and creates (see [`Backend::new`]).
+    pub fn from_json(json: &str) -> Result<Backend> {
+        Backend::new(BackendConfig::from_json(json)?)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BackendConfig {
+        &self.inner.config
+    }
+
+    /// Adds a custom audio processor; each session gets its own instance. Only before `start`;
+    /// names must be unique.
+    pub fn add_processor(&self, factory: ProcessorFactory) -> Result<()> {
+        if !matches!(*self.inner.lock_state(), BackendState::Created) {
+            return Err(Error::invalid_state("processors can only be added before the backend starts"));
+        }
+        let name = factory().name().to_owned();
+        if name.is_empty() {
+            return Err(Error::invalid_argument("processor name must not be empty"));
+        }
+        let mut processors = self.inner.processors.lock().unwrap_or_else(|p| p.into_inner());
+        if processors.iter().any(|f| f().name() == name) {
+            return Err(Error::invalid_argument(format!("a processor named '{name}' is already added")));
+        }
+        processors.push(factory);
+        Ok(())
+    }
+
+    /// Starts the I/O runtime; sessions can be created from now on.
+    pub fn start(&self) -> Result<()> {
+        let mut state = self.inner.lock_state();
+        match *state {
+            BackendState::Created => {}
+            BackendState::Running(_) => return Err(Error::invalid_state("the backend is already running")),
+            _ => return Err(Error::invalid_state("a stopped backend cannot be started again")),
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(IO_THREADS)
+            .thread_name("vb-io")
+            .enable_time()
+            .build()
+            .map_err(|e| Error::internal(format!("could not start the I/O runtime: {e}")))?;
+        *state = BackendState::Running(runtime);
+        Ok(())
+    }
+
+    /// Graceful stop: refuses new sessions, lets replies in flight finish for up to `drain`, then
+    /// stops every session and the I/O runtime.
+    pub fn stop(&self, drain: Duration) -> Result<()> {
+        {
+            let mut state = self.inner.lock_state();
+            match std::mem::replace(&mut *state, BackendState::Stopped) {
+                BackendState::Running(runtime) => {
+                    *state = BackendState::Draining(runtime.handle().clone());
+                    drop(state);
+                    self.drain(drain);
+                    self.inner.stop_all_sessions();
+                    runtime.shutdown_background();
+                    *self.inner.lock_state() = BackendState::Stopped;
+                    return Ok(());
+                }
+                BackendState::Created => {}
+                BackendState::Draining(handle) => {
+                    *state = BackendState::Draining(handle);
+                    return Err(Error::invalid_state("the backend is already stopping"));
+                }
+                BackendState::Stopped => return Err(Error::invalid_state("the backend is already stopped")),
+            }
+        }
+        self.inner.stop_all_sessions();
+        Ok(())
+    }
+
+    fn drain(&self, drain: Duration) {
+        let deadline = Instant::now() + drain;
+        while Instant::now() < deadline {
+            let busy = self.inner.live_sessions().iter().any(|s| {
+                matches!(s.state(), VbSessionState::VB_STATE_PROCESSING | VbSessionState::VB_STATE_SPEAKING)
+            });
+            if !busy {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Creates a session (not started). `agent` is required by `stt_tts` pipelines; `on_event`
+    /// switches from polling to push delivery on an event thread.
+    pub fn create_session(
+        &self,
+        config: SessionConfig,
+        agent: Option<Arc<dyn Agent>>,
+        on_event: Option<EventCallback>,
+    ) -> Result<Session> {
+        config.validate()?;
+        let inner = &self.inner;
+        match *inner.lock_state() {
+            BackendState::Running(_) => {}
+            BackendState::Created => return Err(Error::invalid_state("start the backend before creating sessions")),
+            _ => return Err(Error::invalid_state("the backend is stopping or stopped: no new sessions")),
+        }
+        let transports = inner.provider.transports();
+        if !transports.contains(&config.transport.as_str()) {
+            return Err(Error::new(
+                VbStatus::VB_ERR_PROVIDER_NOT_FOUND,
+                format!(
+                    "transport '{}' is not available on the '{}' backend (available: {})",
+                    config.transport,
+                    inner.config.provider,
+                    transports.join(", ")
+                ),
+            ));
+        }
+        if inner.pipeline.needs_agent() && agent.is_none() {
+            return Err(Error::invalid_argument(
+                "this backend runs an stt_tts pipeline: the session needs an agent (on_transcript)",
+            ));
+        }
+        let mut sessions = inner.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let limit = inner.config.max_concurrent_sessions;
+        if sessions.len() >= limit as usize {
+            return Err(Error::new(
+                VbStatus::VB_ERR_SESSION_LIMIT,
+                format!("max_concurrent_sessions ({limit}) reached"),
+            ));
+        }
+        let key = inner.next_key.fetch_add(1, Ordering::Relaxed);
+        let spec = FrameSpec::new(&inner.config.audio, &config);
+        let processors = {
+            let factories = inner.processors.lock().unwrap_or_else(|p| p.into_inner());
+            ProcessorChain::from_factories(&factories)
+        };
+        let shared = Arc::new(RtShared::default());
+        let (host_ends, io, rt) =
+            build_session(&inner.config, spec, processors, shared.clone(), inner.counters.clone());
+        let host = HostAudio::new(host_ends, spec.input_frame(), shared.clone(), inner.counters.clone());
+        let session = Session::assemble(SessionParts {
+            key,
+            id: new_session_id(key),
+            config,
+            host,
+            shared,
+            rt,
+            io,
+            pipeline: inner.pipeline.clone(),
+            agent,
+            on_event,
+            backend: Arc::downgrade(inner),
+        });
+        sessions.insert(key, Arc::downgrade(&session.inner));
+        Ok(session)
+    }
+
+    /// Sessions created and not yet stopped.
+    pub fn active_sessions(&self) -> u32 {
+        self.inner.sessions.lock().unwrap_or_else(|p| p.into_inner()).len() as u32
+    }
+
+    /// A health snapshot. Degraded when sessions are at 90% of the limit or audio was dropped or
+    /// late since the previous check; unhealthy when not running.
+    pub fn health(&self) -> VbHealth {
+        let inner = &self.inner;
+        let running = matches!(*inner.lock_state(), BackendState::Running(_));
+        let live = inner.live_sessions();
+        let active = live.len() as u32;
+        let frames_dropped = inner.counters.frames_dropped.load(Ordering::Relaxed);
+        let deadline_misses = inner.counters.deadline_misses.load(Ordering::Relaxed);
+        let mut last = inner.last_check.lock().unwrap_or_else(|p| p.into_inner());
+        let lost_since_last = frames_dropped > last.0 || deadline_misses > last.1;
+        *last = (frames_dropped, deadline_misses);
+        let near_limit = u64::from(active) * 10 >= u64::from(inner.config.max_concurrent_sessions) * 9;
+        let status = if !running {
+            VbHealthStatus::VB_HEALTH_UNHEALTHY
+        } else if near_limit || lost_since_last {
+            VbHealthStatus::VB_HEALTH_DEGRADED
+        } else {
+            VbHealthStatus::VB_HEALTH_HEALTHY
+        };
+        VbHealth {
+            status,
+            active_sessions: active,
+            frames_processed: inner.counters.frames_processed.load(Ordering::Relaxed),
+            frames_dropped,
+            deadline_misses,
+            realtime_threads_elevated: live.iter().filter(|s| s.is_elevated()).count() as u32,
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.stop(Duration::ZERO);
+    }
+}
+
+impl BackendInner {
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, BackendState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The I/O runtime, while running.
+    pub(crate) fn runtime(&self) -> Result<tokio::runtime::Handle> {
+        match &*self.lock_state() {
+            BackendState::Running(runtime) => Ok(runtime.handle().clone()),
+            BackendState::Created => Err(Error::invalid_state("the backend has not been started")),
+            _ => Err(Error::invalid_state("the backend is stopping or stopped")),
+        }
+    }
+
+    fn live_sessions(&self) -> Vec<Arc<SessionInner>> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.values().filter_map(Weak::upgrade).collect()
+    }
+
+    fn stop_all_sessions(&self) {
+        for session in self.live_sessions() {
+            let _ = session.stop();
+        }
+    }
+
+    /// Removes a stopped session from the map (its slot counts against the limit no more).
+    pub(crate) fn forget_session(&self, key: u64) {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    }
+}
+
+/// `sess-<key>-<16 random hex digits>`: unique in the process, unguessable across processes.
+fn new_session_id(key: u64) -> String {
+    format!("sess-{key}-{:016x}", RandomState::new().hash_one(key))
+}

@@ -1,0 +1,382 @@
+//! A session: one conversation. Owns the realtime thread, the session task on the I/O runtime
+//! and, when the host wants push delivery, an event thread.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+use tokio::sync::mpsc;
+
+use super::backend::BackendInner;
+use crate::agent::Agent;
+use crate::config::SessionConfig;
+use crate::error::{Error, Result};
+use crate::event::{Event, VbSessionState};
+use crate::pipeline::events::{EventSink, StateCell};
+use crate::pipeline::reply_audio::ReplyAudio;
+use crate::pipeline::{PipelineContext, SessionCommand, SessionPipeline};
+use crate::rt::core::{IoEnds, RealtimeLoop};
+use crate::rt::frame::FrameSpec;
+use crate::rt::shared::RtShared;
+use crate::rt::thread::spawn_realtime_thread;
+use crate::transport::host::{HostAudio, PushOutcome};
+
+/// Push delivery of events: called on the session's event thread, in order.
+pub type EventCallback = Arc<dyn Fn(&Event) + Send + Sync>;
+
+const CREATED: u8 = 0;
+const RUNNING: u8 = 1;
+const STOPPED: u8 = 2;
+
+thread_local! {
+    /// The session whose event callback or agent runs on this thread, if any (0: none).
+    static CALLBACK_OF_SESSION: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as running a callback of session `key` while `f` runs.
+pub(crate) fn in_callback_of<R>(key: u64, f: impl FnOnce() -> R) -> R {
+    struct Restore(u64);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CALLBACK_OF_SESSION.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CALLBACK_OF_SESSION.with(|c| c.replace(key)));
+    f()
+}
+
+fn current_thread_is_callback_of(key: u64) -> bool {
+    CALLBACK_OF_SESSION.with(|c| c.get() == key)
+}
+
+/// A handle to one session. Dropping it stops the session.
+pub struct Session {
+    pub(crate) inner: Arc<SessionInner>,
+}
+
+/// What only exists between `create` and `start`.
+struct Pending {
+    rt: RealtimeLoop,
+    io: IoEnds,
+    events: EventSink,
+    commands: mpsc::UnboundedReceiver<SessionCommand>,
+}
+
+enum Lifecycle {
+    Created(Box<Pending>),
+    Running { rt_thread: JoinHandle<()>, task_done: Receiver<()>, event_thread: Option<JoinHandle<()>> },
+    Stopped,
+}
+
+pub(crate) struct SessionInner {
+    pub(crate) key: u64,
+    id: String,
+    config: SessionConfig,
+    host: HostAudio,
+    pub(crate) shared: Arc<RtShared>,
+    state: Arc<StateCell>,
+    run_state: AtomicU8,
+    events_rx: Receiver<Event>,
+    on_event: Option<EventCallback>,
+    commands: mpsc::UnboundedSender<SessionCommand>,
+    pipeline: Arc<dyn SessionPipeline>,
+    agent: Option<Arc<dyn Agent>>,
+    /// Counts agent calls in flight; `stop` closes it and waits for them.
+    agent_gate: Arc<AgentGate>,
+    lifecycle: Mutex<Lifecycle>,
+    backend: Weak<BackendInner>,
+}
+
+/// The parts `Backend::create_session` assembles.
+pub(crate) struct SessionParts {
+    pub key: u64,
+    pub id: String,
+    pub config: SessionConfig,
+    pub host: HostAudio,
+    pub shared: Arc<RtShared>,
+    pub rt: RealtimeLoop,
+    pub io: IoEnds,
+    pub pipeline: Arc<dyn SessionPipeline>,
+    pub agent: Option<Arc<dyn Agent>>,
+    pub on_event: Option<EventCallback>,
+    pub backend: Weak<BackendInner>,
+}
+
+impl Session {
+    pub(crate) fn assemble(parts: SessionParts) -> Session {
+        let state = Arc::new(StateCell::new(VbSessionState::VB_STATE_IDLE));
+        let (events_tx, events_rx) = crate::pipeline::events::event_queue();
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let events = EventSink::new(events_tx, parts.shared.clone(), state.clone());
+        let pending = Pending { rt: parts.rt, io: parts.io, events, commands: commands_rx };
+        Session {
+            inner: Arc::new(SessionInner {
+                key: parts.key,
+                id: parts.id,
+                config: parts.config,
+                host: parts.host,
+                shared: parts.shared,
+                state,
+                run_state: AtomicU8::new(CREATED),
+                events_rx,
+                on_event: parts.on_event,
+                commands: commands_tx,
+                pipeline: parts.pipeline,
+                agent: parts.agent,
+                agent_gate: Arc::new(AgentGate::default()),
+                lifecycle: Mutex::new(Lifecycle::Created(Box::new(pending))),
+                backend: parts.backend,
+            }),
+        }
+    }
+
+    /// The session id (unique within the process).
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The configuration the session was created with.
+    pub fn config(&self) -> &SessionConfig {
+        &self.inner.config
+    }
+
+    /// The current state.
+    pub fn state(&self) -> VbSessionState {
+        self.inner.state.get()
+    }
+
+    /// Starts the realtime thread and the session task. `VB_ERR_INVALID_STATE` when already
+    /// started or stopped.
+    pub fn start(&self) -> Result<()> {
+        self.inner.start()
+    }
+
+    /// Stops the session: ends the session task, joins the realtime thread, waits for an agent
+    /// call in flight and delivers the last events. Idempotent.
+    pub fn stop(&self) -> Result<()> {
+        self.inner.stop()
+    }
+
+    /// Copies mono PCM at the input rate into the session (realtime-safe). Samples that do not fit
+    /// are dropped and reported; see [`PushOutcome`].
+    pub fn process_audio(&self, pcm: &[i16]) -> Result<PushOutcome> {
+        self.inner.check_running("process_audio")?;
+        self.inner.host.push(pcm)
+    }
+
+    /// Copies reply audio at the output rate into `out` (realtime-safe); returns the count.
+    pub fn read_audio(&self, out: &mut [i16]) -> Result<usize> {
+        self.inner.check_running("read_audio")?;
+        self.inner.host.read(out)
+    }
+
+    /// The next event, if any (non-blocking). `VB_ERR_INVALID_STATE` when events are pushed to an
+    /// event callback instead.
+    pub fn poll_event(&self) -> Result<Option<Event>> {
+        if self.inner.on_event.is_some() {
+            return Err(Error::invalid_state("events go to the session's event callback; there is nothing to poll"));
+        }
+        Ok(self.inner.events_rx.try_recv().ok())
+    }
+
+    /// Speaks `text` without a user turn (a greeting), after any reply in progress.
+    pub fn say(&self, text: &str) -> Result<()> {
+        if text.trim().is_empty() {
+            return Err(Error::invalid_argument("say: text is empty"));
+        }
+        if !self.inner.pipeline.needs_agent() {
+            return Err(Error::invalid_state("say needs a TTS provider; this session runs a speech-to-speech model"));
+        }
+        self.inner.command("say", SessionCommand::Say(text.to_owned()))
+    }
+
+    /// Host-side barge-in: stops playback now and cancels the reply in progress.
+    pub fn interrupt(&self) -> Result<()> {
+        self.inner.command("interrupt", SessionCommand::Interrupt)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.inner.stop();
+    }
+}
+
+impl SessionInner {
+    fn check_running(&self, call: &str) -> Result<()> {
+        match self.run_state.load(Ordering::Acquire) {
+            RUNNING => Ok(()),
+            CREATED => Err(Error::invalid_state(format!("{call}: the session has not been started"))),
+            _ => Err(Error::invalid_state(format!("{call}: the session has been stopped"))),
+        }
+    }
+
+    fn command(&self, call: &str, command: SessionCommand) -> Result<()> {
+        self.check_running(call)?;
+        self.commands.send(command).map_err(|_| Error::invalid_state(format!("{call}: the session has stopped")))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lifecycle> {
+        self.lifecycle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn start(&self) -> Result<()> {
+        let backend = self.backend.upgrade().ok_or_else(|| Error::invalid_state("the backend has been freed"))?;
+        let runtime = backend.runtime()?;
+        let elevate = backend.config.audio.realtime_priority;
+        let mut lifecycle = self.lock();
+        let pending = match std::mem::replace(&mut *lifecycle, Lifecycle::Stopped) {
+            Lifecycle::Created(pending) => pending,
+            other => {
+                let running = matches!(other, Lifecycle::Running { .. });
+                *lifecycle = other;
+                return Err(Error::invalid_state(if running {
+                    "the session is already started"
+                } else {
+                    "a stopped session cannot be started again"
+                }));
+            }
+        };
+        let Pending { rt, io, events, commands } = *pending;
+        let name = format!("vb-rt-{}", self.key);
+        let rt_thread = match spawn_realtime_thread(name, rt, self.shared.clone(), elevate) {
+            Ok(thread) => thread,
+            Err(e) => return Err(Error::internal(format!("could not start the realtime thread: {e}"))),
+        };
+        let spec = FrameSpec::new(&backend.config.audio, &self.config);
+        let ctx = PipelineContext {
+            spec,
+            from_rt: io.from_rt,
+            control: io.control,
+            reply: ReplyAudio::new(io.reply, spec.output_rate),
+            shared: self.shared.clone(),
+            events,
+            agent: self.agent.clone().map(|agent| self.gated(agent)),
+            commands,
+            runtime: runtime.clone(),
+        };
+        let (done_tx, task_done) = crossbeam_channel::bounded(1);
+        let session_task = self.pipeline.run(ctx);
+        runtime.spawn(async move {
+            session_task.await;
+            let _ = done_tx.send(());
+        });
+        let event_thread = self.on_event.clone().map(|callback| {
+            let events = self.events_rx.clone();
+            let key = self.key;
+            std::thread::Builder::new()
+                .name(format!("vb-events-{key}"))
+                .spawn(move || {
+                    in_callback_of(key, || {
+                        for event in events.iter() {
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(&event)));
+                        }
+                    })
+                })
+                .expect("spawning the event thread")
+        });
+        *lifecycle = Lifecycle::Running { rt_thread, task_done, event_thread };
+        self.run_state.store(RUNNING, Ordering::Release);
+        Ok(())
+    }
+
+    /// Wraps the agent so that each call is counted (stop waits for calls in flight) and marks its
+    /// thread (a stop from inside the callback must not wait for itself).
+    fn gated(&self, agent: Arc<dyn Agent>) -> Arc<dyn Agent> {
+        Arc::new(GatedAgent { agent, gate: self.agent_gate.clone(), key: self.key })
+    }
+
+    pub(crate) fn stop(&self) -> Result<()> {
+        let mut lifecycle = self.lock();
+        let previous = std::mem::replace(&mut *lifecycle, Lifecycle::Stopped);
+        self.run_state.store(STOPPED, Ordering::Release);
+        drop(lifecycle);
+        if let Lifecycle::Running { rt_thread, task_done, event_thread } = previous {
+            let _ = self.commands.send(SessionCommand::Stop);
+            // The task ends within one wake-up; a runtime already shut down drops it.
+            let _ = task_done.recv_timeout(Duration::from_secs(10));
+            self.shared.shutdown.store(true, Ordering::Release);
+            if let Some(thread) = self.shared.thread.get() {
+                thread.unpark();
+            }
+            let _ = rt_thread.join();
+            self.agent_gate.close_and_wait(usize::from(current_thread_is_callback_of(self.key)));
+            if let Some(thread) = event_thread {
+                if !current_thread_is_callback_of(self.key) {
+                    let _ = thread.join();
+                }
+            }
+        }
+        self.state.swap(VbSessionState::VB_STATE_STOPPED);
+        if let Some(backend) = self.backend.upgrade() {
+            backend.forget_session(self.key);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn state(&self) -> VbSessionState {
+        self.state.get()
+    }
+
+    pub(crate) fn is_elevated(&self) -> bool {
+        self.run_state.load(Ordering::Acquire) == RUNNING && self.shared.elevated.load(Ordering::Relaxed)
+    }
+}
+
+/// Agent calls in flight, and whether new ones may start. After `close_and_wait` returns no agent
+/// call of the session runs (except the caller's own).
+#[derive(Default)]
+struct AgentGate {
+    calls: AtomicUsize,
+    closed: AtomicBool,
+}
+
+impl AgentGate {
+    /// Counts a call in; `false` when the gate is closed (the call must not run).
+    fn enter(&self) -> bool {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.closed.load(Ordering::SeqCst) {
+            self.leave();
+            return false;
+        }
+        true
+    }
+
+    fn leave(&self) {
+        self.calls.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Refuses new calls and waits until at most `own` (the caller's) are in flight.
+    fn close_and_wait(&self, own: usize) {
+        self.closed.store(true, Ordering::SeqCst);
+        while self.calls.load(Ordering::SeqCst) > own {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// The host's agent plus the bookkeeping `stop` relies on.
+struct GatedAgent {
+    agent: Arc<dyn Agent>,
+    gate: Arc<AgentGate>,
+    key: u64,
+}
+
+impl Agent for GatedAgent {
+    fn on_transcript(&self, transcript: &str, reply: &mut crate::agent::Reply) -> Result<()> {
+        if !self.gate.enter() {
+            return Err(Error::invalid_state("the session has stopped"));
+        }
+        struct Leave<'a>(&'a AgentGate);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.leave();
+            }
+        }
+        let _leave = Leave(&self.gate);
+        in_callback_of(self.key, || self.agent.on_transcript(transcript, reply))
+    }
+}

@@ -1,0 +1,410 @@
+//! Backend and session configuration: strict JSON parsing with documented defaults.
+//!
+//! Unknown keys are rejected and every out-of-range value is reported with its field path and the
+//! allowed range, e.g. `turn.silence_ms: 0 is below the minimum 50`.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// Internal sample rates the realtime core runs at (what VAD and STT want).
+pub const INTERNAL_RATES: [u32; 2] = [8000, 16000];
+/// Sample rates a host may use at the edges.
+pub const HOST_RATES: [u32; 6] = [8000, 16000, 24000, 32000, 44100, 48000];
+/// Frame durations the realtime core supports.
+pub const FRAME_MS: [u32; 3] = [10, 20, 30];
+
+/// Which pipeline a backend runs: STT → agent → TTS, or one speech-to-speech model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineType {
+    /// Speech to text, the host's agent, text to speech (the default).
+    #[default]
+    SttTts,
+    /// A speech-to-speech model answers by itself.
+    S2s,
+}
+
+/// The backend configuration (`vb_backend_create`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Backend provider name from the registry, e.g. `"local"`. Required.
+    pub provider: String,
+    /// Provider-specific settings, validated by the provider.
+    #[serde(default = "empty_object")]
+    pub provider_config: Value,
+    /// `stt_tts` (default) or `s2s`.
+    #[serde(default)]
+    pub pipeline_type: PipelineType,
+    /// STT provider name; required by `stt_tts`.
+    #[serde(default)]
+    pub stt_provider: Option<String>,
+    /// STT provider settings.
+    #[serde(default = "empty_object")]
+    pub stt_config: Value,
+    /// TTS provider name; required by `stt_tts`.
+    #[serde(default)]
+    pub tts_provider: Option<String>,
+    /// TTS provider settings.
+    #[serde(default = "empty_object")]
+    pub tts_config: Value,
+    /// S2S provider name; required by `s2s`.
+    #[serde(default)]
+    pub s2s_provider: Option<String>,
+    /// S2S provider settings.
+    #[serde(default = "empty_object")]
+    pub s2s_config: Value,
+    /// Voice-to-voice latency target in ms (100–5000, default 500); turns slower than this are
+    /// reported as degraded in health.
+    #[serde(default = "default_latency_target_ms")]
+    pub latency_target_ms: u32,
+    /// Maximum number of sessions open at once (1–100000, default 100).
+    #[serde(default = "default_max_sessions")]
+    pub max_concurrent_sessions: u32,
+    /// Internal audio format and buffer sizes.
+    #[serde(default)]
+    pub audio: AudioConfig,
+    /// Voice activity detection.
+    #[serde(default)]
+    pub vad: VadConfig,
+    /// Turn detection, counted in audio time.
+    #[serde(default)]
+    pub turn: TurnConfig,
+    /// Barge-in.
+    #[serde(default)]
+    pub interruptions: InterruptionConfig,
+}
+
+/// `audio`: the realtime core's internal format and ring sizes.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AudioConfig {
+    /// Internal rate in Hz: 8000 or 16000 (default 16000).
+    pub sample_rate: u32,
+    /// Frame duration in ms: 10, 20 or 30 (default 20).
+    pub frame_ms: u32,
+    /// Input ring between `process_audio` and the realtime thread, in ms of audio (default 500).
+    pub input_buffer_ms: u32,
+    /// Output ring that `read_audio` drains, in ms of audio (default 200).
+    pub output_buffer_ms: u32,
+    /// Reply audio buffered between TTS and playout, in ms (default 2000).
+    pub reply_buffer_ms: u32,
+    /// Ask the OS for realtime scheduling of the session threads (default true).
+    pub realtime_priority: bool,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        AudioConfig {
+            sample_rate: 16000,
+            frame_ms: 20,
+            input_buffer_ms: 500,
+            output_buffer_ms: 200,
+            reply_buffer_ms: 2000,
+            realtime_priority: true,
+        }
+    }
+}
+
+/// `vad`: webrtc-vad with start/stop hysteresis.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VadConfig {
+    /// Aggressiveness 0 (quality) to 3 (very aggressive), default 2.
+    pub mode: u8,
+    /// Voiced audio needed before the detector says "speech" (default 40 ms).
+    pub start_ms: u32,
+    /// Unvoiced audio needed before it says "silence" again (default 100 ms).
+    pub stop_ms: u32,
+}
+
+impl Default for VadConfig {
+    fn default() -> Self {
+        VadConfig { mode: 2, start_ms: 40, stop_ms: 100 }
+    }
+}
+
+/// `turn`: when a user turn starts and ends, in audio time.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TurnConfig {
+    /// Silence that ends a turn (50–10000 ms, default 500).
+    pub silence_ms: u32,
+    /// Speech needed before a turn starts (0–5000 ms, default 150).
+    pub min_speech_ms: u32,
+    /// A turn is cut at this length (1000–600000 ms, default 30000).
+    pub max_turn_ms: u32,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        TurnConfig { silence_ms: 500, min_speech_ms: 150, max_turn_ms: 30000 }
+    }
+}
+
+/// `interruptions`: barge-in while the agent speaks.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InterruptionConfig {
+    /// Whether user speech interrupts the agent (default true).
+    pub enabled: bool,
+    /// Speech needed to interrupt, so a cough does not (0–5000 ms, default 200).
+    pub min_speech_ms: u32,
+}
+
+impl Default for InterruptionConfig {
+    fn default() -> Self {
+        InterruptionConfig { enabled: true, min_speech_ms: 200 }
+    }
+}
+
+/// The session configuration (`vb_session_create`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Who the session belongs to (default "").
+    #[serde(default)]
+    pub user_id: String,
+    /// How audio enters and leaves: `"host"` (default) means the host calls.
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    /// Where a network transport connects.
+    #[serde(default)]
+    pub connection_url: Option<String>,
+    /// Access token checked by auth hooks.
+    #[serde(default)]
+    pub auth_token: Option<String>,
+    /// Rate of the audio given to `process_audio` (default 16000).
+    #[serde(default = "default_host_rate")]
+    pub input_sample_rate: u32,
+    /// Rate of the audio returned by `read_audio` (default 16000).
+    #[serde(default = "default_host_rate")]
+    pub output_sample_rate: u32,
+    /// Free-form metadata handed to hooks.
+    #[serde(default = "empty_object")]
+    pub metadata: Value,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            user_id: String::new(),
+            transport: default_transport(),
+            connection_url: None,
+            auth_token: None,
+            input_sample_rate: default_host_rate(),
+            output_sample_rate: default_host_rate(),
+            metadata: empty_object(),
+        }
+    }
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+fn default_latency_target_ms() -> u32 {
+    500
+}
+fn default_max_sessions() -> u32 {
+    100
+}
+fn default_transport() -> String {
+    "host".to_owned()
+}
+fn default_host_rate() -> u32 {
+    16000
+}
+
+/// Parses JSON into `T`, naming the field path of the first error.
+fn parse_strict<T: DeserializeOwned>(json: &str) -> Result<T> {
+    let de = &mut serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            Error::invalid_config(format!("config: {inner}"))
+        } else {
+            Error::invalid_config(format!("{path}: {inner}"))
+        }
+    })
+}
+
+fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<()> {
+    if value < min {
+        return Err(Error::invalid_config(format!("{field}: {value} is below the minimum {min}")));
+    }
+    if value > max {
+        return Err(Error::invalid_config(format!("{field}: {value} is above the maximum {max}")));
+    }
+    Ok(())
+}
+
+fn check_one_of(field: &str, value: u32, allowed: &[u32]) -> Result<()> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::invalid_config(format!("{field}: {value} is not one of {allowed:?}")))
+    }
+}
+
+fn check_object(field: &str, value: &Value) -> Result<()> {
+    if value.is_object() {
+        Ok(())
+    } else {
+        Err(Error::invalid_config(format!("{field}: must be a JSON object, got {value}")))
+    }
+}
+
+impl BackendConfig {
+    /// Parses and validates a backend configuration.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let config: BackendConfig = parse_strict(json)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A configuration for `provider` with every other field at its default.
+    pub fn with_provider(provider: &str) -> Self {
+        BackendConfig::from_json(&format!("{{\"provider\": {}}}", Value::from(provider)))
+            .expect("the defaults are valid")
+    }
+
+    /// Checks ranges and the fields each pipeline type needs.
+    pub fn validate(&self) -> Result<()> {
+        if self.provider.is_empty() {
+            return Err(Error::invalid_config("provider: must not be empty"));
+        }
+        for (field, value) in [
+            ("provider_config", &self.provider_config),
+            ("stt_config", &self.stt_config),
+            ("tts_config", &self.tts_config),
+            ("s2s_config", &self.s2s_config),
+        ] {
+            check_object(field, value)?;
+        }
+        match self.pipeline_type {
+            PipelineType::SttTts => {
+                if self.stt_provider.is_none() {
+                    return Err(Error::invalid_config("stt_provider: required when pipeline_type is \"stt_tts\""));
+                }
+                if self.tts_provider.is_none() {
+                    return Err(Error::invalid_config("tts_provider: required when pipeline_type is \"stt_tts\""));
+                }
+            }
+            PipelineType::S2s => {
+                if self.s2s_provider.is_none() {
+                    return Err(Error::invalid_config("s2s_provider: required when pipeline_type is \"s2s\""));
+                }
+            }
+        }
+        check_range("latency_target_ms", self.latency_target_ms.into(), 100, 5000)?;
+        check_range("max_concurrent_sessions", self.max_concurrent_sessions.into(), 1, 100_000)?;
+        let a = &self.audio;
+        check_one_of("audio.sample_rate", a.sample_rate, &INTERNAL_RATES)?;
+        check_one_of("audio.frame_ms", a.frame_ms, &FRAME_MS)?;
+        check_range("audio.input_buffer_ms", a.input_buffer_ms.into(), (2 * a.frame_ms).into(), 10_000)?;
+        check_range("audio.output_buffer_ms", a.output_buffer_ms.into(), (2 * a.frame_ms).into(), 10_000)?;
+        check_range("audio.reply_buffer_ms", a.reply_buffer_ms.into(), 100, 60_000)?;
+        check_range("vad.mode", self.vad.mode.into(), 0, 3)?;
+        check_range("vad.start_ms", self.vad.start_ms.into(), 0, 1000)?;
+        check_range("vad.stop_ms", self.vad.stop_ms.into(), 0, 2000)?;
+        check_range("turn.silence_ms", self.turn.silence_ms.into(), 50, 10_000)?;
+        check_range("turn.min_speech_ms", self.turn.min_speech_ms.into(), 0, 5000)?;
+        check_range("turn.max_turn_ms", self.turn.max_turn_ms.into(), 1000, 600_000)?;
+        check_range("interruptions.min_speech_ms", self.interruptions.min_speech_ms.into(), 0, 5000)?;
+        Ok(())
+    }
+}
+
+impl SessionConfig {
+    /// Parses and validates a session configuration. An empty string means all defaults.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let json = if json.trim().is_empty() { "{}" } else { json };
+        let config: SessionConfig = parse_strict(json)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the sample rates and the metadata shape.
+    pub fn validate(&self) -> Result<()> {
+        check_one_of("input_sample_rate", self.input_sample_rate, &HOST_RATES)?;
+        check_one_of("output_sample_rate", self.output_sample_rate, &HOST_RATES)?;
+        check_object("metadata", &self.metadata)?;
+        if self.transport.is_empty() {
+            return Err(Error::invalid_config("transport: must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::VbStatus;
+
+    const MINIMAL: &str = r#"{"provider":"local","stt_provider":"a","tts_provider":"b"}"#;
+
+    fn err(json: &str) -> String {
+        let e = BackendConfig::from_json(json).unwrap_err();
+        assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_CONFIG);
+        e.message().to_owned()
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = BackendConfig::from_json(MINIMAL).unwrap();
+        assert_eq!(c.pipeline_type, PipelineType::SttTts);
+        assert_eq!(c.latency_target_ms, 500);
+        assert_eq!(c.max_concurrent_sessions, 100);
+        assert_eq!((c.audio.sample_rate, c.audio.frame_ms), (16000, 20));
+        assert_eq!(c.vad.mode, 2);
+        assert_eq!((c.turn.silence_ms, c.turn.min_speech_ms, c.turn.max_turn_ms), (500, 150, 30000));
+        assert!(c.interruptions.enabled);
+        assert_eq!(c.interruptions.min_speech_ms, 200);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_path() {
+        assert!(err(r#"{"provider":"local","stt_provider":"a","tts_provider":"b","bogus":1}"#).contains("bogus"));
+        let m = err(r#"{"provider":"local","stt_provider":"a","tts_provider":"b","turn":{"silence":5}}"#);
+        assert!(m.starts_with("turn"), "{m}");
+        assert!(m.contains("silence"), "{m}");
+    }
+
+    #[test]
+    fn out_of_range_values_name_field_value_and_bound() {
+        let m = err(r#"{"provider":"local","stt_provider":"a","tts_provider":"b","turn":{"silence_ms":0}}"#);
+        assert_eq!(m, "turn.silence_ms: 0 is below the minimum 50");
+        let m = err(r#"{"provider":"local","stt_provider":"a","tts_provider":"b","vad":{"mode":4}}"#);
+        assert_eq!(m, "vad.mode: 4 is above the maximum 3");
+        let m = err(r#"{"provider":"local","stt_provider":"a","tts_provider":"b","audio":{"frame_ms":25}}"#);
+        assert!(m.starts_with("audio.frame_ms: 25 is not one of"), "{m}");
+    }
+
+    #[test]
+    fn malformed_json_and_wrong_types_are_invalid_config() {
+        assert!(err("{not json").starts_with("config:"));
+        assert!(err(r#"{"provider":"local","max_concurrent_sessions":"ten"}"#).starts_with("max_concurrent_sessions"));
+        assert!(err(r#"{"stt_provider":"a"}"#).contains("provider"));
+    }
+
+    #[test]
+    fn each_pipeline_names_the_provider_it_needs() {
+        assert!(err(r#"{"provider":"local","tts_provider":"b"}"#).starts_with("stt_provider"));
+        assert!(err(r#"{"provider":"local","stt_provider":"a"}"#).starts_with("tts_provider"));
+        assert!(err(r#"{"provider":"local","pipeline_type":"s2s"}"#).starts_with("s2s_provider"));
+        assert!(err(r#"{"provider":"local","pipeline_type":"duplex"}"#).starts_with("pipeline_type"));
+    }
+
+    #[test]
+    fn session_config_checks_rates() {
+        let c = SessionConfig::from_json("").unwrap();
+        assert_eq!((c.input_sample_rate, c.transport.as_str()), (16000, "host"));
+        let e = SessionConfig::from_json(r#"{"input_sample_rate": 11025}"#).unwrap_err();
+        assert!(e.message().starts_with("input_sample_rate: 11025 is not one of"));
+        assert!(SessionConfig::from_json(r#"{"user":"x"}"#).unwrap_err().message().contains("user"));
+    }
+}

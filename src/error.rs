@@ -1,0 +1,181 @@
+//! The one error type of the engine and the C status codes it maps onto.
+//!
+//! Every fallible operation returns [`Result`]; [`Error::status`] gives the `VbStatus` that the C
+//! ABI returns, one to one. Messages say what was wrong and with which value.
+
+use std::fmt;
+
+/// Status codes of the C ABI. Values are fixed by the contract (`C_API.md`); the variant names are
+/// spelled as in C so that Rust and C code read the same.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VbStatus {
+    /// Success.
+    VB_OK = 0,
+    /// NULL pointer, bad length, invalid UTF-8.
+    VB_ERR_INVALID_ARGUMENT = 1,
+    /// Config JSON malformed or failed validation; the message names the field.
+    VB_ERR_INVALID_CONFIG = 2,
+    /// No backend/STT/TTS/S2S provider registered under that name.
+    VB_ERR_PROVIDER_NOT_FOUND = 3,
+    /// The call is not allowed in the object's current state (audio before start, start after stop).
+    VB_ERR_INVALID_STATE = 4,
+    /// `max_concurrent_sessions` reached.
+    VB_ERR_SESSION_LIMIT = 5,
+    /// A rate limiter refused the call.
+    VB_ERR_RATE_LIMITED = 6,
+    /// The auth hook refused the session.
+    VB_ERR_UNAUTHORIZED = 7,
+    /// A provider or transport could not connect.
+    VB_ERR_CONNECTION_FAILED = 8,
+    /// An operation ran out of time.
+    VB_ERR_TIMEOUT = 9,
+    /// A provider answered with an error.
+    VB_ERR_PROVIDER = 10,
+    /// Input ring full: the call accepted fewer samples than given.
+    VB_ERR_BUFFER_FULL = 11,
+    /// No object with that id.
+    VB_ERR_NOT_FOUND = 12,
+    /// A panic was caught at the C boundary.
+    VB_ERR_PANIC = 13,
+    /// A bug or an unexpected failure inside the engine.
+    VB_ERR_INTERNAL = 14,
+}
+
+impl VbStatus {
+    /// Every status, in value order.
+    pub const ALL: [VbStatus; 15] = [
+        VbStatus::VB_OK,
+        VbStatus::VB_ERR_INVALID_ARGUMENT,
+        VbStatus::VB_ERR_INVALID_CONFIG,
+        VbStatus::VB_ERR_PROVIDER_NOT_FOUND,
+        VbStatus::VB_ERR_INVALID_STATE,
+        VbStatus::VB_ERR_SESSION_LIMIT,
+        VbStatus::VB_ERR_RATE_LIMITED,
+        VbStatus::VB_ERR_UNAUTHORIZED,
+        VbStatus::VB_ERR_CONNECTION_FAILED,
+        VbStatus::VB_ERR_TIMEOUT,
+        VbStatus::VB_ERR_PROVIDER,
+        VbStatus::VB_ERR_BUFFER_FULL,
+        VbStatus::VB_ERR_NOT_FOUND,
+        VbStatus::VB_ERR_PANIC,
+        VbStatus::VB_ERR_INTERNAL,
+    ];
+
+    /// Reads a status that came from C as a plain integer; `None` when it is out of range.
+    pub fn from_raw(raw: i64) -> Option<VbStatus> {
+        usize::try_from(raw).ok().and_then(|i| Self::ALL.get(i).copied())
+    }
+
+    /// The C name of the status, e.g. `"VB_ERR_INVALID_CONFIG"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            VbStatus::VB_OK => "VB_OK",
+            VbStatus::VB_ERR_INVALID_ARGUMENT => "VB_ERR_INVALID_ARGUMENT",
+            VbStatus::VB_ERR_INVALID_CONFIG => "VB_ERR_INVALID_CONFIG",
+            VbStatus::VB_ERR_PROVIDER_NOT_FOUND => "VB_ERR_PROVIDER_NOT_FOUND",
+            VbStatus::VB_ERR_INVALID_STATE => "VB_ERR_INVALID_STATE",
+            VbStatus::VB_ERR_SESSION_LIMIT => "VB_ERR_SESSION_LIMIT",
+            VbStatus::VB_ERR_RATE_LIMITED => "VB_ERR_RATE_LIMITED",
+            VbStatus::VB_ERR_UNAUTHORIZED => "VB_ERR_UNAUTHORIZED",
+            VbStatus::VB_ERR_CONNECTION_FAILED => "VB_ERR_CONNECTION_FAILED",
+            VbStatus::VB_ERR_TIMEOUT => "VB_ERR_TIMEOUT",
+            VbStatus::VB_ERR_PROVIDER => "VB_ERR_PROVIDER",
+            VbStatus::VB_ERR_BUFFER_FULL => "VB_ERR_BUFFER_FULL",
+            VbStatus::VB_ERR_NOT_FOUND => "VB_ERR_NOT_FOUND",
+            VbStatus::VB_ERR_PANIC => "VB_ERR_PANIC",
+            VbStatus::VB_ERR_INTERNAL => "VB_ERR_INTERNAL",
+        }
+    }
+}
+
+impl fmt::Display for VbStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An engine error: a status code plus a message that names what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct Error {
+    status: VbStatus,
+    message: String,
+}
+
+/// Result with the engine's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error with the given status and message. `status` must not be `VB_OK`.
+    pub fn new(status: VbStatus, message: impl Into<String>) -> Self {
+        debug_assert_ne!(status, VbStatus::VB_OK);
+        Error { status, message: message.into() }
+    }
+
+    /// The C status this error maps onto.
+    pub fn status(&self) -> VbStatus {
+        self.status
+    }
+
+    /// The human-readable reason, without the status name.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// `VB_ERR_INVALID_ARGUMENT`.
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::new(VbStatus::VB_ERR_INVALID_ARGUMENT, message)
+    }
+
+    /// `VB_ERR_INVALID_CONFIG`; the message should start with the field path.
+    pub fn invalid_config(message: impl Into<String>) -> Self {
+        Self::new(VbStatus::VB_ERR_INVALID_CONFIG, message)
+    }
+
+    /// `VB_ERR_PROVIDER_NOT_FOUND` for a `kind` ("backend", "stt", …) named `name`.
+    pub fn provider_not_found(kind: &str, name: &str, known: &[String]) -> Self {
+        Self::new(
+            VbStatus::VB_ERR_PROVIDER_NOT_FOUND,
+            format!("no {kind} provider named '{name}' is registered (registered: {})", known.join(", ")),
+        )
+    }
+
+    /// `VB_ERR_INVALID_STATE`.
+    pub fn invalid_state(message: impl Into<String>) -> Self {
+        Self::new(VbStatus::VB_ERR_INVALID_STATE, message)
+    }
+
+    /// `VB_ERR_PROVIDER`, naming the provider.
+    pub fn provider(provider: &str, message: impl fmt::Display) -> Self {
+        Self::new(VbStatus::VB_ERR_PROVIDER, format!("{provider}: {message}"))
+    }
+
+    /// `VB_ERR_INTERNAL`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(VbStatus::VB_ERR_INTERNAL, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_values_are_the_contract_values() {
+        for (value, status) in VbStatus::ALL.iter().enumerate() {
+            assert_eq!(*status as usize, value);
+            assert_eq!(VbStatus::from_raw(value as i64), Some(*status));
+        }
+        assert_eq!(VbStatus::from_raw(-1), None);
+        assert_eq!(VbStatus::from_raw(15), None);
+        assert_eq!(VbStatus::VB_ERR_INTERNAL.name(), "VB_ERR_INTERNAL");
+    }
+
+    #[test]
+    fn display_puts_status_before_message() {
+        let e = Error::invalid_config("turn.silence_ms: 0 is below the minimum 50");
+        assert_eq!(e.to_string(), "VB_ERR_INVALID_CONFIG: turn.silence_ms: 0 is below the minimum 50");
+    }
+}

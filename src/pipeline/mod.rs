@@ -1,0 +1,122 @@
+//! Wiring one session: the session task that connects the realtime thread's rings to the
+//! providers and the host's agent. One task per session on the backend's tokio runtime.
+
+pub mod events;
+pub mod reply_audio;
+pub mod s2s;
+pub mod stt_tts;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crossbeam_channel::Sender;
+use tokio::sync::mpsc;
+
+use crate::agent::Agent;
+use crate::error::VbStatus;
+use crate::provider::BoxFuture;
+use crate::rt::frame::FrameSpec;
+use crate::rt::message::{RtControl, RtOutput};
+use crate::rt::shared::RtShared;
+use events::EventSink;
+use reply_audio::ReplyAudio;
+
+/// Requests from the host's control calls to the session task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionCommand {
+    /// Speak this text without a user turn.
+    Say(String),
+    /// Stop playback now and cancel the reply in progress.
+    Interrupt,
+    /// End the session task.
+    Stop,
+}
+
+/// Everything a session task gets.
+pub struct PipelineContext {
+    /// Frame geometry.
+    pub spec: FrameSpec,
+    /// Events and speech frames from the realtime thread.
+    pub from_rt: rtrb::Consumer<RtOutput>,
+    /// Controls to the realtime thread.
+    pub control: Sender<RtControl>,
+    /// Reply audio into playout.
+    pub reply: ReplyAudio,
+    /// State shared with the realtime thread and the host calls.
+    pub shared: Arc<RtShared>,
+    /// Outgoing events.
+    pub events: EventSink,
+    /// The host's agent, when the pipeline needs one.
+    pub agent: Option<Arc<dyn Agent>>,
+    /// Host control calls.
+    pub commands: mpsc::UnboundedReceiver<SessionCommand>,
+    /// The I/O runtime, for provider tasks and agent workers.
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// A kind of session pipeline (what a backend provider runs per session).
+pub trait SessionPipeline: Send + Sync {
+    /// Whether sessions need the host's agent callback.
+    fn needs_agent(&self) -> bool;
+    /// The session task: runs until a `Stop` command or the command channel closes.
+    fn run(&self, ctx: PipelineContext) -> BoxFuture<'static, ()>;
+}
+
+/// Session-clock times of each turn in flight, for per-turn metrics.
+#[derive(Debug, Default)]
+pub struct TurnClock {
+    turns: HashMap<u32, TurnTimes>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct TurnTimes {
+    speech_end_us: u64,
+    stt_final_us: u64,
+}
+
+impl TurnClock {
+    /// Records when the turn's last voiced frame was processed.
+    pub fn speech_ended(&mut self, turn: u32, at_us: u64) {
+        self.turns.entry(turn).or_default().speech_end_us = at_us;
+    }
+
+    /// Records when the final transcript arrived.
+    pub fn stt_final(&mut self, turn: u32, at_us: u64) {
+        self.turns.entry(turn).or_default().stt_final_us = at_us;
+    }
+
+    /// Microseconds from the turn's end of speech to `at_us` (0 for an unknown turn).
+    pub fn since_speech_end(&self, turn: u32, at_us: u64) -> u64 {
+        self.turns.get(&turn).map_or(0, |t| at_us.saturating_sub(t.speech_end_us))
+    }
+
+    /// Microseconds from the turn's end of speech to its final transcript.
+    pub fn stt_final_since_speech_end(&self, turn: u32) -> u64 {
+        self.turns.get(&turn).map_or(0, |t| t.stt_final_us.saturating_sub(t.speech_end_us))
+    }
+
+    /// Drops a finished turn.
+    pub fn forget(&mut self, turn: u32) {
+        self.turns.remove(&turn);
+    }
+}
+
+/// Turns the drop counters of the host calls and the realtime thread into events.
+pub fn report_drops(shared: &RtShared, events: &mut EventSink) {
+    let input = shared.input_dropped_unreported.swap(0, Ordering::Relaxed);
+    if input > 0 {
+        events.dropped(input, "input ring full: process_audio was called faster than the session consumes audio");
+    }
+    let speech = shared.speech_dropped_unreported.swap(0, Ordering::Relaxed);
+    if speech > 0 {
+        events.dropped(speech, "speech ring full: the I/O side fell behind the realtime thread");
+    }
+    let lost_events = shared.events_dropped_unreported.swap(0, Ordering::Relaxed);
+    if lost_events > 0 {
+        events.error(
+            VbStatus::VB_ERR_BUFFER_FULL,
+            format!("{lost_events} realtime events were lost because the I/O side fell behind"),
+        );
+    }
+}

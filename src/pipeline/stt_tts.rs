@@ -1,0 +1,470 @@
+//! The STT → agent → TTS conversation of one session: the session task of `stt_tts` pipelines.
+//!
+//! It reads what the realtime thread produced (events and speech frames) once per frame period,
+//! streams each turn to STT, runs the host's agent on an agent worker thread with a streaming
+//! reply, streams the reply through TTS into the reply ring, and turns all of it into events and
+//! per-turn metrics. Replies are spoken one at a time, in order.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{PipelineContext, SessionCommand, SessionPipeline, TurnClock, report_drops};
+use crate::agent::{Agent, Reply, ReplyMsg};
+use crate::error::{Error, Result, VbStatus};
+use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
+use crate::provider::stt::SttResult;
+use crate::provider::{BoxFuture, SttProvider, SttSink, SttTurn, TtsProvider, TtsRequest};
+use crate::rt::message::{RtControl, RtOutput};
+
+/// The `stt_tts` pipeline with its providers.
+pub struct SttTtsPipeline {
+    stt: Arc<dyn SttProvider>,
+    tts: Arc<dyn TtsProvider>,
+}
+
+impl SttTtsPipeline {
+    /// A pipeline transcribing with `stt` and speaking with `tts`.
+    pub fn new(stt: Arc<dyn SttProvider>, tts: Arc<dyn TtsProvider>) -> Self {
+        SttTtsPipeline { stt, tts }
+    }
+}
+
+impl SessionPipeline for SttTtsPipeline {
+    fn needs_agent(&self) -> bool {
+        true
+    }
+
+    fn run(&self, ctx: PipelineContext) -> BoxFuture<'static, ()> {
+        let (conversation, inbox) = Conversation::new(ctx, self.stt.clone(), self.tts.clone());
+        Box::pin(conversation.run(inbox))
+    }
+}
+
+/// What a queued reply speaks.
+enum ReplySource {
+    /// The agent's answer to a user turn.
+    Agent { turn: u32, transcript: String },
+    /// Fixed text from `vb_session_say`.
+    Say(String),
+}
+
+/// The reply being produced and played.
+struct ActiveReply {
+    id: u64,
+    turn: Option<u32>,
+    cancelled: Arc<AtomicBool>,
+    /// Text to TTS; `None` once the reply text has ended.
+    text_tx: Option<mpsc::UnboundedSender<String>>,
+    audio_rx: mpsc::Receiver<Vec<i16>>,
+    audio_open: bool,
+    tts_task: JoinHandle<()>,
+    tts_done: bool,
+    full_text: String,
+    audio_pushed: bool,
+    finished_sent: bool,
+    metrics: VbTurnMetrics,
+}
+
+/// What woke the session task.
+enum Wake {
+    Tick,
+    Command(Option<SessionCommand>),
+    Stt(u32, SttResult),
+    SttDone(u32, Result<()>),
+    Reply(u64, ReplyMsg),
+    TtsAudio(Option<Vec<i16>>),
+    TtsDone(u64, Result<()>),
+}
+
+struct Conversation {
+    ctx: PipelineContext,
+    stt: Arc<dyn SttProvider>,
+    tts: Arc<dyn TtsProvider>,
+    clock: TurnClock,
+    /// Audio senders of turns still being spoken.
+    stt_audio: HashMap<u32, mpsc::UnboundedSender<Vec<i16>>>,
+    /// Turns whose final transcript arrived.
+    finals: HashSet<u32>,
+    stt_tx: mpsc::UnboundedSender<(u32, SttResult)>,
+    stt_done_tx: mpsc::UnboundedSender<(u32, Result<()>)>,
+    reply_tx: mpsc::UnboundedSender<(u64, ReplyMsg)>,
+    tts_done_tx: mpsc::UnboundedSender<(u64, Result<()>)>,
+    queue: VecDeque<ReplySource>,
+    active: Option<ActiveReply>,
+    next_reply_id: u64,
+}
+
+/// The receiving ends the task selects over (kept apart from `Conversation` for borrowing).
+struct Inbox {
+    stt_rx: mpsc::UnboundedReceiver<(u32, SttResult)>,
+    stt_done_rx: mpsc::UnboundedReceiver<(u32, Result<()>)>,
+    reply_rx: mpsc::UnboundedReceiver<(u64, ReplyMsg)>,
+    tts_done_rx: mpsc::UnboundedReceiver<(u64, Result<()>)>,
+}
+
+impl Conversation {
+    fn new(ctx: PipelineContext, stt: Arc<dyn SttProvider>, tts: Arc<dyn TtsProvider>) -> (Self, Inbox) {
+        let (stt_tx, stt_rx) = mpsc::unbounded_channel();
+        let (stt_done_tx, stt_done_rx) = mpsc::unbounded_channel();
+        let (reply_tx, reply_rx) = mpsc::unbounded_channel();
+        let (tts_done_tx, tts_done_rx) = mpsc::unbounded_channel();
+        let conversation = Conversation {
+            ctx,
+            stt,
+            tts,
+            clock: TurnClock::default(),
+            stt_audio: HashMap::new(),
+            finals: HashSet::new(),
+            stt_tx,
+            stt_done_tx,
+            reply_tx,
+            tts_done_tx,
+            queue: VecDeque::new(),
+            active: None,
+            next_reply_id: 1,
+        };
+        (conversation, Inbox { stt_rx, stt_done_rx, reply_rx, tts_done_rx })
+    }
+}
+
+impl Conversation {
+    async fn run(mut self, mut inbox: Inbox) {
+        let mut tick = tokio::time::interval(self.ctx.spec.period());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
+        loop {
+            let has_room = self.ctx.reply.has_room();
+            let wake = tokio::select! {
+                _ = tick.tick() => Wake::Tick,
+                command = self.ctx.commands.recv() => Wake::Command(command),
+                Some((turn, result)) = inbox.stt_rx.recv() => Wake::Stt(turn, result),
+                Some((turn, done)) = inbox.stt_done_rx.recv() => Wake::SttDone(turn, done),
+                Some((id, msg)) = inbox.reply_rx.recv() => Wake::Reply(id, msg),
+                chunk = next_tts_audio(&mut self.active), if has_room => Wake::TtsAudio(chunk),
+                Some((id, done)) = inbox.tts_done_rx.recv() => Wake::TtsDone(id, done),
+            };
+            match wake {
+                Wake::Tick => self.on_tick(),
+                Wake::Command(Some(SessionCommand::Say(text))) => {
+                    self.queue.push_back(ReplySource::Say(text));
+                    self.start_next_reply();
+                }
+                Wake::Command(Some(SessionCommand::Interrupt)) => self.cancel_reply(true),
+                Wake::Command(Some(SessionCommand::Stop) | None) => break,
+                Wake::Stt(turn, result) => self.on_stt_result(turn, result),
+                Wake::SttDone(turn, done) => self.on_stt_done(turn, done),
+                Wake::Reply(id, msg) => self.on_reply_msg(id, msg),
+                Wake::TtsAudio(chunk) => self.on_tts_audio(chunk),
+                Wake::TtsDone(id, done) => self.on_tts_done(id, done),
+            }
+        }
+        self.shutdown();
+    }
+
+    fn on_tick(&mut self) {
+        while let Ok(output) = self.ctx.from_rt.pop() {
+            match output {
+                RtOutput::SpeechStarted { turn, .. } => {
+                    self.open_stt_turn(turn);
+                    self.ctx.events.emit(VbEventKind::VB_EVENT_SPEECH_STARTED, |_| {});
+                }
+                RtOutput::Speech(frame) => {
+                    if let Some(tx) = self.stt_audio.get(&frame.turn) {
+                        let _ = tx.send(frame.samples().to_vec());
+                    }
+                }
+                RtOutput::SpeechStopped { turn, speech_end_us, .. } => {
+                    self.stt_audio.remove(&turn);
+                    self.clock.speech_ended(turn, speech_end_us);
+                    self.ctx.events.emit(VbEventKind::VB_EVENT_SPEECH_STOPPED, |_| {});
+                    if self.active.is_none() {
+                        self.ctx.events.set_state(VbSessionState::VB_STATE_PROCESSING);
+                    }
+                }
+                RtOutput::Interrupted { .. } => self.cancel_reply(false),
+                RtOutput::PlayoutStarted { at_us } => self.on_playout_started(at_us),
+                RtOutput::PlayoutFinished { .. } => {
+                    if self.active.as_ref().is_some_and(|a| a.finished_sent) {
+                        self.complete_reply();
+                    }
+                }
+            }
+        }
+        report_drops(&self.ctx.shared, &mut self.ctx.events);
+        self.ctx.reply.pump();
+        self.finish_reply_audio_if_done();
+    }
+
+    fn open_stt_turn(&mut self, turn: u32) {
+        let (audio_tx, audio_rx) = mpsc::unbounded_channel();
+        self.stt_audio.insert(turn, audio_tx);
+        let request =
+            SttTurn { sample_rate: self.ctx.spec.internal_rate, audio: audio_rx, results: SttSink::new(turn, self.stt_tx.clone()) };
+        let future = self.stt.transcribe(request);
+        let done = self.stt_done_tx.clone();
+        self.ctx.runtime.spawn(async move {
+            let result = future.await;
+            let _ = done.send((turn, result));
+        });
+    }
+
+    fn on_stt_result(&mut self, turn: u32, result: SttResult) {
+        match result {
+            SttResult::Partial(text) => {
+                self.ctx.events.emit(VbEventKind::VB_EVENT_TRANSCRIPT_PARTIAL, |e| e.text = Some(text));
+            }
+            SttResult::Final(text) => {
+                self.finals.insert(turn);
+                let now = self.ctx.events.now_us();
+                self.clock.stt_final(turn, now);
+                let transcript = text.trim().to_owned();
+                self.ctx.events.emit(VbEventKind::VB_EVENT_TRANSCRIPT_FINAL, |e| e.text = Some(text));
+                if transcript.is_empty() {
+                    self.clock.forget(turn);
+                    self.back_to_listening_if_idle();
+                } else {
+                    self.queue.push_back(ReplySource::Agent { turn, transcript });
+                    self.start_next_reply();
+                }
+            }
+        }
+    }
+
+    fn on_stt_done(&mut self, turn: u32, done: Result<()>) {
+        self.stt_audio.remove(&turn);
+        let had_final = self.finals.remove(&turn);
+        let failure = match done {
+            Err(e) => Some(e),
+            Ok(()) if !had_final => {
+                Some(Error::provider(self.stt.name(), format!("turn {turn} ended without a final transcript")))
+            }
+            Ok(()) => None,
+        };
+        if let Some(e) = failure {
+            self.clock.forget(turn);
+            self.ctx.events.error(e.status(), format!("stt {}: {}", self.stt.name(), e.message()));
+            self.back_to_listening_if_idle();
+        }
+    }
+
+    fn start_next_reply(&mut self) {
+        if self.active.is_some() {
+            return;
+        }
+        let Some(source) = self.queue.pop_front() else { return };
+        let id = self.next_reply_id;
+        self.next_reply_id += 1;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let (text_tx, text_rx) = mpsc::unbounded_channel();
+        let (audio_tx, audio_rx) = mpsc::channel(16);
+        let _ = self.ctx.control.try_send(RtControl::ReplyStarted);
+        let synthesis = self.tts.synthesize(TtsRequest { text: text_rx, audio: audio_tx });
+        let tts_done = self.tts_done_tx.clone();
+        let tts_task = self.ctx.runtime.spawn(async move {
+            let result = synthesis.await;
+            let _ = tts_done.send((id, result));
+        });
+        let mut reply = ActiveReply {
+            id,
+            turn: None,
+            cancelled: cancelled.clone(),
+            text_tx: Some(text_tx),
+            audio_rx,
+            audio_open: true,
+            tts_task,
+            tts_done: false,
+            full_text: String::new(),
+            audio_pushed: false,
+            finished_sent: false,
+            metrics: VbTurnMetrics::default(),
+        };
+        match source {
+            ReplySource::Agent { turn, transcript } => {
+                reply.turn = Some(turn);
+                self.ctx.events.set_state(VbSessionState::VB_STATE_PROCESSING);
+                let agent = self.ctx.agent.clone();
+                let reply_tx = self.reply_tx.clone();
+                self.ctx.runtime.spawn_blocking(move || run_agent(agent, id, &transcript, reply_tx, cancelled));
+            }
+            ReplySource::Say(text) => {
+                if let Some(tx) = reply.text_tx.take() {
+                    let _ = tx.send(text);
+                }
+            }
+        }
+        self.active = Some(reply);
+    }
+
+    fn on_reply_msg(&mut self, id: u64, msg: ReplyMsg) {
+        let now = self.ctx.events.now_us();
+        let Some(reply) = self.active.as_mut().filter(|r| r.id == id) else { return };
+        match msg {
+            ReplyMsg::Text(text) => {
+                if let Some(turn) = reply.turn {
+                    if reply.full_text.is_empty() {
+                        reply.metrics.agent_first_text_us = self.clock.since_speech_end(turn, now);
+                    }
+                }
+                reply.full_text.push_str(&text);
+                if let Some(tx) = &reply.text_tx {
+                    let _ = tx.send(text);
+                }
+            }
+            ReplyMsg::End => self.end_reply_text(),
+            ReplyMsg::Returned(result) => {
+                if let Err(e) = result {
+                    self.ctx.events.error(e.status(), format!("agent: {}", e.message()));
+                }
+                self.end_reply_text();
+            }
+        }
+    }
+
+    /// The agent is done writing: let TTS finish and publish the full reply text once.
+    fn end_reply_text(&mut self) {
+        let Some(reply) = self.active.as_mut() else { return };
+        if reply.text_tx.take().is_some() && reply.turn.is_some() {
+            let text = reply.full_text.clone();
+            self.ctx.events.emit(VbEventKind::VB_EVENT_AGENT_RESPONSE, |e| e.text = Some(text));
+        }
+    }
+
+    fn on_tts_audio(&mut self, chunk: Option<Vec<i16>>) {
+        let now = self.ctx.events.now_us();
+        let rate = self.tts.sample_rate();
+        let Some(reply) = self.active.as_mut() else { return };
+        match chunk {
+            Some(pcm) if !pcm.is_empty() => {
+                if !reply.audio_pushed {
+                    reply.audio_pushed = true;
+                    if let Some(turn) = reply.turn {
+                        reply.metrics.tts_first_audio_us = self.clock.since_speech_end(turn, now);
+                    }
+                }
+                self.ctx.reply.push(&pcm, rate);
+                self.ctx.shared.wake();
+            }
+            Some(_) => {}
+            None => reply.audio_open = false,
+        }
+    }
+
+    fn on_tts_done(&mut self, id: u64, done: Result<()>) {
+        let Some(reply) = self.active.as_mut().filter(|r| r.id == id) else { return };
+        reply.tts_done = true;
+        if let Err(e) = done {
+            self.ctx.events.error(e.status(), format!("tts {}: {}", self.tts.name(), e.message()));
+        }
+        self.finish_reply_audio_if_done();
+    }
+
+    /// Once TTS is done and all its audio reached the reply ring, tell playout that nothing more
+    /// comes. A reply without audio completes at once.
+    fn finish_reply_audio_if_done(&mut self) {
+        let Some(reply) = self.active.as_mut() else { return };
+        if !reply.tts_done || reply.audio_open || reply.finished_sent {
+            return;
+        }
+        self.ctx.reply.finish();
+        if !self.ctx.reply.is_drained() {
+            return;
+        }
+        reply.finished_sent = true;
+        let _ = self.ctx.control.try_send(RtControl::ReplyFinished);
+        self.ctx.shared.wake();
+        if !reply.audio_pushed {
+            self.complete_reply();
+        }
+    }
+
+    fn on_playout_started(&mut self, at_us: u64) {
+        let Some(reply) = self.active.as_mut() else { return };
+        self.ctx.events.set_state(VbSessionState::VB_STATE_SPEAKING);
+        if let Some(turn) = reply.turn {
+            reply.metrics.stt_final_us = self.clock.stt_final_since_speech_end(turn);
+            reply.metrics.first_output_audio_us = self.clock.since_speech_end(turn, at_us);
+            let metrics = reply.metrics;
+            self.ctx.events.emit(VbEventKind::VB_EVENT_TURN_METRICS, |e| e.metrics = metrics);
+        }
+    }
+
+    /// The active reply has been played (or had nothing to play): start the next one.
+    fn complete_reply(&mut self) {
+        if let Some(reply) = self.active.take() {
+            if let Some(turn) = reply.turn {
+                self.clock.forget(turn);
+            }
+        }
+        self.back_to_listening_if_idle();
+        self.start_next_reply();
+    }
+
+    /// Barge-in: cancel the agent and TTS, drop queued replies, resume playout on the new turn.
+    /// `from_host` is `vb_session_interrupt`, which also flushes playout itself.
+    fn cancel_reply(&mut self, from_host: bool) {
+        let had_reply = self.active.is_some() || !self.queue.is_empty();
+        if let Some(reply) = self.active.take() {
+            reply.cancelled.store(true, Ordering::Release);
+            reply.tts_task.abort();
+            if let Some(turn) = reply.turn {
+                self.clock.forget(turn);
+            }
+        }
+        self.queue.clear();
+        self.ctx.reply.clear();
+        if from_host {
+            let _ = self.ctx.control.try_send(RtControl::Interrupt);
+        }
+        let _ = self.ctx.control.try_send(RtControl::ReplyCancelled);
+        self.ctx.shared.wake();
+        if had_reply || !from_host {
+            self.ctx.events.emit(VbEventKind::VB_EVENT_INTERRUPTED, |_| {});
+        }
+        self.ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
+    }
+
+    fn back_to_listening_if_idle(&mut self) {
+        if self.active.is_none() && self.queue.is_empty() {
+            self.ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(reply) = self.active.take() {
+            reply.cancelled.store(true, Ordering::Release);
+            reply.tts_task.abort();
+        }
+        self.stt_audio.clear();
+        self.ctx.events.set_state(VbSessionState::VB_STATE_STOPPED);
+    }
+}
+
+/// Waits for the active reply's next TTS chunk; pending forever when there is none.
+async fn next_tts_audio(active: &mut Option<ActiveReply>) -> Option<Vec<i16>> {
+    match active {
+        Some(reply) if reply.audio_open => reply.audio_rx.recv().await,
+        _ => std::future::pending().await,
+    }
+}
+
+/// Runs the host's agent for one transcript on an agent worker thread; its panics become errors.
+fn run_agent(
+    agent: Option<Arc<dyn Agent>>,
+    id: u64,
+    transcript: &str,
+    reply_tx: mpsc::UnboundedSender<(u64, ReplyMsg)>,
+    cancelled: Arc<AtomicBool>,
+) {
+    let mut reply = Reply::new(id, reply_tx.clone(), cancelled);
+    let result = match agent {
+        Some(agent) => std::panic::catch_unwind(AssertUnwindSafe(|| agent.on_transcript(transcript, &mut reply)))
+            .unwrap_or_else(|_| Err(Error::new(VbStatus::VB_ERR_PANIC, "the agent callback panicked"))),
+        None => Err(Error::invalid_state("this session has no agent")),
+    };
+    let _ = reply_tx.send((id, ReplyMsg::Returned(result)));
+}

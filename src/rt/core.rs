@@ -1,0 +1,222 @@
+//! The realtime loop of one session: input ring → resample → processors → VAD → turn detector →
+//! STT ring and events, plus barge-in and playout. Nothing here allocates, locks or blocks.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::frame::{FrameSpec, MAX_FRAME_SAMPLES};
+use super::message::{RtControl, RtOutput, SpeechFrame};
+use super::playout::Playout;
+use super::processor::ProcessorChain;
+use super::resample::ChunkResampler;
+use super::shared::{EngineCounters, RtShared};
+use super::turn::{TurnDetector, TurnStep};
+use super::vad::VoiceDetector;
+use crate::config::BackendConfig;
+
+/// The host's ends of a session's rings (used by `process_audio` / `read_audio`).
+pub struct HostEnds {
+    /// Host-rate input samples into the realtime thread.
+    pub input: rtrb::Producer<i16>,
+    /// Host-rate reply samples out of the realtime thread.
+    pub output: rtrb::Consumer<i16>,
+}
+
+/// The I/O side's ends of a session's rings (used by the session task).
+pub struct IoEnds {
+    /// Events and speech frames from the realtime thread.
+    pub from_rt: rtrb::Consumer<RtOutput>,
+    /// Reply audio at the host's output rate, into playout.
+    pub reply: rtrb::Producer<i16>,
+    /// Controls to the realtime thread.
+    pub control: Sender<RtControl>,
+}
+
+/// Everything one session's realtime thread owns.
+pub struct RealtimeLoop {
+    spec: FrameSpec,
+    input: rtrb::Consumer<i16>,
+    host_frame: Box<[i16]>,
+    resampler: ChunkResampler,
+    pending: Box<[i16]>,
+    pending_len: usize,
+    frame: Box<[i16]>,
+    processors: ProcessorChain,
+    vad: VoiceDetector,
+    turn: TurnDetector,
+    turn_id: u32,
+    speaking_frames: u32,
+    barge_in_frames: Option<u32>,
+    last_voiced_us: u64,
+    frame_index: u64,
+    playout: Playout,
+    to_io: rtrb::Producer<RtOutput>,
+    control: Receiver<RtControl>,
+    shared: Arc<RtShared>,
+    counters: Arc<EngineCounters>,
+}
+
+/// Builds a session's rings and its realtime loop; every buffer is allocated here, once.
+pub fn build_session(
+    config: &BackendConfig,
+    spec: FrameSpec,
+    processors: ProcessorChain,
+    shared: Arc<RtShared>,
+    counters: Arc<EngineCounters>,
+) -> (HostEnds, IoEnds, RealtimeLoop) {
+    let audio = &config.audio;
+    let (in_tx, in_rx) = rtrb::RingBuffer::new(FrameSpec::samples_in(spec.input_rate, audio.input_buffer_ms));
+    let (out_tx, out_rx) = rtrb::RingBuffer::new(FrameSpec::samples_in(spec.output_rate, audio.output_buffer_ms));
+    let (reply_tx, reply_rx) = rtrb::RingBuffer::new(FrameSpec::samples_in(spec.output_rate, audio.reply_buffer_ms));
+    // Two seconds of speech frames plus room for the events between them.
+    let (io_tx, io_rx) = rtrb::RingBuffer::new(spec.frames_in(2000) as usize + 64);
+    let (control_tx, control_rx) = crossbeam_channel::bounded(64);
+
+    let internal_frame = spec.internal_frame();
+    let resampler = ChunkResampler::new(spec.input_rate, spec.internal_rate, spec.input_frame());
+    let vad_start_frames = config.vad.start_ms.div_ceil(spec.frame_ms).max(1);
+    let barge_in_frames =
+        config.interruptions.enabled.then(|| config.interruptions.min_speech_ms.div_ceil(spec.frame_ms).max(1));
+    let rt = RealtimeLoop {
+        spec,
+        input: in_rx,
+        host_frame: vec![0; spec.input_frame()].into_boxed_slice(),
+        pending: vec![0; internal_frame + resampler.max_output()].into_boxed_slice(),
+        resampler,
+        pending_len: 0,
+        frame: vec![0; internal_frame].into_boxed_slice(),
+        processors,
+        vad: VoiceDetector::new(&config.vad, spec.internal_rate, spec.frame_ms),
+        turn: TurnDetector::new(&config.turn, spec.frame_ms, internal_frame, vad_start_frames),
+        turn_id: 0,
+        speaking_frames: 0,
+        barge_in_frames,
+        last_voiced_us: 0,
+        frame_index: 0,
+        playout: Playout::new(reply_rx, out_tx),
+        to_io: io_tx,
+        control: control_rx,
+        shared,
+        counters,
+    };
+    debug_assert!(internal_frame <= MAX_FRAME_SAMPLES);
+    let host = HostEnds { input: in_tx, output: out_rx };
+    let io = IoEnds { from_rt: io_rx, reply: reply_tx, control: control_tx };
+    (host, io, rt)
+}
+
+impl RealtimeLoop {
+    /// Does all the work that is due: controls, every complete input frame, playout.
+    /// Returns the number of host frames consumed. Realtime-safe.
+    pub fn run_once(&mut self) -> usize {
+        let now_us = self.shared.now_us();
+        while let Ok(control) = self.control.try_recv() {
+            self.playout.control(control, &self.shared);
+        }
+        let host_frame = self.host_frame.len();
+        let mut consumed = 0;
+        while self.input.slots() >= host_frame {
+            if let Ok(chunk) = self.input.read_chunk(host_frame) {
+                let (a, b) = chunk.as_slices();
+                self.host_frame[..a.len()].copy_from_slice(a);
+                self.host_frame[a.len()..].copy_from_slice(b);
+                chunk.commit_all();
+            }
+            self.process_host_frame(now_us);
+            consumed += 1;
+        }
+        if consumed > 0 {
+            let late = now_us.saturating_sub(self.shared.last_push_us.load(Ordering::Relaxed));
+            if late > u64::from(self.spec.frame_ms) * 1000 {
+                self.counters.deadline_misses.fetch_add(consumed as u64, Ordering::Relaxed);
+            }
+        }
+        if let Some(event) = self.playout.step(&self.shared, now_us) {
+            self.emit(event);
+        }
+        consumed
+    }
+
+    /// Whether a complete input frame or a control is waiting (checked before parking).
+    pub fn has_work(&self) -> bool {
+        self.input.slots() >= self.host_frame.len() || !self.control.is_empty()
+    }
+
+    /// The frame geometry.
+    pub fn spec(&self) -> FrameSpec {
+        self.spec
+    }
+
+    fn process_host_frame(&mut self, now_us: u64) {
+        let converted = self.resampler.process(&self.host_frame);
+        let n = converted.len();
+        self.pending[self.pending_len..self.pending_len + n].copy_from_slice(converted);
+        self.pending_len += n;
+        let frame_len = self.frame.len();
+        while self.pending_len >= frame_len {
+            self.frame.copy_from_slice(&self.pending[..frame_len]);
+            self.pending.copy_within(frame_len..self.pending_len, 0);
+            self.pending_len -= frame_len;
+            self.process_frame(now_us);
+        }
+    }
+
+    fn process_frame(&mut self, now_us: u64) {
+        self.processors.process(&mut self.frame, self.spec.internal_rate);
+        let vad = self.vad.process(&self.frame);
+        if vad.voiced {
+            self.last_voiced_us = now_us;
+        }
+        self.speaking_frames = if vad.speaking { self.speaking_frames + 1 } else { 0 };
+        if let Some(needed) = self.barge_in_frames {
+            if self.playout.is_playing() && self.speaking_frames >= needed {
+                self.playout.flush(&self.shared);
+                self.emit(RtOutput::Interrupted { at_us: now_us });
+            }
+        }
+        match self.turn.process(self.frame_index, &self.frame, vad) {
+            TurnStep::Idle => {}
+            TurnStep::Started => {
+                self.turn_id += 1;
+                self.emit(RtOutput::SpeechStarted { turn: self.turn_id, at_us: now_us });
+                let (turn_id, to_io, shared) = (self.turn_id, &mut self.to_io, &self.shared);
+                let counters = &self.counters;
+                self.turn.drain_preroll(|f| push_speech(to_io, shared, counters, SpeechFrame::new(turn_id, f)));
+            }
+            TurnStep::Continuing => self.push_frame(),
+            TurnStep::Ended { reason, .. } => {
+                self.push_frame();
+                self.emit(RtOutput::SpeechStopped {
+                    turn: self.turn_id,
+                    at_us: now_us,
+                    speech_end_us: self.last_voiced_us,
+                    reason,
+                });
+            }
+        }
+        self.frame_index += 1;
+        self.counters.frames_processed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn push_frame(&mut self) {
+        let frame = SpeechFrame::new(self.turn_id, &self.frame);
+        push_speech(&mut self.to_io, &self.shared, &self.counters, frame);
+    }
+
+    /// Sends an event; the ring keeps 64 slots beyond the speech frames it can hold, so it only
+    /// fills when the I/O side has stalled, and then the loss is counted.
+    fn emit(&mut self, event: RtOutput) {
+        if self.to_io.push(event).is_err() {
+            self.shared.events_dropped_unreported.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn push_speech(to_io: &mut rtrb::Producer<RtOutput>, shared: &RtShared, counters: &EngineCounters, frame: SpeechFrame) {
+    if to_io.push(RtOutput::Speech(frame)).is_err() {
+        counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
+        shared.speech_dropped_unreported.fetch_add(frame.samples().len() as u64, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,50 @@
+//! The realtime thread of one session: elevated scheduling, the park/unpark wait, shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{Ordering, fence};
+use std::thread::JoinHandle;
+
+use super::core::RealtimeLoop;
+use super::shared::{RtShared, realtime_section};
+
+/// Spawns the realtime thread running `rt` until `shared.shutdown` is set.
+pub fn spawn_realtime_thread(
+    name: String,
+    mut rt: RealtimeLoop,
+    shared: Arc<RtShared>,
+    elevate: bool,
+) -> std::io::Result<JoinHandle<()>> {
+    let period = rt.spec().period();
+    std::thread::Builder::new().name(name).stack_size(256 * 1024).spawn(move || {
+        if elevate {
+            shared.elevated.store(elevate_current_thread(), Ordering::Relaxed);
+        }
+        let _ = shared.thread.set(std::thread::current());
+        while !shared.shutdown.load(Ordering::Acquire) {
+            realtime_section(|| rt.run_once());
+            shared.sleeping.store(true, Ordering::SeqCst);
+            // Pairs with the fence in the producers: either they see `sleeping` and unpark us, or
+            // we see their data here and skip the park.
+            fence(Ordering::SeqCst);
+            if !rt.has_work() && !shared.shutdown.load(Ordering::Acquire) {
+                // Wakes on new input, a control, or after one frame period to keep playout flowing.
+                std::thread::park_timeout(period);
+            }
+            shared.sleeping.store(false, Ordering::SeqCst);
+        }
+    })
+}
+
+/// Asks for SCHED_FIFO at a modest priority. Returns whether the OS granted it.
+fn elevate_current_thread() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 10 };
+        // SAFETY: plain syscall wrapper on the calling thread with a valid parameter struct.
+        unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}

@@ -1,0 +1,238 @@
+//! Turn detection in audio time: when a user turn starts, when it ends, and the speech before
+//! its start (pre-roll) that must still reach STT.
+//!
+//! Everything is counted in frames, never in wall-clock time, so a file pushed faster than real
+//! time is cut into exactly the same turns as the same audio spoken live.
+
+use super::frame::MAX_FRAME_SAMPLES;
+use super::vad::VadDecision;
+use crate::config::TurnConfig;
+
+/// Why a turn ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnEndReason {
+    /// `turn.silence_ms` of silence followed the speech.
+    Silence,
+    /// The turn reached `turn.max_turn_ms`.
+    MaxLength,
+}
+
+/// What the detector decided for one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnStep {
+    /// No turn: the frame is kept only as pre-roll.
+    Idle,
+    /// A turn starts with this frame: stream the pre-roll (which ends with this frame) first.
+    Started,
+    /// Inside a turn: stream this frame.
+    Continuing,
+    /// The turn ends after this frame (stream it first).
+    Ended {
+        /// Silence or maximum length.
+        reason: TurnEndReason,
+        /// Audio-clock index of the last voiced frame.
+        speech_end_frame: u64,
+    },
+}
+
+/// The turn state machine plus its pre-roll buffer, fixed-size from construction.
+pub struct TurnDetector {
+    min_speech_frames: u32,
+    silence_frames: u32,
+    max_turn_frames: u32,
+    in_turn: bool,
+    speech_frames: u32,
+    turn_frames: u32,
+    frames_since_voiced: u32,
+    last_voiced_frame: u64,
+    preroll: FrameHistory,
+}
+
+impl TurnDetector {
+    /// A detector for frames of `frame_ms` with `frame_len` samples; `vad_start_frames` is the
+    /// VAD's start hysteresis, so the pre-roll also holds the speech the VAD needed to decide.
+    pub fn new(config: &TurnConfig, frame_ms: u32, frame_len: usize, vad_start_frames: u32) -> Self {
+        let min_speech_frames = config.min_speech_ms.div_ceil(frame_ms).max(1);
+        // Pre-roll: speech before the VAD said "speaking", the candidate itself, and 100 ms of lead-in.
+        let preroll_frames = (vad_start_frames + min_speech_frames + 100u32.div_ceil(frame_ms)) as usize;
+        TurnDetector {
+            min_speech_frames,
+            silence_frames: config.silence_ms.div_ceil(frame_ms).max(1),
+            max_turn_frames: config.max_turn_ms.div_ceil(frame_ms).max(1),
+            in_turn: false,
+            speech_frames: 0,
+            turn_frames: 0,
+            frames_since_voiced: 0,
+            last_voiced_frame: 0,
+            preroll: FrameHistory::new(preroll_frames, frame_len),
+        }
+    }
+
+    /// Whether a turn is open.
+    pub fn in_turn(&self) -> bool {
+        self.in_turn
+    }
+
+    /// Advances by one frame (`frame_index` is the audio clock). Realtime-safe.
+    pub fn process(&mut self, frame_index: u64, frame: &[i16], vad: VadDecision) -> TurnStep {
+        if vad.voiced {
+            self.frames_since_voiced = 0;
+            self.last_voiced_frame = frame_index;
+        } else {
+            self.frames_since_voiced = self.frames_since_voiced.saturating_add(1);
+        }
+        if !self.in_turn {
+            self.preroll.push(frame);
+            if !vad.speaking {
+                self.speech_frames = 0;
+                return TurnStep::Idle;
+            }
+            self.speech_frames += 1;
+            if self.speech_frames < self.min_speech_frames {
+                return TurnStep::Idle;
+            }
+            self.in_turn = true;
+            self.turn_frames = 0;
+            return TurnStep::Started;
+        }
+        self.turn_frames += 1;
+        let silence_done = !vad.speaking && self.frames_since_voiced >= self.silence_frames;
+        let reason = if silence_done {
+            Some(TurnEndReason::Silence)
+        } else if self.turn_frames >= self.max_turn_frames {
+            Some(TurnEndReason::MaxLength)
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => {
+                self.in_turn = false;
+                self.speech_frames = 0;
+                self.preroll.clear();
+                TurnStep::Ended { reason, speech_end_frame: self.last_voiced_frame }
+            }
+            None => TurnStep::Continuing,
+        }
+    }
+
+    /// Hands the buffered pre-roll frames, oldest first, to `f`, and empties the buffer.
+    pub fn drain_preroll(&mut self, mut f: impl FnMut(&[i16])) {
+        self.preroll.drain(&mut f);
+    }
+}
+
+/// A fixed ring of the last N frames.
+struct FrameHistory {
+    samples: Box<[i16]>,
+    frame_len: usize,
+    capacity: usize,
+    start: usize,
+    len: usize,
+}
+
+impl FrameHistory {
+    fn new(capacity: usize, frame_len: usize) -> Self {
+        assert!(frame_len <= MAX_FRAME_SAMPLES);
+        FrameHistory { samples: vec![0; capacity * frame_len].into_boxed_slice(), frame_len, capacity, start: 0, len: 0 }
+    }
+
+    fn push(&mut self, frame: &[i16]) {
+        let slot = (self.start + self.len) % self.capacity;
+        self.samples[slot * self.frame_len..(slot + 1) * self.frame_len].copy_from_slice(frame);
+        if self.len == self.capacity {
+            self.start = (self.start + 1) % self.capacity;
+        } else {
+            self.len += 1;
+        }
+    }
+
+    fn drain(&mut self, f: &mut impl FnMut(&[i16])) {
+        for i in 0..self.len {
+            let slot = (self.start + i) % self.capacity;
+            f(&self.samples[slot * self.frame_len..(slot + 1) * self.frame_len]);
+        }
+        self.clear();
+    }
+
+    fn clear(&mut self) {
+        self.start = 0;
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FRAME: [i16; 320] = [0; 320];
+
+    fn decision(voiced: bool) -> VadDecision {
+        VadDecision { voiced, speaking: voiced }
+    }
+
+    /// Runs a voiced/unvoiced pattern (one bool per 20 ms frame) and records the steps.
+    fn run(det: &mut TurnDetector, pattern: &[(bool, usize)]) -> Vec<(u64, TurnStep)> {
+        let mut steps = Vec::new();
+        let mut i = 0u64;
+        for &(voiced, count) in pattern {
+            for _ in 0..count {
+                let step = det.process(i, &FRAME, decision(voiced));
+                if step != TurnStep::Continuing && step != TurnStep::Idle {
+                    steps.push((i, step));
+                }
+                i += 1;
+            }
+        }
+        steps
+    }
+
+    fn detector() -> TurnDetector {
+        TurnDetector::new(&TurnConfig { silence_ms: 500, min_speech_ms: 150, max_turn_ms: 2000 }, 20, 320, 2)
+    }
+
+    #[test]
+    fn a_turn_starts_after_min_speech_and_ends_after_silence() {
+        let mut det = detector();
+        let steps = run(&mut det, &[(false, 10), (true, 50), (false, 40)]);
+        assert_eq!(steps[0], (17, TurnStep::Started), "8 frames = 160 ms >= 150 ms");
+        assert_eq!(steps[1], (84, TurnStep::Ended { reason: TurnEndReason::Silence, speech_end_frame: 59 }));
+        assert_eq!(steps.len(), 2);
+    }
+
+    #[test]
+    fn a_cough_shorter_than_min_speech_is_no_turn() {
+        let mut det = detector();
+        assert!(run(&mut det, &[(true, 5), (false, 50), (true, 3), (false, 50)]).is_empty());
+    }
+
+    #[test]
+    fn short_pauses_do_not_end_a_turn() {
+        let mut det = detector();
+        let steps = run(&mut det, &[(true, 20), (false, 20), (true, 20), (false, 30)]);
+        assert_eq!(steps.len(), 2);
+        assert!(matches!(steps[1].1, TurnStep::Ended { speech_end_frame: 59, .. }));
+    }
+
+    #[test]
+    fn long_speech_is_cut_at_max_turn() {
+        let mut det = detector();
+        let steps = run(&mut det, &[(true, 250)]);
+        assert_eq!(steps[1].1, TurnStep::Ended { reason: TurnEndReason::MaxLength, speech_end_frame: 107 });
+        assert_eq!(steps[2].1, TurnStep::Started, "speech that goes on opens the next turn");
+    }
+
+    #[test]
+    fn preroll_holds_the_speech_before_the_start() {
+        let mut det = detector();
+        let mut frames = Vec::new();
+        for i in 0..30u64 {
+            let frame = [i as i16; 320];
+            if det.process(i, &frame, decision(i >= 20)) == TurnStep::Started {
+                det.drain_preroll(|f| frames.push(f[0]));
+                break;
+            }
+        }
+        // Capacity: 2 (VAD start) + 8 (min speech) + 5 (100 ms) frames, ending with the start frame.
+        assert_eq!(frames, (13..=27).collect::<Vec<i16>>());
+    }
+}

@@ -1,0 +1,122 @@
+//! Voice activity detection: webrtc-vad per frame, smoothed by start/stop hysteresis.
+
+use webrtc_vad::{SampleRate, Vad, VadMode};
+
+use crate::config::VadConfig;
+
+/// Raw frame classifier plus hysteresis: "speech" only after `start` voiced frames in a row,
+/// "silence" only after `stop` unvoiced frames in a row.
+pub struct VoiceDetector {
+    vad: FrameVad,
+    start_frames: u32,
+    stop_frames: u32,
+    run: u32,
+    speaking: bool,
+}
+
+/// What the detector concluded from one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VadDecision {
+    /// The raw classifier's verdict for this frame.
+    pub voiced: bool,
+    /// The smoothed state after this frame.
+    pub speaking: bool,
+}
+
+impl VoiceDetector {
+    /// A detector for frames of `frame_ms` at `sample_rate` (8000 or 16000).
+    pub fn new(config: &VadConfig, sample_rate: u32, frame_ms: u32) -> Self {
+        VoiceDetector {
+            vad: FrameVad::new(config.mode, sample_rate),
+            start_frames: config.start_ms.div_ceil(frame_ms).max(1),
+            stop_frames: config.stop_ms.div_ceil(frame_ms).max(1),
+            run: 0,
+            speaking: false,
+        }
+    }
+
+    /// Classifies one frame. Realtime-safe.
+    pub fn process(&mut self, frame: &[i16]) -> VadDecision {
+        let voiced = self.vad.is_voiced(frame);
+        if voiced == self.speaking {
+            self.run = 0;
+        } else {
+            self.run += 1;
+            let needed = if self.speaking { self.stop_frames } else { self.start_frames };
+            if self.run >= needed {
+                self.speaking = voiced;
+                self.run = 0;
+            }
+        }
+        VadDecision { voiced, speaking: self.speaking }
+    }
+
+    /// The smoothed state.
+    pub fn is_speaking(&self) -> bool {
+        self.speaking
+    }
+}
+
+/// webrtc-vad's C state. It holds plain memory with no tie to the thread that made it.
+struct FrameVad(Vad);
+
+// SAFETY: `Vad` wraps a heap-allocated `Fvad` struct that has no thread affinity; it is only
+// ever used by one thread at a time (moved to the realtime thread, never shared).
+unsafe impl Send for FrameVad {}
+
+impl FrameVad {
+    fn new(mode: u8, sample_rate: u32) -> Self {
+        let rate = if sample_rate == 8000 { SampleRate::Rate8kHz } else { SampleRate::Rate16kHz };
+        let mode = match mode {
+            0 => VadMode::Quality,
+            1 => VadMode::LowBitrate,
+            2 => VadMode::Aggressive,
+            _ => VadMode::VeryAggressive,
+        };
+        FrameVad(Vad::new_with_rate_and_mode(rate, mode))
+    }
+
+    fn is_voiced(&mut self, frame: &[i16]) -> bool {
+        // Frames are always 10/20/30 ms at a supported rate, so the only error case cannot occur.
+        self.0.is_voice_segment(frame).unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn voice_like(n: usize, phase: usize) -> Vec<i16> {
+        // A harmonic-rich 150 Hz buzz: webrtc-vad calls this speech.
+        (0..n)
+            .map(|i| {
+                let t = (i + phase) as f32 / 16000.0;
+                let s: f32 = (1..=12).map(|h| (t * 150.0 * h as f32 * std::f32::consts::TAU).sin() / h as f32).sum();
+                (s * 6000.0) as i16
+            })
+            .collect()
+    }
+
+    #[test]
+    fn silence_is_not_speech_and_voice_is_after_hysteresis() {
+        let cfg = VadConfig { mode: 2, start_ms: 40, stop_ms: 100 };
+        let mut d = VoiceDetector::new(&cfg, 16000, 20);
+        for _ in 0..10 {
+            assert!(!d.process(&[0; 320]).speaking);
+        }
+        let mut first_speaking = None;
+        for i in 0..10 {
+            if d.process(&voice_like(320, i * 320)).speaking && first_speaking.is_none() {
+                first_speaking = Some(i);
+            }
+        }
+        assert_eq!(first_speaking, Some(1), "two voiced frames (40 ms) are needed");
+        let mut first_silent = None;
+        for i in 0..10 {
+            if !d.process(&[0; 320]).speaking && first_silent.is_none() {
+                first_silent = Some(i);
+            }
+        }
+        assert_eq!(first_silent, Some(4), "five unvoiced frames (100 ms) are needed");
+    }
+}
