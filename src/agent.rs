@@ -43,8 +43,17 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub(crate) fn new(id: u64, tx: mpsc::UnboundedSender<(u64, ReplyMsg)>, cancelled: Arc<AtomicBool>) -> Self {
-        Reply { id, tx, cancelled, ended: false }
+    pub(crate) fn new(
+        id: u64,
+        tx: mpsc::UnboundedSender<(u64, ReplyMsg)>,
+        cancelled: Arc<AtomicBool>,
+    ) -> Self {
+        Reply {
+            id,
+            tx,
+            cancelled,
+            ended: false,
+        }
     }
 
     /// Appends text to the reply; TTS starts speaking complete sentences at once.
@@ -76,7 +85,9 @@ impl Reply {
 
     fn check_open(&self) -> Result<()> {
         if self.is_cancelled() {
-            return Err(Error::invalid_state("the reply was cancelled by an interruption"));
+            return Err(Error::invalid_state(
+                "the reply was cancelled by an interruption",
+            ));
         }
         if self.ended {
             return Err(Error::invalid_state("the reply has already ended"));
@@ -85,6 +96,8 @@ impl Reply {
     }
 
     fn send(&self, msg: ReplyMsg) -> Result<()> {
-        self.tx.send((self.id, msg)).map_err(|_| Error::invalid_state("the session has stopped"))
+        self.tx
+            .send((self.id, msg))
+            .map_err(|_| Error::invalid_state("the session has stopped"))
     }
 }

@@ -123,7 +123,11 @@ pub struct VadConfig {
 
 impl Default for VadConfig {
     fn default() -> Self {
-        VadConfig { mode: 2, start_ms: 40, stop_ms: 100 }
+        VadConfig {
+            mode: 2,
+            start_ms: 40,
+            stop_ms: 100,
+        }
     }
 }
 
@@ -141,7 +145,11 @@ pub struct TurnConfig {
 
 impl Default for TurnConfig {
     fn default() -> Self {
-        TurnConfig { silence_ms: 500, min_speech_ms: 150, max_turn_ms: 30000 }
+        TurnConfig {
+            silence_ms: 500,
+            min_speech_ms: 150,
+            max_turn_ms: 30000,
+        }
     }
 }
 
@@ -157,7 +165,10 @@ pub struct InterruptionConfig {
 
 impl Default for InterruptionConfig {
     fn default() -> Self {
-        InterruptionConfig { enabled: true, min_speech_ms: 200 }
+        InterruptionConfig {
+            enabled: true,
+            min_speech_ms: 200,
+        }
     }
 }
 
@@ -234,10 +245,14 @@ fn parse_strict<T: DeserializeOwned>(json: &str) -> Result<T> {
 
 fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<()> {
     if value < min {
-        return Err(Error::invalid_config(format!("{field}: {value} is below the minimum {min}")));
+        return Err(Error::invalid_config(format!(
+            "{field}: {value} is below the minimum {min}"
+        )));
     }
     if value > max {
-        return Err(Error::invalid_config(format!("{field}: {value} is above the maximum {max}")));
+        return Err(Error::invalid_config(format!(
+            "{field}: {value} is above the maximum {max}"
+        )));
     }
     Ok(())
 }
@@ -246,7 +261,9 @@ fn check_one_of(field: &str, value: u32, allowed: &[u32]) -> Result<()> {
     if allowed.contains(&value) {
         Ok(())
     } else {
-        Err(Error::invalid_config(format!("{field}: {value} is not one of {allowed:?}")))
+        Err(Error::invalid_config(format!(
+            "{field}: {value} is not one of {allowed:?}"
+        )))
     }
 }
 
@@ -254,7 +271,9 @@ fn check_object(field: &str, value: &Value) -> Result<()> {
     if value.is_object() {
         Ok(())
     } else {
-        Err(Error::invalid_config(format!("{field}: must be a JSON object, got {value}")))
+        Err(Error::invalid_config(format!(
+            "{field}: must be a JSON object, got {value}"
+        )))
     }
 }
 
@@ -288,33 +307,79 @@ impl BackendConfig {
         match self.pipeline_type {
             PipelineType::SttTts => {
                 if self.stt_provider.is_none() {
-                    return Err(Error::invalid_config("stt_provider: required when pipeline_type is \"stt_tts\""));
+                    return Err(Error::invalid_config(
+                        "stt_provider: required when pipeline_type is \"stt_tts\"",
+                    ));
                 }
                 if self.tts_provider.is_none() {
-                    return Err(Error::invalid_config("tts_provider: required when pipeline_type is \"stt_tts\""));
+                    return Err(Error::invalid_config(
+                        "tts_provider: required when pipeline_type is \"stt_tts\"",
+                    ));
                 }
             }
             PipelineType::S2s => {
                 if self.s2s_provider.is_none() {
-                    return Err(Error::invalid_config("s2s_provider: required when pipeline_type is \"s2s\""));
+                    return Err(Error::invalid_config(
+                        "s2s_provider: required when pipeline_type is \"s2s\"",
+                    ));
                 }
             }
         }
-        check_range("latency_target_ms", self.latency_target_ms.into(), 100, 5000)?;
-        check_range("max_concurrent_sessions", self.max_concurrent_sessions.into(), 1, 100_000)?;
+        check_range(
+            "latency_target_ms",
+            self.latency_target_ms.into(),
+            100,
+            5000,
+        )?;
+        check_range(
+            "max_concurrent_sessions",
+            self.max_concurrent_sessions.into(),
+            1,
+            100_000,
+        )?;
         let a = &self.audio;
         check_one_of("audio.sample_rate", a.sample_rate, &INTERNAL_RATES)?;
         check_one_of("audio.frame_ms", a.frame_ms, &FRAME_MS)?;
-        check_range("audio.input_buffer_ms", a.input_buffer_ms.into(), (2 * a.frame_ms).into(), 10_000)?;
-        check_range("audio.output_buffer_ms", a.output_buffer_ms.into(), (2 * a.frame_ms).into(), 10_000)?;
-        check_range("audio.reply_buffer_ms", a.reply_buffer_ms.into(), 100, 60_000)?;
+        check_range(
+            "audio.input_buffer_ms",
+            a.input_buffer_ms.into(),
+            (2 * a.frame_ms).into(),
+            10_000,
+        )?;
+        check_range(
+            "audio.output_buffer_ms",
+            a.output_buffer_ms.into(),
+            (2 * a.frame_ms).into(),
+            10_000,
+        )?;
+        check_range(
+            "audio.reply_buffer_ms",
+            a.reply_buffer_ms.into(),
+            100,
+            60_000,
+        )?;
         check_range("vad.mode", self.vad.mode.into(), 0, 3)?;
         check_range("vad.start_ms", self.vad.start_ms.into(), 0, 1000)?;
         check_range("vad.stop_ms", self.vad.stop_ms.into(), 0, 2000)?;
         check_range("turn.silence_ms", self.turn.silence_ms.into(), 50, 10_000)?;
-        check_range("turn.min_speech_ms", self.turn.min_speech_ms.into(), 0, 5000)?;
-        check_range("turn.max_turn_ms", self.turn.max_turn_ms.into(), 1000, 600_000)?;
-        check_range("interruptions.min_speech_ms", self.interruptions.min_speech_ms.into(), 0, 5000)?;
+        check_range(
+            "turn.min_speech_ms",
+            self.turn.min_speech_ms.into(),
+            0,
+            5000,
+        )?;
+        check_range(
+            "turn.max_turn_ms",
+            self.turn.max_turn_ms.into(),
+            1000,
+            600_000,
+        )?;
+        check_range(
+            "interruptions.min_speech_ms",
+            self.interruptions.min_speech_ms.into(),
+            0,
+            5000,
+        )?;
         Ok(())
     }
 }
@@ -361,33 +426,49 @@ mod tests {
         assert_eq!(c.max_concurrent_sessions, 100);
         assert_eq!((c.audio.sample_rate, c.audio.frame_ms), (16000, 20));
         assert_eq!(c.vad.mode, 2);
-        assert_eq!((c.turn.silence_ms, c.turn.min_speech_ms, c.turn.max_turn_ms), (500, 150, 30000));
+        assert_eq!(
+            (c.turn.silence_ms, c.turn.min_speech_ms, c.turn.max_turn_ms),
+            (500, 150, 30000)
+        );
         assert!(c.interruptions.enabled);
         assert_eq!(c.interruptions.min_speech_ms, 200);
     }
 
     #[test]
     fn unknown_keys_are_rejected_with_their_path() {
-        assert!(err(r#"{"provider":"local","stt_provider":"a","tts_provider":"b","bogus":1}"#).contains("bogus"));
-        let m = err(r#"{"provider":"local","stt_provider":"a","tts_provider":"b","turn":{"silence":5}}"#);
+        assert!(
+            err(r#"{"provider":"local","stt_provider":"a","tts_provider":"b","bogus":1}"#)
+                .contains("bogus")
+        );
+        let m = err(
+            r#"{"provider":"local","stt_provider":"a","tts_provider":"b","turn":{"silence":5}}"#,
+        );
         assert!(m.starts_with("turn"), "{m}");
         assert!(m.contains("silence"), "{m}");
     }
 
     #[test]
     fn out_of_range_values_name_field_value_and_bound() {
-        let m = err(r#"{"provider":"local","stt_provider":"a","tts_provider":"b","turn":{"silence_ms":0}}"#);
+        let m = err(
+            r#"{"provider":"local","stt_provider":"a","tts_provider":"b","turn":{"silence_ms":0}}"#,
+        );
         assert_eq!(m, "turn.silence_ms: 0 is below the minimum 50");
-        let m = err(r#"{"provider":"local","stt_provider":"a","tts_provider":"b","vad":{"mode":4}}"#);
+        let m =
+            err(r#"{"provider":"local","stt_provider":"a","tts_provider":"b","vad":{"mode":4}}"#);
         assert_eq!(m, "vad.mode: 4 is above the maximum 3");
-        let m = err(r#"{"provider":"local","stt_provider":"a","tts_provider":"b","audio":{"frame_ms":25}}"#);
+        let m = err(
+            r#"{"provider":"local","stt_provider":"a","tts_provider":"b","audio":{"frame_ms":25}}"#,
+        );
         assert!(m.starts_with("audio.frame_ms: 25 is not one of"), "{m}");
     }
 
     #[test]
     fn malformed_json_and_wrong_types_are_invalid_config() {
         assert!(err("{not json").starts_with("config:"));
-        assert!(err(r#"{"provider":"local","max_concurrent_sessions":"ten"}"#).starts_with("max_concurrent_sessions"));
+        assert!(
+            err(r#"{"provider":"local","max_concurrent_sessions":"ten"}"#)
+                .starts_with("max_concurrent_sessions")
+        );
         assert!(err(r#"{"stt_provider":"a"}"#).contains("provider"));
     }
 
@@ -396,7 +477,9 @@ mod tests {
         assert!(err(r#"{"provider":"local","tts_provider":"b"}"#).starts_with("stt_provider"));
         assert!(err(r#"{"provider":"local","stt_provider":"a"}"#).starts_with("tts_provider"));
         assert!(err(r#"{"provider":"local","pipeline_type":"s2s"}"#).starts_with("s2s_provider"));
-        assert!(err(r#"{"provider":"local","pipeline_type":"duplex"}"#).starts_with("pipeline_type"));
+        assert!(
+            err(r#"{"provider":"local","pipeline_type":"duplex"}"#).starts_with("pipeline_type")
+        );
     }
 
     #[test]
@@ -404,7 +487,15 @@ mod tests {
         let c = SessionConfig::from_json("").unwrap();
         assert_eq!((c.input_sample_rate, c.transport.as_str()), (16000, "host"));
         let e = SessionConfig::from_json(r#"{"input_sample_rate": 11025}"#).unwrap_err();
-        assert!(e.message().starts_with("input_sample_rate: 11025 is not one of"));
-        assert!(SessionConfig::from_json(r#"{"user":"x"}"#).unwrap_err().message().contains("user"));
+        assert!(
+            e.message()
+                .starts_with("input_sample_rate: 11025 is not one of")
+        );
+        assert!(
+            SessionConfig::from_json(r#"{"user":"x"}"#)
+                .unwrap_err()
+                .message()
+                .contains("user")
+        );
     }
 }

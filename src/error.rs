@@ -3,6 +3,7 @@
 //! Every fallible operation returns [`Result`]; [`Error::status`] gives the `VbStatus` that the C
 //! ABI returns, one to one. Messages say what was wrong and with which value.
 
+use std::ffi::CStr;
 use std::fmt;
 
 /// Status codes of the C ABI. Values are fixed by the contract (`C_API.md`); the variant names are
@@ -43,50 +44,61 @@ pub enum VbStatus {
     VB_ERR_INTERNAL = 14,
 }
 
+static ALL_STATUSES: [VbStatus; 15] = [
+    VbStatus::VB_OK,
+    VbStatus::VB_ERR_INVALID_ARGUMENT,
+    VbStatus::VB_ERR_INVALID_CONFIG,
+    VbStatus::VB_ERR_PROVIDER_NOT_FOUND,
+    VbStatus::VB_ERR_INVALID_STATE,
+    VbStatus::VB_ERR_SESSION_LIMIT,
+    VbStatus::VB_ERR_RATE_LIMITED,
+    VbStatus::VB_ERR_UNAUTHORIZED,
+    VbStatus::VB_ERR_CONNECTION_FAILED,
+    VbStatus::VB_ERR_TIMEOUT,
+    VbStatus::VB_ERR_PROVIDER,
+    VbStatus::VB_ERR_BUFFER_FULL,
+    VbStatus::VB_ERR_NOT_FOUND,
+    VbStatus::VB_ERR_PANIC,
+    VbStatus::VB_ERR_INTERNAL,
+];
+
 impl VbStatus {
     /// Every status, in value order.
-    pub const ALL: [VbStatus; 15] = [
-        VbStatus::VB_OK,
-        VbStatus::VB_ERR_INVALID_ARGUMENT,
-        VbStatus::VB_ERR_INVALID_CONFIG,
-        VbStatus::VB_ERR_PROVIDER_NOT_FOUND,
-        VbStatus::VB_ERR_INVALID_STATE,
-        VbStatus::VB_ERR_SESSION_LIMIT,
-        VbStatus::VB_ERR_RATE_LIMITED,
-        VbStatus::VB_ERR_UNAUTHORIZED,
-        VbStatus::VB_ERR_CONNECTION_FAILED,
-        VbStatus::VB_ERR_TIMEOUT,
-        VbStatus::VB_ERR_PROVIDER,
-        VbStatus::VB_ERR_BUFFER_FULL,
-        VbStatus::VB_ERR_NOT_FOUND,
-        VbStatus::VB_ERR_PANIC,
-        VbStatus::VB_ERR_INTERNAL,
-    ];
+    pub fn all() -> &'static [VbStatus] {
+        &ALL_STATUSES
+    }
 
     /// Reads a status that came from C as a plain integer; `None` when it is out of range.
     pub fn from_raw(raw: i64) -> Option<VbStatus> {
-        usize::try_from(raw).ok().and_then(|i| Self::ALL.get(i).copied())
+        usize::try_from(raw)
+            .ok()
+            .and_then(|i| ALL_STATUSES.get(i).copied())
+    }
+
+    /// The C name of the status as a static C string, e.g. `c"VB_ERR_INVALID_CONFIG"`.
+    pub fn c_name(self) -> &'static CStr {
+        match self {
+            VbStatus::VB_OK => c"VB_OK",
+            VbStatus::VB_ERR_INVALID_ARGUMENT => c"VB_ERR_INVALID_ARGUMENT",
+            VbStatus::VB_ERR_INVALID_CONFIG => c"VB_ERR_INVALID_CONFIG",
+            VbStatus::VB_ERR_PROVIDER_NOT_FOUND => c"VB_ERR_PROVIDER_NOT_FOUND",
+            VbStatus::VB_ERR_INVALID_STATE => c"VB_ERR_INVALID_STATE",
+            VbStatus::VB_ERR_SESSION_LIMIT => c"VB_ERR_SESSION_LIMIT",
+            VbStatus::VB_ERR_RATE_LIMITED => c"VB_ERR_RATE_LIMITED",
+            VbStatus::VB_ERR_UNAUTHORIZED => c"VB_ERR_UNAUTHORIZED",
+            VbStatus::VB_ERR_CONNECTION_FAILED => c"VB_ERR_CONNECTION_FAILED",
+            VbStatus::VB_ERR_TIMEOUT => c"VB_ERR_TIMEOUT",
+            VbStatus::VB_ERR_PROVIDER => c"VB_ERR_PROVIDER",
+            VbStatus::VB_ERR_BUFFER_FULL => c"VB_ERR_BUFFER_FULL",
+            VbStatus::VB_ERR_NOT_FOUND => c"VB_ERR_NOT_FOUND",
+            VbStatus::VB_ERR_PANIC => c"VB_ERR_PANIC",
+            VbStatus::VB_ERR_INTERNAL => c"VB_ERR_INTERNAL",
+        }
     }
 
     /// The C name of the status, e.g. `"VB_ERR_INVALID_CONFIG"`.
     pub fn name(self) -> &'static str {
-        match self {
-            VbStatus::VB_OK => "VB_OK",
-            VbStatus::VB_ERR_INVALID_ARGUMENT => "VB_ERR_INVALID_ARGUMENT",
-            VbStatus::VB_ERR_INVALID_CONFIG => "VB_ERR_INVALID_CONFIG",
-            VbStatus::VB_ERR_PROVIDER_NOT_FOUND => "VB_ERR_PROVIDER_NOT_FOUND",
-            VbStatus::VB_ERR_INVALID_STATE => "VB_ERR_INVALID_STATE",
-            VbStatus::VB_ERR_SESSION_LIMIT => "VB_ERR_SESSION_LIMIT",
-            VbStatus::VB_ERR_RATE_LIMITED => "VB_ERR_RATE_LIMITED",
-            VbStatus::VB_ERR_UNAUTHORIZED => "VB_ERR_UNAUTHORIZED",
-            VbStatus::VB_ERR_CONNECTION_FAILED => "VB_ERR_CONNECTION_FAILED",
-            VbStatus::VB_ERR_TIMEOUT => "VB_ERR_TIMEOUT",
-            VbStatus::VB_ERR_PROVIDER => "VB_ERR_PROVIDER",
-            VbStatus::VB_ERR_BUFFER_FULL => "VB_ERR_BUFFER_FULL",
-            VbStatus::VB_ERR_NOT_FOUND => "VB_ERR_NOT_FOUND",
-            VbStatus::VB_ERR_PANIC => "VB_ERR_PANIC",
-            VbStatus::VB_ERR_INTERNAL => "VB_ERR_INTERNAL",
-        }
+        self.c_name().to_str().unwrap_or("VB_STATUS_UNKNOWN")
     }
 }
 
@@ -111,7 +123,10 @@ impl Error {
     /// An error with the given status and message. `status` must not be `VB_OK`.
     pub fn new(status: VbStatus, message: impl Into<String>) -> Self {
         debug_assert_ne!(status, VbStatus::VB_OK);
-        Error { status, message: message.into() }
+        Error {
+            status,
+            message: message.into(),
+        }
     }
 
     /// The C status this error maps onto.
@@ -138,7 +153,10 @@ impl Error {
     pub fn provider_not_found(kind: &str, name: &str, known: &[String]) -> Self {
         Self::new(
             VbStatus::VB_ERR_PROVIDER_NOT_FOUND,
-            format!("no {kind} provider named '{name}' is registered (registered: {})", known.join(", ")),
+            format!(
+                "no {kind} provider named '{name}' is registered (registered: {})",
+                known.join(", ")
+            ),
         )
     }
 
@@ -164,7 +182,7 @@ mod tests {
 
     #[test]
     fn status_values_are_the_contract_values() {
-        for (value, status) in VbStatus::ALL.iter().enumerate() {
+        for (value, status) in VbStatus::all().iter().enumerate() {
             assert_eq!(*status as usize, value);
             assert_eq!(VbStatus::from_raw(value as i64), Some(*status));
         }
@@ -176,6 +194,9 @@ mod tests {
     #[test]
     fn display_puts_status_before_message() {
         let e = Error::invalid_config("turn.silence_ms: 0 is below the minimum 50");
-        assert_eq!(e.to_string(), "VB_ERR_INVALID_CONFIG: turn.silence_ms: 0 is below the minimum 50");
+        assert_eq!(
+            e.to_string(),
+            "VB_ERR_INVALID_CONFIG: turn.silence_ms: 0 is below the minimum 50"
+        );
     }
 }

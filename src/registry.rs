@@ -15,14 +15,19 @@ pub struct NameMap<T: Clone> {
 impl<T: Clone> NameMap<T> {
     /// An empty map for providers of `kind` ("backend", "stt", …), used in error messages.
     pub const fn new(kind: &'static str) -> Self {
-        NameMap { kind, entries: RwLock::new(BTreeMap::new()) }
+        NameMap {
+            kind,
+            entries: RwLock::new(BTreeMap::new()),
+        }
     }
 
     /// Registers `value` under `name`, replacing an earlier entry. Names are lower-case ASCII
     /// letters, digits, `-` and `_`.
     pub fn register(&self, name: &str, value: T) -> Result<()> {
         let valid = !name.is_empty()
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if !valid {
             return Err(Error::invalid_argument(format!(
                 "{} provider name '{name}' must be lower-case letters, digits, '-' or '_'",
@@ -53,11 +58,15 @@ impl<T: Clone> NameMap<T> {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, T>> {
-        self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, T>> {
-        self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -74,7 +83,13 @@ mod tests {
         assert_eq!(map.get("whisper").unwrap(), 1);
         let e = map.get("nope").unwrap_err();
         assert_eq!(e.status(), VbStatus::VB_ERR_PROVIDER_NOT_FOUND);
-        assert_eq!(e.message(), "no stt provider named 'nope' is registered (registered: deepgram, whisper)");
-        assert_eq!(map.register("Bad Name", 3).unwrap_err().status(), VbStatus::VB_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            e.message(),
+            "no stt provider named 'nope' is registered (registered: deepgram, whisper)"
+        );
+        assert_eq!(
+            map.register("Bad Name", 3).unwrap_err().status(),
+            VbStatus::VB_ERR_INVALID_ARGUMENT
+        );
     }
 }

@@ -84,15 +84,23 @@ impl Backend {
     /// names must be unique.
     pub fn add_processor(&self, factory: ProcessorFactory) -> Result<()> {
         if !matches!(*self.inner.lock_state(), BackendState::Created) {
-            return Err(Error::invalid_state("processors can only be added before the backend starts"));
+            return Err(Error::invalid_state(
+                "processors can only be added before the backend starts",
+            ));
         }
         let name = factory().name().to_owned();
         if name.is_empty() {
             return Err(Error::invalid_argument("processor name must not be empty"));
         }
-        let mut processors = self.inner.processors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut processors = self
+            .inner
+            .processors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if processors.iter().any(|f| f().name() == name) {
-            return Err(Error::invalid_argument(format!("a processor named '{name}' is already added")));
+            return Err(Error::invalid_argument(format!(
+                "a processor named '{name}' is already added"
+            )));
         }
         processors.push(factory);
         Ok(())
@@ -103,8 +111,14 @@ impl Backend {
         let mut state = self.inner.lock_state();
         match *state {
             BackendState::Created => {}
-            BackendState::Running(_) => return Err(Error::invalid_state("the backend is already running")),
-            _ => return Err(Error::invalid_state("a stopped backend cannot be started again")),
+            BackendState::Running(_) => {
+                return Err(Error::invalid_state("the backend is already running"));
+            }
+            _ => {
+                return Err(Error::invalid_state(
+                    "a stopped backend cannot be started again",
+                ));
+            }
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(IO_THREADS)
@@ -136,7 +150,9 @@ impl Backend {
                     *state = BackendState::Draining(handle);
                     return Err(Error::invalid_state("the backend is already stopping"));
                 }
-                BackendState::Stopped => return Err(Error::invalid_state("the backend is already stopped")),
+                BackendState::Stopped => {
+                    return Err(Error::invalid_state("the backend is already stopped"));
+                }
             }
         }
         self.inner.stop_all_sessions();
@@ -147,7 +163,10 @@ impl Backend {
         let deadline = Instant::now() + drain;
         while Instant::now() < deadline {
             let busy = self.inner.live_sessions().iter().any(|s| {
-                matches!(s.state(), VbSessionState::VB_STATE_PROCESSING | VbSessionState::VB_STATE_SPEAKING)
+                matches!(
+                    s.state(),
+                    VbSessionState::VB_STATE_PROCESSING | VbSessionState::VB_STATE_SPEAKING
+                )
             });
             if !busy {
                 return;
@@ -168,8 +187,16 @@ impl Backend {
         let inner = &self.inner;
         match *inner.lock_state() {
             BackendState::Running(_) => {}
-            BackendState::Created => return Err(Error::invalid_state("start the backend before creating sessions")),
-            _ => return Err(Error::invalid_state("the backend is stopping or stopped: no new sessions")),
+            BackendState::Created => {
+                return Err(Error::invalid_state(
+                    "start the backend before creating sessions",
+                ));
+            }
+            _ => {
+                return Err(Error::invalid_state(
+                    "the backend is stopping or stopped: no new sessions",
+                ));
+            }
         }
         let transports = inner.provider.transports();
         if !transports.contains(&config.transport.as_str()) {
@@ -203,9 +230,19 @@ impl Backend {
             ProcessorChain::from_factories(&factories)
         };
         let shared = Arc::new(RtShared::default());
-        let (host_ends, io, rt) =
-            build_session(&inner.config, spec, processors, shared.clone(), inner.counters.clone());
-        let host = HostAudio::new(host_ends, spec.input_frame(), shared.clone(), inner.counters.clone());
+        let (host_ends, io, rt) = build_session(
+            &inner.config,
+            spec,
+            processors,
+            shared.clone(),
+            inner.counters.clone(),
+        );
+        let host = HostAudio::new(
+            host_ends,
+            spec.input_frame(),
+            shared.clone(),
+            inner.counters.clone(),
+        );
         let session = Session::assemble(SessionParts {
             key,
             id: new_session_id(key),
@@ -225,7 +262,11 @@ impl Backend {
 
     /// Sessions created and not yet stopped.
     pub fn active_sessions(&self) -> u32 {
-        self.inner.sessions.lock().unwrap_or_else(|p| p.into_inner()).len() as u32
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len() as u32
     }
 
     /// A health snapshot. Degraded when sessions are at 90% of the limit or audio was dropped or
@@ -240,7 +281,8 @@ impl Backend {
         let mut last = inner.last_check.lock().unwrap_or_else(|p| p.into_inner());
         let lost_since_last = frames_dropped > last.0 || deadline_misses > last.1;
         *last = (frames_dropped, deadline_misses);
-        let near_limit = u64::from(active) * 10 >= u64::from(inner.config.max_concurrent_sessions) * 9;
+        let near_limit =
+            u64::from(active) * 10 >= u64::from(inner.config.max_concurrent_sessions) * 9;
         let status = if !running {
             VbHealthStatus::VB_HEALTH_UNHEALTHY
         } else if near_limit || lost_since_last {
@@ -292,7 +334,10 @@ impl BackendInner {
 
     /// Removes a stopped session from the map (its slot counts against the limit no more).
     pub(crate) fn forget_session(&self, key: u64) {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
     }
 }
 

@@ -27,7 +27,8 @@ pub fn backend_registry() -> &'static NameMap<Arc<dyn BackendProvider>> {
     static GLOBAL: OnceLock<NameMap<Arc<dyn BackendProvider>>> = OnceLock::new();
     GLOBAL.get_or_init(|| {
         let map: NameMap<Arc<dyn BackendProvider>> = NameMap::new("backend");
-        map.register("local", Arc::new(LocalBackend)).expect("valid name");
+        map.register("local", Arc::new(LocalBackend))
+            .expect("valid name");
         map
     })
 }
@@ -42,7 +43,11 @@ impl BackendProvider for LocalBackend {
     }
 
     fn prepare(&self, config: &BackendConfig) -> Result<Arc<dyn SessionPipeline>> {
-        if let Some((key, _)) = config.provider_config.as_object().and_then(|o| o.iter().next()) {
+        if let Some((key, _)) = config
+            .provider_config
+            .as_object()
+            .and_then(|o| o.iter().next())
+        {
             return Err(Error::invalid_config(format!(
                 "provider_config.{key}: unknown key (the local backend takes no settings)"
             )));
@@ -56,7 +61,8 @@ impl BackendProvider for LocalBackend {
                 Arc::new(SttTtsPipeline::new(stt, tts))
             }
             PipelineType::S2s => {
-                let model = providers.create_s2s(&named(&config.s2s_provider), &config.s2s_config)?;
+                let model =
+                    providers.create_s2s(&named(&config.s2s_provider), &config.s2s_config)?;
                 Arc::new(S2sPipeline::new(model))
             }
         })

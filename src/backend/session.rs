@@ -67,7 +67,11 @@ struct Pending {
 
 enum Lifecycle {
     Created(Box<Pending>),
-    Running { rt_thread: JoinHandle<()>, task_done: Receiver<()>, event_thread: Option<JoinHandle<()>> },
+    Running {
+        rt_thread: JoinHandle<()>,
+        task_done: Receiver<()>,
+        event_thread: Option<JoinHandle<()>>,
+    },
     Stopped,
 }
 
@@ -111,7 +115,12 @@ impl Session {
         let (events_tx, events_rx) = crate::pipeline::events::event_queue();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let events = EventSink::new(events_tx, parts.shared.clone(), state.clone());
-        let pending = Pending { rt: parts.rt, io: parts.io, events, commands: commands_rx };
+        let pending = Pending {
+            rt: parts.rt,
+            io: parts.io,
+            events,
+            commands: commands_rx,
+        };
         Session {
             inner: Arc::new(SessionInner {
                 key: parts.key,
@@ -167,6 +176,12 @@ impl Session {
         self.inner.host.push(pcm)
     }
 
+    /// Samples `process_audio` would take right now. A host that pushes a file faster than real
+    /// time waits while this is smaller than its next piece, instead of losing audio.
+    pub fn writable_samples(&self) -> usize {
+        self.inner.host.writable()
+    }
+
     /// Copies reply audio at the output rate into `out` (realtime-safe); returns the count.
     pub fn read_audio(&self, out: &mut [i16]) -> Result<usize> {
         self.inner.check_running("read_audio")?;
@@ -177,7 +192,9 @@ impl Session {
     /// event callback instead.
     pub fn poll_event(&self) -> Result<Option<Event>> {
         if self.inner.on_event.is_some() {
-            return Err(Error::invalid_state("events go to the session's event callback; there is nothing to poll"));
+            return Err(Error::invalid_state(
+                "events go to the session's event callback; there is nothing to poll",
+            ));
         }
         Ok(self.inner.events_rx.try_recv().ok())
     }
@@ -188,9 +205,12 @@ impl Session {
             return Err(Error::invalid_argument("say: text is empty"));
         }
         if !self.inner.pipeline.needs_agent() {
-            return Err(Error::invalid_state("say needs a TTS provider; this session runs a speech-to-speech model"));
+            return Err(Error::invalid_state(
+                "say needs a TTS provider; this session runs a speech-to-speech model",
+            ));
         }
-        self.inner.command("say", SessionCommand::Say(text.to_owned()))
+        self.inner
+            .command("say", SessionCommand::Say(text.to_owned()))
     }
 
     /// Host-side barge-in: stops playback now and cancels the reply in progress.
@@ -209,14 +229,20 @@ impl SessionInner {
     fn check_running(&self, call: &str) -> Result<()> {
         match self.run_state.load(Ordering::Acquire) {
             RUNNING => Ok(()),
-            CREATED => Err(Error::invalid_state(format!("{call}: the session has not been started"))),
-            _ => Err(Error::invalid_state(format!("{call}: the session has been stopped"))),
+            CREATED => Err(Error::invalid_state(format!(
+                "{call}: the session has not been started"
+            ))),
+            _ => Err(Error::invalid_state(format!(
+                "{call}: the session has been stopped"
+            ))),
         }
     }
 
     fn command(&self, call: &str, command: SessionCommand) -> Result<()> {
         self.check_running(call)?;
-        self.commands.send(command).map_err(|_| Error::invalid_state(format!("{call}: the session has stopped")))
+        self.commands
+            .send(command)
+            .map_err(|_| Error::invalid_state(format!("{call}: the session has stopped")))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Lifecycle> {
@@ -224,7 +250,10 @@ impl SessionInner {
     }
 
     fn start(&self) -> Result<()> {
-        let backend = self.backend.upgrade().ok_or_else(|| Error::invalid_state("the backend has been freed"))?;
+        let backend = self
+            .backend
+            .upgrade()
+            .ok_or_else(|| Error::invalid_state("the backend has been freed"))?;
         let runtime = backend.runtime()?;
         let elevate = backend.config.audio.realtime_priority;
         let mut lifecycle = self.lock();
@@ -240,11 +269,20 @@ impl SessionInner {
                 }));
             }
         };
-        let Pending { rt, io, events, commands } = *pending;
+        let Pending {
+            rt,
+            io,
+            events,
+            commands,
+        } = *pending;
         let name = format!("vb-rt-{}", self.key);
         let rt_thread = match spawn_realtime_thread(name, rt, self.shared.clone(), elevate) {
             Ok(thread) => thread,
-            Err(e) => return Err(Error::internal(format!("could not start the realtime thread: {e}"))),
+            Err(e) => {
+                return Err(Error::internal(format!(
+                    "could not start the realtime thread: {e}"
+                )));
+            }
         };
         let spec = FrameSpec::new(&backend.config.audio, &self.config);
         let ctx = PipelineContext {
@@ -272,13 +310,19 @@ impl SessionInner {
                 .spawn(move || {
                     in_callback_of(key, || {
                         for event in events.iter() {
-                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(&event)));
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                callback(&event)
+                            }));
                         }
                     })
                 })
                 .expect("spawning the event thread")
         });
-        *lifecycle = Lifecycle::Running { rt_thread, task_done, event_thread };
+        *lifecycle = Lifecycle::Running {
+            rt_thread,
+            task_done,
+            event_thread,
+        };
         self.run_state.store(RUNNING, Ordering::Release);
         Ok(())
     }
@@ -286,7 +330,11 @@ impl SessionInner {
     /// Wraps the agent so that each call is counted (stop waits for calls in flight) and marks its
     /// thread (a stop from inside the callback must not wait for itself).
     fn gated(&self, agent: Arc<dyn Agent>) -> Arc<dyn Agent> {
-        Arc::new(GatedAgent { agent, gate: self.agent_gate.clone(), key: self.key })
+        Arc::new(GatedAgent {
+            agent,
+            gate: self.agent_gate.clone(),
+            key: self.key,
+        })
     }
 
     pub(crate) fn stop(&self) -> Result<()> {
@@ -294,7 +342,12 @@ impl SessionInner {
         let previous = std::mem::replace(&mut *lifecycle, Lifecycle::Stopped);
         self.run_state.store(STOPPED, Ordering::Release);
         drop(lifecycle);
-        if let Lifecycle::Running { rt_thread, task_done, event_thread } = previous {
+        if let Lifecycle::Running {
+            rt_thread,
+            task_done,
+            event_thread,
+        } = previous
+        {
             let _ = self.commands.send(SessionCommand::Stop);
             // The task ends within one wake-up; a runtime already shut down drops it.
             let _ = task_done.recv_timeout(Duration::from_secs(10));
@@ -303,7 +356,8 @@ impl SessionInner {
                 thread.unpark();
             }
             let _ = rt_thread.join();
-            self.agent_gate.close_and_wait(usize::from(current_thread_is_callback_of(self.key)));
+            self.agent_gate
+                .close_and_wait(usize::from(current_thread_is_callback_of(self.key)));
             if let Some(thread) = event_thread {
                 if !current_thread_is_callback_of(self.key) {
                     let _ = thread.join();
@@ -322,7 +376,8 @@ impl SessionInner {
     }
 
     pub(crate) fn is_elevated(&self) -> bool {
-        self.run_state.load(Ordering::Acquire) == RUNNING && self.shared.elevated.load(Ordering::Relaxed)
+        self.run_state.load(Ordering::Acquire) == RUNNING
+            && self.shared.elevated.load(Ordering::Relaxed)
     }
 }
 

@@ -1,1 +1,163 @@
-//! C ABI (in progress)
+//! The C ABI (`include/voicebackend.h`): pointer, UTF-8 and JSON checks, panic catching, status
+//! mapping and the thread-local last error. Every function is a thin shell over the Rust API.
+//!
+//! Conventions: every fallible function returns `VbStatus`; on failure out-parameters are left
+//! untouched and `vb_last_error_message()` says why. No panic crosses the boundary.
+
+pub mod backend;
+pub mod session;
+pub mod version;
+
+use std::cell::RefCell;
+use std::ffi::{CStr, CString, c_char};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::error::{Error, Result, VbStatus};
+
+/// The last error of this thread, as handed out by `vb_last_error_message`. Recording a success or
+/// a static message never allocates or frees, so the audio calls can use it.
+struct LastError {
+    current: Current,
+    /// The last formatted message; kept while a success or a static message is current.
+    owned: Option<CString>,
+}
+
+#[derive(Clone, Copy)]
+enum Current {
+    Success,
+    Static(&'static CStr),
+    Owned,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<LastError> =
+        const { RefCell::new(LastError { current: Current::Success, owned: None }) };
+}
+
+/// Records the outcome of a call on this thread and returns its status.
+fn record(result: Result<()>) -> VbStatus {
+    LAST_ERROR.with(|last| {
+        let mut last = last.borrow_mut();
+        match result {
+            Ok(()) => {
+                last.current = Current::Success;
+                VbStatus::VB_OK
+            }
+            Err(e) => {
+                last.owned =
+                    Some(CString::new(e.to_string().replace('\0', " ")).unwrap_or_default());
+                last.current = Current::Owned;
+                e.status()
+            }
+        }
+    })
+}
+
+/// Records a failure whose message is static (used on the realtime-safe audio path).
+fn record_static(status: VbStatus, message: &'static CStr) -> VbStatus {
+    LAST_ERROR.with(|last| last.borrow_mut().current = Current::Static(message));
+    status
+}
+
+/// The current thread's last error message ("" after a success).
+fn last_error_ptr() -> *const c_char {
+    LAST_ERROR.with(|last| {
+        let last = last.borrow();
+        match last.current {
+            Current::Success => c"".as_ptr(),
+            Current::Static(s) => s.as_ptr(),
+            Current::Owned => last.owned.as_deref().unwrap_or(c"").as_ptr(),
+        }
+    })
+}
+
+/// Runs `f`, catching panics, and records its outcome as the thread's last error.
+fn guard(f: impl FnOnce() -> Result<()>) -> VbStatus {
+    let result = catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|panic| Err(Error::new(VbStatus::VB_ERR_PANIC, panic_message(&panic))));
+    record(result)
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    format!("internal panic caught at the C boundary: {detail}")
+}
+
+/// Borrows a required NUL-terminated UTF-8 string argument.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string that stays valid during the call.
+unsafe fn required_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str> {
+    if ptr.is_null() {
+        return Err(Error::invalid_argument(format!("{what} is NULL")));
+    }
+    // SAFETY: non-NULL and NUL-terminated per the caller's contract.
+    unsafe { CStr::from_ptr(ptr) }
+        .to_str()
+        .map_err(|e| Error::invalid_argument(format!("{what} is not valid UTF-8: {e}")))
+}
+
+/// Borrows a required object behind a pointer.
+///
+/// # Safety
+/// `ptr` is NULL or points to a live object of type `T`.
+unsafe fn required_ref<'a, T>(ptr: *const T, what: &str) -> Result<&'a T> {
+    // SAFETY: the caller guarantees a non-NULL pointer is valid.
+    unsafe { ptr.as_ref() }.ok_or_else(|| Error::invalid_argument(format!("{what} is NULL")))
+}
+
+/// Writes `text` NUL-terminated into a caller's buffer. `*needed` (if not NULL) always gets the
+/// size including the NUL; a NULL or short buffer is `VB_ERR_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// `buf` is NULL or valid for `capacity` bytes; `needed` is NULL or valid for one write.
+unsafe fn fill_buffer(
+    text: &str,
+    buf: *mut c_char,
+    capacity: usize,
+    needed: *mut usize,
+) -> Result<()> {
+    let size = text.len() + 1;
+    if !needed.is_null() {
+        // SAFETY: valid for one write per the caller's contract.
+        unsafe { *needed = size };
+    }
+    if buf.is_null() {
+        return Err(Error::invalid_argument(format!(
+            "buf is NULL ({size} bytes needed)"
+        )));
+    }
+    if capacity < size {
+        return Err(Error::invalid_argument(format!(
+            "buffer too small: {capacity} bytes given, {size} needed"
+        )));
+    }
+    // SAFETY: `buf` has room for `size` bytes, checked above; the regions cannot overlap.
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), text.len());
+        *buf.add(text.len()) = 0;
+    }
+    Ok(())
+}
+
+/// A host pointer (`user_data`) handed back to host callbacks on engine threads.
+#[derive(Clone, Copy)]
+struct HostPtr(*mut std::ffi::c_void);
+
+impl HostPtr {
+    /// The pointer value (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut std::ffi::c_void {
+        self.0
+    }
+}
+
+// SAFETY: the C contract says callbacks run on engine threads with the host's `user_data`; the
+// host guarantees that what it points to may be used from those threads. The engine never
+// dereferences it.
+unsafe impl Send for HostPtr {}
+// SAFETY: as above; the engine only copies the pointer value.
+unsafe impl Sync for HostPtr {}

@@ -48,7 +48,12 @@ pub struct EventSink {
 impl EventSink {
     /// A sink writing into `tx`.
     pub fn new(tx: Sender<Event>, shared: Arc<RtShared>, state: Arc<StateCell>) -> Self {
-        EventSink { tx, shared, state, lost: 0 }
+        EventSink {
+            tx,
+            shared,
+            state,
+            lost: 0,
+        }
     }
 
     /// Session-clock microseconds now.
@@ -73,8 +78,13 @@ impl EventSink {
         let mut event = Event::new(kind, self.now_us(), self.state.get());
         fill(&mut event);
         if self.lost > 0 && self.tx.len() < EVENT_QUEUE_CAPACITY - 1 {
-            let mut notice = Event::new(VbEventKind::VB_EVENT_ERROR, event.timestamp_us, event.state)
-                .with_text(format!("{} events were dropped because the host did not poll them", self.lost));
+            let mut notice =
+                Event::new(VbEventKind::VB_EVENT_ERROR, event.timestamp_us, event.state).with_text(
+                    format!(
+                        "{} events were dropped because the host did not poll them",
+                        self.lost
+                    ),
+                );
             notice.error = VbStatus::VB_ERR_BUFFER_FULL;
             if self.tx.try_send(notice).is_ok() {
                 self.lost = 0;

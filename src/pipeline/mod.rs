@@ -88,12 +88,16 @@ impl TurnClock {
 
     /// Microseconds from the turn's end of speech to `at_us` (0 for an unknown turn).
     pub fn since_speech_end(&self, turn: u32, at_us: u64) -> u64 {
-        self.turns.get(&turn).map_or(0, |t| at_us.saturating_sub(t.speech_end_us))
+        self.turns
+            .get(&turn)
+            .map_or(0, |t| at_us.saturating_sub(t.speech_end_us))
     }
 
     /// Microseconds from the turn's end of speech to its final transcript.
     pub fn stt_final_since_speech_end(&self, turn: u32) -> u64 {
-        self.turns.get(&turn).map_or(0, |t| t.stt_final_us.saturating_sub(t.speech_end_us))
+        self.turns
+            .get(&turn)
+            .map_or(0, |t| t.stt_final_us.saturating_sub(t.speech_end_us))
     }
 
     /// Drops a finished turn.
@@ -106,11 +110,17 @@ impl TurnClock {
 pub fn report_drops(shared: &RtShared, events: &mut EventSink) {
     let input = shared.input_dropped_unreported.swap(0, Ordering::Relaxed);
     if input > 0 {
-        events.dropped(input, "input ring full: process_audio was called faster than the session consumes audio");
+        events.dropped(
+            input,
+            "input ring full: process_audio was called faster than the session consumes audio",
+        );
     }
     let speech = shared.speech_dropped_unreported.swap(0, Ordering::Relaxed);
     if speech > 0 {
-        events.dropped(speech, "speech ring full: the I/O side fell behind the realtime thread");
+        events.dropped(
+            speech,
+            "speech ring full: the I/O side fell behind the realtime thread",
+        );
     }
     let lost_events = shared.events_dropped_unreported.swap(0, Ordering::Relaxed);
     if lost_events > 0 {

@@ -17,7 +17,13 @@ pub struct ReplyAudio {
 impl ReplyAudio {
     /// Feeds `ring` with audio at `output_rate`.
     pub fn new(ring: rtrb::Producer<i16>, output_rate: u32) -> Self {
-        ReplyAudio { ring, output_rate, resampler: None, pending: VecDeque::new(), high_water: output_rate as usize }
+        ReplyAudio {
+            ring,
+            output_rate,
+            resampler: None,
+            pending: VecDeque::new(),
+            high_water: output_rate as usize,
+        }
     }
 
     /// Whether more audio may be accepted: less than one second waits outside the ring. Keeps

@@ -55,7 +55,11 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
     let (input_tx, input_rx) = mpsc::unbounded_channel();
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
-    let session = S2sSession { input_rate: ctx.spec.internal_rate, input: input_rx, events: events_tx };
+    let session = S2sSession {
+        input_rate: ctx.spec.internal_rate,
+        input: input_rx,
+        events: events_tx,
+    };
     let run = model.run(session);
     let model_task = ctx.runtime.spawn(async move {
         let _ = ended_tx.send(run.await);
@@ -82,15 +86,21 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                     match output {
                         RtOutput::SpeechStarted { turn, .. } => {
                             last_turn = Some(turn);
-                            ctx.events.emit(VbEventKind::VB_EVENT_SPEECH_STARTED, |_| {});
+                            ctx.events
+                                .emit(VbEventKind::VB_EVENT_SPEECH_STARTED, |_| {});
                         }
                         RtOutput::Speech(frame) => {
                             let _ = input_tx.send(S2sInput::Audio(frame.samples().to_vec()));
                         }
-                        RtOutput::SpeechStopped { turn, speech_end_us, .. } => {
+                        RtOutput::SpeechStopped {
+                            turn,
+                            speech_end_us,
+                            ..
+                        } => {
                             clock.speech_ended(turn, speech_end_us);
                             let _ = input_tx.send(S2sInput::EndOfTurn);
-                            ctx.events.emit(VbEventKind::VB_EVENT_SPEECH_STOPPED, |_| {});
+                            ctx.events
+                                .emit(VbEventKind::VB_EVENT_SPEECH_STOPPED, |_| {});
                             ctx.events.set_state(VbSessionState::VB_STATE_PROCESSING);
                         }
                         RtOutput::Interrupted { .. } => {
@@ -101,9 +111,12 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                             ctx.events.set_state(VbSessionState::VB_STATE_SPEAKING);
                             if let Some(r) = response.as_mut() {
                                 if let Some(turn) = r.turn {
-                                    r.metrics.first_output_audio_us = clock.since_speech_end(turn, at_us);
+                                    r.metrics.first_output_audio_us =
+                                        clock.since_speech_end(turn, at_us);
                                     let metrics = r.metrics;
-                                    ctx.events.emit(VbEventKind::VB_EVENT_TURN_METRICS, |e| e.metrics = metrics);
+                                    ctx.events.emit(VbEventKind::VB_EVENT_TURN_METRICS, |e| {
+                                        e.metrics = metrics
+                                    });
                                 }
                             }
                         }
@@ -127,16 +140,26 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                 "say needs a TTS provider; this session runs a speech-to-speech model",
             ),
             Wake::Command(Some(SessionCommand::Stop) | None) => break,
-            Wake::Model(Some(S2sEvent::ResponseDone)) if cancels_pending > 0 => cancels_pending -= 1,
-            Wake::Model(Some(S2sEvent::Audio(_) | S2sEvent::ResponseText(_))) if cancels_pending > 0 => {}
+            Wake::Model(Some(S2sEvent::ResponseDone)) if cancels_pending > 0 => {
+                cancels_pending -= 1
+            }
+            Wake::Model(Some(S2sEvent::Audio(_) | S2sEvent::ResponseText(_)))
+                if cancels_pending > 0 => {}
             Wake::Model(Some(event)) => {
                 let now = ctx.events.now_us();
-                let r = response.get_or_insert_with(|| Response { turn: last_turn, ..Response::default() });
-                let since_end = |clock: &TurnClock| r.turn.map_or(0, |t| clock.since_speech_end(t, now));
+                let r = response.get_or_insert_with(|| Response {
+                    turn: last_turn,
+                    ..Response::default()
+                });
+                let since_end =
+                    |clock: &TurnClock| r.turn.map_or(0, |t| clock.since_speech_end(t, now));
                 match event {
                     S2sEvent::UserTranscript(text) => {
                         r.metrics.stt_final_us = since_end(&clock);
-                        ctx.events.emit(VbEventKind::VB_EVENT_TRANSCRIPT_FINAL, |e| e.text = Some(text));
+                        ctx.events
+                            .emit(VbEventKind::VB_EVENT_TRANSCRIPT_FINAL, |e| {
+                                e.text = Some(text)
+                            });
                     }
                     S2sEvent::ResponseText(text) => {
                         if r.text.is_empty() {
@@ -158,7 +181,9 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                         let text = std::mem::take(&mut r.text);
                         let audio_started = r.audio_started;
                         if !text.is_empty() {
-                            ctx.events.emit(VbEventKind::VB_EVENT_AGENT_RESPONSE, |e| e.text = Some(text));
+                            ctx.events.emit(VbEventKind::VB_EVENT_AGENT_RESPONSE, |e| {
+                                e.text = Some(text)
+                            });
                         }
                         ctx.reply.finish();
                         if audio_started {
@@ -169,9 +194,9 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                             ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
                         }
                     }
-                    S2sEvent::Error(e) => {
-                        ctx.events.error(e.status(), format!("s2s {}: {}", model.name(), e.message()))
-                    }
+                    S2sEvent::Error(e) => ctx
+                        .events
+                        .error(e.status(), format!("s2s {}: {}", model.name(), e.message())),
                 }
             }
             Wake::Model(None) => {}

@@ -108,7 +108,11 @@ struct Inbox {
 }
 
 impl Conversation {
-    fn new(ctx: PipelineContext, stt: Arc<dyn SttProvider>, tts: Arc<dyn TtsProvider>) -> (Self, Inbox) {
+    fn new(
+        ctx: PipelineContext,
+        stt: Arc<dyn SttProvider>,
+        tts: Arc<dyn TtsProvider>,
+    ) -> (Self, Inbox) {
         let (stt_tx, stt_rx) = mpsc::unbounded_channel();
         let (stt_done_tx, stt_done_rx) = mpsc::unbounded_channel();
         let (reply_tx, reply_rx) = mpsc::unbounded_channel();
@@ -128,7 +132,15 @@ impl Conversation {
             active: None,
             next_reply_id: 1,
         };
-        (conversation, Inbox { stt_rx, stt_done_rx, reply_rx, tts_done_rx })
+        (
+            conversation,
+            Inbox {
+                stt_rx,
+                stt_done_rx,
+                reply_rx,
+                tts_done_rx,
+            },
+        )
     }
 }
 
@@ -136,7 +148,9 @@ impl Conversation {
     async fn run(mut self, mut inbox: Inbox) {
         let mut tick = tokio::time::interval(self.ctx.spec.period());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        self.ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
+        self.ctx
+            .events
+            .set_state(VbSessionState::VB_STATE_LISTENING);
         loop {
             let has_room = self.ctx.reply.has_room();
             let wake = tokio::select! {
@@ -171,19 +185,29 @@ impl Conversation {
             match output {
                 RtOutput::SpeechStarted { turn, .. } => {
                     self.open_stt_turn(turn);
-                    self.ctx.events.emit(VbEventKind::VB_EVENT_SPEECH_STARTED, |_| {});
+                    self.ctx
+                        .events
+                        .emit(VbEventKind::VB_EVENT_SPEECH_STARTED, |_| {});
                 }
                 RtOutput::Speech(frame) => {
                     if let Some(tx) = self.stt_audio.get(&frame.turn) {
                         let _ = tx.send(frame.samples().to_vec());
                     }
                 }
-                RtOutput::SpeechStopped { turn, speech_end_us, .. } => {
+                RtOutput::SpeechStopped {
+                    turn,
+                    speech_end_us,
+                    ..
+                } => {
                     self.stt_audio.remove(&turn);
                     self.clock.speech_ended(turn, speech_end_us);
-                    self.ctx.events.emit(VbEventKind::VB_EVENT_SPEECH_STOPPED, |_| {});
+                    self.ctx
+                        .events
+                        .emit(VbEventKind::VB_EVENT_SPEECH_STOPPED, |_| {});
                     if self.active.is_none() {
-                        self.ctx.events.set_state(VbSessionState::VB_STATE_PROCESSING);
+                        self.ctx
+                            .events
+                            .set_state(VbSessionState::VB_STATE_PROCESSING);
                     }
                 }
                 RtOutput::Interrupted { .. } => self.cancel_reply(false),
@@ -203,8 +227,11 @@ impl Conversation {
     fn open_stt_turn(&mut self, turn: u32) {
         let (audio_tx, audio_rx) = mpsc::unbounded_channel();
         self.stt_audio.insert(turn, audio_tx);
-        let request =
-            SttTurn { sample_rate: self.ctx.spec.internal_rate, audio: audio_rx, results: SttSink::new(turn, self.stt_tx.clone()) };
+        let request = SttTurn {
+            sample_rate: self.ctx.spec.internal_rate,
+            audio: audio_rx,
+            results: SttSink::new(turn, self.stt_tx.clone()),
+        };
         let future = self.stt.transcribe(request);
         let done = self.stt_done_tx.clone();
         self.ctx.runtime.spawn(async move {
@@ -216,19 +243,28 @@ impl Conversation {
     fn on_stt_result(&mut self, turn: u32, result: SttResult) {
         match result {
             SttResult::Partial(text) => {
-                self.ctx.events.emit(VbEventKind::VB_EVENT_TRANSCRIPT_PARTIAL, |e| e.text = Some(text));
+                self.ctx
+                    .events
+                    .emit(VbEventKind::VB_EVENT_TRANSCRIPT_PARTIAL, |e| {
+                        e.text = Some(text)
+                    });
             }
             SttResult::Final(text) => {
                 self.finals.insert(turn);
                 let now = self.ctx.events.now_us();
                 self.clock.stt_final(turn, now);
                 let transcript = text.trim().to_owned();
-                self.ctx.events.emit(VbEventKind::VB_EVENT_TRANSCRIPT_FINAL, |e| e.text = Some(text));
+                self.ctx
+                    .events
+                    .emit(VbEventKind::VB_EVENT_TRANSCRIPT_FINAL, |e| {
+                        e.text = Some(text)
+                    });
                 if transcript.is_empty() {
                     self.clock.forget(turn);
                     self.back_to_listening_if_idle();
                 } else {
-                    self.queue.push_back(ReplySource::Agent { turn, transcript });
+                    self.queue
+                        .push_back(ReplySource::Agent { turn, transcript });
                     self.start_next_reply();
                 }
             }
@@ -240,14 +276,18 @@ impl Conversation {
         let had_final = self.finals.remove(&turn);
         let failure = match done {
             Err(e) => Some(e),
-            Ok(()) if !had_final => {
-                Some(Error::provider(self.stt.name(), format!("turn {turn} ended without a final transcript")))
-            }
+            Ok(()) if !had_final => Some(Error::provider(
+                self.stt.name(),
+                format!("turn {turn} ended without a final transcript"),
+            )),
             Ok(()) => None,
         };
         if let Some(e) = failure {
             self.clock.forget(turn);
-            self.ctx.events.error(e.status(), format!("stt {}: {}", self.stt.name(), e.message()));
+            self.ctx.events.error(
+                e.status(),
+                format!("stt {}: {}", self.stt.name(), e.message()),
+            );
             self.back_to_listening_if_idle();
         }
     }
@@ -256,14 +296,19 @@ impl Conversation {
         if self.active.is_some() {
             return;
         }
-        let Some(source) = self.queue.pop_front() else { return };
+        let Some(source) = self.queue.pop_front() else {
+            return;
+        };
         let id = self.next_reply_id;
         self.next_reply_id += 1;
         let cancelled = Arc::new(AtomicBool::new(false));
         let (text_tx, text_rx) = mpsc::unbounded_channel();
         let (audio_tx, audio_rx) = mpsc::channel(16);
         let _ = self.ctx.control.try_send(RtControl::ReplyStarted);
-        let synthesis = self.tts.synthesize(TtsRequest { text: text_rx, audio: audio_tx });
+        let synthesis = self.tts.synthesize(TtsRequest {
+            text: text_rx,
+            audio: audio_tx,
+        });
         let tts_done = self.tts_done_tx.clone();
         let tts_task = self.ctx.runtime.spawn(async move {
             let result = synthesis.await;
@@ -286,10 +331,14 @@ impl Conversation {
         match source {
             ReplySource::Agent { turn, transcript } => {
                 reply.turn = Some(turn);
-                self.ctx.events.set_state(VbSessionState::VB_STATE_PROCESSING);
+                self.ctx
+                    .events
+                    .set_state(VbSessionState::VB_STATE_PROCESSING);
                 let agent = self.ctx.agent.clone();
                 let reply_tx = self.reply_tx.clone();
-                self.ctx.runtime.spawn_blocking(move || run_agent(agent, id, &transcript, reply_tx, cancelled));
+                self.ctx
+                    .runtime
+                    .spawn_blocking(move || run_agent(agent, id, &transcript, reply_tx, cancelled));
             }
             ReplySource::Say(text) => {
                 if let Some(tx) = reply.text_tx.take() {
@@ -302,7 +351,9 @@ impl Conversation {
 
     fn on_reply_msg(&mut self, id: u64, msg: ReplyMsg) {
         let now = self.ctx.events.now_us();
-        let Some(reply) = self.active.as_mut().filter(|r| r.id == id) else { return };
+        let Some(reply) = self.active.as_mut().filter(|r| r.id == id) else {
+            return;
+        };
         match msg {
             ReplyMsg::Text(text) => {
                 if let Some(turn) = reply.turn {
@@ -318,7 +369,9 @@ impl Conversation {
             ReplyMsg::End => self.end_reply_text(),
             ReplyMsg::Returned(result) => {
                 if let Err(e) = result {
-                    self.ctx.events.error(e.status(), format!("agent: {}", e.message()));
+                    self.ctx
+                        .events
+                        .error(e.status(), format!("agent: {}", e.message()));
                 }
                 self.end_reply_text();
             }
@@ -327,17 +380,25 @@ impl Conversation {
 
     /// The agent is done writing: let TTS finish and publish the full reply text once.
     fn end_reply_text(&mut self) {
-        let Some(reply) = self.active.as_mut() else { return };
+        let Some(reply) = self.active.as_mut() else {
+            return;
+        };
         if reply.text_tx.take().is_some() && reply.turn.is_some() {
             let text = reply.full_text.clone();
-            self.ctx.events.emit(VbEventKind::VB_EVENT_AGENT_RESPONSE, |e| e.text = Some(text));
+            self.ctx
+                .events
+                .emit(VbEventKind::VB_EVENT_AGENT_RESPONSE, |e| {
+                    e.text = Some(text)
+                });
         }
     }
 
     fn on_tts_audio(&mut self, chunk: Option<Vec<i16>>) {
         let now = self.ctx.events.now_us();
         let rate = self.tts.sample_rate();
-        let Some(reply) = self.active.as_mut() else { return };
+        let Some(reply) = self.active.as_mut() else {
+            return;
+        };
         match chunk {
             Some(pcm) if !pcm.is_empty() => {
                 if !reply.audio_pushed {
@@ -355,10 +416,15 @@ impl Conversation {
     }
 
     fn on_tts_done(&mut self, id: u64, done: Result<()>) {
-        let Some(reply) = self.active.as_mut().filter(|r| r.id == id) else { return };
+        let Some(reply) = self.active.as_mut().filter(|r| r.id == id) else {
+            return;
+        };
         reply.tts_done = true;
         if let Err(e) = done {
-            self.ctx.events.error(e.status(), format!("tts {}: {}", self.tts.name(), e.message()));
+            self.ctx.events.error(
+                e.status(),
+                format!("tts {}: {}", self.tts.name(), e.message()),
+            );
         }
         self.finish_reply_audio_if_done();
     }
@@ -366,7 +432,9 @@ impl Conversation {
     /// Once TTS is done and all its audio reached the reply ring, tell playout that nothing more
     /// comes. A reply without audio completes at once.
     fn finish_reply_audio_if_done(&mut self) {
-        let Some(reply) = self.active.as_mut() else { return };
+        let Some(reply) = self.active.as_mut() else {
+            return;
+        };
         if !reply.tts_done || reply.audio_open || reply.finished_sent {
             return;
         }
@@ -383,13 +451,17 @@ impl Conversation {
     }
 
     fn on_playout_started(&mut self, at_us: u64) {
-        let Some(reply) = self.active.as_mut() else { return };
+        let Some(reply) = self.active.as_mut() else {
+            return;
+        };
         self.ctx.events.set_state(VbSessionState::VB_STATE_SPEAKING);
         if let Some(turn) = reply.turn {
             reply.metrics.stt_final_us = self.clock.stt_final_since_speech_end(turn);
             reply.metrics.first_output_audio_us = self.clock.since_speech_end(turn, at_us);
             let metrics = reply.metrics;
-            self.ctx.events.emit(VbEventKind::VB_EVENT_TURN_METRICS, |e| e.metrics = metrics);
+            self.ctx
+                .events
+                .emit(VbEventKind::VB_EVENT_TURN_METRICS, |e| e.metrics = metrics);
         }
     }
 
@@ -423,14 +495,20 @@ impl Conversation {
         let _ = self.ctx.control.try_send(RtControl::ReplyCancelled);
         self.ctx.shared.wake();
         if had_reply || !from_host {
-            self.ctx.events.emit(VbEventKind::VB_EVENT_INTERRUPTED, |_| {});
+            self.ctx
+                .events
+                .emit(VbEventKind::VB_EVENT_INTERRUPTED, |_| {});
         }
-        self.ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
+        self.ctx
+            .events
+            .set_state(VbSessionState::VB_STATE_LISTENING);
     }
 
     fn back_to_listening_if_idle(&mut self) {
         if self.active.is_none() && self.queue.is_empty() {
-            self.ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
+            self.ctx
+                .events
+                .set_state(VbSessionState::VB_STATE_LISTENING);
         }
     }
 
@@ -462,8 +540,15 @@ fn run_agent(
 ) {
     let mut reply = Reply::new(id, reply_tx.clone(), cancelled);
     let result = match agent {
-        Some(agent) => std::panic::catch_unwind(AssertUnwindSafe(|| agent.on_transcript(transcript, &mut reply)))
-            .unwrap_or_else(|_| Err(Error::new(VbStatus::VB_ERR_PANIC, "the agent callback panicked"))),
+        Some(agent) => std::panic::catch_unwind(AssertUnwindSafe(|| {
+            agent.on_transcript(transcript, &mut reply)
+        }))
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                VbStatus::VB_ERR_PANIC,
+                "the agent callback panicked",
+            ))
+        }),
         None => Err(Error::invalid_state("this session has no agent")),
     };
     let _ = reply_tx.send((id, ReplyMsg::Returned(result)));

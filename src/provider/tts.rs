@@ -69,7 +69,10 @@ mod tests {
         let mut s = SentenceSplitter::default();
         assert!(s.push("Hello the").is_empty());
         assert_eq!(s.push("re. How are"), ["Hello there."]);
-        assert_eq!(s.push(" you? 3.5 is a number! "), ["How are you?", "3.5 is a number!"]);
+        assert_eq!(
+            s.push(" you? 3.5 is a number! "),
+            ["How are you?", "3.5 is a number!"]
+        );
         assert!(s.push("Bye").is_empty());
         assert_eq!(s.finish().as_deref(), Some("Bye"));
         assert_eq!(s.finish(), None);

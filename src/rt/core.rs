@@ -67,9 +67,18 @@ pub fn build_session(
     counters: Arc<EngineCounters>,
 ) -> (HostEnds, IoEnds, RealtimeLoop) {
     let audio = &config.audio;
-    let (in_tx, in_rx) = rtrb::RingBuffer::new(FrameSpec::samples_in(spec.input_rate, audio.input_buffer_ms));
-    let (out_tx, out_rx) = rtrb::RingBuffer::new(FrameSpec::samples_in(spec.output_rate, audio.output_buffer_ms));
-    let (reply_tx, reply_rx) = rtrb::RingBuffer::new(FrameSpec::samples_in(spec.output_rate, audio.reply_buffer_ms));
+    let (in_tx, in_rx) = rtrb::RingBuffer::new(FrameSpec::samples_in(
+        spec.input_rate,
+        audio.input_buffer_ms,
+    ));
+    let (out_tx, out_rx) = rtrb::RingBuffer::new(FrameSpec::samples_in(
+        spec.output_rate,
+        audio.output_buffer_ms,
+    ));
+    let (reply_tx, reply_rx) = rtrb::RingBuffer::new(FrameSpec::samples_in(
+        spec.output_rate,
+        audio.reply_buffer_ms,
+    ));
     // Two seconds of speech frames plus room for the events between them.
     let (io_tx, io_rx) = rtrb::RingBuffer::new(spec.frames_in(2000) as usize + 64);
     let (control_tx, control_rx) = crossbeam_channel::bounded(64);
@@ -77,8 +86,13 @@ pub fn build_session(
     let internal_frame = spec.internal_frame();
     let resampler = ChunkResampler::new(spec.input_rate, spec.internal_rate, spec.input_frame());
     let vad_start_frames = config.vad.start_ms.div_ceil(spec.frame_ms).max(1);
-    let barge_in_frames =
-        config.interruptions.enabled.then(|| config.interruptions.min_speech_ms.div_ceil(spec.frame_ms).max(1));
+    let barge_in_frames = config.interruptions.enabled.then(|| {
+        config
+            .interruptions
+            .min_speech_ms
+            .div_ceil(spec.frame_ms)
+            .max(1)
+    });
     let rt = RealtimeLoop {
         spec,
         input: in_rx,
@@ -89,7 +103,12 @@ pub fn build_session(
         frame: vec![0; internal_frame].into_boxed_slice(),
         processors,
         vad: VoiceDetector::new(&config.vad, spec.internal_rate, spec.frame_ms),
-        turn: TurnDetector::new(&config.turn, spec.frame_ms, internal_frame, vad_start_frames),
+        turn: TurnDetector::new(
+            &config.turn,
+            spec.frame_ms,
+            internal_frame,
+            vad_start_frames,
+        ),
         turn_id: 0,
         speaking_frames: 0,
         barge_in_frames,
@@ -102,8 +121,15 @@ pub fn build_session(
         counters,
     };
     debug_assert!(internal_frame <= MAX_FRAME_SAMPLES);
-    let host = HostEnds { input: in_tx, output: out_rx };
-    let io = IoEnds { from_rt: io_rx, reply: reply_tx, control: control_tx };
+    let host = HostEnds {
+        input: in_tx,
+        output: out_rx,
+    };
+    let io = IoEnds {
+        from_rt: io_rx,
+        reply: reply_tx,
+        control: control_tx,
+    };
     (host, io, rt)
 }
 
@@ -130,7 +156,9 @@ impl RealtimeLoop {
         if consumed > 0 {
             let late = now_us.saturating_sub(self.shared.last_push_us.load(Ordering::Relaxed));
             if late > u64::from(self.spec.frame_ms) * 1000 {
-                self.counters.deadline_misses.fetch_add(consumed as u64, Ordering::Relaxed);
+                self.counters
+                    .deadline_misses
+                    .fetch_add(consumed as u64, Ordering::Relaxed);
             }
         }
         if let Some(event) = self.playout.step(&self.shared, now_us) {
@@ -164,12 +192,17 @@ impl RealtimeLoop {
     }
 
     fn process_frame(&mut self, now_us: u64) {
-        self.processors.process(&mut self.frame, self.spec.internal_rate);
+        self.processors
+            .process(&mut self.frame, self.spec.internal_rate);
         let vad = self.vad.process(&self.frame);
         if vad.voiced {
             self.last_voiced_us = now_us;
         }
-        self.speaking_frames = if vad.speaking { self.speaking_frames + 1 } else { 0 };
+        self.speaking_frames = if vad.speaking {
+            self.speaking_frames + 1
+        } else {
+            0
+        };
         if let Some(needed) = self.barge_in_frames {
             if self.playout.is_playing() && self.speaking_frames >= needed {
                 self.playout.flush(&self.shared);
@@ -180,10 +213,15 @@ impl RealtimeLoop {
             TurnStep::Idle => {}
             TurnStep::Started => {
                 self.turn_id += 1;
-                self.emit(RtOutput::SpeechStarted { turn: self.turn_id, at_us: now_us });
+                self.emit(RtOutput::SpeechStarted {
+                    turn: self.turn_id,
+                    at_us: now_us,
+                });
                 let (turn_id, to_io, shared) = (self.turn_id, &mut self.to_io, &self.shared);
                 let counters = &self.counters;
-                self.turn.drain_preroll(|f| push_speech(to_io, shared, counters, SpeechFrame::new(turn_id, f)));
+                self.turn.drain_preroll(|f| {
+                    push_speech(to_io, shared, counters, SpeechFrame::new(turn_id, f))
+                });
             }
             TurnStep::Continuing => self.push_frame(),
             TurnStep::Ended { reason, .. } => {
@@ -197,7 +235,9 @@ impl RealtimeLoop {
             }
         }
         self.frame_index += 1;
-        self.counters.frames_processed.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .frames_processed
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     fn push_frame(&mut self) {
@@ -209,14 +249,23 @@ impl RealtimeLoop {
     /// fills when the I/O side has stalled, and then the loss is counted.
     fn emit(&mut self, event: RtOutput) {
         if self.to_io.push(event).is_err() {
-            self.shared.events_dropped_unreported.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .events_dropped_unreported
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-fn push_speech(to_io: &mut rtrb::Producer<RtOutput>, shared: &RtShared, counters: &EngineCounters, frame: SpeechFrame) {
+fn push_speech(
+    to_io: &mut rtrb::Producer<RtOutput>,
+    shared: &RtShared,
+    counters: &EngineCounters,
+    frame: SpeechFrame,
+) {
     if to_io.push(RtOutput::Speech(frame)).is_err() {
         counters.frames_dropped.fetch_add(1, Ordering::Relaxed);
-        shared.speech_dropped_unreported.fetch_add(frame.samples().len() as u64, Ordering::Relaxed);
+        shared
+            .speech_dropped_unreported
+            .fetch_add(frame.samples().len() as u64, Ordering::Relaxed);
     }
 }

@@ -66,7 +66,12 @@ mod tests {
 
     #[test]
     fn frame_sizes_follow_rate_and_duration() {
-        let spec = FrameSpec { frame_ms: 20, internal_rate: 16000, input_rate: 44100, output_rate: 48000 };
+        let spec = FrameSpec {
+            frame_ms: 20,
+            internal_rate: 16000,
+            input_rate: 44100,
+            output_rate: 48000,
+        };
         assert_eq!(spec.internal_frame(), 320);
         assert_eq!(spec.input_frame(), 882);
         assert_eq!(spec.output_frame(), 960);

@@ -19,7 +19,11 @@ impl SpeechFrame {
         let len = pcm.len().min(MAX_FRAME_SAMPLES);
         let mut samples = [0; MAX_FRAME_SAMPLES];
         samples[..len].copy_from_slice(&pcm[..len]);
-        SpeechFrame { turn, len: len as u16, samples }
+        SpeechFrame {
+            turn,
+            len: len as u16,
+            samples,
+        }
     }
 
     /// The frame's samples.

@@ -20,7 +20,14 @@ impl Playout {
     /// Playout between the two ring halves.
     pub fn new(reply: rtrb::Consumer<i16>, out: rtrb::Producer<i16>) -> Self {
         let out_capacity = out.buffer().capacity();
-        Playout { reply, out, out_capacity, playing: false, reply_done: true, discarding: false }
+        Playout {
+            reply,
+            out,
+            out_capacity,
+            playing: false,
+            reply_done: true,
+            discarding: false,
+        }
     }
 
     /// Whether reply audio is being played (barge-in applies).
@@ -46,7 +53,10 @@ impl Playout {
     /// ring holds, and discards reply audio until the producer confirms it stopped.
     pub fn flush(&mut self, shared: &RtShared) {
         self.skip_reply();
-        shared.out_flush_at.store(shared.out_written.load(Ordering::Relaxed), Ordering::Release);
+        shared.out_flush_at.store(
+            shared.out_written.load(Ordering::Relaxed),
+            Ordering::Release,
+        );
         self.playing = false;
         self.discarding = true;
     }
@@ -61,7 +71,9 @@ impl Playout {
         let n = self.reply.slots().min(self.out.slots());
         let mut event = None;
         if n > 0 {
-            if let (Ok(read), Ok(write)) = (self.reply.read_chunk(n), self.out.write_chunk_uninit(n)) {
+            if let (Ok(read), Ok(write)) =
+                (self.reply.read_chunk(n), self.out.write_chunk_uninit(n))
+            {
                 let (a, b) = read.as_slices();
                 write.fill_from_iter(a.iter().chain(b).copied());
                 read.commit_all();

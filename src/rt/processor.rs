@@ -32,7 +32,10 @@ impl ProcessorChain {
 
     /// Names in the order they run.
     pub fn names(&self) -> Vec<String> {
-        self.processors.iter().map(|p| p.name().to_owned()).collect()
+        self.processors
+            .iter()
+            .map(|p| p.name().to_owned())
+            .collect()
     }
 
     /// Applies every processor to `pcm`. Realtime-safe if the processors are.

@@ -4,7 +4,9 @@
 //! for the host's input frames. [`StreamResampler`] wraps it for chunks of any size on the I/O side
 //! (reply audio from TTS to the host's output rate).
 
-use rubato::{Resampler as _, SincFixedIn, SincInterpolationParameters, SincInterpolationType, WindowFunction};
+use rubato::{
+    Resampler as _, SincFixedIn, SincInterpolationParameters, SincInterpolationType, WindowFunction,
+};
 
 /// Converts chunks of exactly `chunk_len` samples from one rate to another. No allocation after
 /// construction; equal rates pass samples through unchanged.
@@ -28,7 +30,8 @@ impl ChunkResampler {
                 interpolation: SincInterpolationType::Linear,
                 window: WindowFunction::BlackmanHarris2,
             };
-            SincFixedIn::new(ratio, 1.0, params, chunk_len, 1).expect("rates and chunk length are validated")
+            SincFixedIn::new(ratio, 1.0, params, chunk_len, 1)
+                .expect("rates and chunk length are validated")
         });
         let max_out = inner.as_ref().map_or(chunk_len, |r| r.output_frames_max());
         ChunkResampler {
@@ -88,7 +91,10 @@ impl StreamResampler {
     /// Chunk length used internally: 10 ms of input.
     pub fn new(from_rate: u32, to_rate: u32) -> Self {
         let chunk = (from_rate / 100).max(1) as usize;
-        StreamResampler { chunker: ChunkResampler::new(from_rate, to_rate, chunk), pending: Vec::with_capacity(chunk) }
+        StreamResampler {
+            chunker: ChunkResampler::new(from_rate, to_rate, chunk),
+            pending: Vec::with_capacity(chunk),
+        }
     }
 
     /// Converts `input`, returning what is complete so far.
@@ -127,7 +133,9 @@ mod tests {
     use super::*;
 
     fn tone(rate: u32, hz: f32, n: usize) -> Vec<i16> {
-        (0..n).map(|i| ((i as f32 * hz * std::f32::consts::TAU / rate as f32).sin() * 10000.0) as i16).collect()
+        (0..n)
+            .map(|i| ((i as f32 * hz * std::f32::consts::TAU / rate as f32).sin() * 10000.0) as i16)
+            .collect()
     }
 
     #[test]
@@ -146,8 +154,14 @@ mod tests {
             out.extend_from_slice(r.process(chunk));
         }
         let expected = 320 * 50;
-        assert!(out.len().abs_diff(expected) <= 4, "{} vs {expected}", out.len());
-        let rms = |s: &[i16]| (s.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / s.len() as f64).sqrt();
+        assert!(
+            out.len().abs_diff(expected) <= 4,
+            "{} vs {expected}",
+            out.len()
+        );
+        let rms = |s: &[i16]| {
+            (s.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / s.len() as f64).sqrt()
+        };
         let (a, b) = (rms(&input[4800..]), rms(&out[1600..]));
         assert!((a - b).abs() / a < 0.05, "rms {a} vs {b}");
     }

@@ -94,13 +94,20 @@ unsafe impl<T: Send> Sync for SpscCell<T> {}
 impl<T> SpscCell<T> {
     /// Wraps `value`.
     pub fn new(value: T) -> Self {
-        SpscCell { busy: AtomicBool::new(false), value: UnsafeCell::new(value) }
+        SpscCell {
+            busy: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
     }
 
     /// Runs `f` with exclusive access, or returns `None` when another thread is inside.
     /// Wait-free.
     pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Option<R> {
-        if self.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        if self
+            .busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             return None;
         }
         // SAFETY: the flag was false and is now ours; nobody else can be inside until we reset it.

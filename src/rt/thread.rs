@@ -15,24 +15,29 @@ pub fn spawn_realtime_thread(
     elevate: bool,
 ) -> std::io::Result<JoinHandle<()>> {
     let period = rt.spec().period();
-    std::thread::Builder::new().name(name).stack_size(256 * 1024).spawn(move || {
-        if elevate {
-            shared.elevated.store(elevate_current_thread(), Ordering::Relaxed);
-        }
-        let _ = shared.thread.set(std::thread::current());
-        while !shared.shutdown.load(Ordering::Acquire) {
-            realtime_section(|| rt.run_once());
-            shared.sleeping.store(true, Ordering::SeqCst);
-            // Pairs with the fence in the producers: either they see `sleeping` and unpark us, or
-            // we see their data here and skip the park.
-            fence(Ordering::SeqCst);
-            if !rt.has_work() && !shared.shutdown.load(Ordering::Acquire) {
-                // Wakes on new input, a control, or after one frame period to keep playout flowing.
-                std::thread::park_timeout(period);
+    std::thread::Builder::new()
+        .name(name)
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            if elevate {
+                shared
+                    .elevated
+                    .store(elevate_current_thread(), Ordering::Relaxed);
             }
-            shared.sleeping.store(false, Ordering::SeqCst);
-        }
-    })
+            let _ = shared.thread.set(std::thread::current());
+            while !shared.shutdown.load(Ordering::Acquire) {
+                realtime_section(|| rt.run_once());
+                shared.sleeping.store(true, Ordering::SeqCst);
+                // Pairs with the fence in the producers: either they see `sleeping` and unpark us, or
+                // we see their data here and skip the park.
+                fence(Ordering::SeqCst);
+                if !rt.has_work() && !shared.shutdown.load(Ordering::Acquire) {
+                    // Wakes on new input, a control, or after one frame period to keep playout flowing.
+                    std::thread::park_timeout(period);
+                }
+                shared.sleeping.store(false, Ordering::SeqCst);
+            }
+        })
 }
 
 /// Asks for SCHED_FIFO at a modest priority. Returns whether the OS granted it.

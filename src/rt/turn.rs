@@ -51,10 +51,16 @@ pub struct TurnDetector {
 impl TurnDetector {
     /// A detector for frames of `frame_ms` with `frame_len` samples; `vad_start_frames` is the
     /// VAD's start hysteresis, so the pre-roll also holds the speech the VAD needed to decide.
-    pub fn new(config: &TurnConfig, frame_ms: u32, frame_len: usize, vad_start_frames: u32) -> Self {
+    pub fn new(
+        config: &TurnConfig,
+        frame_ms: u32,
+        frame_len: usize,
+        vad_start_frames: u32,
+    ) -> Self {
         let min_speech_frames = config.min_speech_ms.div_ceil(frame_ms).max(1);
         // Pre-roll: speech before the VAD said "speaking", the candidate itself, and 100 ms of lead-in.
-        let preroll_frames = (vad_start_frames + min_speech_frames + 100u32.div_ceil(frame_ms)) as usize;
+        let preroll_frames =
+            (vad_start_frames + min_speech_frames + 100u32.div_ceil(frame_ms)) as usize;
         TurnDetector {
             min_speech_frames,
             silence_frames: config.silence_ms.div_ceil(frame_ms).max(1),
@@ -109,7 +115,10 @@ impl TurnDetector {
                 self.in_turn = false;
                 self.speech_frames = 0;
                 self.preroll.clear();
-                TurnStep::Ended { reason, speech_end_frame: self.last_voiced_frame }
+                TurnStep::Ended {
+                    reason,
+                    speech_end_frame: self.last_voiced_frame,
+                }
             }
             None => TurnStep::Continuing,
         }
@@ -133,7 +142,13 @@ struct FrameHistory {
 impl FrameHistory {
     fn new(capacity: usize, frame_len: usize) -> Self {
         assert!(frame_len <= MAX_FRAME_SAMPLES);
-        FrameHistory { samples: vec![0; capacity * frame_len].into_boxed_slice(), frame_len, capacity, start: 0, len: 0 }
+        FrameHistory {
+            samples: vec![0; capacity * frame_len].into_boxed_slice(),
+            frame_len,
+            capacity,
+            start: 0,
+            len: 0,
+        }
     }
 
     fn push(&mut self, frame: &[i16]) {
@@ -167,7 +182,10 @@ mod tests {
     const FRAME: [i16; 320] = [0; 320];
 
     fn decision(voiced: bool) -> VadDecision {
-        VadDecision { voiced, speaking: voiced }
+        VadDecision {
+            voiced,
+            speaking: voiced,
+        }
     }
 
     /// Runs a voiced/unvoiced pattern (one bool per 20 ms frame) and records the steps.
@@ -187,15 +205,37 @@ mod tests {
     }
 
     fn detector() -> TurnDetector {
-        TurnDetector::new(&TurnConfig { silence_ms: 500, min_speech_ms: 150, max_turn_ms: 2000 }, 20, 320, 2)
+        TurnDetector::new(
+            &TurnConfig {
+                silence_ms: 500,
+                min_speech_ms: 150,
+                max_turn_ms: 2000,
+            },
+            20,
+            320,
+            2,
+        )
     }
 
     #[test]
     fn a_turn_starts_after_min_speech_and_ends_after_silence() {
         let mut det = detector();
         let steps = run(&mut det, &[(false, 10), (true, 50), (false, 40)]);
-        assert_eq!(steps[0], (17, TurnStep::Started), "8 frames = 160 ms >= 150 ms");
-        assert_eq!(steps[1], (84, TurnStep::Ended { reason: TurnEndReason::Silence, speech_end_frame: 59 }));
+        assert_eq!(
+            steps[0],
+            (17, TurnStep::Started),
+            "8 frames = 160 ms >= 150 ms"
+        );
+        assert_eq!(
+            steps[1],
+            (
+                84,
+                TurnStep::Ended {
+                    reason: TurnEndReason::Silence,
+                    speech_end_frame: 59
+                }
+            )
+        );
         assert_eq!(steps.len(), 2);
     }
 
@@ -208,17 +248,36 @@ mod tests {
     #[test]
     fn short_pauses_do_not_end_a_turn() {
         let mut det = detector();
-        let steps = run(&mut det, &[(true, 20), (false, 20), (true, 20), (false, 30)]);
+        let steps = run(
+            &mut det,
+            &[(true, 20), (false, 20), (true, 20), (false, 30)],
+        );
         assert_eq!(steps.len(), 2);
-        assert!(matches!(steps[1].1, TurnStep::Ended { speech_end_frame: 59, .. }));
+        assert!(matches!(
+            steps[1].1,
+            TurnStep::Ended {
+                speech_end_frame: 59,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn long_speech_is_cut_at_max_turn() {
         let mut det = detector();
         let steps = run(&mut det, &[(true, 250)]);
-        assert_eq!(steps[1].1, TurnStep::Ended { reason: TurnEndReason::MaxLength, speech_end_frame: 107 });
-        assert_eq!(steps[2].1, TurnStep::Started, "speech that goes on opens the next turn");
+        assert_eq!(
+            steps[1].1,
+            TurnStep::Ended {
+                reason: TurnEndReason::MaxLength,
+                speech_end_frame: 107
+            }
+        );
+        assert_eq!(
+            steps[2].1,
+            TurnStep::Started,
+            "speech that goes on opens the next turn"
+        );
     }
 
     #[test]

@@ -42,13 +42,20 @@ impl VoiceDetector {
             self.run = 0;
         } else {
             self.run += 1;
-            let needed = if self.speaking { self.stop_frames } else { self.start_frames };
+            let needed = if self.speaking {
+                self.stop_frames
+            } else {
+                self.start_frames
+            };
             if self.run >= needed {
                 self.speaking = voiced;
                 self.run = 0;
             }
         }
-        VadDecision { voiced, speaking: self.speaking }
+        VadDecision {
+            voiced,
+            speaking: self.speaking,
+        }
     }
 
     /// The smoothed state.
@@ -66,7 +73,11 @@ unsafe impl Send for FrameVad {}
 
 impl FrameVad {
     fn new(mode: u8, sample_rate: u32) -> Self {
-        let rate = if sample_rate == 8000 { SampleRate::Rate8kHz } else { SampleRate::Rate16kHz };
+        let rate = if sample_rate == 8000 {
+            SampleRate::Rate8kHz
+        } else {
+            SampleRate::Rate16kHz
+        };
         let mode = match mode {
             0 => VadMode::Quality,
             1 => VadMode::LowBitrate,
@@ -91,7 +102,9 @@ mod tests {
         (0..n)
             .map(|i| {
                 let t = (i + phase) as f32 / 16000.0;
-                let s: f32 = (1..=12).map(|h| (t * 150.0 * h as f32 * std::f32::consts::TAU).sin() / h as f32).sum();
+                let s: f32 = (1..=12)
+                    .map(|h| (t * 150.0 * h as f32 * std::f32::consts::TAU).sin() / h as f32)
+                    .sum();
                 (s * 6000.0) as i16
             })
             .collect()
@@ -99,7 +112,11 @@ mod tests {
 
     #[test]
     fn silence_is_not_speech_and_voice_is_after_hysteresis() {
-        let cfg = VadConfig { mode: 2, start_ms: 40, stop_ms: 100 };
+        let cfg = VadConfig {
+            mode: 2,
+            start_ms: 40,
+            stop_ms: 100,
+        };
         let mut d = VoiceDetector::new(&cfg, 16000, 20);
         for _ in 0..10 {
             assert!(!d.process(&[0; 320]).speaking);
@@ -110,13 +127,21 @@ mod tests {
                 first_speaking = Some(i);
             }
         }
-        assert_eq!(first_speaking, Some(1), "two voiced frames (40 ms) are needed");
+        assert_eq!(
+            first_speaking,
+            Some(1),
+            "two voiced frames (40 ms) are needed"
+        );
         let mut first_silent = None;
         for i in 0..10 {
             if !d.process(&[0; 320]).speaking && first_silent.is_none() {
                 first_silent = Some(i);
             }
         }
-        assert_eq!(first_silent, Some(4), "five unvoiced frames (100 ms) are needed");
+        assert_eq!(
+            first_silent,
+            Some(4),
+            "five unvoiced frames (100 ms) are needed"
+        );
     }
 }

@@ -33,10 +33,18 @@ pub struct PushOutcome {
 
 impl HostAudio {
     /// Wraps the host ends of a session's rings.
-    pub fn new(ends: HostEnds, input_frame: usize, shared: Arc<RtShared>, counters: Arc<EngineCounters>) -> Self {
+    pub fn new(
+        ends: HostEnds,
+        input_frame: usize,
+        shared: Arc<RtShared>,
+        counters: Arc<EngineCounters>,
+    ) -> Self {
         HostAudio {
             input: SpscCell::new(ends.input),
-            output: SpscCell::new(OutputReader { ring: ends.output, read_total: 0 }),
+            output: SpscCell::new(OutputReader {
+                ring: ends.output,
+                read_total: 0,
+            }),
             input_frame,
             shared,
             counters,
@@ -57,11 +65,17 @@ impl HostAudio {
                     }
                     let dropped = pcm.len() - accepted;
                     if dropped > 0 {
-                        self.shared.input_dropped_unreported.fetch_add(dropped as u64, Ordering::Relaxed);
+                        self.shared
+                            .input_dropped_unreported
+                            .fetch_add(dropped as u64, Ordering::Relaxed);
                         let frames = dropped.div_ceil(self.input_frame.max(1)) as u64;
-                        self.counters.frames_dropped.fetch_add(frames, Ordering::Relaxed);
+                        self.counters
+                            .frames_dropped
+                            .fetch_add(frames, Ordering::Relaxed);
                     }
-                    self.shared.last_push_us.store(self.shared.now_us(), Ordering::Relaxed);
+                    self.shared
+                        .last_push_us
+                        .store(self.shared.now_us(), Ordering::Relaxed);
                     let buffered = ring.buffer().capacity() - ring.slots();
                     // Pairs with the fence in the realtime thread before it parks.
                     fence(Ordering::SeqCst);
@@ -74,6 +88,11 @@ impl HostAudio {
         })
     }
 
+    /// Samples `push` would take right now (free space of the input ring). Realtime-safe.
+    pub fn writable(&self) -> usize {
+        self.input.with(|ring| ring.slots()).unwrap_or(0)
+    }
+
     /// Copies up to `out.len()` samples of reply audio into `out`; returns how many. Audio that a
     /// barge-in flushed is skipped, never returned.
     pub fn read(&self, out: &mut [i16]) -> Result<usize> {
@@ -82,7 +101,8 @@ impl HostAudio {
                 .with(|reader| {
                     let flush_at = self.shared.out_flush_at.load(Ordering::Acquire);
                     if reader.read_total < flush_at {
-                        let skip = ((flush_at - reader.read_total) as usize).min(reader.ring.slots());
+                        let skip =
+                            ((flush_at - reader.read_total) as usize).min(reader.ring.slots());
                         if let Ok(chunk) = reader.ring.read_chunk(skip) {
                             chunk.commit_all();
                         }

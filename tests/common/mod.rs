@@ -1,0 +1,146 @@
+//! Shared helpers of the integration tests: synthetic voiced audio, pushing it into a session,
+//! waiting for events. Times here are generous upper bounds against hangs, never assertions.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use voicebackend::{Agent, Backend, Event, Reply, Result, Session, SessionConfig, VbEventKind};
+
+/// The longest any test waits for something before failing.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A voiced buzz (fundamental `f0` plus harmonics, syllable-like amplitude modulation) that
+/// webrtc-vad classifies as speech.
+pub fn speech(f0: f32, ms: u32, rate: u32) -> Vec<i16> {
+    let n = (rate as u64 * ms as u64 / 1000) as usize;
+    (0..n)
+        .map(|i| {
+            let t = i as f32 / rate as f32;
+            let harmonics: f32 = (1..=10)
+                .map(|h| (t * f0 * h as f32 * std::f32::consts::TAU).sin() / h as f32)
+                .sum();
+            let syllables = 0.75 + 0.25 * (t * 4.0 * std::f32::consts::TAU).sin();
+            (harmonics * syllables * 7000.0) as i16
+        })
+        .collect()
+}
+
+/// Digital silence.
+pub fn silence(ms: u32, rate: u32) -> Vec<i16> {
+    vec![0; (rate as u64 * ms as u64 / 1000) as usize]
+}
+
+/// One user turn: speech followed by enough silence to end it (default `turn.silence_ms` 500).
+pub fn utterance(f0: f32, speech_ms: u32, rate: u32) -> Vec<i16> {
+    let mut audio = speech(f0, speech_ms, rate);
+    audio.extend(silence(800, rate));
+    audio
+}
+
+/// Pushes all of `pcm` in 20 ms pieces as fast as the session takes it, waiting while the input
+/// ring is full so that nothing is dropped.
+pub fn push_all(session: &Session, pcm: &[i16], rate: u32) {
+    let chunk = (rate / 50) as usize;
+    for piece in pcm.chunks(chunk) {
+        let deadline = Instant::now() + PATIENCE;
+        while session.writable_samples() < piece.len() {
+            assert!(
+                Instant::now() < deadline,
+                "the session stopped taking audio"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let outcome = session.process_audio(piece).expect("process_audio");
+        assert_eq!(outcome.dropped, 0);
+    }
+}
+
+/// Pushes `pcm` at real-time pace (one 20 ms piece per 20 ms), reading reply audio meanwhile.
+pub fn push_realtime(session: &Session, pcm: &[i16], rate: u32, played: &mut Vec<i16>) {
+    let chunk = (rate / 50) as usize;
+    let start = Instant::now();
+    let mut buf = vec![0i16; 4096];
+    for (i, piece) in pcm.chunks(chunk).enumerate() {
+        let due = start + Duration::from_millis(20 * i as u64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let outcome = session.process_audio(piece).expect("process_audio");
+        assert_eq!(outcome.dropped, 0);
+        let n = session.read_audio(&mut buf).expect("read_audio");
+        played.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Polls events (reading and discarding reply audio meanwhile, as a host plays it) until one
+/// matches `until`; returns every event seen.
+pub fn events_until(session: &Session, mut until: impl FnMut(&Event) -> bool) -> Vec<Event> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    let mut buf = vec![0i16; 4096];
+    loop {
+        while let Some(event) = session.poll_event().expect("poll_event") {
+            let done = until(&event);
+            seen.push(event);
+            if done {
+                return seen;
+            }
+        }
+        let _ = session.read_audio(&mut buf);
+        assert!(
+            Instant::now() < deadline,
+            "timed out; events so far: {:#?}",
+            kinds(&seen)
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The kinds of `events`, in order.
+pub fn kinds(events: &[Event]) -> Vec<VbEventKind> {
+    events.iter().map(|e| e.kind).collect()
+}
+
+/// The texts of the events of `kind`.
+pub fn texts(events: &[Event], kind: VbEventKind) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.kind == kind)
+        .filter_map(|e| e.text.clone())
+        .collect()
+}
+
+/// A backend on the test providers with `extra` merged into its JSON config.
+pub fn test_backend(extra: &str) -> Backend {
+    let sep = if extra.trim().is_empty() { "" } else { "," };
+    let json = format!(
+        r#"{{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts"{sep}{extra}}}"#
+    );
+    let backend = Backend::from_json(&json).expect("backend config");
+    backend.start().expect("start");
+    backend
+}
+
+/// An agent that answers "you said <transcript>".
+pub fn echo_agent() -> Arc<dyn Agent> {
+    Arc::new(|transcript: &str, reply: &mut Reply| -> Result<()> {
+        reply.write("you said ")?;
+        reply.write(transcript)?;
+        reply.end()
+    })
+}
+
+/// A started session with `rate` in and out and the echo agent.
+pub fn session_at(backend: &Backend, rate: u32) -> Session {
+    let config = SessionConfig {
+        input_sample_rate: rate,
+        output_sample_rate: rate,
+        ..SessionConfig::default()
+    };
+    let session = backend
+        .create_session(config, Some(echo_agent()), None)
+        .expect("create_session");
+    session.start().expect("start");
+    session
+}

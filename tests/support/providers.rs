@@ -1,0 +1,252 @@
+//! Test providers, clearly named `test-*`: they are compiled into the library only with the
+//! `test-providers` feature (so that the C host test can reach them through the C ABI) and are
+//! never part of a release build.
+//!
+//! - `test-pitch-stt`: a real signal-derived "transcript": it measures the pitch and length of
+//!   the turn's audio and reports `pitch <hz> hz for <ms> ms`. Sessions speaking at different
+//!   pitches get different transcripts, which is what isolation tests need.
+//! - `test-tone-tts`: speaks each text chunk as a sine tone (`ms_per_char` per character) at
+//!   24 kHz, so the engine must resample it to the host rate.
+//! - `test-echo-s2s`: a speech-to-speech "model" that answers each turn with the turn's own audio.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::provider::{
+    BoxFuture, ProviderRegistry, S2sEvent, S2sInput, S2sProvider, S2sSession, SttProvider, SttTurn,
+    TtsProvider, TtsRequest,
+};
+
+/// Registers the test providers.
+pub fn register(registry: &ProviderRegistry) {
+    let stt: crate::provider::registry::SttFactory = Arc::new(|config: &Value| {
+        Ok(Arc::new(PitchStt {
+            config: parse(config, "stt_config")?,
+        }) as Arc<dyn SttProvider>)
+    });
+    let tts: crate::provider::registry::TtsFactory = Arc::new(|config: &Value| {
+        Ok(Arc::new(ToneTts {
+            config: parse(config, "tts_config")?,
+        }) as Arc<dyn TtsProvider>)
+    });
+    let s2s: crate::provider::registry::S2sFactory = Arc::new(|config: &Value| {
+        let _: EmptyConfig = parse(config, "s2s_config")?;
+        Ok(Arc::new(EchoS2s) as Arc<dyn S2sProvider>)
+    });
+    registry
+        .stt
+        .register("test-pitch-stt", stt)
+        .expect("valid name");
+    registry
+        .tts
+        .register("test-tone-tts", tts)
+        .expect("valid name");
+    registry
+        .s2s
+        .register("test-echo-s2s", s2s)
+        .expect("valid name");
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(config: &Value, field: &str) -> Result<T> {
+    T::deserialize(config).map_err(|e| Error::invalid_config(format!("{field}: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptyConfig {}
+
+/// Settings of `test-pitch-stt`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PitchSttConfig {
+    /// Extra time before the final transcript, to simulate a slow engine.
+    pub delay_ms: u64,
+    /// When set, every turn fails with this provider error.
+    pub fail_with: Option<String>,
+}
+
+impl Default for PitchSttConfig {
+    fn default() -> Self {
+        PitchSttConfig {
+            delay_ms: 0,
+            fail_with: None,
+        }
+    }
+}
+
+/// Reports the pitch and length of each turn.
+pub struct PitchStt {
+    config: PitchSttConfig,
+}
+
+impl SttProvider for PitchStt {
+    fn name(&self) -> &str {
+        "test-pitch-stt"
+    }
+
+    fn transcribe(&self, mut turn: SttTurn) -> BoxFuture<'static, Result<()>> {
+        let config = self.config.clone();
+        Box::pin(async move {
+            let mut audio = Vec::new();
+            let mut partial_sent = false;
+            while let Some(chunk) = turn.audio.recv().await {
+                audio.extend_from_slice(&chunk);
+                if !partial_sent && audio.len() >= turn.sample_rate as usize / 5 {
+                    partial_sent = true;
+                    turn.results
+                        .partial(format!("pitch {} hz", pitch_hz(&audio, turn.sample_rate)));
+                }
+            }
+            if let Some(message) = config.fail_with {
+                return Err(Error::provider("test-pitch-stt", message));
+            }
+            tokio::time::sleep(Duration::from_millis(config.delay_ms)).await;
+            let ms = audio.len() as u64 * 1000 / u64::from(turn.sample_rate);
+            turn.results.final_transcript(format!(
+                "pitch {} hz for {ms} ms",
+                pitch_hz(&audio, turn.sample_rate)
+            ));
+            Ok(())
+        })
+    }
+}
+
+/// The fundamental of the loudest 200 ms by autocorrelation, rounded to 10 Hz (80–400 Hz).
+pub fn pitch_hz(audio: &[i16], rate: u32) -> u32 {
+    let window = (rate as usize / 5).min(audio.len());
+    let energy = |s: &[i16]| s.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
+    let start = (0..=audio.len() - window)
+        .step_by((window / 4).max(1))
+        .max_by(|&a, &b| energy(&audio[a..a + window]).total_cmp(&energy(&audio[b..b + window])))
+        .unwrap_or(0);
+    let x = &audio[start..start + window];
+    let (min_lag, max_lag) = ((rate / 400) as usize, (rate / 80) as usize);
+    let best = (min_lag..=max_lag.min(x.len().saturating_sub(1)))
+        .max_by(|&a, &b| {
+            let corr = |lag: usize| {
+                x.iter()
+                    .zip(&x[lag..])
+                    .map(|(&p, &q)| f64::from(p) * f64::from(q))
+                    .sum::<f64>()
+            };
+            corr(a).total_cmp(&corr(b))
+        })
+        .unwrap_or(min_lag);
+    let hz = f64::from(rate) / best.max(1) as f64;
+    ((hz / 10.0).round() * 10.0) as u32
+}
+
+/// Settings of `test-tone-tts`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToneTtsConfig {
+    /// Audio length per character of text.
+    pub ms_per_char: u32,
+    /// Tone frequency.
+    pub frequency_hz: f32,
+    /// When set, synthesis fails with this provider error.
+    pub fail_with: Option<String>,
+}
+
+impl Default for ToneTtsConfig {
+    fn default() -> Self {
+        ToneTtsConfig {
+            ms_per_char: 20,
+            frequency_hz: 440.0,
+            fail_with: None,
+        }
+    }
+}
+
+/// Speaks text as a tone.
+pub struct ToneTts {
+    config: ToneTtsConfig,
+}
+
+/// The rate `test-tone-tts` produces.
+pub const TONE_TTS_RATE: u32 = 24000;
+
+impl TtsProvider for ToneTts {
+    fn name(&self) -> &str {
+        "test-tone-tts"
+    }
+
+    fn sample_rate(&self) -> u32 {
+        TONE_TTS_RATE
+    }
+
+    fn synthesize(&self, mut request: TtsRequest) -> BoxFuture<'static, Result<()>> {
+        let config = self.config.clone();
+        Box::pin(async move {
+            if let Some(message) = config.fail_with {
+                return Err(Error::provider("test-tone-tts", message));
+            }
+            let mut phase = 0usize;
+            let chunk = (TONE_TTS_RATE / 50) as usize;
+            while let Some(text) = request.text.recv().await {
+                let total =
+                    text.chars().count() * (config.ms_per_char * TONE_TTS_RATE / 1000) as usize;
+                let mut left = total;
+                while left > 0 {
+                    let n = left.min(chunk);
+                    let pcm: Vec<i16> = (phase..phase + n)
+                        .map(|i| {
+                            let t = i as f32 / TONE_TTS_RATE as f32;
+                            ((t * config.frequency_hz * std::f32::consts::TAU).sin() * 8000.0)
+                                as i16
+                        })
+                        .collect();
+                    phase += n;
+                    left -= n;
+                    if request.audio.send(pcm).await.is_err() {
+                        return Ok(()); // cancelled
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Answers each turn with the turn's own audio.
+pub struct EchoS2s;
+
+impl S2sProvider for EchoS2s {
+    fn name(&self) -> &str {
+        "test-echo-s2s"
+    }
+
+    fn sample_rate(&self) -> u32 {
+        16000
+    }
+
+    fn run(&self, mut session: S2sSession) -> BoxFuture<'static, Result<()>> {
+        Box::pin(async move {
+            let mut turn = Vec::new();
+            while let Some(input) = session.input.recv().await {
+                match input {
+                    S2sInput::Audio(pcm) => turn.extend_from_slice(&pcm),
+                    S2sInput::EndOfTurn => {
+                        let ms = turn.len() as u64 * 1000 / u64::from(session.input_rate);
+                        let _ = session
+                            .events
+                            .send(S2sEvent::UserTranscript(format!("{ms} ms of speech")));
+                        let _ = session.events.send(S2sEvent::ResponseText("echo".into()));
+                        for chunk in std::mem::take(&mut turn).chunks(320) {
+                            let _ = session.events.send(S2sEvent::Audio(chunk.to_vec()));
+                        }
+                        let _ = session.events.send(S2sEvent::ResponseDone);
+                    }
+                    S2sInput::CancelResponse => {
+                        let _ = session.events.send(S2sEvent::ResponseDone);
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
