@@ -3,6 +3,7 @@
 //! Providers run on the backend's tokio runtime (the I/O threads), never on the realtime thread.
 //! Each provider is configured by its own JSON object, validated when the backend is created.
 
+pub mod builtin;
 pub mod registry;
 pub mod s2s;
 pub mod stt;

@@ -46,6 +46,7 @@ impl ProviderRegistry {
                 tts: NameMap::new("tts"),
                 s2s: NameMap::new("s2s"),
             };
+            super::builtin::register(&registry);
             #[cfg(feature = "test-providers")]
             crate::test_providers::register(&registry);
             registry
