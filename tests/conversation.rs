@@ -1,10 +1,15 @@
-//! A whole conversation through the Rust API on the test providers.
+//! Conversations through the Rust API on the test providers: turns, replies, barge-in, greetings,
+//! failures of the agent and of providers, speech-to-speech.
 #![cfg(feature = "test-providers")]
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
 use common::*;
-use voicebackend::{VbEventKind as K, VbSessionState as S};
+use voicebackend::rt::processor::AudioProcessor;
+use voicebackend::{Error, Reply, SessionConfig, VbEventKind as K, VbSessionState as S, VbStatus};
 
 #[test]
 fn a_full_turn_goes_from_speech_to_reply_audio_at_the_host_rate() {
@@ -12,15 +17,293 @@ fn a_full_turn_goes_from_speech_to_reply_audio_at_the_host_rate() {
     let session = session_at(&backend, 48000);
     push_all(&session, &utterance(150.0, 1200, 48000), 48000);
     let events = events_until(&session, |e| e.kind == K::VB_EVENT_TURN_METRICS);
-    println!("{:#?}", kinds(&events));
     let finals = texts(&events, K::VB_EVENT_TRANSCRIPT_FINAL);
     assert_eq!(finals.len(), 1);
     assert!(finals[0].starts_with("pitch 150 hz for "), "{finals:?}");
-    let reply = texts(&events, K::VB_EVENT_AGENT_RESPONSE);
-    assert_eq!(reply, [format!("you said {}", finals[0])]);
+    assert_eq!(texts(&events, K::VB_EVENT_AGENT_RESPONSE), [format!("you said {}", finals[0])]);
+    let order: Vec<K> = kinds(&events).into_iter().filter(|k| *k != K::VB_EVENT_STATE_CHANGED).collect();
+    let position = |k| order.iter().position(|x| *x == k).unwrap();
+    assert!(position(K::VB_EVENT_SPEECH_STARTED) < position(K::VB_EVENT_SPEECH_STOPPED));
+    assert!(position(K::VB_EVENT_SPEECH_STOPPED) < position(K::VB_EVENT_TRANSCRIPT_FINAL));
+    assert!(position(K::VB_EVENT_TRANSCRIPT_FINAL) < position(K::VB_EVENT_AGENT_RESPONSE));
     let metrics = events.last().unwrap().metrics;
-    assert!(metrics.stt_final_us <= metrics.tts_first_audio_us);
+    assert!(metrics.stt_final_us <= metrics.agent_first_text_us);
+    assert!(metrics.agent_first_text_us <= metrics.tts_first_audio_us);
     assert!(metrics.tts_first_audio_us <= metrics.first_output_audio_us);
     assert!(metrics.first_output_audio_us > 0);
-    let _ = S::VB_STATE_SPEAKING;
+
+    // The reply is a 440 Hz tone lasting 20 ms per character, converted from 24 kHz to 48 kHz.
+    let reply_chars = texts(&events, K::VB_EVENT_AGENT_RESPONSE)[0].chars().count();
+    let (_, audio) = play_until(&session, back_to_listening);
+    let expected = reply_chars * 20 * 48;
+    assert!(audio.len().abs_diff(expected) < 48 * 40, "{} samples, expected about {expected}", audio.len());
+    let zero_crossings = audio.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+    let hz = zero_crossings as f64 / 2.0 / (audio.len() as f64 / 48000.0);
+    assert!((hz - 440.0).abs() < 10.0, "reply tone at {hz} Hz");
+}
+
+#[test]
+fn turns_are_cut_by_audio_time_whatever_the_push_speed() {
+    let mut audio = Vec::new();
+    for (f0, ms) in [(120.0, 700), (200.0, 1500), (160.0, 400)] {
+        audio.extend(speech(f0, ms, 16000));
+        audio.extend(silence(900, 16000));
+    }
+    let transcripts = |realtime: bool| {
+        let backend = test_backend("");
+        let session = session_at(&backend, 16000);
+        if realtime {
+            push_realtime(&session, &audio, 16000, &mut Vec::new());
+        } else {
+            push_all(&session, &audio, 16000);
+        }
+        let mut finals = Vec::new();
+        play_until(&session, |e| {
+            if e.kind == K::VB_EVENT_TRANSCRIPT_FINAL {
+                finals.push(e.text.clone().unwrap());
+            }
+            finals.len() == 3
+        });
+        finals
+    };
+    let fast = transcripts(false);
+    assert_eq!(fast, transcripts(true));
+    assert!(fast[0].starts_with("pitch 120 hz") && fast[1].starts_with("pitch 200 hz") && fast[2].starts_with("pitch 160 hz"));
+}
+
+#[test]
+fn user_speech_while_the_agent_speaks_interrupts_it() {
+    let backend = test_backend("");
+    let agent = Arc::new(|_: &str, reply: &mut Reply| -> voicebackend::Result<()> {
+        reply.write(&"a long answer ".repeat(20))?; // 280 characters: 5.6 s of tone
+        reply.end()
+    });
+    let session = backend.create_session(SessionConfig::default(), Some(agent), None).unwrap();
+    session.start().unwrap();
+    push_all(&session, &utterance(150.0, 800, 16000), 16000);
+    events_until(&session, |e| e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING);
+
+    // The user talks over the reply: playout stops within a frame of the barge-in decision.
+    let mut played = Vec::new();
+    push_realtime(&session, &speech(220.0, 600, 16000), 16000, &mut played);
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_INTERRUPTED);
+    assert!(played.len() < 16000 * 3, "playout went on: {} samples", played.len());
+    let mut after = [0i16; 16000];
+    let mut leftover = 0;
+    for _ in 0..10 {
+        leftover += session.read_audio(&mut after).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(leftover, 0, "no reply audio may be readable after an interruption");
+
+    // The interrupting speech is a turn of its own and gets its own reply.
+    push_all(&session, &silence(900, 16000), 16000);
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_TRANSCRIPT_FINAL);
+    assert!(texts(&events, K::VB_EVENT_TRANSCRIPT_FINAL)[0].starts_with("pitch 220 hz"));
+}
+
+#[test]
+fn a_cough_does_not_interrupt_the_agent() {
+    let backend = test_backend(r#""turn":{"min_speech_ms":300},"interruptions":{"min_speech_ms":300}"#);
+    let agent = Arc::new(|_: &str, reply: &mut Reply| -> voicebackend::Result<()> { reply.write(&"x".repeat(150)) });
+    let session = backend.create_session(SessionConfig::default(), Some(agent), None).unwrap();
+    session.start().unwrap();
+    push_all(&session, &utterance(150.0, 800, 16000), 16000);
+    events_until(&session, |e| e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING);
+    let mut cough = speech(300.0, 120, 16000);
+    cough.extend(silence(400, 16000));
+    let mut played = Vec::new();
+    push_realtime(&session, &cough, 16000, &mut played);
+    let (events, _) = play_until(&session, back_to_listening);
+    assert!(!kinds(&events).contains(&K::VB_EVENT_INTERRUPTED));
+    assert!(!kinds(&events).contains(&K::VB_EVENT_SPEECH_STARTED));
+}
+
+#[test]
+fn host_interrupt_stops_playback_and_cancels_the_reply() {
+    let backend = test_backend("");
+    let cancelled_seen = Arc::new(AtomicUsize::new(0));
+    let seen = cancelled_seen.clone();
+    let agent = Arc::new(move |_: &str, reply: &mut Reply| -> voicebackend::Result<()> {
+        reply.write("first sentence. ")?;
+        // Keep writing until the host interrupts: writes then fail with VB_ERR_INVALID_STATE.
+        for _ in 0..500 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            if reply.is_cancelled() {
+                let e = reply.write("more").unwrap_err();
+                assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_STATE);
+                seen.fetch_add(1, Ordering::SeqCst);
+                return Ok(());
+            }
+            reply.write("more ")?;
+        }
+        reply.end()
+    });
+    let session = backend.create_session(SessionConfig::default(), Some(agent), None).unwrap();
+    session.start().unwrap();
+    push_all(&session, &utterance(150.0, 800, 16000), 16000);
+    events_until(&session, |e| e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING);
+    session.interrupt().unwrap();
+    events_until(&session, |e| e.kind == K::VB_EVENT_INTERRUPTED);
+    session.stop().unwrap();
+    assert_eq!(cancelled_seen.load(Ordering::SeqCst), 1, "the agent saw the cancellation");
+}
+
+#[test]
+fn say_speaks_a_greeting_without_a_user_turn() {
+    let backend = test_backend("");
+    let session = session_at(&backend, 24000);
+    session.say("Hello there.").unwrap();
+    let (events, audio) = play_until(&session, reply_finished());
+    assert_eq!(audio.len().abs_diff(12 * 20 * 24), 0, "12 characters of tone at 24 kHz");
+    assert!(!kinds(&events).contains(&K::VB_EVENT_AGENT_RESPONSE), "a greeting is no agent reply");
+    assert!(!kinds(&events).contains(&K::VB_EVENT_TURN_METRICS), "and no user turn");
+    assert_eq!(session.say("  ").unwrap_err().status(), VbStatus::VB_ERR_INVALID_ARGUMENT);
+}
+
+#[test]
+fn agent_errors_and_panics_become_error_events_and_the_session_keeps_listening() {
+    let backend = test_backend("");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let agent = Arc::new(move |_: &str, _: &mut Reply| -> voicebackend::Result<()> {
+        match counter.fetch_add(1, Ordering::SeqCst) {
+            0 => Err(Error::new(VbStatus::VB_ERR_PROVIDER, "my LLM is down")),
+            _ => panic!("agent bug"),
+        }
+    });
+    let session = backend.create_session(SessionConfig::default(), Some(agent), None).unwrap();
+    session.start().unwrap();
+    push_all(&session, &utterance(150.0, 600, 16000), 16000);
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_ERROR);
+    let error = events.last().unwrap();
+    assert_eq!(error.error, VbStatus::VB_ERR_PROVIDER);
+    assert!(error.text.as_deref().unwrap().contains("my LLM is down"));
+    push_all(&session, &utterance(150.0, 600, 16000), 16000);
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_ERROR);
+    assert_eq!(events.last().unwrap().error, VbStatus::VB_ERR_PANIC);
+    events_until(&session, |e| e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_LISTENING);
+    assert_eq!(session.state(), S::VB_STATE_LISTENING);
+}
+
+#[test]
+fn provider_failures_are_reported_with_the_provider_name() {
+    let backend = test_backend(r#""stt_config":{"fail_with":"model crashed"}"#);
+    let session = session_at(&backend, 16000);
+    push_all(&session, &utterance(150.0, 600, 16000), 16000);
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_ERROR);
+    let error = events.last().unwrap();
+    assert_eq!(error.error, VbStatus::VB_ERR_PROVIDER);
+    assert!(error.text.as_deref().unwrap().contains("test-pitch-stt"), "{:?}", error.text);
+    assert!(error.text.as_deref().unwrap().contains("model crashed"));
+
+    let backend = test_backend(r#""tts_config":{"fail_with":"voice missing"}"#);
+    let session = session_at(&backend, 16000);
+    push_all(&session, &utterance(150.0, 600, 16000), 16000);
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_ERROR);
+    assert!(events.last().unwrap().text.as_deref().unwrap().contains("voice missing"));
+    events_until(&session, |e| e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_LISTENING);
+    assert_eq!(session.state(), S::VB_STATE_LISTENING);
+}
+
+struct Mute;
+impl AudioProcessor for Mute {
+    fn name(&self) -> &str {
+        "mute"
+    }
+    fn order(&self) -> i32 {
+        10
+    }
+    fn process(&mut self, pcm: &mut [i16], _: u32) {
+        pcm.fill(0);
+    }
+}
+
+struct Spy(Arc<Mutex<Vec<u32>>>);
+impl AudioProcessor for Spy {
+    fn name(&self) -> &str {
+        "spy"
+    }
+    fn order(&self) -> i32 {
+        1
+    }
+    fn process(&mut self, pcm: &mut [i16], rate: u32) {
+        if let Ok(mut seen) = self.0.try_lock() {
+            if seen.len() < 4 {
+                seen.push(rate);
+                seen.push(pcm.len() as u32);
+            }
+        }
+    }
+}
+
+#[test]
+fn processors_run_in_order_on_every_frame_before_vad() {
+    let backend = voicebackend::Backend::from_json(
+        r#"{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts"}"#,
+    )
+    .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let spy = seen.clone();
+    backend.add_processor(Arc::new(move || Box::new(Spy(spy.clone())) as Box<dyn AudioProcessor>)).unwrap();
+    backend.add_processor(Arc::new(|| Box::new(Mute) as Box<dyn AudioProcessor>)).unwrap();
+    let duplicate = backend.add_processor(Arc::new(|| Box::new(Mute) as Box<dyn AudioProcessor>));
+    assert_eq!(duplicate.unwrap_err().status(), VbStatus::VB_ERR_INVALID_ARGUMENT);
+    backend.start().unwrap();
+    let late = backend.add_processor(Arc::new(|| Box::new(Mute) as Box<dyn AudioProcessor>));
+    assert_eq!(late.unwrap_err().status(), VbStatus::VB_ERR_INVALID_STATE);
+
+    let session = session_at(&backend, 48000);
+    push_all(&session, &utterance(150.0, 1000, 48000), 48000);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut kinds_seen = Vec::new();
+    while let Some(e) = session.poll_event().unwrap() {
+        kinds_seen.push(e.kind);
+    }
+    assert!(!kinds_seen.contains(&K::VB_EVENT_SPEECH_STARTED), "the mute processor ran before VAD");
+    assert_eq!(*seen.lock().unwrap(), [16000, 320, 16000, 320], "internal rate and frame size");
+}
+
+#[test]
+fn speech_to_speech_pipelines_answer_without_a_host_agent() {
+    let backend = voicebackend::Backend::from_json(
+        r#"{"provider":"local","pipeline_type":"s2s","s2s_provider":"test-echo-s2s"}"#,
+    )
+    .unwrap();
+    backend.start().unwrap();
+    let session = backend.create_session(SessionConfig::default(), None, None).unwrap();
+    session.start().unwrap();
+    push_all(&session, &utterance(180.0, 800, 16000), 16000);
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_TURN_METRICS);
+    assert!(texts(&events, K::VB_EVENT_TRANSCRIPT_FINAL)[0].ends_with("ms of speech"));
+    assert_eq!(texts(&events, K::VB_EVENT_AGENT_RESPONSE), ["echo"]);
+    assert_eq!(session.say("hi").unwrap_err().status(), VbStatus::VB_ERR_INVALID_STATE);
+}
+
+#[test]
+fn stop_with_drain_lets_the_reply_in_flight_finish() {
+    let backend = test_backend("");
+    let session = session_at(&backend, 16000);
+    push_all(&session, &utterance(150.0, 600, 16000), 16000);
+    events_until(&session, |e| e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING);
+    // A host keeps playing while the backend drains.
+    let reader = std::thread::scope(|scope| {
+        let handle = scope.spawn(|| {
+            let mut buf = [0i16; 320];
+            let mut total = 0;
+            while session.state() != S::VB_STATE_STOPPED {
+                total += session.read_audio(&mut buf).unwrap_or(0);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            total
+        });
+        backend.stop(std::time::Duration::from_secs(20)).unwrap();
+        handle.join().unwrap()
+    });
+    assert!(reader > 0);
+    let events: Vec<_> = std::iter::from_fn(|| session.poll_event().unwrap()).collect();
+    assert!(texts(&events, K::VB_EVENT_AGENT_RESPONSE).len() <= 1);
+    assert!(!kinds(&events).contains(&K::VB_EVENT_INTERRUPTED), "drain must not cut the reply");
+    assert_eq!(session.state(), S::VB_STATE_STOPPED);
+    assert_eq!(backend.active_sessions(), 0);
 }

@@ -5,7 +5,7 @@
 //! reply, streams the reply through TTS into the reply ring, and turns all of it into events and
 //! per-turn metrics. Replies are spoken one at a time, in order.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,8 +88,9 @@ struct Conversation {
     clock: TurnClock,
     /// Audio senders of turns still being spoken.
     stt_audio: HashMap<u32, mpsc::UnboundedSender<Vec<i16>>>,
-    /// Turns whose final transcript arrived.
-    finals: HashSet<u32>,
+    /// Turns whose transcript is not published yet, oldest first: `None` while STT works, then
+    /// the final transcript or the failure.
+    transcripts: BTreeMap<u32, Option<Result<String>>>,
     stt_tx: mpsc::UnboundedSender<(u32, SttResult)>,
     stt_done_tx: mpsc::UnboundedSender<(u32, Result<()>)>,
     reply_tx: mpsc::UnboundedSender<(u64, ReplyMsg)>,
@@ -123,7 +124,7 @@ impl Conversation {
             tts,
             clock: TurnClock::default(),
             stt_audio: HashMap::new(),
-            finals: HashSet::new(),
+            transcripts: BTreeMap::new(),
             stt_tx,
             stt_done_tx,
             reply_tx,
@@ -171,7 +172,13 @@ impl Conversation {
                 Wake::Command(Some(SessionCommand::Interrupt)) => self.cancel_reply(true),
                 Wake::Command(Some(SessionCommand::Stop) | None) => break,
                 Wake::Stt(turn, result) => self.on_stt_result(turn, result),
-                Wake::SttDone(turn, done) => self.on_stt_done(turn, done),
+                Wake::SttDone(turn, done) => {
+                    // The provider sent its results before it resolved: take them first.
+                    while let Ok((turn, result)) = inbox.stt_rx.try_recv() {
+                        self.on_stt_result(turn, result);
+                    }
+                    self.on_stt_done(turn, done);
+                }
                 Wake::Reply(id, msg) => self.on_reply_msg(id, msg),
                 Wake::TtsAudio(chunk) => self.on_tts_audio(chunk),
                 Wake::TtsDone(id, done) => self.on_tts_done(id, done),
@@ -227,6 +234,7 @@ impl Conversation {
     fn open_stt_turn(&mut self, turn: u32) {
         let (audio_tx, audio_rx) = mpsc::unbounded_channel();
         self.stt_audio.insert(turn, audio_tx);
+        self.transcripts.insert(turn, None);
         let request = SttTurn {
             sample_rate: self.ctx.spec.internal_rate,
             audio: audio_rx,
@@ -243,52 +251,62 @@ impl Conversation {
     fn on_stt_result(&mut self, turn: u32, result: SttResult) {
         match result {
             SttResult::Partial(text) => {
-                self.ctx
-                    .events
-                    .emit(VbEventKind::VB_EVENT_TRANSCRIPT_PARTIAL, |e| {
-                        e.text = Some(text)
-                    });
+                let events = &mut self.ctx.events;
+                events.emit(VbEventKind::VB_EVENT_TRANSCRIPT_PARTIAL, |e| e.text = Some(text));
             }
             SttResult::Final(text) => {
-                self.finals.insert(turn);
                 let now = self.ctx.events.now_us();
                 self.clock.stt_final(turn, now);
-                let transcript = text.trim().to_owned();
-                self.ctx
-                    .events
-                    .emit(VbEventKind::VB_EVENT_TRANSCRIPT_FINAL, |e| {
-                        e.text = Some(text)
-                    });
-                if transcript.is_empty() {
-                    self.clock.forget(turn);
-                    self.back_to_listening_if_idle();
-                } else {
-                    self.queue
-                        .push_back(ReplySource::Agent { turn, transcript });
-                    self.start_next_reply();
+                if let Some(slot) = self.transcripts.get_mut(&turn) {
+                    slot.get_or_insert(Ok(text));
                 }
+                self.deliver_transcripts_in_order();
             }
         }
     }
 
     fn on_stt_done(&mut self, turn: u32, done: Result<()>) {
         self.stt_audio.remove(&turn);
-        let had_final = self.finals.remove(&turn);
-        let failure = match done {
-            Err(e) => Some(e),
-            Ok(()) if !had_final => Some(Error::provider(
-                self.stt.name(),
-                format!("turn {turn} ended without a final transcript"),
-            )),
-            Ok(()) => None,
-        };
-        if let Some(e) = failure {
-            self.clock.forget(turn);
-            self.ctx.events.error(
-                e.status(),
-                format!("stt {}: {}", self.stt.name(), e.message()),
-            );
-            self.back_to_listening_if_idle();
+        let name = self.stt.name().to_owned();
+        if let Some(slot) = self.transcripts.get_mut(&turn) {
+            let outcome = match done {
+                Err(e) => Err(e),
+                Ok(()) => Err(Error::provider(&name, format!("turn {turn} ended without a final transcript"))),
+            };
+            slot.get_or_insert(outcome);
+        }
+        self.deliver_transcripts_in_order();
+    }
+
+    /// Publishes finished turns oldest first: a later turn's transcript waits for every earlier
+    /// one, so the agent sees turns in the order they were spoken even when STT finishes them out
+    /// of order.
+    fn deliver_transcripts_in_order(&mut self) {
+        while let Some(entry) = self.transcripts.first_entry() {
+            if entry.get().is_none() {
+                return;
+            }
+            let (turn, Some(outcome)) = entry.remove_entry() else { continue };
+            match outcome {
+                Ok(text) => {
+                    let transcript = text.trim().to_owned();
+                    let events = &mut self.ctx.events;
+                    events.emit(VbEventKind::VB_EVENT_TRANSCRIPT_FINAL, |e| e.text = Some(text));
+                    if transcript.is_empty() {
+                        self.clock.forget(turn);
+                        self.back_to_listening_if_idle();
+                    } else {
+                        self.queue.push_back(ReplySource::Agent { turn, transcript });
+                        self.start_next_reply();
+                    }
+                }
+                Err(e) => {
+                    self.clock.forget(turn);
+                    let message = format!("stt {}: {}", self.stt.name(), e.message());
+                    self.ctx.events.error(e.status(), message);
+                    self.back_to_listening_if_idle();
+                }
+            }
         }
     }
 

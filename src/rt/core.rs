@@ -47,8 +47,12 @@ pub struct RealtimeLoop {
     vad: VoiceDetector,
     turn: TurnDetector,
     turn_id: u32,
-    speaking_frames: u32,
+    /// Voiced frames in the current stretch of speech (barge-in counts these, not the VAD's
+    /// hangover frames).
+    voiced_frames: u32,
     barge_in_frames: Option<u32>,
+    /// Free slots the I/O ring must have before another host frame is processed.
+    io_headroom: usize,
     last_voiced_us: u64,
     frame_index: u64,
     playout: Playout,
@@ -93,7 +97,7 @@ pub fn build_session(
             .div_ceil(spec.frame_ms)
             .max(1)
     });
-    let rt = RealtimeLoop {
+    let mut rt = RealtimeLoop {
         spec,
         input: in_rx,
         host_frame: vec![0; spec.input_frame()].into_boxed_slice(),
@@ -110,8 +114,9 @@ pub fn build_session(
             vad_start_frames,
         ),
         turn_id: 0,
-        speaking_frames: 0,
+        voiced_frames: 0,
         barge_in_frames,
+        io_headroom: 0,
         last_voiced_us: 0,
         frame_index: 0,
         playout: Playout::new(reply_rx, out_tx),
@@ -120,6 +125,8 @@ pub fn build_session(
         shared,
         counters,
     };
+    // One host frame yields at most two internal frames, and a turn start drains the pre-roll.
+    rt.io_headroom = rt.turn.preroll_capacity() + 2 + 8;
     debug_assert!(internal_frame <= MAX_FRAME_SAMPLES);
     let host = HostEnds {
         input: in_tx,
@@ -143,7 +150,10 @@ impl RealtimeLoop {
         }
         let host_frame = self.host_frame.len();
         let mut consumed = 0;
-        while self.input.slots() >= host_frame {
+        // Backpressure: input waits in its ring while the I/O side has no room for what a frame
+        // may produce. A host pushing faster than real time then sees a full input ring
+        // (`writable_samples`) instead of speech being dropped further down.
+        while self.input.slots() >= host_frame && self.to_io.slots() >= self.io_headroom {
             if let Ok(chunk) = self.input.read_chunk(host_frame) {
                 let (a, b) = chunk.as_slices();
                 self.host_frame[..a.len()].copy_from_slice(a);
@@ -169,7 +179,8 @@ impl RealtimeLoop {
 
     /// Whether a complete input frame or a control is waiting (checked before parking).
     pub fn has_work(&self) -> bool {
-        self.input.slots() >= self.host_frame.len() || !self.control.is_empty()
+        let frame_ready = self.input.slots() >= self.host_frame.len() && self.to_io.slots() >= self.io_headroom;
+        frame_ready || !self.control.is_empty()
     }
 
     /// The frame geometry.
@@ -198,13 +209,12 @@ impl RealtimeLoop {
         if vad.voiced {
             self.last_voiced_us = now_us;
         }
-        self.speaking_frames = if vad.speaking {
-            self.speaking_frames + 1
-        } else {
-            0
+        self.voiced_frames = match (vad.speaking || vad.voiced, vad.voiced) {
+            (false, _) => 0,
+            (true, voiced) => self.voiced_frames + u32::from(voiced),
         };
         if let Some(needed) = self.barge_in_frames {
-            if self.playout.is_playing() && self.speaking_frames >= needed {
+            if self.playout.is_playing() && self.voiced_frames >= needed {
                 self.playout.flush(&self.shared);
                 self.emit(RtOutput::Interrupted { at_us: now_us });
             }

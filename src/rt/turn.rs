@@ -74,6 +74,11 @@ impl TurnDetector {
         }
     }
 
+    /// Frames the pre-roll holds at most (what a turn start emits at once).
+    pub fn preroll_capacity(&self) -> usize {
+        self.preroll.capacity
+    }
+
     /// Whether a turn is open.
     pub fn in_turn(&self) -> bool {
         self.in_turn
@@ -89,11 +94,12 @@ impl TurnDetector {
         }
         if !self.in_turn {
             self.preroll.push(frame);
-            if !vad.speaking {
+            if !vad.speaking && !vad.voiced {
                 self.speech_frames = 0;
                 return TurnStep::Idle;
             }
-            self.speech_frames += 1;
+            // Count voiced frames only: the VAD's hangover is no speech.
+            self.speech_frames += u32::from(vad.voiced);
             if self.speech_frames < self.min_speech_frames {
                 return TurnStep::Idle;
             }

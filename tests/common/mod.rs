@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use voicebackend::{Agent, Backend, Event, Reply, Result, Session, SessionConfig, VbEventKind};
+use voicebackend::{Agent, Backend, Event, Reply, Result, Session, SessionConfig, VbEventKind, VbSessionState};
 
 /// The longest any test waits for something before failing.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -73,26 +73,56 @@ pub fn push_realtime(session: &Session, pcm: &[i16], rate: u32, played: &mut Vec
     }
 }
 
-/// Polls events (reading and discarding reply audio meanwhile, as a host plays it) until one
-/// matches `until`; returns every event seen.
-pub fn events_until(session: &Session, mut until: impl FnMut(&Event) -> bool) -> Vec<Event> {
+/// Polls events until one matches `until`; returns every event seen. Reads no audio.
+pub fn events_until(session: &Session, until: impl FnMut(&Event) -> bool) -> Vec<Event> {
+    poll_until(session, until, None)
+}
+
+/// Polls events and reads reply audio as fast as it comes (a host that plays it) until an event
+/// matches `until`; returns the events and the audio.
+pub fn play_until(session: &Session, until: impl FnMut(&Event) -> bool) -> (Vec<Event>, Vec<i16>) {
+    let mut audio = Vec::new();
+    let events = poll_until(session, until, Some(&mut audio));
+    (events, audio)
+}
+
+/// `until` for a change back to listening.
+pub fn back_to_listening(e: &Event) -> bool {
+    e.kind == VbEventKind::VB_EVENT_STATE_CHANGED && e.state == VbSessionState::VB_STATE_LISTENING
+}
+
+/// `until` for the end of a reply that starts after this call: back to listening after speaking.
+pub fn reply_finished() -> impl FnMut(&Event) -> bool {
+    let mut spoke = false;
+    move |e: &Event| {
+        if e.kind == VbEventKind::VB_EVENT_STATE_CHANGED {
+            spoke |= e.state == VbSessionState::VB_STATE_SPEAKING;
+            return spoke && e.state == VbSessionState::VB_STATE_LISTENING;
+        }
+        false
+    }
+}
+
+fn poll_until(session: &Session, mut until: impl FnMut(&Event) -> bool, mut audio: Option<&mut Vec<i16>>) -> Vec<Event> {
     let mut seen = Vec::new();
     let deadline = Instant::now() + PATIENCE;
     let mut buf = vec![0i16; 4096];
     loop {
         while let Some(event) = session.poll_event().expect("poll_event") {
+            if event.kind == VbEventKind::VB_EVENT_ERROR {
+                eprintln!("error event: {:?} {:?}", event.error, event.text);
+            }
             let done = until(&event);
             seen.push(event);
             if done {
                 return seen;
             }
         }
-        let _ = session.read_audio(&mut buf);
-        assert!(
-            Instant::now() < deadline,
-            "timed out; events so far: {:#?}",
-            kinds(&seen)
-        );
+        if let Some(audio) = audio.as_deref_mut() {
+            let n = session.read_audio(&mut buf).expect("read_audio");
+            audio.extend_from_slice(&buf[..n]);
+        }
+        assert!(Instant::now() < deadline, "timed out; events so far: {:#?}", kinds(&seen));
         std::thread::sleep(Duration::from_millis(2));
     }
 }
