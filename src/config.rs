@@ -235,7 +235,8 @@ fn parse_strict<T: DeserializeOwned>(json: &str) -> Result<T> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." || path.is_empty() {
+        // serde_path_to_error names the root "." and a syntax error's position "?".
+        if matches!(path.as_str(), "" | "." | "?") {
             Error::invalid_config(format!("config: {inner}"))
         } else {
             Error::invalid_config(format!("{path}: {inner}"))
@@ -285,13 +286,8 @@ impl BackendConfig {
         Ok(config)
     }
 
-    /// A configuration for `provider` with every other field at its default.
-    pub fn with_provider(provider: &str) -> Self {
-        BackendConfig::from_json(&format!("{{\"provider\": {}}}", Value::from(provider)))
-            .expect("the defaults are valid")
-    }
-
-    /// Checks ranges and the fields each pipeline type needs.
+    /// Checks ranges and shapes. Which provider fields a pipeline needs is the backend provider's
+    /// business (see [`BackendConfig::require_pipeline_providers`]).
     pub fn validate(&self) -> Result<()> {
         if self.provider.is_empty() {
             return Err(Error::invalid_config("provider: must not be empty"));
@@ -303,27 +299,6 @@ impl BackendConfig {
             ("s2s_config", &self.s2s_config),
         ] {
             check_object(field, value)?;
-        }
-        match self.pipeline_type {
-            PipelineType::SttTts => {
-                if self.stt_provider.is_none() {
-                    return Err(Error::invalid_config(
-                        "stt_provider: required when pipeline_type is \"stt_tts\"",
-                    ));
-                }
-                if self.tts_provider.is_none() {
-                    return Err(Error::invalid_config(
-                        "tts_provider: required when pipeline_type is \"stt_tts\"",
-                    ));
-                }
-            }
-            PipelineType::S2s => {
-                if self.s2s_provider.is_none() {
-                    return Err(Error::invalid_config(
-                        "s2s_provider: required when pipeline_type is \"s2s\"",
-                    ));
-                }
-            }
         }
         check_range(
             "latency_target_ms",
@@ -380,6 +355,35 @@ impl BackendConfig {
             0,
             5000,
         )?;
+        Ok(())
+    }
+}
+
+impl BackendConfig {
+    /// Checks that the provider names the pipeline type needs are present: `stt_tts` needs
+    /// `stt_provider` and `tts_provider`, `s2s` needs `s2s_provider`.
+    pub fn require_pipeline_providers(&self) -> Result<()> {
+        match self.pipeline_type {
+            PipelineType::SttTts => {
+                if self.stt_provider.is_none() {
+                    return Err(Error::invalid_config(
+                        "stt_provider: required when pipeline_type is \"stt_tts\"",
+                    ));
+                }
+                if self.tts_provider.is_none() {
+                    return Err(Error::invalid_config(
+                        "tts_provider: required when pipeline_type is \"stt_tts\"",
+                    ));
+                }
+            }
+            PipelineType::S2s => {
+                if self.s2s_provider.is_none() {
+                    return Err(Error::invalid_config(
+                        "s2s_provider: required when pipeline_type is \"s2s\"",
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -464,19 +468,32 @@ mod tests {
 
     #[test]
     fn malformed_json_and_wrong_types_are_invalid_config() {
-        assert!(err("{not json").starts_with("config:"));
+        let m = err("{not json");
+        assert!(m.starts_with("config: key must be a string"), "{m}");
         assert!(
             err(r#"{"provider":"local","max_concurrent_sessions":"ten"}"#)
                 .starts_with("max_concurrent_sessions")
         );
         assert!(err(r#"{"stt_provider":"a"}"#).contains("provider"));
+        assert!(
+            BackendConfig::from_json(r#"{"provider":"pipecat"}"#).is_ok(),
+            "provider fields are the backend's call"
+        );
     }
 
     #[test]
     fn each_pipeline_names_the_provider_it_needs() {
-        assert!(err(r#"{"provider":"local","tts_provider":"b"}"#).starts_with("stt_provider"));
-        assert!(err(r#"{"provider":"local","stt_provider":"a"}"#).starts_with("tts_provider"));
-        assert!(err(r#"{"provider":"local","pipeline_type":"s2s"}"#).starts_with("s2s_provider"));
+        let needs = |json: &str| {
+            let config = BackendConfig::from_json(json).unwrap();
+            config
+                .require_pipeline_providers()
+                .unwrap_err()
+                .message()
+                .to_owned()
+        };
+        assert!(needs(r#"{"provider":"local","tts_provider":"b"}"#).starts_with("stt_provider"));
+        assert!(needs(r#"{"provider":"local","stt_provider":"a"}"#).starts_with("tts_provider"));
+        assert!(needs(r#"{"provider":"local","pipeline_type":"s2s"}"#).starts_with("s2s_provider"));
         assert!(
             err(r#"{"provider":"local","pipeline_type":"duplex"}"#).starts_with("pipeline_type")
         );

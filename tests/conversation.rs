@@ -20,8 +20,14 @@ fn a_full_turn_goes_from_speech_to_reply_audio_at_the_host_rate() {
     let finals = texts(&events, K::VB_EVENT_TRANSCRIPT_FINAL);
     assert_eq!(finals.len(), 1);
     assert!(finals[0].starts_with("pitch 150 hz for "), "{finals:?}");
-    assert_eq!(texts(&events, K::VB_EVENT_AGENT_RESPONSE), [format!("you said {}", finals[0])]);
-    let order: Vec<K> = kinds(&events).into_iter().filter(|k| *k != K::VB_EVENT_STATE_CHANGED).collect();
+    assert_eq!(
+        texts(&events, K::VB_EVENT_AGENT_RESPONSE),
+        [format!("you said {}", finals[0])]
+    );
+    let order: Vec<K> = kinds(&events)
+        .into_iter()
+        .filter(|k| *k != K::VB_EVENT_STATE_CHANGED)
+        .collect();
     let position = |k| order.iter().position(|x| *x == k).unwrap();
     assert!(position(K::VB_EVENT_SPEECH_STARTED) < position(K::VB_EVENT_SPEECH_STOPPED));
     assert!(position(K::VB_EVENT_SPEECH_STOPPED) < position(K::VB_EVENT_TRANSCRIPT_FINAL));
@@ -33,11 +39,20 @@ fn a_full_turn_goes_from_speech_to_reply_audio_at_the_host_rate() {
     assert!(metrics.first_output_audio_us > 0);
 
     // The reply is a 440 Hz tone lasting 20 ms per character, converted from 24 kHz to 48 kHz.
-    let reply_chars = texts(&events, K::VB_EVENT_AGENT_RESPONSE)[0].chars().count();
+    let reply_chars = texts(&events, K::VB_EVENT_AGENT_RESPONSE)[0]
+        .chars()
+        .count();
     let (_, audio) = play_until(&session, back_to_listening);
     let expected = reply_chars * 20 * 48;
-    assert!(audio.len().abs_diff(expected) < 48 * 40, "{} samples, expected about {expected}", audio.len());
-    let zero_crossings = audio.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+    assert!(
+        audio.len().abs_diff(expected) < 48 * 40,
+        "{} samples, expected about {expected}",
+        audio.len()
+    );
+    let zero_crossings = audio
+        .windows(2)
+        .filter(|w| (w[0] < 0) != (w[1] < 0))
+        .count();
     let hz = zero_crossings as f64 / 2.0 / (audio.len() as f64 / 48000.0);
     assert!((hz - 440.0).abs() < 10.0, "reply tone at {hz} Hz");
 }
@@ -68,7 +83,11 @@ fn turns_are_cut_by_audio_time_whatever_the_push_speed() {
     };
     let fast = transcripts(false);
     assert_eq!(fast, transcripts(true));
-    assert!(fast[0].starts_with("pitch 120 hz") && fast[1].starts_with("pitch 200 hz") && fast[2].starts_with("pitch 160 hz"));
+    assert!(
+        fast[0].starts_with("pitch 120 hz")
+            && fast[1].starts_with("pitch 200 hz")
+            && fast[2].starts_with("pitch 160 hz")
+    );
 }
 
 #[test]
@@ -78,23 +97,34 @@ fn user_speech_while_the_agent_speaks_interrupts_it() {
         reply.write(&"a long answer ".repeat(20))?; // 280 characters: 5.6 s of tone
         reply.end()
     });
-    let session = backend.create_session(SessionConfig::default(), Some(agent), None).unwrap();
+    let session = backend
+        .create_session(SessionConfig::default(), Some(agent), None)
+        .unwrap();
     session.start().unwrap();
     push_all(&session, &utterance(150.0, 800, 16000), 16000);
-    events_until(&session, |e| e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING);
+    events_until(&session, |e| {
+        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING
+    });
 
     // The user talks over the reply: playout stops within a frame of the barge-in decision.
     let mut played = Vec::new();
     push_realtime(&session, &speech(220.0, 600, 16000), 16000, &mut played);
     let events = events_until(&session, |e| e.kind == K::VB_EVENT_INTERRUPTED);
-    assert!(played.len() < 16000 * 3, "playout went on: {} samples", played.len());
+    assert!(
+        played.len() < 16000 * 3,
+        "playout went on: {} samples",
+        played.len()
+    );
     let mut after = [0i16; 16000];
     let mut leftover = 0;
     for _ in 0..10 {
         leftover += session.read_audio(&mut after).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    assert_eq!(leftover, 0, "no reply audio may be readable after an interruption");
+    assert_eq!(
+        leftover, 0,
+        "no reply audio may be readable after an interruption"
+    );
 
     // The interrupting speech is a turn of its own and gets its own reply.
     push_all(&session, &silence(900, 16000), 16000);
@@ -104,12 +134,19 @@ fn user_speech_while_the_agent_speaks_interrupts_it() {
 
 #[test]
 fn a_cough_does_not_interrupt_the_agent() {
-    let backend = test_backend(r#""turn":{"min_speech_ms":300},"interruptions":{"min_speech_ms":300}"#);
-    let agent = Arc::new(|_: &str, reply: &mut Reply| -> voicebackend::Result<()> { reply.write(&"x".repeat(150)) });
-    let session = backend.create_session(SessionConfig::default(), Some(agent), None).unwrap();
+    let backend =
+        test_backend(r#""turn":{"min_speech_ms":300},"interruptions":{"min_speech_ms":300}"#);
+    let agent = Arc::new(|_: &str, reply: &mut Reply| -> voicebackend::Result<()> {
+        reply.write(&"x".repeat(150))
+    });
+    let session = backend
+        .create_session(SessionConfig::default(), Some(agent), None)
+        .unwrap();
     session.start().unwrap();
     push_all(&session, &utterance(150.0, 800, 16000), 16000);
-    events_until(&session, |e| e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING);
+    events_until(&session, |e| {
+        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING
+    });
     let mut cough = speech(300.0, 120, 16000);
     cough.extend(silence(400, 16000));
     let mut played = Vec::new();
@@ -124,29 +161,39 @@ fn host_interrupt_stops_playback_and_cancels_the_reply() {
     let backend = test_backend("");
     let cancelled_seen = Arc::new(AtomicUsize::new(0));
     let seen = cancelled_seen.clone();
-    let agent = Arc::new(move |_: &str, reply: &mut Reply| -> voicebackend::Result<()> {
-        reply.write("first sentence. ")?;
-        // Keep writing until the host interrupts: writes then fail with VB_ERR_INVALID_STATE.
-        for _ in 0..500 {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            if reply.is_cancelled() {
-                let e = reply.write("more").unwrap_err();
-                assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_STATE);
-                seen.fetch_add(1, Ordering::SeqCst);
-                return Ok(());
+    let agent = Arc::new(
+        move |_: &str, reply: &mut Reply| -> voicebackend::Result<()> {
+            reply.write("first sentence. ")?;
+            // Keep writing until the host interrupts: writes then fail with VB_ERR_INVALID_STATE.
+            for _ in 0..500 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                if reply.is_cancelled() {
+                    let e = reply.write("more").unwrap_err();
+                    assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_STATE);
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    return Ok(());
+                }
+                reply.write("more ")?;
             }
-            reply.write("more ")?;
-        }
-        reply.end()
-    });
-    let session = backend.create_session(SessionConfig::default(), Some(agent), None).unwrap();
+            reply.end()
+        },
+    );
+    let session = backend
+        .create_session(SessionConfig::default(), Some(agent), None)
+        .unwrap();
     session.start().unwrap();
     push_all(&session, &utterance(150.0, 800, 16000), 16000);
-    events_until(&session, |e| e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING);
+    events_until(&session, |e| {
+        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING
+    });
     session.interrupt().unwrap();
     events_until(&session, |e| e.kind == K::VB_EVENT_INTERRUPTED);
     session.stop().unwrap();
-    assert_eq!(cancelled_seen.load(Ordering::SeqCst), 1, "the agent saw the cancellation");
+    assert_eq!(
+        cancelled_seen.load(Ordering::SeqCst),
+        1,
+        "the agent saw the cancellation"
+    );
 }
 
 #[test]
@@ -155,10 +202,23 @@ fn say_speaks_a_greeting_without_a_user_turn() {
     let session = session_at(&backend, 24000);
     session.say("Hello there.").unwrap();
     let (events, audio) = play_until(&session, reply_finished());
-    assert_eq!(audio.len().abs_diff(12 * 20 * 24), 0, "12 characters of tone at 24 kHz");
-    assert!(!kinds(&events).contains(&K::VB_EVENT_AGENT_RESPONSE), "a greeting is no agent reply");
-    assert!(!kinds(&events).contains(&K::VB_EVENT_TURN_METRICS), "and no user turn");
-    assert_eq!(session.say("  ").unwrap_err().status(), VbStatus::VB_ERR_INVALID_ARGUMENT);
+    assert_eq!(
+        audio.len().abs_diff(12 * 20 * 24),
+        0,
+        "12 characters of tone at 24 kHz"
+    );
+    assert!(
+        !kinds(&events).contains(&K::VB_EVENT_AGENT_RESPONSE),
+        "a greeting is no agent reply"
+    );
+    assert!(
+        !kinds(&events).contains(&K::VB_EVENT_TURN_METRICS),
+        "and no user turn"
+    );
+    assert_eq!(
+        session.say("  ").unwrap_err().status(),
+        VbStatus::VB_ERR_INVALID_ARGUMENT
+    );
 }
 
 #[test]
@@ -172,7 +232,9 @@ fn agent_errors_and_panics_become_error_events_and_the_session_keeps_listening()
             _ => panic!("agent bug"),
         }
     });
-    let session = backend.create_session(SessionConfig::default(), Some(agent), None).unwrap();
+    let session = backend
+        .create_session(SessionConfig::default(), Some(agent), None)
+        .unwrap();
     session.start().unwrap();
     push_all(&session, &utterance(150.0, 600, 16000), 16000);
     let events = events_until(&session, |e| e.kind == K::VB_EVENT_ERROR);
@@ -182,7 +244,9 @@ fn agent_errors_and_panics_become_error_events_and_the_session_keeps_listening()
     push_all(&session, &utterance(150.0, 600, 16000), 16000);
     let events = events_until(&session, |e| e.kind == K::VB_EVENT_ERROR);
     assert_eq!(events.last().unwrap().error, VbStatus::VB_ERR_PANIC);
-    events_until(&session, |e| e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_LISTENING);
+    events_until(&session, |e| {
+        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_LISTENING
+    });
     assert_eq!(session.state(), S::VB_STATE_LISTENING);
 }
 
@@ -194,15 +258,29 @@ fn provider_failures_are_reported_with_the_provider_name() {
     let events = events_until(&session, |e| e.kind == K::VB_EVENT_ERROR);
     let error = events.last().unwrap();
     assert_eq!(error.error, VbStatus::VB_ERR_PROVIDER);
-    assert!(error.text.as_deref().unwrap().contains("test-pitch-stt"), "{:?}", error.text);
+    assert!(
+        error.text.as_deref().unwrap().contains("test-pitch-stt"),
+        "{:?}",
+        error.text
+    );
     assert!(error.text.as_deref().unwrap().contains("model crashed"));
 
     let backend = test_backend(r#""tts_config":{"fail_with":"voice missing"}"#);
     let session = session_at(&backend, 16000);
     push_all(&session, &utterance(150.0, 600, 16000), 16000);
     let events = events_until(&session, |e| e.kind == K::VB_EVENT_ERROR);
-    assert!(events.last().unwrap().text.as_deref().unwrap().contains("voice missing"));
-    events_until(&session, |e| e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_LISTENING);
+    assert!(
+        events
+            .last()
+            .unwrap()
+            .text
+            .as_deref()
+            .unwrap()
+            .contains("voice missing")
+    );
+    events_until(&session, |e| {
+        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_LISTENING
+    });
     assert_eq!(session.state(), S::VB_STATE_LISTENING);
 }
 
@@ -245,10 +323,19 @@ fn processors_run_in_order_on_every_frame_before_vad() {
     .unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let spy = seen.clone();
-    backend.add_processor(Arc::new(move || Box::new(Spy(spy.clone())) as Box<dyn AudioProcessor>)).unwrap();
-    backend.add_processor(Arc::new(|| Box::new(Mute) as Box<dyn AudioProcessor>)).unwrap();
+    backend
+        .add_processor(Arc::new(move || {
+            Box::new(Spy(spy.clone())) as Box<dyn AudioProcessor>
+        }))
+        .unwrap();
+    backend
+        .add_processor(Arc::new(|| Box::new(Mute) as Box<dyn AudioProcessor>))
+        .unwrap();
     let duplicate = backend.add_processor(Arc::new(|| Box::new(Mute) as Box<dyn AudioProcessor>));
-    assert_eq!(duplicate.unwrap_err().status(), VbStatus::VB_ERR_INVALID_ARGUMENT);
+    assert_eq!(
+        duplicate.unwrap_err().status(),
+        VbStatus::VB_ERR_INVALID_ARGUMENT
+    );
     backend.start().unwrap();
     let late = backend.add_processor(Arc::new(|| Box::new(Mute) as Box<dyn AudioProcessor>));
     assert_eq!(late.unwrap_err().status(), VbStatus::VB_ERR_INVALID_STATE);
@@ -260,8 +347,15 @@ fn processors_run_in_order_on_every_frame_before_vad() {
     while let Some(e) = session.poll_event().unwrap() {
         kinds_seen.push(e.kind);
     }
-    assert!(!kinds_seen.contains(&K::VB_EVENT_SPEECH_STARTED), "the mute processor ran before VAD");
-    assert_eq!(*seen.lock().unwrap(), [16000, 320, 16000, 320], "internal rate and frame size");
+    assert!(
+        !kinds_seen.contains(&K::VB_EVENT_SPEECH_STARTED),
+        "the mute processor ran before VAD"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [16000, 320, 16000, 320],
+        "internal rate and frame size"
+    );
 }
 
 #[test]
@@ -271,13 +365,18 @@ fn speech_to_speech_pipelines_answer_without_a_host_agent() {
     )
     .unwrap();
     backend.start().unwrap();
-    let session = backend.create_session(SessionConfig::default(), None, None).unwrap();
+    let session = backend
+        .create_session(SessionConfig::default(), None, None)
+        .unwrap();
     session.start().unwrap();
     push_all(&session, &utterance(180.0, 800, 16000), 16000);
     let events = events_until(&session, |e| e.kind == K::VB_EVENT_TURN_METRICS);
     assert!(texts(&events, K::VB_EVENT_TRANSCRIPT_FINAL)[0].ends_with("ms of speech"));
     assert_eq!(texts(&events, K::VB_EVENT_AGENT_RESPONSE), ["echo"]);
-    assert_eq!(session.say("hi").unwrap_err().status(), VbStatus::VB_ERR_INVALID_STATE);
+    assert_eq!(
+        session.say("hi").unwrap_err().status(),
+        VbStatus::VB_ERR_INVALID_STATE
+    );
 }
 
 #[test]
@@ -285,7 +384,9 @@ fn stop_with_drain_lets_the_reply_in_flight_finish() {
     let backend = test_backend("");
     let session = session_at(&backend, 16000);
     push_all(&session, &utterance(150.0, 600, 16000), 16000);
-    events_until(&session, |e| e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING);
+    events_until(&session, |e| {
+        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING
+    });
     // A host keeps playing while the backend drains.
     let reader = std::thread::scope(|scope| {
         let handle = scope.spawn(|| {
@@ -303,7 +404,10 @@ fn stop_with_drain_lets_the_reply_in_flight_finish() {
     assert!(reader > 0);
     let events: Vec<_> = std::iter::from_fn(|| session.poll_event().unwrap()).collect();
     assert!(texts(&events, K::VB_EVENT_AGENT_RESPONSE).len() <= 1);
-    assert!(!kinds(&events).contains(&K::VB_EVENT_INTERRUPTED), "drain must not cut the reply");
+    assert!(
+        !kinds(&events).contains(&K::VB_EVENT_INTERRUPTED),
+        "drain must not cut the reply"
+    );
     assert_eq!(session.state(), S::VB_STATE_STOPPED);
     assert_eq!(backend.active_sessions(), 0);
 }

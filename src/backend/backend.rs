@@ -301,6 +301,15 @@ impl Backend {
     }
 }
 
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("provider", &self.inner.config.provider)
+            .field("active_sessions", &self.active_sessions())
+            .finish()
+    }
+}
+
 impl Drop for Backend {
     fn drop(&mut self) {
         let _ = self.stop(Duration::ZERO);

@@ -52,6 +52,7 @@ impl BackendProvider for LocalBackend {
                 "provider_config.{key}: unknown key (the local backend takes no settings)"
             )));
         }
+        config.require_pipeline_providers()?;
         let providers = ProviderRegistry::global();
         let named = |name: &Option<String>| name.clone().unwrap_or_default();
         Ok(match config.pipeline_type {

@@ -219,6 +219,15 @@ impl Session {
     }
 }
 
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         let _ = self.inner.stop();

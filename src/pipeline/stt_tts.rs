@@ -252,7 +252,9 @@ impl Conversation {
         match result {
             SttResult::Partial(text) => {
                 let events = &mut self.ctx.events;
-                events.emit(VbEventKind::VB_EVENT_TRANSCRIPT_PARTIAL, |e| e.text = Some(text));
+                events.emit(VbEventKind::VB_EVENT_TRANSCRIPT_PARTIAL, |e| {
+                    e.text = Some(text)
+                });
             }
             SttResult::Final(text) => {
                 let now = self.ctx.events.now_us();
@@ -271,7 +273,10 @@ impl Conversation {
         if let Some(slot) = self.transcripts.get_mut(&turn) {
             let outcome = match done {
                 Err(e) => Err(e),
-                Ok(()) => Err(Error::provider(&name, format!("turn {turn} ended without a final transcript"))),
+                Ok(()) => Err(Error::provider(
+                    &name,
+                    format!("turn {turn} ended without a final transcript"),
+                )),
             };
             slot.get_or_insert(outcome);
         }
@@ -286,17 +291,22 @@ impl Conversation {
             if entry.get().is_none() {
                 return;
             }
-            let (turn, Some(outcome)) = entry.remove_entry() else { continue };
+            let (turn, Some(outcome)) = entry.remove_entry() else {
+                continue;
+            };
             match outcome {
                 Ok(text) => {
                     let transcript = text.trim().to_owned();
                     let events = &mut self.ctx.events;
-                    events.emit(VbEventKind::VB_EVENT_TRANSCRIPT_FINAL, |e| e.text = Some(text));
+                    events.emit(VbEventKind::VB_EVENT_TRANSCRIPT_FINAL, |e| {
+                        e.text = Some(text)
+                    });
                     if transcript.is_empty() {
                         self.clock.forget(turn);
                         self.back_to_listening_if_idle();
                     } else {
-                        self.queue.push_back(ReplySource::Agent { turn, transcript });
+                        self.queue
+                            .push_back(ReplySource::Agent { turn, transcript });
                         self.start_next_reply();
                     }
                 }

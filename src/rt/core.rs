@@ -179,7 +179,8 @@ impl RealtimeLoop {
 
     /// Whether a complete input frame or a control is waiting (checked before parking).
     pub fn has_work(&self) -> bool {
-        let frame_ready = self.input.slots() >= self.host_frame.len() && self.to_io.slots() >= self.io_headroom;
+        let frame_ready =
+            self.input.slots() >= self.host_frame.len() && self.to_io.slots() >= self.io_headroom;
         frame_ready || !self.control.is_empty()
     }
 

@@ -153,9 +153,10 @@ mod tests {
         for chunk in input.chunks(960) {
             out.extend_from_slice(r.process(chunk));
         }
+        // Only the first chunk is shorter: the filter starts half its 64 taps in.
         let expected = 320 * 50;
         assert!(
-            out.len().abs_diff(expected) <= 4,
+            out.len().abs_diff(expected) <= 32,
             "{} vs {expected}",
             out.len()
         );

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use voicebackend::{Agent, Backend, Event, Reply, Result, Session, SessionConfig, VbEventKind, VbSessionState};
+use voicebackend::{
+    Agent, Backend, Event, Reply, Result, Session, SessionConfig, VbEventKind, VbSessionState,
+};
 
 /// The longest any test waits for something before failing.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -103,7 +105,11 @@ pub fn reply_finished() -> impl FnMut(&Event) -> bool {
     }
 }
 
-fn poll_until(session: &Session, mut until: impl FnMut(&Event) -> bool, mut audio: Option<&mut Vec<i16>>) -> Vec<Event> {
+fn poll_until(
+    session: &Session,
+    mut until: impl FnMut(&Event) -> bool,
+    mut audio: Option<&mut Vec<i16>>,
+) -> Vec<Event> {
     let mut seen = Vec::new();
     let deadline = Instant::now() + PATIENCE;
     let mut buf = vec![0i16; 4096];
@@ -122,7 +128,11 @@ fn poll_until(session: &Session, mut until: impl FnMut(&Event) -> bool, mut audi
             let n = session.read_audio(&mut buf).expect("read_audio");
             audio.extend_from_slice(&buf[..n]);
         }
-        assert!(Instant::now() < deadline, "timed out; events so far: {:#?}", kinds(&seen));
+        assert!(
+            Instant::now() < deadline,
+            "timed out; events so far: {:#?}",
+            kinds(&seen)
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }

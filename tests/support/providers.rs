@@ -125,17 +125,22 @@ pub fn pitch_hz(audio: &[i16], rate: u32) -> u32 {
         .unwrap_or(0);
     let x = &audio[start..start + window];
     let (min_lag, max_lag) = ((rate / 400) as usize, (rate / 80) as usize);
-    let best = (min_lag..=max_lag.min(x.len().saturating_sub(1)))
-        .max_by(|&a, &b| {
-            let corr = |lag: usize| {
-                x.iter()
-                    .zip(&x[lag..])
-                    .map(|(&p, &q)| f64::from(p) * f64::from(q))
-                    .sum::<f64>()
-            };
-            corr(a).total_cmp(&corr(b))
-        })
+    let corr = |lag: usize| {
+        x.iter()
+            .zip(&x[lag..])
+            .map(|(&p, &q)| f64::from(p) * f64::from(q))
+            .sum::<f64>()
+    };
+    let lags = min_lag..=max_lag.min(x.len().saturating_sub(1));
+    let strongest = lags.clone().map(corr).fold(0.0, f64::max);
+    // The shortest lag almost as strong as the strongest: multiples of the period score alike.
+    let mut best = lags
+        .clone()
+        .find(|&lag| corr(lag) >= 0.9 * strongest)
         .unwrap_or(min_lag);
+    while lags.contains(&(best + 1)) && corr(best + 1) > corr(best) {
+        best += 1;
+    }
     let hz = f64::from(rate) / best.max(1) as f64;
     ((hz / 10.0).round() * 10.0) as u32
 }

@@ -1,0 +1,105 @@
+//! The realtime path never allocates: a global allocator counts every allocation and free made
+//! while a thread is inside realtime work (the realtime loop of every session thread, and the two
+//! audio calls), during a conversation with turns, replies, barge-in, a greeting and an overrun.
+#![cfg(feature = "test-providers")]
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+use voicebackend::rt::shared::{in_realtime_section, realtime_section};
+use voicebackend::{Reply, SessionConfig, VbEventKind as K, VbSessionState as S, VbStatus};
+
+/// Allocations and frees made inside realtime sections.
+static REALTIME_HEAP_OPS: AtomicUsize = AtomicUsize::new(0);
+
+struct CountingAllocator;
+
+// SAFETY: forwards every call unchanged to the system allocator; only counts.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        // SAFETY: forwarded contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note();
+        // SAFETY: forwarded contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        // SAFETY: forwarded contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+fn note() {
+    if in_realtime_section() {
+        REALTIME_HEAP_OPS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+#[test]
+fn the_realtime_loop_and_the_audio_calls_never_touch_the_heap() {
+    // 48 kHz in and out: resampling on both edges; a long reply so that barge-in happens.
+    let backend = test_backend("");
+    let agent = Arc::new(|_: &str, reply: &mut Reply| -> voicebackend::Result<()> {
+        reply.write(&"a fairly long answer. ".repeat(8))?;
+        reply.end()
+    });
+    let config = SessionConfig {
+        input_sample_rate: 48000,
+        output_sample_rate: 48000,
+        ..SessionConfig::default()
+    };
+    let session = backend.create_session(config, Some(agent), None).unwrap();
+    session.start().unwrap();
+    session.say("Welcome.").unwrap();
+    let mut played = Vec::new();
+    push_realtime(&session, &utterance(140.0, 700, 48000), 48000, &mut played);
+    events_until(&session, |e| {
+        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING
+    });
+    push_realtime(&session, &utterance(230.0, 700, 48000), 48000, &mut played);
+    let events = events_until(&session, |e| {
+        e.kind == K::VB_EVENT_TRANSCRIPT_FINAL && e.text.as_deref().unwrap_or("").contains("230")
+    });
+    assert!(
+        kinds(&events).contains(&K::VB_EVENT_INTERRUPTED),
+        "the second turn barged in"
+    );
+    assert!(!played.is_empty());
+
+    // An overrun: more than the input ring holds in one call.
+    let flood = speech(140.0, 2000, 48000);
+    let outcome = session.process_audio(&flood).unwrap();
+    assert!(outcome.dropped > 0);
+    events_until(&session, |e| e.kind == K::VB_EVENT_AUDIO_DROPPED);
+    session.stop().unwrap();
+    let health = backend.health();
+    assert!(
+        health.frames_processed > 100,
+        "the realtime loop ran: {health:?}"
+    );
+    assert_eq!(
+        REALTIME_HEAP_OPS.load(Ordering::Relaxed),
+        0,
+        "heap operations inside realtime sections"
+    );
+
+    // The check itself works: a realtime section that allocates is caught.
+    realtime_section(|| drop(std::hint::black_box(vec![0u8; 64])));
+    assert_eq!(
+        REALTIME_HEAP_OPS.load(Ordering::Relaxed),
+        2,
+        "one alloc and one free caught"
+    );
+    let _ = VbStatus::VB_OK;
+}
