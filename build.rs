@@ -5,18 +5,34 @@
 
 use std::path::PathBuf;
 
+/// The files that make up the C ABI, in header order.
+const C_SURFACE: [&str; 7] = [
+    "src/error.rs",
+    "src/backend/health.rs",
+    "src/event.rs",
+    "src/ffi/version.rs",
+    "src/ffi/backend.rs",
+    "src/ffi/session.rs",
+    "src/ffi/mod.rs",
+];
+
 fn main() {
     let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
-    println!("cargo:rerun-if-changed=src");
+    for source in C_SURFACE {
+        println!("cargo:rerun-if-changed={source}");
+    }
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=VB_REGENERATE_HEADER");
 
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
         .expect("cbindgen.toml is valid");
-    let bindings = cbindgen::Builder::new()
-        .with_crate(&crate_dir)
-        .with_config(config)
+    // The header is the C surface only: the FFI module and the C types it uses.
+    let mut builder = cbindgen::Builder::new().with_config(config);
+    for source in C_SURFACE {
+        builder = builder.with_src(crate_dir.join(source));
+    }
+    let bindings = builder
         .generate()
         .expect("cbindgen could not generate the header");
     bindings.write_to_file(out_dir.join("voicebackend.h"));

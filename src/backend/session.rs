@@ -182,6 +182,21 @@ impl Session {
         self.inner.host.writable()
     }
 
+    /// Whether the realtime thread has processed everything pushed so far.
+    pub fn all_audio_heard(&self) -> bool {
+        self.inner.host.all_heard()
+    }
+
+    /// User turns the realtime thread has ended so far, counted on the audio clock. With
+    /// [`Session::all_audio_heard`] it lets a host that pushes a file faster than real time stop
+    /// at each turn end and wait for the reply, as a live user would.
+    pub fn turns_ended(&self) -> u64 {
+        self.inner
+            .shared
+            .turns_ended
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Copies reply audio at the output rate into `out` (realtime-safe); returns the count.
     pub fn read_audio(&self, out: &mut [i16]) -> Result<usize> {
         self.inner.check_running("read_audio")?;

@@ -99,9 +99,9 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                         } => {
                             clock.speech_ended(turn, speech_end_us);
                             let _ = input_tx.send(S2sInput::EndOfTurn);
+                            ctx.events.set_state(VbSessionState::VB_STATE_PROCESSING);
                             ctx.events
                                 .emit(VbEventKind::VB_EVENT_SPEECH_STOPPED, |_| {});
-                            ctx.events.set_state(VbSessionState::VB_STATE_PROCESSING);
                         }
                         RtOutput::Interrupted { .. } => {
                             cancels_pending += 1;

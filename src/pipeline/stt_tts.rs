@@ -208,14 +208,15 @@ impl Conversation {
                 } => {
                     self.stt_audio.remove(&turn);
                     self.clock.speech_ended(turn, speech_end_us);
-                    self.ctx
-                        .events
-                        .emit(VbEventKind::VB_EVENT_SPEECH_STOPPED, |_| {});
+                    // The state changes first: whoever sees SPEECH_STOPPED sees PROCESSING.
                     if self.active.is_none() {
                         self.ctx
                             .events
                             .set_state(VbSessionState::VB_STATE_PROCESSING);
                     }
+                    self.ctx
+                        .events
+                        .emit(VbEventKind::VB_EVENT_SPEECH_STOPPED, |_| {});
                 }
                 RtOutput::Interrupted { .. } => self.cancel_reply(false),
                 RtOutput::PlayoutStarted { at_us } => self.on_playout_started(at_us),

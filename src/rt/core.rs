@@ -158,9 +158,12 @@ impl RealtimeLoop {
                 let (a, b) = chunk.as_slices();
                 self.host_frame[..a.len()].copy_from_slice(a);
                 self.host_frame[a.len()..].copy_from_slice(b);
-                chunk.commit_all();
             }
             self.process_host_frame(now_us);
+            // Released only once processed: an empty input ring means "all heard".
+            if let Ok(chunk) = self.input.read_chunk(host_frame) {
+                chunk.commit_all();
+            }
             consumed += 1;
         }
         if consumed > 0 {
@@ -237,6 +240,7 @@ impl RealtimeLoop {
             TurnStep::Continuing => self.push_frame(),
             TurnStep::Ended { reason, .. } => {
                 self.push_frame();
+                self.shared.turns_ended.fetch_add(1, Ordering::Release);
                 self.emit(RtOutput::SpeechStopped {
                     turn: self.turn_id,
                     at_us: now_us,

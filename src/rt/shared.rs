@@ -36,6 +36,8 @@ pub struct RtShared {
     pub speech_dropped_unreported: AtomicU64,
     /// Realtime events lost because the I/O side stalled, not yet reported.
     pub events_dropped_unreported: AtomicU64,
+    /// User turns the realtime thread has closed, on the audio clock.
+    pub turns_ended: AtomicU64,
     /// Total samples the realtime thread has written to the out ring.
     pub out_written: AtomicU64,
     /// Samples up to this count were flushed by barge-in: `read_audio` skips them.
@@ -55,6 +57,7 @@ impl Default for RtShared {
             input_dropped_unreported: AtomicU64::new(0),
             speech_dropped_unreported: AtomicU64::new(0),
             events_dropped_unreported: AtomicU64::new(0),
+            turns_ended: AtomicU64::new(0),
             out_written: AtomicU64::new(0),
             out_flush_at: AtomicU64::new(0),
             elevated: AtomicBool::new(false),

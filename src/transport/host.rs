@@ -93,6 +93,13 @@ impl HostAudio {
         self.input.with(|ring| ring.slots()).unwrap_or(0)
     }
 
+    /// Whether every pushed sample has been processed by the realtime thread.
+    pub fn all_heard(&self) -> bool {
+        self.input
+            .with(|ring| ring.slots() == ring.buffer().capacity())
+            .unwrap_or(false)
+    }
+
     /// Copies up to `out.len()` samples of reply audio into `out`; returns how many. Audio that a
     /// barge-in flushed is skipped, never returned.
     pub fn read(&self, out: &mut [i16]) -> Result<usize> {

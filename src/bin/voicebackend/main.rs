@@ -1,0 +1,252 @@
+//! `voicebackend`: the command-line front end of the engine.
+//!
+//! ```text
+//! voicebackend converse --input in.wav --output out.wav [--realtime] [--stt NAME] [--tts NAME] [--config FILE]
+//! voicebackend say "text" -o out.wav [--voice VOICE] [--rate WPM]
+//! voicebackend transcribe file.wav [--stt NAME] [--config FILE]
+//! ```
+
+mod agent;
+mod converse;
+mod report;
+mod wav;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use voicebackend::config::HOST_RATES;
+use voicebackend::provider::ProviderRegistry;
+use voicebackend::provider::tts::TtsRequest;
+use voicebackend::rt::resample::StreamResampler;
+
+const USAGE: &str = "\
+voicebackend — a realtime voice-agent engine, offline
+
+USAGE:
+  voicebackend converse --input IN.wav --output OUT.wav [--realtime] [OPTIONS]
+      Runs one conversation over IN.wav (any rate, mono or stereo) with the built-in
+      rule-based agent (echo, the time, simple arithmetic), prints every turn and a latency
+      table, and writes the agent's audio on the conversation timeline to OUT.wav.
+  voicebackend say TEXT -o OUT.wav [--voice VOICE] [--rate WPM]
+      Speaks TEXT with the TTS provider into OUT.wav.
+  voicebackend transcribe FILE.wav [OPTIONS]
+      Cuts FILE.wav into turns and prints each turn's transcript.
+
+OPTIONS:
+  --stt NAME        STT provider (default: whisper)
+  --tts NAME        TTS provider (default: espeak)
+  --config FILE     full backend configuration JSON (overrides --stt/--tts)
+  --realtime        push audio at real-time pace instead of as fast as possible
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("voicebackend: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parsed command line: positional words and `--flag [value]` pairs.
+struct Args {
+    positional: Vec<String>,
+    flags: Vec<(String, Option<String>)>,
+}
+
+impl Args {
+    fn parse(args: &[String], switches: &[&str]) -> Result<Args, String> {
+        let mut positional = Vec::new();
+        let mut flags = Vec::new();
+        let mut iter = args.iter();
+        while let Some(arg) = iter.next() {
+            if let Some(name) = arg
+                .strip_prefix("--")
+                .or_else(|| arg.strip_prefix('-').filter(|n| n.len() == 1))
+            {
+                if switches.contains(&name) {
+                    flags.push((name.to_owned(), None));
+                } else {
+                    let value = iter
+                        .next()
+                        .ok_or_else(|| format!("--{name} needs a value"))?;
+                    flags.push((name.to_owned(), Some(value.clone())));
+                }
+            } else {
+                positional.push(arg.clone());
+            }
+        }
+        Ok(Args { positional, flags })
+    }
+
+    fn value(&self, names: &[&str]) -> Option<&str> {
+        self.flags
+            .iter()
+            .rev()
+            .find(|(n, _)| names.contains(&n.as_str()))
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    fn switch(&self, name: &str) -> bool {
+        self.flags.iter().any(|(n, _)| n == name)
+    }
+
+    fn only(&self, allowed: &[&str]) -> Result<(), String> {
+        match self
+            .flags
+            .iter()
+            .find(|(n, _)| !allowed.contains(&n.as_str()))
+        {
+            Some((n, _)) => Err(format!("unknown option --{n}\n\n{USAGE}")),
+            None => Ok(()),
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let Some((command, rest)) = args.split_first() else {
+        return Err(format!("no command given\n\n{USAGE}"));
+    };
+    match command.as_str() {
+        "converse" => converse(&Args::parse(rest, &["realtime"])?),
+        "say" => say(&Args::parse(rest, &[])?),
+        "transcribe" => transcribe(&Args::parse(rest, &["realtime"])?),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command '{other}'\n\n{USAGE}")),
+    }
+}
+
+/// The backend configuration: `--config FILE`, or the local backend with `--stt`/`--tts`.
+fn backend_json(args: &Args) -> Result<String, String> {
+    if let Some(path) = args.value(&["config"]) {
+        return std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"));
+    }
+    let stt = args.value(&["stt"]).unwrap_or("whisper");
+    let tts = args.value(&["tts"]).unwrap_or("espeak");
+    Ok(
+        serde_json::json!({"provider": "local", "stt_provider": stt, "tts_provider": tts})
+            .to_string(),
+    )
+}
+
+/// Reads a WAV file and converts it to the nearest rate the engine takes at its edges.
+fn read_input(path: &str) -> Result<wav::Audio, String> {
+    let audio = wav::read(&PathBuf::from(path))?;
+    if audio.samples.is_empty() {
+        return Err(format!("{path}: no audio"));
+    }
+    if HOST_RATES.contains(&audio.rate) {
+        return Ok(audio);
+    }
+    let mut resampler = StreamResampler::new(audio.rate, 16000);
+    let mut samples = resampler.push(&audio.samples);
+    samples.extend(resampler.finish());
+    Ok(wav::Audio {
+        samples,
+        rate: 16000,
+    })
+}
+
+fn converse(args: &Args) -> Result<(), String> {
+    args.only(&["input", "output", "realtime", "stt", "tts", "config"])?;
+    let input = args
+        .value(&["input"])
+        .ok_or("converse needs --input IN.wav")?;
+    let output = args
+        .value(&["output"])
+        .ok_or("converse needs --output OUT.wav")?;
+    let audio = read_input(input)?;
+    let options = converse::RunOptions {
+        backend_json: backend_json(args)?,
+        realtime: args.switch("realtime"),
+        converse: true,
+    };
+    println!(
+        "Conversation over {input} ({:.1} s at {} Hz):",
+        audio.samples.len() as f64 / f64::from(audio.rate),
+        audio.rate
+    );
+    let result = converse::run(&audio.samples, audio.rate, &options)?;
+    if !result.metrics.is_empty() {
+        println!("\n{}", report::latency_table(&result.metrics));
+    }
+    wav::write(&PathBuf::from(output), &result.timeline, audio.rate)?;
+    println!("Agent audio on the conversation timeline: {output}");
+    Ok(())
+}
+
+fn transcribe(args: &Args) -> Result<(), String> {
+    args.only(&["realtime", "stt", "tts", "config"])?;
+    let [file] = args.positional.as_slice() else {
+        return Err(format!("transcribe needs exactly one WAV file\n\n{USAGE}"));
+    };
+    let audio = read_input(file)?;
+    let options = converse::RunOptions {
+        backend_json: backend_json(args)?,
+        realtime: args.switch("realtime"),
+        converse: false,
+    };
+    let result = converse::run(&audio.samples, audio.rate, &options)?;
+    if result.transcripts.is_empty() {
+        println!("(no speech found)");
+    }
+    Ok(())
+}
+
+fn say(args: &Args) -> Result<(), String> {
+    args.only(&["o", "output", "voice", "rate", "tts"])?;
+    let [text] = args.positional.as_slice() else {
+        return Err(format!("say needs exactly one TEXT argument\n\n{USAGE}"));
+    };
+    let output = args.value(&["o", "output"]).ok_or("say needs -o OUT.wav")?;
+    let mut config = serde_json::Map::new();
+    if let Some(voice) = args.value(&["voice"]) {
+        config.insert("voice".into(), voice.into());
+    }
+    if let Some(rate) = args.value(&["rate"]) {
+        let wpm: u64 = rate
+            .parse()
+            .map_err(|_| format!("--rate {rate}: not a number of words per minute"))?;
+        config.insert("rate_wpm".into(), wpm.into());
+    }
+    let name = args.value(&["tts"]).unwrap_or("espeak");
+    let tts = ProviderRegistry::global()
+        .create_tts(name, &config.into())
+        .map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (text_tx, text_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (audio_tx, mut audio_rx) = tokio::sync::mpsc::channel(64);
+    let _ = text_tx.send(text.clone());
+    drop(text_tx);
+    let synthesis = tts.synthesize(TtsRequest {
+        text: text_rx,
+        audio: audio_tx,
+    });
+    let samples = runtime.block_on(async move {
+        let collect = async {
+            let mut samples = Vec::new();
+            while let Some(chunk) = audio_rx.recv().await {
+                samples.extend(chunk);
+            }
+            samples
+        };
+        let (result, samples) = tokio::join!(synthesis, collect);
+        result.map(|()| samples)
+    });
+    let samples = samples.map_err(|e| e.to_string())?;
+    wav::write(&PathBuf::from(output), &samples, tts.sample_rate())?;
+    println!(
+        "{output}: {:.2} s at {} Hz",
+        samples.len() as f64 / f64::from(tts.sample_rate()),
+        tts.sample_rate()
+    );
+    Ok(())
+}
