@@ -5,16 +5,9 @@
 
 use std::path::PathBuf;
 
-/// The files that make up the C ABI, in header order.
-const C_SURFACE: [&str; 7] = [
-    "src/error.rs",
-    "src/backend/health.rs",
-    "src/event.rs",
-    "src/ffi/version.rs",
-    "src/ffi/backend.rs",
-    "src/ffi/session.rs",
-    "src/ffi/mod.rs",
-];
+/// The files that make up the C ABI (cbindgen follows `mod` items, so `src/ffi/mod.rs` brings
+/// the FFI submodules).
+const C_SURFACE: [&str; 4] = ["src/error.rs", "src/backend/health.rs", "src/event.rs", "src/ffi/mod.rs"];
 
 fn main() {
     let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -22,6 +15,7 @@ fn main() {
     for source in C_SURFACE {
         println!("cargo:rerun-if-changed={source}");
     }
+    println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=VB_REGENERATE_HEADER");
 

@@ -1,0 +1,345 @@
+#![cfg(feature = "test-providers")]
+//! The C ABI as a C host sees it: the committed header is the generated one, it compiles as C11
+//! and C++17, the shared library exports only `vb_*`, and the C host program
+//! (`tests/c/host_test.c`) passes against the library built with the test providers.
+//!
+//! Run with `cargo test --features test-providers --test c_abi -- --nocapture`. Needs `cc`,
+//! `c++` and `nm` on the PATH.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::SystemTime;
+
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+fn manifest_path(relative: &str) -> PathBuf {
+    Path::new(MANIFEST_DIR).join(relative)
+}
+
+/// `target/<profile>/deps`: the directory of this test executable, where cargo put the library
+/// it built for this very test run (cargo only copies a dependency's cdylib up to
+/// `target/<profile>` for `cargo build`, not for `cargo test`).
+fn deps_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent().expect("deps directory").to_path_buf()
+}
+
+/// `target/<profile>`.
+fn profile_dir() -> PathBuf {
+    deps_dir()
+        .parent()
+        .expect("profile directory")
+        .to_path_buf()
+}
+
+/// The shared library built along with this test: `deps/` first (fresh for this run), else the
+/// copy in `target/<profile>`.
+fn shared_library() -> PathBuf {
+    let candidates = [
+        deps_dir().join("libvoicebackend.so"),
+        profile_dir().join("libvoicebackend.so"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| panic!("libvoicebackend.so not found; looked at {candidates:?}"))
+}
+
+/// A fresh scratch directory under cargo's per-target temp dir.
+fn scratch_dir(name: &str) -> PathBuf {
+    // Set by cargo when it compiles integration tests (not in the environment at run time).
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("c_abi-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+fn run(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {command:?}: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_success(what: &str, command: &Command, output: &Output) {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{command:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+}
+
+/// The newest `target/<profile>/build/voicebackend-*/out/voicebackend.h` (build.rs writes the
+/// fresh header there; integration tests get no `OUT_DIR` of their own).
+fn fresh_header() -> PathBuf {
+    let build = profile_dir().join("build");
+    let mut newest: Option<(SystemTime, PathBuf)> = None;
+    for entry in fs::read_dir(&build).unwrap_or_else(|e| panic!("{}: {e}", build.display())) {
+        let dir = entry.expect("dir entry").path();
+        let is_ours = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("voicebackend-"));
+        let header = dir.join("out").join("voicebackend.h");
+        if !is_ours {
+            continue;
+        }
+        let Ok(modified) = fs::metadata(&header).and_then(|m| m.modified()) else {
+            continue;
+        };
+        if newest.as_ref().is_none_or(|(t, _)| modified > *t) {
+            newest = Some((modified, header));
+        }
+    }
+    newest.map(|(_, path)| path).unwrap_or_else(|| {
+        panic!(
+            "no voicebackend-*/out/voicebackend.h under {}",
+            build.display()
+        )
+    })
+}
+
+/// The first differing lines of two texts, with a little context, as a `-`/`+` listing.
+fn diff_hint(committed: &str, fresh: &str) -> String {
+    let a: Vec<&str> = committed.lines().collect();
+    let b: Vec<&str> = fresh.lines().collect();
+    let first = a
+        .iter()
+        .zip(&b)
+        .position(|(x, y)| x != y)
+        .unwrap_or(a.len().min(b.len()));
+    let mut hint = format!(
+        "first difference at line {} (committed {} lines, generated {} lines):\n",
+        first + 1,
+        a.len(),
+        b.len()
+    );
+    let from = first.saturating_sub(3);
+    for line in &a[from..first] {
+        hint.push_str(&format!("  {line}\n"));
+    }
+    for line in a.iter().skip(first).take(8) {
+        hint.push_str(&format!("- {line}\n"));
+    }
+    for line in b.iter().skip(first).take(8) {
+        hint.push_str(&format!("+ {line}\n"));
+    }
+    hint
+}
+
+#[test]
+fn header_is_up_to_date() {
+    let committed_path = manifest_path("include/voicebackend.h");
+    let fresh_path = fresh_header();
+    let committed = fs::read_to_string(&committed_path).expect("read include/voicebackend.h");
+    let fresh = fs::read_to_string(&fresh_path).expect("read the generated header");
+    assert!(
+        committed == fresh,
+        "include/voicebackend.h differs from the header build.rs generated ({}).\n{}\n\
+         Regenerate the committed header with:\n    VB_REGENERATE_HEADER=1 cargo build",
+        fresh_path.display(),
+        diff_hint(&committed, &fresh)
+    );
+}
+
+/// A translation unit that uses the header's types, constants and functions.
+const HEADER_USER: &str = r#"#include "voicebackend.h"
+
+static VbStatus on_transcript(void *user_data, VbSession *session, const char *transcript,
+                              VbReply *reply) {
+  (void)user_data;
+  (void)session;
+  (void)transcript;
+  return vb_reply_end(reply);
+}
+
+static void on_event(void *user_data, const VbEvent *event) {
+  (void)user_data;
+  (void)event;
+}
+
+static void process(void *user_data, int16_t *pcm, size_t samples, uint32_t sample_rate) {
+  (void)user_data;
+  (void)pcm;
+  (void)samples;
+  (void)sample_rate;
+}
+
+int main(void) {
+  VbCallbacks callbacks = {0, on_transcript, on_event};
+  VbProcessor processor = {0, "p", 0, process};
+  VbHealth health;
+  VbEvent event;
+  VbTurnMetrics metrics;
+  VbEventKind kind = VB_EVENT_AUDIO_DROPPED;
+  VbSessionState state = VB_STATE_ERROR;
+  VbHealthStatus verdict = VB_HEALTH_UNHEALTHY;
+  VbStatus status = VB_ERR_INTERNAL;
+  (void)callbacks;
+  (void)processor;
+  (void)health;
+  (void)event;
+  (void)metrics;
+  (void)kind;
+  (void)state;
+  (void)verdict;
+  (void)status;
+  return vb_abi_version() == VB_ABI_VERSION ? 0 : 1;
+}
+"#;
+
+#[test]
+fn header_compiles_as_c11_and_cpp17() {
+    let dir = scratch_dir("header");
+    let c_file = dir.join("uses_header.c");
+    let cpp_file = dir.join("uses_header.cpp");
+    fs::write(&c_file, HEADER_USER).expect("write C file");
+    fs::write(&cpp_file, HEADER_USER).expect("write C++ file");
+    let include = manifest_path("include");
+
+    let mut c = Command::new("cc");
+    c.args([
+        "-std=c11",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-pedantic",
+        "-fsyntax-only",
+    ])
+    .arg("-I")
+    .arg(&include)
+    .arg(&c_file);
+    let output = run(&mut c);
+    assert_success("compiling the header as C11", &c, &output);
+
+    let mut cpp = Command::new("c++");
+    cpp.args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-fsyntax-only"])
+        .arg("-I")
+        .arg(&include)
+        .arg(&cpp_file);
+    let output = run(&mut cpp);
+    assert_success("compiling the header as C++17", &cpp, &output);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// Names of the functions the header declares (`vb_name(`).
+fn header_functions() -> Vec<String> {
+    let header = fs::read_to_string(manifest_path("include/voicebackend.h")).expect("header");
+    let mut names = Vec::new();
+    for line in header.lines().filter(|l| !l.trim_start().starts_with('*')) {
+        let mut rest = line;
+        while let Some(at) = rest.find("vb_") {
+            let tail = &rest[at..];
+            let len = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            let preceded_by_ident = rest[..at]
+                .chars()
+                .last()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !preceded_by_ident && tail[len..].starts_with('(') {
+                names.push(tail[..len].to_owned());
+            }
+            rest = &tail[len..];
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn shared_library_exports_only_vb_symbols() {
+    let library = shared_library();
+    let mut nm = Command::new("nm");
+    nm.args(["-D", "--defined-only"]).arg(&library);
+    let output = run(&mut nm);
+    assert_success("nm", &nm, &output);
+    let exported: Vec<String> = text(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().last())
+        .map(|name| name.split('@').next().unwrap_or(name).to_owned())
+        .collect();
+    println!("{} exports {} symbols", library.display(), exported.len());
+    assert!(!exported.is_empty(), "nm listed no symbols");
+    let foreign: Vec<&String> = exported.iter().filter(|s| !s.starts_with("vb_")).collect();
+    assert!(
+        foreign.is_empty(),
+        "{} exports symbols outside the C ABI (src/ffi/exports.map should hide them): {foreign:?}",
+        library.display()
+    );
+    let declared = header_functions();
+    assert!(
+        declared.len() > 20,
+        "parsed too few functions: {declared:?}"
+    );
+    let missing: Vec<&String> = declared.iter().filter(|f| !exported.contains(f)).collect();
+    assert!(
+        missing.is_empty(),
+        "functions declared in include/voicebackend.h but not exported: {missing:?}"
+    );
+}
+
+#[test]
+fn c_host_program_passes() {
+    let dir = scratch_dir("host");
+    // A private copy of the library, so that another cargo invocation rewriting
+    // target/<profile> while the program runs cannot swap it underneath.
+    let built = shared_library();
+    let library_dir = dir.join("lib");
+    fs::create_dir_all(&library_dir).expect("create lib dir");
+    fs::copy(&built, library_dir.join("libvoicebackend.so")).expect("copy libvoicebackend.so");
+    let program = dir.join("host_test");
+    // Cargo names a cdylib without a hash, so a build with other features (a plain `cargo build`
+    // running meanwhile) overwrites the very file this test run built; say so plainly.
+    let bytes = fs::read(library_dir.join("libvoicebackend.so")).expect("read the library copy");
+    assert!(
+        bytes
+            .windows(b"test-pitch-stt".len())
+            .any(|w| w == b"test-pitch-stt"),
+        "{} has no test providers: it was built (or overwritten by another cargo run) without \
+         --features test-providers. Rebuild it, e.g. `touch src/lib.rs && cargo test --features \
+         test-providers --test c_abi`",
+        built.display()
+    );
+
+    let mut cc = Command::new("cc");
+    cc.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1"])
+        .arg("-I")
+        .arg(manifest_path("include"))
+        .arg(manifest_path("tests/c/host_test.c"))
+        .arg("-o")
+        .arg(&program)
+        .arg(format!("-L{}", library_dir.display()))
+        .arg("-lvoicebackend")
+        .arg(format!("-Wl,-rpath,{}", library_dir.display()))
+        .args(["-lpthread", "-lm"]);
+    let output = run(&mut cc);
+    assert_success("compiling tests/c/host_test.c", &cc, &output);
+
+    let mut host = Command::new(&program);
+    // cargo runs tests with LD_LIBRARY_PATH naming target/<profile>[/deps], which outranks the
+    // program's rpath (linked as DT_RUNPATH) and may hold a library built with other features.
+    host.current_dir(&dir).env_remove("LD_LIBRARY_PATH");
+    let output = run(&mut host);
+    let stdout = text(&output.stdout);
+    println!("{stdout}");
+    eprint!("{}", text(&output.stderr));
+    assert!(
+        output.status.success() && stdout.contains(" passed, 0 failed"),
+        "the C host program failed ({}); its output is above. Library: {} (a library built \
+         without --features test-providers fails with VB_ERR_PROVIDER_NOT_FOUND for test-*)",
+        output.status,
+        built.display()
+    );
+    // Kept on failure for a look (it holds a copy of the library, so not on success).
+    let _ = fs::remove_dir_all(&dir);
+}
