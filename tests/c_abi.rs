@@ -6,6 +6,8 @@
 //! Run with `cargo test --features test-providers --test c_abi -- --nocapture`. Needs `cc`,
 //! `c++` and `nm` on the PATH.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -288,16 +290,17 @@ fn shared_library_exports_only_vb_symbols() {
     );
 }
 
-#[test]
-fn c_host_program_passes() {
-    let dir = scratch_dir("host");
+/// Compiles the C program `source` (a path in the repository) against the library built with
+/// the test providers, in a fresh scratch directory; returns the directory and the program.
+fn build_c_program(name: &str, source: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch_dir(name);
     // A private copy of the library, so that another cargo invocation rewriting
     // target/<profile> while the program runs cannot swap it underneath.
     let built = shared_library();
     let library_dir = dir.join("lib");
     fs::create_dir_all(&library_dir).expect("create lib dir");
     fs::copy(&built, library_dir.join("libvoicebackend.so")).expect("copy libvoicebackend.so");
-    let program = dir.join("host_test");
+    let program = dir.join(name);
     // Cargo names a cdylib without a hash, so a build with other features (a plain `cargo build`
     // running meanwhile) overwrites the very file this test run built; say so plainly.
     let bytes = fs::read(library_dir.join("libvoicebackend.so")).expect("read the library copy");
@@ -315,7 +318,7 @@ fn c_host_program_passes() {
     cc.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1"])
         .arg("-I")
         .arg(manifest_path("include"))
-        .arg(manifest_path("tests/c/host_test.c"))
+        .arg(manifest_path(source))
         .arg("-o")
         .arg(&program)
         .arg(format!("-L{}", library_dir.display()))
@@ -323,13 +326,25 @@ fn c_host_program_passes() {
         .arg(format!("-Wl,-rpath,{}", library_dir.display()))
         .args(["-lpthread", "-lm"]);
     let output = run(&mut cc);
-    assert_success("compiling tests/c/host_test.c", &cc, &output);
+    assert_success(&format!("compiling {source}"), &cc, &output);
 
-    let mut host = Command::new(&program);
+    (dir, program)
+}
+
+/// Runs a program built by `build_c_program` with the library next to it.
+fn c_command(dir: &Path, program: &Path) -> Command {
+    let mut command = Command::new(program);
     // cargo runs tests with LD_LIBRARY_PATH naming target/<profile>[/deps], which outranks the
     // program's rpath (linked as DT_RUNPATH) and may hold a library built with other features.
-    host.current_dir(&dir).env_remove("LD_LIBRARY_PATH");
-    let output = run(&mut host);
+    command.current_dir(dir).env_remove("LD_LIBRARY_PATH");
+    command
+}
+
+#[test]
+fn c_host_program_passes() {
+    let (dir, program) = build_c_program("host_test", "tests/c/host_test.c");
+    let built = shared_library();
+    let output = run(&mut c_command(&dir, &program));
     let stdout = text(&output.stdout);
     println!("{stdout}");
     eprint!("{}", text(&output.stderr));
@@ -341,5 +356,26 @@ fn c_host_program_passes() {
         built.display()
     );
     // Kept on failure for a look (it holds a copy of the library, so not on success).
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_minimal_c_host_example_holds_a_conversation() {
+    let (dir, program) = build_c_program("minimal_host", "examples/minimal_host.c");
+    let pcm: Vec<u8> = common::utterance(150.0, 1200, 16000).iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut host = c_command(&dir, &program);
+    host.arg(r#"{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts"}"#)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = host.spawn().expect("start minimal_host");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(&pcm).expect("feed audio");
+    let output = child.wait_with_output().expect("minimal_host ran");
+    let stdout = text(&output.stdout);
+    println!("{stdout}");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(stdout.contains("user:  pitch 150 hz"), "{stdout}");
+    assert!(stdout.contains("agent: You said: pitch 150 hz"), "{stdout}");
+    assert!(stdout.contains("voice to voice: "), "{stdout}");
     let _ = fs::remove_dir_all(&dir);
 }

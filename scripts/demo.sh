@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The main job: an offline voice conversation on the embedded default providers (Whisper tiny.en
+# STT, eSpeak NG TTS, the CLI's rule-based agent). Generates a sample conversation with several
+# eSpeak NG voices and pauses, runs `voicebackend converse` over it and prints every turn and the
+# latency table. Output: target/demo/conversation.wav (the user) and target/demo/agent.wav.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+
+echo "demo: building (release)"
+cargo build --release --quiet --bin voicebackend
+
+OUT=target/demo
+mkdir -p "$OUT"
+sentences=(
+    "en-us|Hello there."
+    "en-gb|What is twelve plus seven?"
+    "en-us+f3|What time is it?"
+    "en-us+m3|The weather is lovely today."
+    "en-gb+f2|What is six times nine?"
+    "en-us|Thank you, goodbye."
+)
+parts=()
+i=0
+for entry in "${sentences[@]}"; do
+    voice="${entry%%|*}"
+    text="${entry#*|}"
+    espeak-ng -v "$voice" -s 160 -w "$OUT/part$i.wav" "$text"
+    # A pause long enough for the agent's answer, as a person would leave.
+    sox -n -r 22050 -c 1 -b 16 "$OUT/pause$i.wav" trim 0 4
+    parts+=("$OUT/part$i.wav" "$OUT/pause$i.wav")
+    i=$((i + 1))
+done
+sox "${parts[@]}" -r 16000 "$OUT/conversation.wav"
+rm -f "$OUT"/part*.wav "$OUT"/pause*.wav
+echo "demo: sample conversation $OUT/conversation.wav ($(soxi -D "$OUT/conversation.wav") s, ${#sentences[@]} sentences, 5 voices)"
+echo
+target/release/voicebackend converse --input "$OUT/conversation.wav" --output "$OUT/agent.wav" "$@"
