@@ -109,7 +109,7 @@ fn user_speech_while_the_agent_speaks_interrupts_it() {
     // The user talks over the reply: playout stops within a frame of the barge-in decision.
     let mut played = Vec::new();
     push_realtime(&session, &speech(220.0, 600, 16000), 16000, &mut played);
-    let events = events_until(&session, |e| e.kind == K::VB_EVENT_INTERRUPTED);
+    events_until(&session, |e| e.kind == K::VB_EVENT_INTERRUPTED);
     assert!(
         played.len() < 16000 * 3,
         "playout went on: {} samples",

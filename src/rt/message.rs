@@ -35,6 +35,9 @@ impl SpeechFrame {
 /// What the realtime thread tells the session's I/O side, in order. Times are microseconds on the
 /// session clock.
 #[derive(Clone, Copy)]
+// Ring slots are fixed-size by design: boxing the speech frame would allocate on the realtime
+// thread.
+#[allow(clippy::large_enum_variant)]
 pub enum RtOutput {
     /// A user turn started.
     SpeechStarted {

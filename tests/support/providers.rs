@@ -60,22 +60,13 @@ fn parse<T: for<'de> Deserialize<'de>>(config: &Value, field: &str) -> Result<T>
 struct EmptyConfig {}
 
 /// Settings of `test-pitch-stt`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PitchSttConfig {
     /// Extra time before the final transcript, to simulate a slow engine.
     pub delay_ms: u64,
     /// When set, every turn fails with this provider error.
     pub fail_with: Option<String>,
-}
-
-impl Default for PitchSttConfig {
-    fn default() -> Self {
-        PitchSttConfig {
-            delay_ms: 0,
-            fail_with: None,
-        }
-    }
 }
 
 /// Reports the pitch and length of each turn.

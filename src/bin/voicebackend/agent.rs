@@ -63,9 +63,12 @@ fn normalize(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Applies an arithmetic operator; `None` when it has no result (division by zero).
+type Operation = fn(f64, f64) -> Option<f64>;
+
 /// "what is 12 plus 7", "six times seven", "10 divided by 4": the result as a sentence.
 fn arithmetic(words: &[String]) -> Option<String> {
-    let ops: [(&[&str], &str, fn(f64, f64) -> Option<f64>); 4] = [
+    let ops: [(&[&str], &str, Operation); 4] = [
         (&["plus", "+", "add"], "plus", |a, b| Some(a + b)),
         (&["minus", "-", "subtract"], "minus", |a, b| Some(a - b)),
         (&["times", "x", "*", "multiplied"], "times", |a, b| {

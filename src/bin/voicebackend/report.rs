@@ -13,9 +13,12 @@ pub fn percentile(values: &[u64], p: f64) -> Option<u64> {
     Some(sorted[rank.min(sorted.len()) - 1])
 }
 
+/// Picks one stage's latency out of a turn's metrics.
+type Stage = fn(&VbTurnMetrics) -> u64;
+
 /// Formats the table for the turns' metrics.
 pub fn latency_table(turns: &[VbTurnMetrics]) -> String {
-    let stages: [(&str, fn(&VbTurnMetrics) -> u64); 4] = [
+    let stages: [(&str, Stage); 4] = [
         ("final transcript (STT)", |m| m.stt_final_us),
         ("first reply text (agent)", |m| m.agent_first_text_us),
         ("first synthesized audio (TTS)", |m| m.tts_first_audio_us),
