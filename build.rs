@@ -7,7 +7,12 @@ use std::path::PathBuf;
 
 /// The files that make up the C ABI (cbindgen follows `mod` items, so `src/ffi/mod.rs` brings
 /// the FFI submodules).
-const C_SURFACE: [&str; 4] = ["src/error.rs", "src/backend/health.rs", "src/event.rs", "src/ffi/mod.rs"];
+const C_SURFACE: [&str; 4] = [
+    "src/error.rs",
+    "src/backend/health.rs",
+    "src/event.rs",
+    "src/ffi/mod.rs",
+];
 
 fn main() {
     let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));

@@ -362,14 +362,24 @@ fn c_host_program_passes() {
 #[test]
 fn the_minimal_c_host_example_holds_a_conversation() {
     let (dir, program) = build_c_program("minimal_host", "examples/minimal_host.c");
-    let pcm: Vec<u8> = common::utterance(150.0, 1200, 16000).iter().flat_map(|s| s.to_le_bytes()).collect();
+    let pcm: Vec<u8> = common::utterance(150.0, 1200, 16000)
+        .iter()
+        .flat_map(|s| s.to_le_bytes())
+        .collect();
     let mut host = c_command(&dir, &program);
-    host.arg(r#"{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts"}"#)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
+    host.arg(
+        r#"{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts"}"#,
+    )
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped());
     let mut child = host.spawn().expect("start minimal_host");
     use std::io::Write;
-    child.stdin.take().expect("stdin").write_all(&pcm).expect("feed audio");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&pcm)
+        .expect("feed audio");
     let output = child.wait_with_output().expect("minimal_host ran");
     let stdout = text(&output.stdout);
     println!("{stdout}");

@@ -10,17 +10,28 @@ fn the_rust_host_example_holds_a_conversation() {
     // A whole `cargo test` run builds the examples next to the test executables, with the same
     // features (`cargo test --test examples` alone does not).
     let exe = std::env::current_exe().unwrap();
-    let example = exe.parent().unwrap().parent().unwrap().join("examples/rust_host");
+    let example = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/rust_host");
     assert!(
         example.is_file(),
         "{} was not built: run the whole suite (`cargo test --features test-providers`) or build it \
          first with `cargo build --features test-providers --example rust_host`",
         example.display()
     );
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("rust-host-{}", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("rust-host-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let wav = dir.join("speech.wav");
-    let spec = hound::WavSpec { channels: 1, sample_rate: 24000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 24000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut writer = hound::WavWriter::create(&wav, spec).unwrap();
     for s in common::utterance(180.0, 1000, 24000) {
         writer.write_sample(s).unwrap();
@@ -33,7 +44,11 @@ fn the_rust_host_example_holds_a_conversation() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     println!("{stdout}");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("user:  pitch 180 hz"), "{stdout}");
     assert!(stdout.contains("agent: You said: pitch 180 hz"), "{stdout}");
     assert!(stdout.contains("voice to voice: "), "{stdout}");
