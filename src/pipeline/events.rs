@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::VbStatus;
 use crate::event::{Event, VbEventKind, VbSessionState};
@@ -32,9 +32,10 @@ impl StateCell {
     }
 }
 
-/// Creates the event queue of a session.
+/// Creates the event queue of a session. Unbounded underneath (memory grows only with the events
+/// actually queued); [`EventSink`] enforces [`EVENT_QUEUE_CAPACITY`].
 pub fn event_queue() -> (Sender<Event>, Receiver<Event>) {
-    crossbeam_channel::bounded(EVENT_QUEUE_CAPACITY)
+    crossbeam_channel::unbounded()
 }
 
 /// Writes events with the current state and time stamp.
@@ -86,13 +87,15 @@ impl EventSink {
                     ),
                 );
             notice.error = VbStatus::VB_ERR_BUFFER_FULL;
-            if self.tx.try_send(notice).is_ok() {
+            if self.tx.send(notice).is_ok() {
                 self.lost = 0;
             }
         }
-        match self.tx.try_send(event) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            Err(TrySendError::Full(_)) => self.lost += 1,
+        if self.tx.len() >= EVENT_QUEUE_CAPACITY {
+            self.lost += 1;
+        } else {
+            // Fails only when the session's receiver is gone (nobody can read it any more).
+            let _ = self.tx.send(event);
         }
     }
 

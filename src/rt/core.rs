@@ -187,6 +187,11 @@ impl RealtimeLoop {
         frame_ready || !self.control.is_empty()
     }
 
+    /// Whether reply audio is being played or waits to be (playout needs regular wake-ups).
+    pub fn is_playing(&self) -> bool {
+        self.playout.is_busy()
+    }
+
     /// The frame geometry.
     pub fn spec(&self) -> FrameSpec {
         self.spec

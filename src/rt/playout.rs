@@ -35,7 +35,12 @@ impl Playout {
         self.playing
     }
 
-    /// Applies a control from the I/O side. Returns true when it was a playout control.
+    /// Whether playout has work: a reply playing or reply audio waiting.
+    pub fn is_busy(&self) -> bool {
+        self.playing || !self.reply.is_empty()
+    }
+
+    /// Applies a control from the I/O side.
     pub fn control(&mut self, control: RtControl, shared: &RtShared) {
         match control {
             RtControl::ReplyStarted => self.reply_done = false,

@@ -7,6 +7,9 @@ use std::thread::JoinHandle;
 use super::core::RealtimeLoop;
 use super::shared::{RtShared, realtime_section};
 
+/// Longest sleep of an idle realtime thread (a safety net; every producer wakes it).
+const IDLE_PARK: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Spawns the realtime thread running `rt` until `shared.shutdown` is set.
 pub fn spawn_realtime_thread(
     name: String,
@@ -32,8 +35,10 @@ pub fn spawn_realtime_thread(
                 // we see their data here and skip the park.
                 fence(Ordering::SeqCst);
                 if !rt.has_work() && !shared.shutdown.load(Ordering::Acquire) {
-                    // Wakes on new input, a control, or after one frame period to keep playout flowing.
-                    std::thread::park_timeout(period);
+                    // Woken by new input, by the I/O side (reply audio, controls) and, while a reply
+                // plays, every frame period so that playout follows the host's reads. An idle
+                // session sleeps until something happens.
+                std::thread::park_timeout(if rt.is_playing() { period } else { IDLE_PARK });
                 }
                 shared.sleeping.store(false, Ordering::SeqCst);
             }

@@ -57,6 +57,10 @@ impl HostAudio {
         realtime_section(|| {
             self.input
                 .with(|ring| {
+                    // Stamped before the samples become visible, so the realtime thread never
+                    // sees new samples with the previous push's time (a false deadline miss).
+                    let now = self.shared.now_us();
+                    self.shared.last_push_us.store(now, Ordering::Relaxed);
                     let accepted = pcm.len().min(ring.slots());
                     if accepted > 0 {
                         if let Ok(chunk) = ring.write_chunk_uninit(accepted) {
@@ -73,9 +77,6 @@ impl HostAudio {
                             .frames_dropped
                             .fetch_add(frames, Ordering::Relaxed);
                     }
-                    self.shared
-                        .last_push_us
-                        .store(self.shared.now_us(), Ordering::Relaxed);
                     let buffered = ring.buffer().capacity() - ring.slots();
                     // Pairs with the fence in the realtime thread before it parks.
                     fence(Ordering::SeqCst);
