@@ -244,7 +244,9 @@ fn parse_strict<T: DeserializeOwned>(json: &str) -> Result<T> {
     })
 }
 
-fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<()> {
+/// `VB_ERR_INVALID_CONFIG` naming `field`, `value` and the bound it breaks, unless
+/// `min <= value <= max`.
+pub fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<()> {
     if value < min {
         return Err(Error::invalid_config(format!(
             "{field}: {value} is below the minimum {min}"
@@ -256,6 +258,39 @@ fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Parses a provider's own settings (`stt_config`, `tts_config`, `provider_config`, …)
+/// strictly: `null` means all defaults, keys outside `keys` and wrong types are
+/// `VB_ERR_INVALID_CONFIG` naming `section.key`. Ranges are the caller's to check.
+pub fn parse_section<T: DeserializeOwned + Default>(
+    section: &str,
+    value: &Value,
+    keys: &[&str],
+) -> Result<T> {
+    let object = match value {
+        Value::Null => return Ok(T::default()),
+        Value::Object(object) => object,
+        other => {
+            return Err(Error::invalid_config(format!(
+                "{section}: must be a JSON object, got {other}"
+            )));
+        }
+    };
+    if let Some(key) = object.keys().find(|key| !keys.contains(&key.as_str())) {
+        let takes = if keys.is_empty() {
+            "no settings".to_owned()
+        } else {
+            keys.join(", ")
+        };
+        return Err(Error::invalid_config(format!(
+            "{section}.{key}: unknown key (it takes {takes})"
+        )));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        Error::invalid_config(format!("{section}.{path}: {}", e.into_inner()))
+    })
 }
 
 fn check_one_of(field: &str, value: u32, allowed: &[u32]) -> Result<()> {

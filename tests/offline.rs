@@ -14,8 +14,15 @@ use voicebackend::{Backend, Reply, SessionConfig, VbEventKind as K, VbSessionSta
 fn espeak_speech(text: &str, voice: &str) -> Vec<i16> {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
     let path = dir.join(format!("offline-{}-{voice}.wav", std::process::id()));
-    let status = Command::new("espeak-ng").args(["-v", voice, "-w"]).arg(&path).arg(text).status();
-    assert!(status.is_ok_and(|s| s.success()), "espeak-ng failed (run scripts/setup.sh)");
+    let status = Command::new("espeak-ng")
+        .args(["-v", voice, "-w"])
+        .arg(&path)
+        .arg(text)
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "espeak-ng failed (run scripts/setup.sh)"
+    );
     let mut reader = hound::WavReader::open(&path).unwrap();
     let rate = reader.spec().sample_rate;
     let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
@@ -28,8 +35,10 @@ fn espeak_speech(text: &str, voice: &str) -> Vec<i16> {
 
 #[test]
 fn whisper_hears_espeak_and_espeak_answers() {
-    let backend = Backend::from_json(r#"{"provider":"local","stt_provider":"whisper","tts_provider":"espeak"}"#)
-        .expect("the embedded providers load (run scripts/setup.sh to fetch the Whisper model)");
+    let backend = Backend::from_json(
+        r#"{"provider":"local","stt_provider":"whisper","tts_provider":"espeak"}"#,
+    )
+    .expect("the embedded providers load (run scripts/setup.sh to fetch the Whisper model)");
     backend.start().unwrap();
     let session = session_at(&backend, 16000);
     let mut audio = silence(300, 16000);
@@ -37,18 +46,34 @@ fn whisper_hears_espeak_and_espeak_answers() {
     audio.extend(silence(900, 16000));
     push_all(&session, &audio, 16000);
     let events = events_until(&session, |e| e.kind == K::VB_EVENT_TURN_METRICS);
-    let heard = texts(&events, K::VB_EVENT_TRANSCRIPT_FINAL).join(" ").to_lowercase();
-    assert!(heard.contains("plus") && (heard.contains("12") || heard.contains("twelve")), "{heard}");
+    let heard = texts(&events, K::VB_EVENT_TRANSCRIPT_FINAL)
+        .join(" ")
+        .to_lowercase();
+    assert!(
+        heard.contains("plus") && (heard.contains("12") || heard.contains("twelve")),
+        "{heard}"
+    );
     let (_, reply_audio) = play_until(&session, back_to_listening);
-    let rms = (reply_audio.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / reply_audio.len() as f64).sqrt();
-    assert!(reply_audio.len() > 16000, "a spoken reply: {} samples", reply_audio.len());
+    let rms = (reply_audio
+        .iter()
+        .map(|&s| f64::from(s).powi(2))
+        .sum::<f64>()
+        / reply_audio.len() as f64)
+        .sqrt();
+    assert!(
+        reply_audio.len() > 16000,
+        "a spoken reply: {} samples",
+        reply_audio.len()
+    );
     assert!(rms > 300.0, "the reply is speech, not silence (rms {rms})");
 }
 
 #[test]
 fn user_speech_interrupts_real_tts_audio() {
-    let backend = Backend::from_json(r#"{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"espeak"}"#)
-        .unwrap();
+    let backend = Backend::from_json(
+        r#"{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"espeak"}"#,
+    )
+    .unwrap();
     backend.start().unwrap();
     let agent = Arc::new(|_: &str, reply: &mut Reply| -> voicebackend::Result<()> {
         reply.write("This is a long answer that goes on for quite a while. ")?;
@@ -56,10 +81,14 @@ fn user_speech_interrupts_real_tts_audio() {
         reply.write("And it keeps going, and going, and going.")?;
         reply.end()
     });
-    let session = backend.create_session(SessionConfig::default(), Some(agent), None).unwrap();
+    let session = backend
+        .create_session(SessionConfig::default(), Some(agent), None)
+        .unwrap();
     session.start().unwrap();
     push_all(&session, &utterance(150.0, 800, 16000), 16000);
-    events_until(&session, |e| e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING);
+    events_until(&session, |e| {
+        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING
+    });
     let mut played = Vec::new();
     push_realtime(&session, &speech(210.0, 700, 16000), 16000, &mut played);
     events_until(&session, |e| e.kind == K::VB_EVENT_INTERRUPTED);

@@ -3,8 +3,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use crate::config::{BackendConfig, PipelineType};
-use crate::error::{Error, Result};
+use crate::config::{BackendConfig, PipelineType, parse_section};
+use crate::error::Result;
 use crate::pipeline::SessionPipeline;
 use crate::pipeline::s2s::S2sPipeline;
 use crate::pipeline::stt_tts::SttTtsPipeline;
@@ -43,15 +43,9 @@ impl BackendProvider for LocalBackend {
     }
 
     fn prepare(&self, config: &BackendConfig) -> Result<Arc<dyn SessionPipeline>> {
-        if let Some((key, _)) = config
-            .provider_config
-            .as_object()
-            .and_then(|o| o.iter().next())
-        {
-            return Err(Error::invalid_config(format!(
-                "provider_config.{key}: unknown key (the local backend takes no settings)"
-            )));
-        }
+        #[derive(Default, serde::Deserialize)]
+        struct NoSettings {}
+        let _: NoSettings = parse_section("provider_config", &config.provider_config, &[])?;
         config.require_pipeline_providers()?;
         let providers = ProviderRegistry::global();
         let named = |name: &Option<String>| name.clone().unwrap_or_default();

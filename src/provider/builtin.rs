@@ -5,4 +5,12 @@ use super::ProviderRegistry;
 /// Adds every built-in provider to `registry`.
 pub fn register(registry: &ProviderRegistry) {
     let _ = registry;
+    registry
+        .tts
+        .register("espeak", super::espeak::factory())
+        .expect("valid name");
+    registry
+        .stt
+        .register("whisper", std::sync::Arc::new(super::whisper::create))
+        .expect("valid name");
 }

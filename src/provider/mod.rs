@@ -4,10 +4,12 @@
 //! Each provider is configured by its own JSON object, validated when the backend is created.
 
 pub mod builtin;
+pub mod espeak;
 pub mod registry;
 pub mod s2s;
 pub mod stt;
 pub mod tts;
+pub mod whisper;
 
 use std::future::Future;
 use std::pin::Pin;

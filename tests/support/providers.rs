@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::config::parse_section;
 use crate::error::{Error, Result};
 use crate::provider::{
     BoxFuture, ProviderRegistry, S2sEvent, S2sInput, S2sProvider, S2sSession, SttProvider, SttTurn,
@@ -25,16 +26,20 @@ use crate::provider::{
 pub fn register(registry: &ProviderRegistry) {
     let stt: crate::provider::registry::SttFactory = Arc::new(|config: &Value| {
         Ok(Arc::new(PitchStt {
-            config: parse(config, "stt_config")?,
+            config: parse_section("stt_config", config, &["delay_ms", "fail_with"])?,
         }) as Arc<dyn SttProvider>)
     });
     let tts: crate::provider::registry::TtsFactory = Arc::new(|config: &Value| {
         Ok(Arc::new(ToneTts {
-            config: parse(config, "tts_config")?,
+            config: parse_section(
+                "tts_config",
+                config,
+                &["ms_per_char", "frequency_hz", "fail_with"],
+            )?,
         }) as Arc<dyn TtsProvider>)
     });
     let s2s: crate::provider::registry::S2sFactory = Arc::new(|config: &Value| {
-        let _: EmptyConfig = parse(config, "s2s_config")?;
+        let _: EmptyConfig = parse_section("s2s_config", config, &[])?;
         Ok(Arc::new(EchoS2s) as Arc<dyn S2sProvider>)
     });
     registry
@@ -51,11 +56,7 @@ pub fn register(registry: &ProviderRegistry) {
         .expect("valid name");
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(config: &Value, field: &str) -> Result<T> {
-    T::deserialize(config).map_err(|e| Error::invalid_config(format!("{field}: {e}")))
-}
-
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EmptyConfig {}
 
