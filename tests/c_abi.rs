@@ -396,8 +396,15 @@ fn a_full_offline_turn_through_the_c_abi() {
     // (Whisper tiny.en, eSpeak NG) and prints what it heard and answered.
     let (dir, program) = build_c_program("offline_host", "examples/minimal_host.c");
     let wav = dir.join("question.wav");
-    let spoke = Command::new("espeak-ng").args(["-v", "en-gb", "-w"]).arg(&wav).arg("What time is it?").status();
-    assert!(spoke.is_ok_and(|s| s.success()), "espeak-ng failed (run scripts/setup.sh)");
+    let spoke = Command::new("espeak-ng")
+        .args(["-v", "en-gb", "-w"])
+        .arg(&wav)
+        .arg("What time is it?")
+        .status();
+    assert!(
+        spoke.is_ok_and(|s| s.success()),
+        "espeak-ng failed (run scripts/setup.sh)"
+    );
     let mut reader = hound::WavReader::open(&wav).expect("espeak-ng wrote a WAV");
     let rate = reader.spec().sample_rate;
     let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
@@ -408,17 +415,26 @@ fn a_full_offline_turn_through_the_c_abi() {
     let pcm: Vec<u8> = pcm16k.iter().flat_map(|s| s.to_le_bytes()).collect();
 
     let mut host = c_command(&dir, &program);
-    host.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    host.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
     let mut child = host.spawn().expect("start minimal_host");
     use std::io::Write;
-    child.stdin.take().expect("stdin").write_all(&pcm).expect("feed audio");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&pcm)
+        .expect("feed audio");
     let output = child.wait_with_output().expect("minimal_host ran");
     let stdout = text(&output.stdout);
     println!("{stdout}");
     assert!(output.status.success(), "{}", text(&output.stderr));
     let heard = stdout.to_lowercase();
     assert!(heard.contains("user:  what time is it"), "{stdout}");
-    assert!(heard.contains("agent: you said: what time is it"), "{stdout}");
+    assert!(
+        heard.contains("agent: you said: what time is it"),
+        "{stdout}"
+    );
     assert!(stdout.contains("voice to voice: "), "{stdout}");
     let _ = fs::remove_dir_all(&dir);
 }

@@ -36,9 +36,9 @@ pub fn spawn_realtime_thread(
                 fence(Ordering::SeqCst);
                 if !rt.has_work() && !shared.shutdown.load(Ordering::Acquire) {
                     // Woken by new input, by the I/O side (reply audio, controls) and, while a reply
-                // plays, every frame period so that playout follows the host's reads. An idle
-                // session sleeps until something happens.
-                std::thread::park_timeout(if rt.is_playing() { period } else { IDLE_PARK });
+                    // plays, every frame period so that playout follows the host's reads. An idle
+                    // session sleeps until something happens.
+                    std::thread::park_timeout(if rt.is_playing() { period } else { IDLE_PARK });
                 }
                 shared.sleeping.store(false, Ordering::SeqCst);
             }
