@@ -23,7 +23,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use voicebackend::{Backend, Event, Session, SessionConfig, VbEventKind, VbHealth};
+use voicebackend::{Backend, Session, SessionConfig, VbEventKind, VbHealth};
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -261,13 +261,7 @@ fn run_child(n: usize, priority: bool, seconds: f64, idle_seconds: f64, rate: u3
     );
     println!("create+start of {n} sessions: {create_s:.2} s");
     println!(
-        "RSS: {rss_before} KiB before sessions, {rss_idle} KiB with {n} idle sessions: {per_idle:.1} KiB per idle session \
-         (the event queue alone is bounded({}) of {} B events: {:.0} KiB, every slot initialised at creation)",
-        voicebackend::pipeline::events::EVENT_QUEUE_CAPACITY,
-        std::mem::size_of::<Event>(),
-        (voicebackend::pipeline::events::EVENT_QUEUE_CAPACITY * (std::mem::size_of::<Event>() + 8))
-            as f64
-            / 1024.0
+        "RSS: {rss_before} KiB before sessions, {rss_idle} KiB with {n} idle sessions: {per_idle:.1} KiB per idle session"
     );
 
     // Idle: started sessions, no audio.
