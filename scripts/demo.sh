@@ -17,23 +17,26 @@ sentences=(
     "en-us|Hello there."
     "en-gb|What is twelve plus seven?"
     "en-us+f3|What time is it?"
-    "en-us+m3|The weather is lovely today."
-    "en-gb+f2|What is six times nine?"
+    "en-us+m3|It is a lovely day today."
+    "en-us+f2|What is six times eight?"
     "en-us|Thank you, goodbye."
 )
-parts=()
+# The user starts talking one second in, and pauses long enough after each sentence for the
+# agent's answer, as a person would.
+sox -n -r 22050 -c 1 -b 16 "$OUT/lead.wav" trim 0 1
+parts=("$OUT/lead.wav")
 i=0
 for entry in "${sentences[@]}"; do
     voice="${entry%%|*}"
     text="${entry#*|}"
-    espeak-ng -v "$voice" -s 160 -w "$OUT/part$i.wav" "$text"
-    # A pause long enough for the agent's answer, as a person would leave.
+    # -g 5: a 50 ms gap between words, which Whisper tiny.en hears much better in eSpeak NG.
+    espeak-ng -v "$voice" -s 150 -g 5 -w "$OUT/part$i.wav" "$text"
     sox -n -r 22050 -c 1 -b 16 "$OUT/pause$i.wav" trim 0 4
     parts+=("$OUT/part$i.wav" "$OUT/pause$i.wav")
     i=$((i + 1))
 done
 sox "${parts[@]}" -r 16000 "$OUT/conversation.wav"
-rm -f "$OUT"/part*.wav "$OUT"/pause*.wav
+rm -f "$OUT"/part*.wav "$OUT"/pause*.wav "$OUT/lead.wav"
 echo "demo: sample conversation $OUT/conversation.wav ($(soxi -D "$OUT/conversation.wav") s, ${#sentences[@]} sentences, 5 voices)"
 echo
 target/release/voicebackend converse --input "$OUT/conversation.wav" --output "$OUT/agent.wav" "$@"

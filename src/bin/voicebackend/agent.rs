@@ -23,7 +23,8 @@ pub fn answer(transcript: &str, (hour, minute): (u32, u32)) -> String {
     if let Some(result) = arithmetic(&words) {
         return result;
     }
-    if text.contains("time") && (text.contains("what") || text.contains("tell")) {
+    let has = |word: &str| words.iter().any(|w| w == word);
+    if has("time") && (has("what") || has("what's") || has("tell")) {
         let (h12, suffix) = match hour {
             0 => (12, "AM"),
             1..=11 => (hour, "AM"),

@@ -6,7 +6,7 @@
 //! pace; otherwise as fast as the engine takes them, stopping at each turn end until the reply
 //! starts (processing time is then not on the timeline, the measured latencies are).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -119,6 +119,7 @@ struct Runner<'a> {
     transcripts: Vec<(f64, String)>,
     stops_seen: u64,
     last_progress: Instant,
+    progress_shown: bool,
     buffer: Vec<i16>,
 }
 
@@ -134,6 +135,7 @@ impl<'a> Runner<'a> {
             transcripts: Vec::new(),
             stops_seen: 0,
             last_progress: Instant::now(),
+            progress_shown: false,
             buffer: vec![0; (rate / 50) as usize],
         }
     }
@@ -239,6 +241,12 @@ impl<'a> Runner<'a> {
     }
 
     fn on_event(&mut self, event: &Event) {
+        if !matches!(
+            event.kind,
+            K::VB_EVENT_STATE_CHANGED | K::VB_EVENT_SPEECH_STARTED | K::VB_EVENT_SPEECH_STOPPED
+        ) {
+            self.clear_progress();
+        }
         let at = self.position();
         let text = event.text.clone().unwrap_or_default();
         match event.kind {
@@ -271,20 +279,29 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// A progress line on stderr for inputs longer than 20 s, at most once a second.
+    /// A progress line on stderr (a terminal only) for inputs longer than 20 s, at most once a
+    /// second; event lines clear it first.
     fn progress(&mut self, done: usize, total: usize) {
-        let long = total > 1000;
-        if long && (self.last_progress.elapsed() > Duration::from_secs(1) || done == total) {
+        let show = total > 1000 && std::io::stderr().is_terminal();
+        if show && (self.last_progress.elapsed() > Duration::from_secs(1) || done == total) {
             self.last_progress = Instant::now();
             eprint!(
-                "\r  {:3.0}% of {:.1} s of audio ",
+                "\r  {:3.0}% of {:.1} s of audio",
                 100.0 * done as f64 / total as f64,
                 total as f64 / 50.0
             );
+            self.progress_shown = done < total;
             if done == total {
                 eprintln!();
             }
             let _ = std::io::stderr().flush();
+        }
+    }
+
+    /// Clears the progress line before an event line is printed.
+    fn clear_progress(&mut self) {
+        if std::mem::take(&mut self.progress_shown) {
+            eprint!("\r\x1b[K");
         }
     }
 }
