@@ -94,6 +94,14 @@ fn the_realtime_loop_and_the_audio_calls_never_touch_the_heap() {
         "heap operations inside realtime sections"
     );
 
+    // The C entry points add only pointer checks, panic catching and the status record.
+    c_audio_calls_stay_off_the_heap();
+    assert_eq!(
+        REALTIME_HEAP_OPS.load(Ordering::Relaxed),
+        0,
+        "heap operations in the C audio calls"
+    );
+
     // The check itself works: a realtime section that allocates is caught.
     realtime_section(|| drop(std::hint::black_box(vec![0u8; 64])));
     assert_eq!(
@@ -102,4 +110,61 @@ fn the_realtime_loop_and_the_audio_calls_never_touch_the_heap() {
         "one alloc and one free caught"
     );
     let _ = VbStatus::VB_OK;
+}
+
+/// Drives a session through the C ABI, with the two audio calls made inside realtime sections.
+fn c_audio_calls_stay_off_the_heap() {
+    use voicebackend::ffi::backend::{vb_backend_create, vb_backend_free, vb_backend_start};
+    use voicebackend::ffi::session::{
+        VbCallbacks, VbReply, VbSession, vb_reply_end, vb_session_create, vb_session_free,
+        vb_session_process_audio, vb_session_read_audio, vb_session_start,
+    };
+    unsafe extern "C" fn agent(
+        _: *mut std::ffi::c_void,
+        _: *mut VbSession,
+        _: *const std::ffi::c_char,
+        reply: *mut VbReply,
+    ) -> VbStatus {
+        // SAFETY: the reply the engine passed in, during the call.
+        unsafe { vb_reply_end(reply) }
+    }
+    let config = c"{\"provider\":\"local\",\"stt_provider\":\"test-pitch-stt\",\"tts_provider\":\"test-tone-tts\"}";
+    let callbacks = VbCallbacks {
+        user_data: std::ptr::null_mut(),
+        on_transcript: Some(agent),
+        on_event: None,
+    };
+    let (mut backend, mut session) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: valid strings and out-pointers; the handles are freed at the end.
+    unsafe {
+        assert_eq!(
+            vb_backend_create(config.as_ptr(), &mut backend),
+            VbStatus::VB_OK
+        );
+        assert_eq!(vb_backend_start(backend), VbStatus::VB_OK);
+        assert_eq!(
+            vb_session_create(backend, std::ptr::null(), &callbacks, &mut session),
+            VbStatus::VB_OK
+        );
+        assert_eq!(vb_session_start(session), VbStatus::VB_OK);
+    }
+    let audio = utterance(150.0, 600, 16000);
+    let mut out = [0i16; 320];
+    for frame in audio.chunks(320) {
+        let (mut accepted, mut written) = (0usize, 0usize);
+        realtime_section(|| {
+            // SAFETY: a live session and buffers of the given lengths.
+            unsafe {
+                vb_session_process_audio(session, frame.as_ptr(), frame.len(), &mut accepted);
+                vb_session_read_audio(session, out.as_mut_ptr(), out.len(), &mut written);
+            }
+        });
+        assert_eq!(accepted, frame.len());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // SAFETY: handles from the calls above, freed once.
+    unsafe {
+        vb_session_free(session);
+        vb_backend_free(backend);
+    }
 }
