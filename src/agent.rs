@@ -78,11 +78,6 @@ impl Reply {
         self.cancelled.load(Ordering::Acquire)
     }
 
-    /// Whether [`Reply::end`] was called.
-    pub fn is_ended(&self) -> bool {
-        self.ended
-    }
-
     fn check_open(&self) -> Result<()> {
         if self.is_cancelled() {
             return Err(Error::invalid_state(

@@ -74,10 +74,6 @@ impl ChunkResampler {
         &self.output_i16[..written]
     }
 
-    /// Samples of delay the conversion adds.
-    pub fn delay(&self) -> usize {
-        self.inner.as_ref().map_or(0, |r| r.output_delay())
-    }
 }
 
 /// Converts a stream of chunks of any size, buffering up to one chunk. For the I/O side only

@@ -79,11 +79,6 @@ impl TurnDetector {
         self.preroll.capacity
     }
 
-    /// Whether a turn is open.
-    pub fn in_turn(&self) -> bool {
-        self.in_turn
-    }
-
     /// Advances by one frame (`frame_index` is the audio clock). Realtime-safe.
     pub fn process(&mut self, frame_index: u64, frame: &[i16], vad: VadDecision) -> TurnStep {
         if vad.voiced {
