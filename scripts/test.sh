@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, integration tests through the Rust API and the C ABI (a C
-# program compiled and run against the library), the examples, the embedded providers, plus
-# formatting and lints. Safe to re-run.
+# The whole test suite: formatting and lints, unit tests, integration tests through the Rust API
+# and the C ABI (a C program compiled and run against the library), the examples, the embedded
+# providers, and the host bindings (C++ with CMake and GoogleTest, install + pkg-config).
+# Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -13,3 +14,5 @@ echo "test: cargo clippy"
 cargo clippy --quiet --all-targets --features test-providers -- -D warnings
 echo "test: cargo test"
 cargo test --features test-providers
+echo "test: C++ binding (bindings/cpp/test.sh)"
+bindings/cpp/test.sh

@@ -1,0 +1,694 @@
+// Tests of the C++ wrapper (voicebackend.hpp) against libvoicebackend built with the test
+// providers (`cargo build --features test-providers --lib`):
+//   STT test-pitch-stt: the transcript is "pitch <hz> hz for <ms> ms", measured from the audio;
+//   TTS test-tone-tts: a 440 Hz tone, 20 ms per character, at 24 kHz.
+// Speech is pushed at real-time pace; a turn ends after 500 ms of silence. Every wait is bounded
+// (30 s) and nothing asserts on timing.
+#if defined(VOICEBACKEND_USE_GTEST)
+#include <gtest/gtest.h>
+#else
+#include "mini_test.hpp"
+#endif
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "audio.hpp"
+#include "voicebackend.hpp"
+
+namespace vb = voicebackend;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto kPatience = 30s;
+constexpr uint32_t kRate = 16000;
+
+/// The backend configuration on the test providers, with `extra` JSON members merged in.
+std::string config(const std::string& extra = "") {
+  return R"({"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts")" +
+         (extra.empty() ? std::string() : "," + extra) + "}";
+}
+
+std::string session_config(uint32_t in_rate, uint32_t out_rate) {
+  return R"({"input_sample_rate":)" + std::to_string(in_rate) + R"(,"output_sample_rate":)" +
+         std::to_string(out_rate) + "}";
+}
+
+/// The Error thrown by f, if any.
+template <typename F>
+std::optional<vb::Error> error_of(F&& f) {
+  try {
+    f();
+  } catch (const vb::Error& e) {
+    return e;
+  }
+  return std::nullopt;
+}
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+/// Events of one session, filled by polling (Host::pump) or by an event handler.
+class EventLog {
+ public:
+  void add(const vb::Event& event) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    events_.push_back(event);
+  }
+  std::vector<vb::Event> snapshot() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return events_;
+  }
+  /// The texts of the events of `kind`.
+  std::vector<std::string> texts(VbEventKind kind) const {
+    std::vector<std::string> out;
+    for (const vb::Event& e : snapshot()) {
+      if (e.kind == kind) out.push_back(e.text);
+    }
+    return out;
+  }
+  size_t count(VbEventKind kind) const {
+    const auto events = snapshot();
+    return static_cast<size_t>(std::count_if(events.begin(), events.end(),
+                                             [kind](const vb::Event& e) { return e.kind == kind; }));
+  }
+  size_t size() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return events_.size();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<vb::Event> events_;
+};
+
+using Until = std::function<bool(const std::vector<vb::Event>&)>;
+
+/// A state change to `state` among the events from index `from` on.
+Until reached(VbSessionState state, size_t from = 0) {
+  return [state, from](const std::vector<vb::Event>& events) {
+    for (size_t i = from; i < events.size(); i++) {
+      if (events[i].kind == VB_EVENT_STATE_CHANGED && events[i].state == state) return true;
+    }
+    return false;
+  };
+}
+
+/// A reply that started after index `from` has finished: speaking, then listening again.
+Until reply_finished(size_t from = 0) {
+  return [from](const std::vector<vb::Event>& events) {
+    bool spoke = false;
+    for (size_t i = from; i < events.size(); i++) {
+      if (events[i].kind != VB_EVENT_STATE_CHANGED) continue;
+      spoke = spoke || events[i].state == VB_STATE_SPEAKING;
+      if (spoke && events[i].state == VB_STATE_LISTENING) return true;
+    }
+    return false;
+  };
+}
+
+Until has_event(VbEventKind kind, size_t from = 0) {
+  return [kind, from](const std::vector<vb::Event>& events) {
+    for (size_t i = from; i < events.size(); i++) {
+      if (events[i].kind == kind) return true;
+    }
+    return false;
+  };
+}
+
+/// The host side of one session: pushes audio at real-time pace, plays reply audio, collects
+/// events (polling them unless the session has an event handler).
+class Host {
+ public:
+  Host(vb::Session& session, EventLog& log, bool poll, uint32_t in_rate = kRate)
+      : session_(session), log_(log), poll_(poll), in_rate_(in_rate) {}
+
+  /// Pushes pcm in 20 ms pieces, one per 20 ms. False when a piece was not taken whole.
+  bool push_realtime(const std::vector<int16_t>& pcm) {
+    const size_t piece = in_rate_ / 50;
+    const auto start = std::chrono::steady_clock::now();
+    for (size_t i = 0, off = 0; off < pcm.size(); i++, off += piece) {
+      std::this_thread::sleep_until(start + std::chrono::milliseconds(20 * i));
+      const size_t len = std::min(piece, pcm.size() - off);
+      if (session_.process_audio(pcm.data() + off, len) != len) return false;
+      pump();
+    }
+    return true;
+  }
+
+  /// Pumps until `until` holds over all events so far; false after kPatience.
+  bool wait_for(const Until& until) {
+    const auto deadline = std::chrono::steady_clock::now() + kPatience;
+    for (;;) {
+      pump();
+      if (until(log_.snapshot())) return true;
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(2ms);
+    }
+  }
+
+  /// Pumps for a while (reads the reply audio still in the output ring).
+  void pump_for(std::chrono::milliseconds how_long) {
+    const auto end = std::chrono::steady_clock::now() + how_long;
+    while (std::chrono::steady_clock::now() < end) {
+      pump();
+      std::this_thread::sleep_for(2ms);
+    }
+  }
+
+  void pump() {
+    if (poll_) {
+      while (auto event = session_.poll_event()) log_.add(*event);
+    }
+    std::array<int16_t, 4096> buf{};
+    size_t n = 0;
+    while ((n = session_.read_audio(buf)) > 0) {
+      played.insert(played.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+  }
+
+  std::vector<int16_t> played;
+
+ private:
+  vb::Session& session_;
+  EventLog& log_;
+  bool poll_;
+  uint32_t in_rate_;
+};
+
+/// Non-zero samples of pcm.
+size_t nonzero(const std::vector<int16_t>& pcm) {
+  return static_cast<size_t>(
+      std::count_if(pcm.begin(), pcm.end(), [](int16_t s) { return s != 0; }));
+}
+
+/// The frequency of the non-silent part of pcm, from its zero crossings.
+double tone_hz(const std::vector<int16_t>& pcm, uint32_t rate) {
+  std::vector<int16_t> voiced;
+  for (int16_t s : pcm) {
+    if (s != 0) voiced.push_back(s);
+  }
+  if (voiced.size() < 2) return 0;
+  size_t crossings = 0;
+  for (size_t i = 1; i < voiced.size(); i++) {
+    if ((voiced[i - 1] < 0) != (voiced[i] < 0)) crossings++;
+  }
+  return static_cast<double>(crossings) / 2.0 /
+         (static_cast<double>(voiced.size()) / static_cast<double>(rate));
+}
+
+/// Checks reply audio: a 440 Hz tone about 20 ms per character of `text` at `rate`.
+void expect_tone_for(const std::vector<int16_t>& played, const std::string& text, uint32_t rate) {
+  const double expected = static_cast<double>(text.size()) * 0.020 * rate;
+  const double got = static_cast<double>(nonzero(played));
+  EXPECT_GT(got, 0.9 * expected) << "reply audio: " << got << " samples, expected ~" << expected;
+  EXPECT_LT(got, 1.1 * expected + 0.05 * rate) << "reply audio: " << got << " samples, expected ~"
+                                               << expected;
+  const double hz = tone_hz(played, rate);
+  EXPECT_GT(hz, 420.0) << "tone " << hz << " Hz";
+  EXPECT_LT(hz, 460.0) << "tone " << hz << " Hz";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+TEST(Library, VersionRegistryAndStatusNames) {
+  EXPECT_EQ(vb::abi_version(), static_cast<uint32_t>(VB_ABI_VERSION));
+  const std::string version = vb::version();
+  EXPECT_FALSE(version.empty());
+  EXPECT_EQ(std::count(version.begin(), version.end(), '.'), 2) << version;
+  EXPECT_TRUE(contains(vb::registry_list(), "\"local\"")) << vb::registry_list();
+  EXPECT_EQ(std::string(vb::status_name(VB_ERR_INVALID_CONFIG)), "VB_ERR_INVALID_CONFIG");
+  EXPECT_EQ(std::string(vb::status_name(VB_OK)), "VB_OK");
+}
+
+TEST(Turn, FullTurnWithAStringAgent) {
+  vb::Backend backend(config());
+  backend.start();
+  std::atomic<int> calls{0};
+  std::atomic<bool> on_main_thread{false};
+  std::mutex mutex;
+  std::string heard;
+  const auto main_thread = std::this_thread::get_id();
+  vb::Session session = backend.create_session(
+      session_config(kRate, kRate), [&](const std::string& transcript) {
+        calls++;
+        on_main_thread = std::this_thread::get_id() == main_thread;
+        std::lock_guard<std::mutex> lock(mutex);
+        heard = transcript;
+        return "you said " + transcript;
+      });
+  session.start();
+  EXPECT_EQ(backend.active_sessions(), 1u);
+  EXPECT_FALSE(session.id().empty());
+
+  EventLog log;
+  Host host(session, log, /*poll=*/true);
+  ASSERT_TRUE(host.push_realtime(vbtest::utterance(150, 1200, kRate)));
+  ASSERT_TRUE(host.wait_for(reply_finished())) << log.size() << " events";
+  host.pump_for(300ms);
+
+  const auto finals = log.texts(VB_EVENT_TRANSCRIPT_FINAL);
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_TRUE(contains(finals[0], "pitch 150 hz for ")) << finals[0];
+  const auto replies = log.texts(VB_EVENT_AGENT_RESPONSE);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0], "you said " + finals[0]);
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_FALSE(on_main_thread.load());
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    EXPECT_EQ(heard, finals[0]);
+  }
+  EXPECT_EQ(log.count(VB_EVENT_SPEECH_STARTED), 1u);
+  EXPECT_EQ(log.count(VB_EVENT_SPEECH_STOPPED), 1u);
+  EXPECT_EQ(log.count(VB_EVENT_TURN_METRICS), 1u);
+  EXPECT_EQ(log.count(VB_EVENT_ERROR), 0u);
+  EXPECT_TRUE(reached(VB_STATE_PROCESSING)(log.snapshot()));
+  for (const vb::Event& e : log.snapshot()) {
+    if (e.kind == VB_EVENT_TURN_METRICS) {
+      EXPECT_GT(e.metrics.first_output_audio_us, 0u);
+    }
+  }
+  expect_tone_for(host.played, replies[0], kRate);
+
+  const vb::Health health = backend.health();
+  EXPECT_GT(health.frames_processed, 0u);
+  EXPECT_EQ(health.active_sessions, 1u);
+  session.stop();
+  EXPECT_EQ(backend.active_sessions(), 0u);
+}
+
+TEST(Turn, StreamingAgentAt48kHz) {
+  vb::Backend backend(config());
+  backend.start();
+  std::atomic<int> write_after_end{-1};
+  vb::Session session = backend.create_session(
+      session_config(48000, 48000), [&](const std::string& transcript, vb::Reply& reply) {
+        EXPECT_FALSE(reply.cancelled());
+        reply.write("one. ");
+        reply.write(std::string_view("two three. and more", 10));
+        reply.end();
+        const auto e = error_of([&] { reply.write(transcript); });
+        write_after_end = e ? static_cast<int>(e->status()) : VB_OK;
+      });
+  session.start();
+  EventLog log;
+  Host host(session, log, true, 48000);
+  ASSERT_TRUE(host.push_realtime(vbtest::utterance(200, 1000, 48000)));
+  ASSERT_TRUE(host.wait_for(reply_finished()));
+  host.pump_for(300ms);
+
+  const auto finals = log.texts(VB_EVENT_TRANSCRIPT_FINAL);
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_TRUE(contains(finals[0], "pitch 200 hz for ")) << finals[0];
+  const auto replies = log.texts(VB_EVENT_AGENT_RESPONSE);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0], "one. two three.");
+  EXPECT_EQ(write_after_end.load(), static_cast<int>(VB_ERR_INVALID_STATE));
+  expect_tone_for(host.played, replies[0], 48000);
+}
+
+TEST(Turn, ThrowingAgentIsAProviderError) {
+  vb::Backend backend(config());
+  backend.start();
+  std::atomic<int> calls{0};
+  vb::Session session =
+      backend.create_session(session_config(kRate, kRate), [&](const std::string&) -> std::string {
+        calls++;
+        throw std::runtime_error("the agent failed");
+      });
+  session.start();
+  EventLog log;
+  Host host(session, log, true);
+  ASSERT_TRUE(host.push_realtime(vbtest::utterance(150, 1000, kRate)));
+  ASSERT_TRUE(host.wait_for(has_event(VB_EVENT_ERROR)));
+  EXPECT_EQ(calls.load(), 1);
+  for (const vb::Event& e : log.snapshot()) {
+    if (e.kind == VB_EVENT_ERROR) {
+      EXPECT_EQ(e.error, VB_ERR_PROVIDER) << vb::status_name(e.error) << ": " << e.text;
+    }
+  }
+  // The session goes on listening: a second turn reaches the agent again.
+  host.pump_for(200ms);
+  ASSERT_TRUE(host.push_realtime(vbtest::utterance(150, 1000, kRate)));
+  ASSERT_TRUE(host.wait_for([&](const std::vector<vb::Event>&) { return calls.load() == 2; }));
+}
+
+TEST(Events, HandlerGetsEveryEventOnItsOwnThread) {
+  vb::Backend backend(config());
+  backend.start();
+  EventLog log;
+  const auto main_thread = std::this_thread::get_id();
+  std::atomic<int> on_main_thread{0};
+  vb::Session session = backend.create_session(
+      session_config(kRate, kRate),
+      [](const std::string& transcript) { return "heard " + transcript; },
+      [&](const vb::Event& event) {
+        if (std::this_thread::get_id() == main_thread) on_main_thread++;
+        log.add(event);
+        // An exception from the handler must stay in the wrapper.
+        if (event.kind == VB_EVENT_STATE_CHANGED) throw std::runtime_error("handler failure");
+      });
+  const auto polled = error_of([&] { session.poll_event(); });
+  ASSERT_TRUE(polled.has_value());
+  EXPECT_EQ(polled->status(), VB_ERR_INVALID_STATE) << polled->what();
+  session.start();
+  Host host(session, log, /*poll=*/false);
+  ASSERT_TRUE(host.push_realtime(vbtest::utterance(180, 1000, kRate)));
+  ASSERT_TRUE(host.wait_for(reply_finished()));
+  const auto finals = log.texts(VB_EVENT_TRANSCRIPT_FINAL);
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_TRUE(contains(finals[0], "pitch 180 hz")) << finals[0];
+  const auto replies = log.texts(VB_EVENT_AGENT_RESPONSE);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0], "heard " + finals[0]);
+  EXPECT_EQ(on_main_thread.load(), 0);
+  session.stop();
+  // No event arrives after stop() returned.
+  const size_t after_stop = log.size();
+  std::this_thread::sleep_for(100ms);
+  EXPECT_EQ(log.size(), after_stop);
+}
+
+TEST(Errors, UnknownProvider) {
+  auto e = error_of([] { vb::Backend backend(R"({"provider":"no-such-backend"})"); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_PROVIDER_NOT_FOUND) << e->what();
+  EXPECT_TRUE(contains(e->message(), "no-such-backend")) << e->what();
+  // what(): the message, led by the status name once.
+  const std::string what = e->what();
+  EXPECT_EQ(what.rfind("VB_ERR_PROVIDER_NOT_FOUND", 0), 0u) << what;
+  EXPECT_EQ(what.find("VB_ERR_PROVIDER_NOT_FOUND", 1), std::string::npos) << what;
+
+  e = error_of([] {
+    vb::Backend backend(
+        R"({"provider":"local","stt_provider":"no-such-stt","tts_provider":"test-tone-tts"})");
+  });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_PROVIDER_NOT_FOUND) << e->what();
+  EXPECT_TRUE(contains(e->message(), "no-such-stt")) << e->what();
+}
+
+TEST(Errors, InvalidConfigNamesTheField) {
+  auto e = error_of([] { vb::Backend backend(config(R"("turn":{"silence_ms":0})")); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_CONFIG) << e->what();
+  EXPECT_TRUE(contains(e->message(), "turn.silence_ms")) << e->what();
+
+  e = error_of([] { vb::Backend backend(config(R"("no_such_key":1)")); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_CONFIG) << e->what();
+  EXPECT_TRUE(contains(e->message(), "no_such_key")) << e->what();
+
+  e = error_of([] { vb::Backend backend("{not json"); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_CONFIG) << e->what();
+  EXPECT_FALSE(e->message().empty());
+
+  vb::Backend backend(config());
+  backend.start();
+  e = error_of([&] {
+    backend.create_session(R"({"input_sample_rate":12345})", [](const std::string&) {
+      return std::string();
+    });
+  });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_CONFIG) << e->what();
+  EXPECT_TRUE(contains(e->message(), "input_sample_rate")) << e->what();
+}
+
+TEST(Errors, CallsInTheWrongState) {
+  vb::Backend backend(config());
+  const auto agent = [](const std::string& t) { return t; };
+  // A session needs a started backend.
+  auto e = error_of([&] { backend.create_session("", agent); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_STATE) << e->what();
+
+  backend.start();
+  e = error_of([&] { backend.start(); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_STATE) << e->what();
+  // Processors only before start.
+  e = error_of([&] { backend.add_processor("late", 0, [](int16_t*, size_t, uint32_t) {}); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_STATE) << e->what();
+
+  // An stt_tts session needs an agent.
+  e = error_of([&] { backend.create_session(""); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_ARGUMENT) << e->what();
+
+  vb::Session session = backend.create_session("", agent);  // "" = all defaults
+  const std::vector<int16_t> frame(320, 0);
+  e = error_of([&] { session.process_audio(frame); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_STATE) << e->what();
+  EXPECT_FALSE(e->message().empty());
+  e = error_of([&] { session.say("hello"); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_STATE) << e->what();
+
+  session.start();
+  e = error_of([&] { session.start(); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_STATE) << e->what();
+  EXPECT_EQ(session.process_audio(frame), frame.size());
+  // Text with a NUL byte is refused before it reaches C (where it would be cut short).
+  e = error_of([&] { session.say(std::string("a\0b", 3)); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_ARGUMENT) << e->what();
+  EXPECT_EQ(std::string(e->what()), "VB_ERR_INVALID_ARGUMENT: say text contains a NUL byte");
+
+  session.stop();
+  session.stop();  // idempotent
+  e = error_of([&] { session.process_audio(frame); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_STATE) << e->what();
+}
+
+TEST(Backend, StopEndsSessionsAndRefusesNewOnes) {
+  vb::Backend backend(config());
+  EXPECT_EQ(backend.health().status, VB_HEALTH_UNHEALTHY);  // not started
+  backend.start();
+  vb::Session session = backend.create_session("", [](const std::string& t) { return t; });
+  session.start();
+  EXPECT_EQ(backend.active_sessions(), 1u);
+  backend.stop(std::chrono::milliseconds(500));  // nothing in flight: returns without waiting
+  EXPECT_EQ(backend.active_sessions(), 0u);
+  const std::vector<int16_t> frame(320, 0);
+  auto e = error_of([&] { session.process_audio(frame); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_STATE) << e->what();
+  e = error_of([&] { backend.create_session("", [](const std::string& t) { return t; }); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_STATE) << e->what();
+  e = error_of([&] { backend.start(); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_STATE) << e->what();
+}
+
+TEST(Raii, MovedFromObjectsThrowAndMovedSessionsKeepTheirAgent) {
+  vb::Backend original(config());
+  vb::Backend backend(std::move(original));
+  EXPECT_FALSE(original.valid());  // NOLINT(bugprone-use-after-move)
+  EXPECT_TRUE(backend.valid());
+  auto e = error_of([&] { original.start(); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_ARGUMENT) << e->what();
+  EXPECT_EQ(original.active_sessions(), 0u);
+  backend.start();
+
+  std::atomic<int> calls{0};
+  vb::Session first = backend.create_session(session_config(kRate, kRate), [&](const std::string& t) {
+    calls++;
+    return "moved " + t;
+  });
+  // Moves, including through a reallocating container: the agent's state must not move.
+  std::vector<vb::Session> sessions;
+  sessions.push_back(std::move(first));
+  EXPECT_FALSE(first.valid());  // NOLINT(bugprone-use-after-move)
+  e = error_of([&] { first.start(); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_ARGUMENT) << e->what();
+  e = error_of([&] { first.id(); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_ARGUMENT) << e->what();
+  for (int i = 0; i < 8; i++) sessions.emplace_back();  // reallocates
+  vb::Session session = std::move(sessions.front());
+  sessions.clear();
+  session.start();
+
+  // Move-assigning over a live session frees it.
+  vb::Session other = backend.create_session("", [](const std::string& t) { return t; });
+  other.start();
+  EXPECT_EQ(backend.active_sessions(), 2u);
+  other = vb::Session();
+  EXPECT_EQ(backend.active_sessions(), 1u);
+
+  EventLog log;
+  Host host(session, log, true);
+  ASSERT_TRUE(host.push_realtime(vbtest::utterance(150, 1000, kRate)));
+  ASSERT_TRUE(host.wait_for(has_event(VB_EVENT_AGENT_RESPONSE)));
+  EXPECT_EQ(calls.load(), 1);
+  const auto replies = log.texts(VB_EVENT_AGENT_RESPONSE);
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_TRUE(contains(replies[0], "moved pitch 150 hz")) << replies[0];
+
+  // Backends move too, with their sessions still running.
+  vb::Backend moved_backend = std::move(backend);
+  EXPECT_EQ(moved_backend.active_sessions(), 1u);
+}
+
+TEST(Raii, SessionOutlivesItsBackend) {
+  auto backend = std::make_unique<vb::Backend>(config());
+  backend->start();
+  vb::Session session = backend->create_session(session_config(kRate, kRate),
+                                                [](const std::string& t) { return t; });
+  session.start();
+  const std::vector<int16_t> frame(320, 0);
+  EXPECT_EQ(session.process_audio(frame), frame.size());
+  backend.reset();  // stops the session; its handle stays ours to free
+  auto e = error_of([&] { session.process_audio(frame); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_STATE) << e->what();
+  EXPECT_FALSE(session.id().empty());
+  session.stop();
+  // ~Session runs after the backend is gone.
+}
+
+TEST(Raii, DestroyingASessionWaitsForItsAgent) {
+  vb::Backend backend(config());
+  backend.start();
+  std::atomic<bool> started{false}, returned{false};
+  struct SetOnExit {
+    std::atomic<bool>& flag;
+    ~SetOnExit() { flag = true; }
+  };
+  std::optional<vb::Session> session = backend.create_session(
+      session_config(kRate, kRate), [&](const std::string&, vb::Reply& reply) {
+        SetOnExit on_exit{returned};
+        started = true;
+        std::this_thread::sleep_for(300ms);
+        reply.write("late.");  // may throw: the session is stopping
+      });
+  session->start();
+  EventLog log;
+  Host host(*session, log, true);
+  ASSERT_TRUE(host.push_realtime(vbtest::utterance(150, 800, kRate)));
+  ASSERT_TRUE(host.wait_for([&](const std::vector<vb::Event>&) { return started.load(); }));
+  session.reset();  // vb_session_free, then the agent's state
+  // No callback runs after the free returned: the agent call had ended before the state it
+  // uses (the std::function and its captures) was freed.
+  EXPECT_TRUE(returned.load());
+  EXPECT_EQ(backend.active_sessions(), 0u);
+}
+
+TEST(Processors, RunInOrderInPlaceAndStayWithTheBackend) {
+  auto token = std::make_shared<int>(0);
+  std::atomic<uint64_t> calls{0}, out_of_order{0}, wrong_format{0};
+  std::atomic<int> stage{0};
+  {
+    vb::Backend backend(config());
+    // Added out of order on purpose; "early" (order -1) must run before "late" (order 5).
+    backend.add_processor("late", 5, [&, token](int16_t* pcm, size_t samples, uint32_t rate) {
+      if (stage.exchange(2) != 1) out_of_order++;
+      if (pcm == nullptr || samples != 320 || rate != 16000) wrong_format++;
+      calls++;
+    });
+    backend.add_processor("early", -1, [&](int16_t*, size_t, uint32_t) { stage = 1; });
+    backend.add_processor("throws", 10, [](int16_t*, size_t, uint32_t) {
+      throw std::runtime_error("processor failure");  // must not reach the engine
+    });
+    auto e = error_of([&] { backend.add_processor("empty", 0, vb::Processor()); });
+    ASSERT_TRUE(e.has_value());
+    EXPECT_EQ(e->status(), VB_ERR_INVALID_ARGUMENT) << e->what();
+    EXPECT_EQ(token.use_count(), 2);  // kept by the backend
+    backend.start();
+
+    vb::Session session = backend.create_session(session_config(48000, 48000),
+                                                 [](const std::string& t) { return t; });
+    session.start();
+    EventLog log;
+    Host host(session, log, true, 48000);
+    ASSERT_TRUE(host.push_realtime(vbtest::utterance(150, 1000, 48000)));
+    ASSERT_TRUE(host.wait_for(has_event(VB_EVENT_AGENT_RESPONSE)));
+    const auto finals = log.texts(VB_EVENT_TRANSCRIPT_FINAL);
+    ASSERT_EQ(finals.size(), 1u);
+    EXPECT_TRUE(contains(finals[0], "pitch 150 hz")) << finals[0];
+    EXPECT_GT(calls.load(), 50u);  // 1.8 s of audio = 90 frames
+    EXPECT_EQ(out_of_order.load(), 0u);
+    EXPECT_EQ(wrong_format.load(), 0u);
+  }
+  EXPECT_EQ(token.use_count(), 1);  // released with the backend
+}
+
+TEST(Processors, ProcessInPlace) {
+  // A processor that mutes the audio: the VAD then hears no speech, so no turn starts.
+  vb::Backend backend(config());
+  std::atomic<uint64_t> muted{0};
+  backend.add_processor("mute", 0, [&](int16_t* pcm, size_t samples, uint32_t) {
+    std::fill(pcm, pcm + samples, int16_t{0});
+    muted++;
+  });
+  backend.start();
+  std::atomic<int> calls{0};
+  vb::Session session = backend.create_session(session_config(kRate, kRate),
+                                               [&](const std::string& t) {
+                                                 calls++;
+                                                 return t;
+                                               });
+  session.start();
+  EventLog log;
+  Host host(session, log, true);
+  ASSERT_TRUE(host.push_realtime(vbtest::utterance(150, 1000, kRate)));
+  host.pump_for(500ms);
+  EXPECT_GT(muted.load(), 50u);
+  EXPECT_EQ(log.count(VB_EVENT_SPEECH_STARTED), 0u);
+  EXPECT_EQ(log.count(VB_EVENT_TRANSCRIPT_FINAL), 0u);
+  EXPECT_EQ(calls.load(), 0);
+}
+
+TEST(Session, SayInterruptAndIds) {
+  vb::Backend backend(config());
+  backend.start();
+  vb::Session session = backend.create_session(session_config(kRate, 24000),
+                                               [](const std::string& t) { return t; });
+  vb::Session second = backend.create_session("", [](const std::string& t) { return t; });
+  EXPECT_NE(session.id(), second.id());
+  second = vb::Session();
+  session.start();
+  EventLog log;
+  Host host(session, log, true);
+
+  const std::string greeting = "Hello there.";
+  session.say(greeting);
+  ASSERT_TRUE(host.wait_for(reply_finished()));
+  host.pump_for(300ms);
+  expect_tone_for(host.played, greeting, 24000);
+  EXPECT_EQ(log.count(VB_EVENT_ERROR), 0u);
+
+  // A long reply, cut short by the host.
+  const size_t mark = log.size();
+  session.say(std::string(200, 'a') + ".");  // 4 s of tone
+  ASSERT_TRUE(host.wait_for(reached(VB_STATE_SPEAKING, mark)));
+  session.interrupt();
+  ASSERT_TRUE(host.wait_for(has_event(VB_EVENT_INTERRUPTED, mark)));
+  ASSERT_TRUE(host.wait_for(reached(VB_STATE_LISTENING, mark)));
+}

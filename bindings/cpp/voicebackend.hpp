@@ -1,0 +1,474 @@
+// voicebackend.hpp: a header-only C++17 RAII wrapper over the C ABI of libvoicebackend
+// (voicebackend.h). Link with -lvoicebackend; nothing else is needed.
+//
+//   voicebackend::Backend backend(
+//       R"({"provider":"local","stt_provider":"whisper","tts_provider":"espeak"})");
+//   backend.start();
+//   voicebackend::Session session = backend.create_session(
+//       R"({"input_sample_rate":48000,"output_sample_rate":48000})",
+//       [](const std::string& transcript) { return "You said: " + transcript; });
+//   session.start();
+//   session.process_audio(mic, 960);        // in the audio callback, realtime-safe
+//   session.read_audio(speaker, 960);       // likewise
+//   while (auto event = session.poll_event()) { /* ... */ }
+//
+// Failures throw voicebackend::Error (status + vb_last_error_message()). The audio calls throw
+// only for a real error: a full input ring is reported through the accepted count, so they do
+// not allocate on the realtime path.
+//
+// Threads (as in the C contract): Backend's calls are thread-safe, except add_processor (one
+// thread, before start(); it keeps the function in the object). Per Session, one thread at a time
+// calls process_audio, one read_audio, one poll_event; start/stop/say/interrupt are
+// thread-safe. Callbacks run on engine threads, never the caller's:
+// - the agent on an agent worker thread (it may block; Session's destructor waits for it),
+// - the event handler on the session's event thread,
+// - processors on the realtime threads of every session, concurrently: a processor must be
+//   safe to call from several threads at once and must not block or allocate.
+// Exceptions thrown by callbacks never reach the engine: a throwing agent ends its turn with
+// VB_ERR_PROVIDER (reported as a VB_EVENT_ERROR event); exceptions from event handlers and
+// processors are swallowed.
+//
+// Lifetimes: a Session does not keep its Backend alive. Freeing the backend first stops its
+// sessions (their calls then fail with VB_ERR_INVALID_STATE); destroying them afterwards is
+// fine. Do not destroy a Session (or its Backend) from inside one of its own callbacks.
+
+#ifndef VOICEBACKEND_HPP
+#define VOICEBACKEND_HPP
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <iterator>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "voicebackend.h"
+
+namespace voicebackend {
+
+/// The name of a status, e.g. "VB_ERR_INVALID_CONFIG".
+inline const char* status_name(VbStatus status) noexcept {
+  return vb_status_str(static_cast<int32_t>(status));
+}
+
+/// The crate version of the loaded library, e.g. "0.1.0".
+inline const char* version() noexcept { return vb_version(); }
+
+/// The C ABI version of the loaded library; compare with VB_ABI_VERSION.
+inline uint32_t abi_version() noexcept { return vb_abi_version(); }
+
+/// A failed call: the status and the library's reason.
+class Error : public std::runtime_error {
+ public:
+  Error(VbStatus status, const std::string& message)
+      : std::runtime_error(describe(status, message)), status_(status), message_(message) {}
+
+  /// The status the call returned.
+  VbStatus status() const noexcept { return status_; }
+  /// vb_last_error_message() of the failed call, as is. what() is the same text, with the
+  /// status name put in front when the message does not already start with it.
+  const std::string& message() const noexcept { return message_; }
+
+ private:
+  static std::string describe(VbStatus status, const std::string& message) {
+    const std::string name = status_name(status);
+    if (message.compare(0, name.size(), name) == 0) return message;
+    return message.empty() ? name : name + ": " + message;
+  }
+
+  VbStatus status_;
+  std::string message_;
+};
+
+namespace detail {
+
+// Must run right after the failed call, on the same thread (the message is thread-local).
+[[noreturn]] inline void throw_last_error(VbStatus status) {
+  const char* message = vb_last_error_message();
+  throw Error(status, message != nullptr ? message : "");
+}
+
+inline void check(VbStatus status) {
+  if (status != VB_OK) throw_last_error(status);
+}
+
+// A NUL-terminated copy of text for the C side; embedded NULs would silently cut it short.
+inline std::string c_string(std::string_view text, const char* what) {
+  if (text.find('\0') != std::string_view::npos) {
+    throw Error(VB_ERR_INVALID_ARGUMENT, std::string(what) + " contains a NUL byte");
+  }
+  return std::string(text);
+}
+
+// Calls fill(buf, capacity, &needed) for the vb_* functions that fill a caller's buffer.
+template <typename Fill>
+std::string fill_string(Fill fill) {
+  std::string buf(64, '\0');
+  for (;;) {
+    size_t needed = 0;
+    VbStatus status = fill(buf.data(), buf.size(), &needed);
+    if (status == VB_OK) {
+      buf.resize(std::char_traits<char>::length(buf.c_str()));
+      return buf;
+    }
+    if (status == VB_ERR_INVALID_ARGUMENT && needed > buf.size()) {
+      buf.assign(needed, '\0');
+      continue;
+    }
+    throw_last_error(status);
+  }
+}
+
+template <typename C>
+using data_type = std::remove_pointer_t<decltype(std::data(std::declval<C&>()))>;
+
+}  // namespace detail
+
+/// The JSON array of registered backend provider names, e.g. ["local"].
+inline std::string registry_list() {
+  return detail::fill_string(
+      [](char* buf, size_t cap, size_t* needed) { return vb_registry_list(buf, cap, needed); });
+}
+
+/// A health snapshot (status, active_sessions, frames_processed, frames_dropped,
+/// deadline_misses, realtime_threads_elevated).
+using Health = VbHealth;
+/// Per-turn latencies in microseconds from the end of user speech.
+using TurnMetrics = VbTurnMetrics;
+
+/// One session event, copied out of the library (no lifetime strings attached).
+struct Event {
+  VbEventKind kind = VB_EVENT_STATE_CHANGED;
+  std::chrono::microseconds timestamp{0};  ///< since the session was created (monotonic)
+  VbSessionState state = VB_STATE_IDLE;    ///< the session state after the event
+  std::string text;                        ///< transcript, reply or error text; "" when none
+  VbStatus error = VB_OK;                  ///< for VB_EVENT_ERROR
+  uint64_t dropped_samples = 0;            ///< for VB_EVENT_AUDIO_DROPPED
+  TurnMetrics metrics{};                   ///< for VB_EVENT_TURN_METRICS
+
+  static Event from(const VbEvent& e) {
+    Event event;
+    event.kind = e.kind;
+    event.timestamp =
+        std::chrono::microseconds(static_cast<std::chrono::microseconds::rep>(e.timestamp_us));
+    event.state = e.state;
+    if (e.text != nullptr) event.text = e.text;
+    event.error = e.error;
+    event.dropped_samples = e.dropped_samples;
+    event.metrics = e.metrics;
+    return event;
+  }
+};
+
+/// The streaming reply of one agent call; valid only while the agent runs.
+class Reply {
+ public:
+  explicit Reply(VbReply* reply) noexcept : reply_(reply) {}
+  Reply(const Reply&) = delete;
+  Reply& operator=(const Reply&) = delete;
+
+  /// Appends text; TTS speaks complete sentences as they arrive. Throws Error
+  /// (VB_ERR_INVALID_STATE) after end() or once barge-in cancelled the reply: stop producing it
+  /// then (letting that exception leave the agent is fine and is not reported as an error).
+  void write(std::string_view chunk) {
+    std::string text = detail::c_string(chunk, "reply text");
+    detail::check(vb_reply_write(reply_, text.c_str()));
+  }
+  /// Ends the reply (returning from the agent ends it too).
+  void end() { detail::check(vb_reply_end(reply_)); }
+  /// Whether barge-in cancelled the reply.
+  bool cancelled() const noexcept { return vb_reply_is_cancelled(reply_); }
+  /// The C handle, for vb_reply_* calls.
+  VbReply* native_handle() const noexcept { return reply_; }
+
+ private:
+  VbReply* reply_;
+};
+
+/// An agent that answers a whole transcript with a whole reply.
+using Agent = std::function<std::string(const std::string& transcript)>;
+/// An agent that streams its reply.
+using StreamingAgent = std::function<void(const std::string& transcript, Reply& reply)>;
+/// Push delivery of events (on the session's event thread); without one, poll_event().
+using EventHandler = std::function<void(const Event& event)>;
+/// An audio processor: in place, pcm[0..samples) at sample_rate. Realtime threads, concurrently.
+using Processor = std::function<void(int16_t* pcm, size_t samples, uint32_t sample_rate)>;
+
+namespace detail {
+
+// What the C callbacks of one session reach through user_data. Heap-allocated by Session so
+// that its address survives moves of the Session object.
+struct SessionCallbacks {
+  Agent agent;
+  StreamingAgent streaming;
+  EventHandler on_event;
+
+  static VbStatus on_transcript_trampoline(void* user_data, VbSession* /*session*/,
+                                           const char* transcript, VbReply* reply) noexcept {
+    auto* self = static_cast<SessionCallbacks*>(user_data);
+    try {
+      const std::string text = transcript != nullptr ? transcript : "";
+      if (self->streaming) {
+        Reply r(reply);
+        self->streaming(text, r);
+        return VB_OK;
+      }
+      const std::string answer = self->agent(text);
+      if (answer.find('\0') != std::string::npos) return VB_ERR_PROVIDER;
+      if (!answer.empty()) {
+        VbStatus status = vb_reply_write(reply, answer.c_str());
+        if (status != VB_OK) return vb_reply_is_cancelled(reply) ? VB_OK : status;
+      }
+      return VB_OK;  // returning ends the reply
+    } catch (...) {
+      // A reply cut short by barge-in is no failure of the agent.
+      return vb_reply_is_cancelled(reply) ? VB_OK : VB_ERR_PROVIDER;
+    }
+  }
+
+  static void on_event_trampoline(void* user_data, const VbEvent* event) noexcept {
+    auto* self = static_cast<SessionCallbacks*>(user_data);
+    if (event == nullptr) return;
+    try {
+      self->on_event(Event::from(*event));
+    } catch (...) {
+      // Never into the engine.
+    }
+  }
+};
+
+inline void processor_trampoline(void* user_data, int16_t* pcm, size_t samples,
+                                 uint32_t sample_rate) noexcept {
+  try {
+    (*static_cast<const Processor*>(user_data))(pcm, samples, sample_rate);
+  } catch (...) {
+    // Never into the engine.
+  }
+}
+
+}  // namespace detail
+
+/// One conversation. Move-only; the destructor stops and frees it (waiting for a running agent
+/// call to return). Created by Backend::create_session.
+class Session {
+ public:
+  Session() noexcept = default;
+  ~Session() { reset(); }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  Session(Session&& other) noexcept
+      : handle_(std::exchange(other.handle_, nullptr)), callbacks_(std::move(other.callbacks_)) {}
+  Session& operator=(Session&& other) noexcept {
+    if (this != &other) {
+      reset();
+      handle_ = std::exchange(other.handle_, nullptr);
+      callbacks_ = std::move(other.callbacks_);
+    }
+    return *this;
+  }
+
+  /// Starts the realtime thread and pipeline.
+  void start() { detail::check(vb_session_start(handle_)); }
+  /// Stops the session; no callback runs after it returns. Idempotent.
+  void stop() { detail::check(vb_session_stop(handle_)); }
+  /// Speaks text without a user turn (a greeting), after any reply in progress.
+  void say(std::string_view text) {
+    std::string t = detail::c_string(text, "say text");
+    detail::check(vb_session_say(handle_, t.c_str()));
+  }
+  /// Host-side barge-in: stops playback now and cancels the reply in progress.
+  void interrupt() { detail::check(vb_session_interrupt(handle_)); }
+  /// The session id.
+  std::string id() const {
+    VbSession* h = handle_;
+    return detail::fill_string(
+        [h](char* buf, size_t cap, size_t* needed) { return vb_session_id(h, buf, cap, needed); });
+  }
+
+  /// Copies mono PCM at input_sample_rate into the session; returns the samples taken (fewer
+  /// than count when the input ring is full: the rest is dropped, counted and reported as
+  /// VB_EVENT_AUDIO_DROPPED). Realtime-safe; throws only on a real error (e.g. not started).
+  size_t process_audio(const int16_t* pcm, size_t count) {
+    size_t accepted = 0;
+    VbStatus status = vb_session_process_audio(handle_, pcm, count, &accepted);
+    if (status != VB_OK && status != VB_ERR_BUFFER_FULL) detail::throw_last_error(status);
+    return accepted;
+  }
+  /// process_audio over any contiguous container of int16_t (std::vector, std::array, span…).
+  template <typename Container,
+            typename = std::enable_if_t<
+                std::is_same_v<std::remove_cv_t<detail::data_type<const Container>>, int16_t>>>
+  size_t process_audio(const Container& pcm) {
+    return process_audio(std::data(pcm), std::size(pcm));
+  }
+
+  /// Copies up to capacity samples of agent audio at output_sample_rate into out; returns how
+  /// many (0 when nothing is due). Realtime-safe.
+  size_t read_audio(int16_t* out, size_t capacity) {
+    size_t written = 0;
+    detail::check(vb_session_read_audio(handle_, out, capacity, &written));
+    return written;
+  }
+  /// read_audio into any contiguous container of int16_t, up to its size.
+  template <typename Container,
+            typename = std::enable_if_t<std::is_same_v<detail::data_type<Container>, int16_t>>>
+  size_t read_audio(Container& out) {
+    return read_audio(std::data(out), std::size(out));
+  }
+
+  /// The next waiting event, if any (non-blocking). Throws VB_ERR_INVALID_STATE when the
+  /// session delivers its events to an event handler.
+  std::optional<Event> poll_event() {
+    VbEvent event{};
+    bool has_event = false;
+    detail::check(vb_session_poll_event(handle_, &event, &has_event));
+    if (!has_event) return std::nullopt;
+    return Event::from(event);
+  }
+
+  /// False for a default-constructed or moved-from Session.
+  bool valid() const noexcept { return handle_ != nullptr; }
+  explicit operator bool() const noexcept { return valid(); }
+  /// The C handle, for vb_session_* calls (still owned by this object).
+  VbSession* native_handle() const noexcept { return handle_; }
+
+ private:
+  friend class Backend;
+  Session(VbSession* handle, std::unique_ptr<detail::SessionCallbacks> callbacks) noexcept
+      : handle_(handle), callbacks_(std::move(callbacks)) {}
+
+  void reset() noexcept {
+    // The session first (after vb_session_free no callback runs), then what callbacks reach.
+    vb_session_free(std::exchange(handle_, nullptr));
+    callbacks_.reset();
+  }
+
+  VbSession* handle_ = nullptr;
+  std::unique_ptr<detail::SessionCallbacks> callbacks_;
+};
+
+/// A configured engine. Move-only; the destructor stops and frees it (its sessions stop).
+class Backend {
+ public:
+  /// Creates a backend from JSON configuration; throws Error (VB_ERR_INVALID_CONFIG naming the
+  /// field, VB_ERR_PROVIDER_NOT_FOUND, …).
+  explicit Backend(const std::string& config_json) {
+    detail::check(vb_backend_create(config_json.c_str(), &handle_));
+  }
+  ~Backend() { reset(); }
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+  Backend(Backend&& other) noexcept
+      : handle_(std::exchange(other.handle_, nullptr)), processors_(std::move(other.processors_)) {}
+  Backend& operator=(Backend&& other) noexcept {
+    if (this != &other) {
+      reset();
+      handle_ = std::exchange(other.handle_, nullptr);
+      processors_ = std::move(other.processors_);
+    }
+    return *this;
+  }
+
+  /// Starts the I/O runtime; sessions can be created afterwards.
+  void start() { detail::check(vb_backend_start(handle_)); }
+  /// Graceful stop: refuses new sessions, lets in-flight replies finish for up to drain.
+  void stop(std::chrono::milliseconds drain = std::chrono::milliseconds(0)) {
+    const auto ms = drain.count();
+    const uint32_t max = std::numeric_limits<uint32_t>::max();
+    uint32_t clamped = max;
+    if (ms <= 0) {
+      clamped = 0;
+    } else if (static_cast<unsigned long long>(ms) < max) {
+      clamped = static_cast<uint32_t>(ms);
+    }
+    detail::check(vb_backend_stop(handle_, clamped));
+  }
+  /// Counters over all sessions and a verdict.
+  Health health() const {
+    Health h{};
+    detail::check(vb_backend_health(handle_, &h));
+    return h;
+  }
+  /// Sessions created and not yet stopped (0 for a moved-from backend).
+  uint32_t active_sessions() const noexcept { return vb_backend_active_sessions(handle_); }
+
+  /// Adds an audio processor applied, in order (lower first), to every frame of every session
+  /// before VAD. Only before start(). The function is kept by this Backend until it is freed;
+  /// it is called concurrently from realtime threads: no blocking, no allocation.
+  void add_processor(const std::string& name, int32_t order, Processor process) {
+    auto stored = std::make_unique<Processor>(std::move(process));
+    VbProcessor processor{};
+    processor.user_data = stored.get();
+    processor.name = name.c_str();
+    processor.order = order;
+    processor.process = *stored ? &detail::processor_trampoline : nullptr;
+    processors_.reserve(processors_.size() + 1);  // the push_back below cannot throw
+    detail::check(vb_backend_add_processor(handle_, &processor));
+    processors_.push_back(std::move(stored));
+  }
+
+  /// A session whose agent answers each transcript with one string. session_json "" means all
+  /// defaults. With on_event, events are pushed to it; else poll them.
+  Session create_session(const std::string& session_json, Agent agent,
+                         EventHandler on_event = nullptr) {
+    auto callbacks = std::make_unique<detail::SessionCallbacks>();
+    callbacks->agent = std::move(agent);
+    callbacks->on_event = std::move(on_event);
+    return make_session(session_json, std::move(callbacks));
+  }
+  /// A session whose agent streams its reply (Reply::write, Reply::end). An empty
+  /// StreamingAgent means none: for pipelines that answer by themselves (s2s).
+  Session create_session(const std::string& session_json, StreamingAgent agent,
+                         EventHandler on_event = nullptr) {
+    auto callbacks = std::make_unique<detail::SessionCallbacks>();
+    callbacks->streaming = std::move(agent);
+    callbacks->on_event = std::move(on_event);
+    return make_session(session_json, std::move(callbacks));
+  }
+  /// A session without an agent on this side (s2s), polling events.
+  Session create_session(const std::string& session_json) {
+    return make_session(session_json, std::make_unique<detail::SessionCallbacks>());
+  }
+
+  /// False for a moved-from Backend.
+  bool valid() const noexcept { return handle_ != nullptr; }
+  explicit operator bool() const noexcept { return valid(); }
+  /// The C handle, for vb_backend_* calls (still owned by this object).
+  VbBackend* native_handle() const noexcept { return handle_; }
+
+ private:
+  Session make_session(const std::string& session_json,
+                       std::unique_ptr<detail::SessionCallbacks> callbacks) {
+    VbCallbacks c{};
+    c.user_data = callbacks.get();
+    c.on_transcript = (callbacks->agent || callbacks->streaming)
+                          ? &detail::SessionCallbacks::on_transcript_trampoline
+                          : nullptr;
+    c.on_event = callbacks->on_event ? &detail::SessionCallbacks::on_event_trampoline : nullptr;
+    VbSession* handle = nullptr;
+    detail::check(vb_session_create(handle_, session_json.empty() ? nullptr : session_json.c_str(),
+                                    &c, &handle));
+    return Session(handle, std::move(callbacks));
+  }
+
+  void reset() noexcept {
+    // The backend first (its sessions stop, no processor runs any more), then the processors.
+    vb_backend_free(std::exchange(handle_, nullptr));
+    processors_.clear();
+  }
+
+  VbBackend* handle_ = nullptr;
+  std::vector<std::unique_ptr<Processor>> processors_;
+};
+
+}  // namespace voicebackend
+
+#endif  // VOICEBACKEND_HPP
