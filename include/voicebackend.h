@@ -480,6 +480,24 @@ enum VbStatus vb_session_id(const struct VbSession *session,
                             size_t *needed);
 
 /**
+ * The session's current state; `VB_STATE_ERROR` for NULL. Thread-safe.
+ *
+ * # Safety
+ * `session` is NULL or a live session.
+ */
+enum VbSessionState vb_session_state(const struct VbSession *session);
+
+/**
+ * Writes to `*writable` how many samples `vb_session_process_audio` would take right now. A host
+ * pushing a file faster than real time waits while this is smaller than its next piece instead
+ * of losing audio. Realtime-safe; call it from the thread that calls `vb_session_process_audio`.
+ *
+ * # Safety
+ * `session` is NULL or a live session; `writable` is valid for one write.
+ */
+enum VbStatus vb_session_writable_samples(struct VbSession *session, size_t *writable);
+
+/**
  * Copies mono int16 PCM at `input_sample_rate` into the session. `*accepted` (may be NULL) gets
  * the number of samples taken. `VB_ERR_BUFFER_FULL` when fewer than `sample_count` were taken
  * (then `*accepted` is still written); the loss is counted in `frames_dropped` and reported as

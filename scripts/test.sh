@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting and lints, unit tests, integration tests through the Rust API
 # and the C ABI (a C program compiled and run against the library), the examples, the embedded
-# providers, and the host bindings (C++ with CMake and GoogleTest, install + pkg-config).
+# providers, and the host bindings (C++ with CMake and GoogleTest, install + pkg-config; Go with
+# go vet, go test -race and the ProcessAudio benchmark).
 # Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,3 +17,5 @@ echo "test: cargo test"
 cargo test --features test-providers
 echo "test: C++ binding (bindings/cpp/test.sh)"
 bindings/cpp/test.sh
+echo "test: Go binding (bindings/go/test.sh)"
+bindings/go/test.sh

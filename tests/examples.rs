@@ -54,3 +54,24 @@ fn the_rust_host_example_holds_a_conversation() {
     assert!(stdout.contains("voice to voice: "), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_readme_shows_the_minimal_hosts_as_tested() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for example in [
+        "examples/minimal_host.c",
+        "bindings/cpp/examples/minimal_host.cpp",
+        "bindings/go/examples/minimal/main.go",
+    ] {
+        let source = std::fs::read_to_string(root.join(example)).unwrap();
+        assert!(
+            source.lines().count() < 40,
+            "{example} is meant to stay under 40 lines"
+        );
+        assert!(
+            readme.contains(&source),
+            "README.md does not show {example} as it is; copy it in again"
+        );
+    }
+}

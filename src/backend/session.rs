@@ -91,6 +91,8 @@ pub(crate) struct SessionInner {
     /// Counts agent calls in flight; `stop` closes it and waits for them.
     agent_gate: Arc<AgentGate>,
     lifecycle: Mutex<Lifecycle>,
+    /// Serializes `stop` calls for their whole duration.
+    stopping: Mutex<()>,
     backend: Weak<BackendInner>,
 }
 
@@ -137,6 +139,7 @@ impl Session {
                 agent: parts.agent,
                 agent_gate: Arc::new(AgentGate::default()),
                 lifecycle: Mutex::new(Lifecycle::Created(Box::new(pending))),
+                stopping: Mutex::new(()),
                 backend: parts.backend,
             }),
         }
@@ -362,6 +365,12 @@ impl SessionInner {
     }
 
     pub(crate) fn stop(&self) -> Result<()> {
+        // One stop at a time, held until everything has ended, so that every caller may rely on
+        // "no callback runs after stop returns". A stop from inside this session's own callback
+        // cannot wait for itself: it only marks the session stopped.
+        let own_callback = current_thread_is_callback_of(self.key);
+        let _stopping =
+            (!own_callback).then(|| self.stopping.lock().unwrap_or_else(|p| p.into_inner()));
         let mut lifecycle = self.lock();
         let previous = std::mem::replace(&mut *lifecycle, Lifecycle::Stopped);
         self.run_state.store(STOPPED, Ordering::Release);
@@ -380,10 +389,9 @@ impl SessionInner {
                 thread.unpark();
             }
             let _ = rt_thread.join();
-            self.agent_gate
-                .close_and_wait(usize::from(current_thread_is_callback_of(self.key)));
+            self.agent_gate.close_and_wait(usize::from(own_callback));
             if let Some(thread) = event_thread {
-                if !current_thread_is_callback_of(self.key) {
+                if !own_callback {
                     let _ = thread.join();
                 }
             }

@@ -277,6 +277,46 @@ pub unsafe extern "C" fn vb_session_id(
     })
 }
 
+/// The session's current state; `VB_STATE_ERROR` for NULL. Thread-safe.
+///
+/// # Safety
+/// `session` is NULL or a live session.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vb_session_state(session: *const VbSession) -> VbSessionState {
+    // SAFETY: forwarded caller contract.
+    let state = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        unsafe { session.as_ref() }.map(|s| s.session.state())
+    }));
+    state
+        .ok()
+        .flatten()
+        .unwrap_or(VbSessionState::VB_STATE_ERROR)
+}
+
+/// Writes to `*writable` how many samples `vb_session_process_audio` would take right now. A host
+/// pushing a file faster than real time waits while this is smaller than its next piece instead
+/// of losing audio. Realtime-safe; call it from the thread that calls `vb_session_process_audio`.
+///
+/// # Safety
+/// `session` is NULL or a live session; `writable` is valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vb_session_writable_samples(
+    session: *mut VbSession,
+    writable: *mut usize,
+) -> VbStatus {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let session = unsafe { required_ref(session, "session") }?;
+        if writable.is_null() {
+            return Err(Error::invalid_argument("writable is NULL"));
+        }
+        let n = session.session.writable_samples();
+        // SAFETY: checked non-NULL; valid for one write per the contract.
+        unsafe { *writable = n };
+        Ok(())
+    })
+}
+
 /// Copies mono int16 PCM at `input_sample_rate` into the session. `*accepted` (may be NULL) gets
 /// the number of samples taken. `VB_ERR_BUFFER_FULL` when fewer than `sample_count` were taken
 /// (then `*accepted` is still written); the loss is counted in `frames_dropped` and reported as

@@ -381,6 +381,12 @@ impl Conversation {
     fn on_reply_msg(&mut self, id: u64, msg: ReplyMsg) {
         let now = self.ctx.events.now_us();
         let Some(reply) = self.active.as_mut().filter(|r| r.id == id) else {
+            // The reply already finished (or was cancelled): its agent's failure still counts.
+            if let ReplyMsg::Returned(Err(e)) = msg {
+                self.ctx
+                    .events
+                    .error(e.status(), format!("agent: {}", e.message()));
+            }
             return;
         };
         match msg {

@@ -73,7 +73,6 @@ impl ChunkResampler {
         }
         &self.output_i16[..written]
     }
-
 }
 
 /// Converts a stream of chunks of any size, buffering up to one chunk. For the I/O side only

@@ -794,8 +794,13 @@ static void case_bad_input(void)
     CHECK(needed_again == needed);
     CHECK(strlen(id) + 1 == needed);
 
+    CHECK(vb_session_state(session) == VB_STATE_IDLE);
     REQUIRE_STATUS(vb_session_start(session), VB_OK);
     CHECK_STATUS(vb_session_start(session), VB_ERR_INVALID_STATE);
+    size_t writable = 0;
+    CHECK_STATUS(vb_session_writable_samples(session, &writable), VB_OK);
+    CHECK(writable == 8000); /* the default 500 ms input ring at 16 kHz, empty */
+    CHECK_STATUS(vb_session_writable_samples(session, NULL), VB_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(vb_session_process_audio(session, pcm, 320, &accepted), VB_OK);
     CHECK(accepted == 320);
     CHECK_STATUS(vb_session_process_audio(session, pcm, 0, NULL), VB_OK);
@@ -858,6 +863,7 @@ static void case_bad_input(void)
     CHECK(memcmp(&health, &untouched, sizeof health) == 0);
     CHECK_STATUS(vb_backend_health(backend, NULL), VB_ERR_INVALID_ARGUMENT);
     CHECK(vb_backend_active_sessions(NULL) == 0);
+    CHECK(vb_session_state(NULL) == VB_STATE_ERROR);
     out = SENTINEL;
     CHECK_STATUS(vb_session_create(NULL, NULL, &callbacks, &out), VB_ERR_INVALID_ARGUMENT);
     CHECK(out == SENTINEL);

@@ -1,0 +1,3 @@
+module github.com/voicebackend/voicebackend/bindings/go
+
+go 1.22
