@@ -359,76 +359,52 @@ fn c_host_program_passes() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn the_minimal_c_host_example_holds_a_conversation() {
-    let (dir, program) = build_c_program("minimal_host", "examples/minimal_host.c");
-    let pcm: Vec<u8> = common::utterance(150.0, 1200, 16000)
-        .iter()
-        .flat_map(|s| s.to_le_bytes())
-        .collect();
-    let mut host = c_command(&dir, &program);
-    host.arg(
-        r#"{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts"}"#,
-    )
-    .stdin(std::process::Stdio::piped())
-    .stdout(std::process::Stdio::piped());
-    let mut child = host.spawn().expect("start minimal_host");
+/// Builds examples/minimal_host.c, feeds it `pcm` (16 kHz) on stdin with `config` as its
+/// argument (none: the embedded providers) and returns what it printed.
+fn run_minimal_host(name: &str, config: Option<&str>, pcm: &[i16]) -> String {
     use std::io::Write;
+    let (dir, program) = build_c_program(name, "examples/minimal_host.c");
+    let mut host = c_command(&dir, &program);
+    host.args(config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = host.spawn().expect("start minimal_host");
+    let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
     child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(&pcm)
+        .write_all(&bytes)
         .expect("feed audio");
     let output = child.wait_with_output().expect("minimal_host ran");
     let stdout = text(&output.stdout);
     println!("{stdout}");
     assert!(output.status.success(), "{}", text(&output.stderr));
+    let _ = fs::remove_dir_all(&dir);
+    stdout
+}
+
+#[test]
+fn the_minimal_c_host_example_holds_a_conversation() {
+    let config =
+        r#"{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts"}"#;
+    let stdout = run_minimal_host(
+        "minimal_host",
+        Some(config),
+        &common::utterance(150.0, 1200, 16000),
+    );
     assert!(stdout.contains("user:  pitch 150 hz"), "{stdout}");
     assert!(stdout.contains("agent: You said: pitch 150 hz"), "{stdout}");
     assert!(stdout.contains("voice to voice: "), "{stdout}");
-    let _ = fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_full_offline_turn_through_the_c_abi() {
     // eSpeak NG speaks a question; the C host feeds it to a session on the embedded providers
     // (Whisper tiny.en, eSpeak NG) and prints what it heard and answered.
-    let (dir, program) = build_c_program("offline_host", "examples/minimal_host.c");
-    let wav = dir.join("question.wav");
-    let spoke = Command::new("espeak-ng")
-        .args(["-v", "en-gb", "-w"])
-        .arg(&wav)
-        .arg("What time is it?")
-        .status();
-    assert!(
-        spoke.is_ok_and(|s| s.success()),
-        "espeak-ng failed (run scripts/setup.sh)"
-    );
-    let mut reader = hound::WavReader::open(&wav).expect("espeak-ng wrote a WAV");
-    let rate = reader.spec().sample_rate;
-    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
-    let mut resampler = voicebackend::rt::resample::StreamResampler::new(rate, 16000);
-    let mut pcm16k = resampler.push(&samples);
-    pcm16k.extend(resampler.finish());
-    pcm16k.extend(common::silence(900, 16000));
-    let pcm: Vec<u8> = pcm16k.iter().flat_map(|s| s.to_le_bytes()).collect();
-
-    let mut host = c_command(&dir, &program);
-    host.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    let mut child = host.spawn().expect("start minimal_host");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(&pcm)
-        .expect("feed audio");
-    let output = child.wait_with_output().expect("minimal_host ran");
-    let stdout = text(&output.stdout);
-    println!("{stdout}");
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    let mut pcm = common::espeak_speech("What time is it?", "en-gb");
+    pcm.extend(common::silence(900, 16000));
+    let stdout = run_minimal_host("offline_host", None, &pcm);
     let heard = stdout.to_lowercase();
     assert!(heard.contains("user:  what time is it"), "{stdout}");
     assert!(
@@ -436,5 +412,4 @@ fn a_full_offline_turn_through_the_c_abi() {
         "{stdout}"
     );
     assert!(stdout.contains("voice to voice: "), "{stdout}");
-    let _ = fs::remove_dir_all(&dir);
 }

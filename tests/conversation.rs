@@ -97,14 +97,8 @@ fn user_speech_while_the_agent_speaks_interrupts_it() {
         reply.write(&"a long answer ".repeat(20))?; // 280 characters: 5.6 s of tone
         reply.end()
     });
-    let session = backend
-        .create_session(SessionConfig::default(), Some(agent), None)
-        .unwrap();
-    session.start().unwrap();
-    push_all(&session, &utterance(150.0, 800, 16000), 16000);
-    events_until(&session, |e| {
-        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING
-    });
+    let session = started_session(&backend, agent);
+    talk_until_the_agent_speaks(&session);
 
     // The user talks over the reply: playout stops within a frame of the barge-in decision.
     let mut played = Vec::new();
@@ -115,14 +109,9 @@ fn user_speech_while_the_agent_speaks_interrupts_it() {
         "playout went on: {} samples",
         played.len()
     );
-    let mut after = [0i16; 16000];
-    let mut leftover = 0;
-    for _ in 0..10 {
-        leftover += session.read_audio(&mut after).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
     assert_eq!(
-        leftover, 0,
+        readable_over_the_next_50_ms(&session),
+        0,
         "no reply audio may be readable after an interruption"
     );
 
@@ -139,14 +128,8 @@ fn a_cough_does_not_interrupt_the_agent() {
     let agent = Arc::new(|_: &str, reply: &mut Reply| -> voicebackend::Result<()> {
         reply.write(&"x".repeat(150))
     });
-    let session = backend
-        .create_session(SessionConfig::default(), Some(agent), None)
-        .unwrap();
-    session.start().unwrap();
-    push_all(&session, &utterance(150.0, 800, 16000), 16000);
-    events_until(&session, |e| {
-        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING
-    });
+    let session = started_session(&backend, agent);
+    talk_until_the_agent_speaks(&session);
     let mut cough = speech(300.0, 120, 16000);
     cough.extend(silence(400, 16000));
     let mut played = Vec::new();
@@ -178,14 +161,8 @@ fn host_interrupt_stops_playback_and_cancels_the_reply() {
             reply.end()
         },
     );
-    let session = backend
-        .create_session(SessionConfig::default(), Some(agent), None)
-        .unwrap();
-    session.start().unwrap();
-    push_all(&session, &utterance(150.0, 800, 16000), 16000);
-    events_until(&session, |e| {
-        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING
-    });
+    let session = started_session(&backend, agent);
+    talk_until_the_agent_speaks(&session);
     session.interrupt().unwrap();
     events_until(&session, |e| e.kind == K::VB_EVENT_INTERRUPTED);
     session.stop().unwrap();

@@ -4,34 +4,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 
 use common::*;
-use voicebackend::{Backend, Reply, SessionConfig, VbEventKind as K, VbSessionState as S};
-
-/// Speaks `text` with the espeak-ng program and returns mono PCM at 16 kHz.
-fn espeak_speech(text: &str, voice: &str) -> Vec<i16> {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let path = dir.join(format!("offline-{}-{voice}.wav", std::process::id()));
-    let status = Command::new("espeak-ng")
-        .args(["-v", voice, "-w"])
-        .arg(&path)
-        .arg(text)
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "espeak-ng failed (run scripts/setup.sh)"
-    );
-    let mut reader = hound::WavReader::open(&path).unwrap();
-    let rate = reader.spec().sample_rate;
-    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
-    let _ = std::fs::remove_file(&path);
-    let mut resampler = voicebackend::rt::resample::StreamResampler::new(rate, 16000);
-    let mut out = resampler.push(&samples);
-    out.extend(resampler.finish());
-    out
-}
+use voicebackend::{Backend, Reply, VbEventKind as K};
 
 #[test]
 fn whisper_hears_espeak_and_espeak_answers() {
@@ -81,23 +57,15 @@ fn user_speech_interrupts_real_tts_audio() {
         reply.write("And it keeps going, and going, and going.")?;
         reply.end()
     });
-    let session = backend
-        .create_session(SessionConfig::default(), Some(agent), None)
-        .unwrap();
-    session.start().unwrap();
-    push_all(&session, &utterance(150.0, 800, 16000), 16000);
-    events_until(&session, |e| {
-        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING
-    });
+    let session = started_session(&backend, agent);
+    talk_until_the_agent_speaks(&session);
     let mut played = Vec::new();
     push_realtime(&session, &speech(210.0, 700, 16000), 16000, &mut played);
     events_until(&session, |e| e.kind == K::VB_EVENT_INTERRUPTED);
     assert!(!played.is_empty(), "eSpeak NG audio was playing");
-    let mut after = [0i16; 4096];
-    let mut leftover = 0;
-    for _ in 0..10 {
-        leftover += session.read_audio(&mut after).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    assert_eq!(leftover, 0, "no eSpeak NG audio after the interruption");
+    assert_eq!(
+        readable_over_the_next_50_ms(&session),
+        0,
+        "no eSpeak NG audio after the interruption"
+    );
 }

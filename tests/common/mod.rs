@@ -184,3 +184,55 @@ pub fn session_at(backend: &Backend, rate: u32) -> Session {
     session.start().expect("start");
     session
 }
+
+/// A started session with default settings and `agent`.
+pub fn started_session(backend: &Backend, agent: Arc<dyn Agent>) -> Session {
+    let session = backend
+        .create_session(SessionConfig::default(), Some(agent), None)
+        .expect("create_session");
+    session.start().expect("start");
+    session
+}
+
+/// One user turn (150 Hz, 800 ms), then waits until the agent's reply is playing.
+pub fn talk_until_the_agent_speaks(session: &Session) {
+    push_all(session, &utterance(150.0, 800, 16000), 16000);
+    events_until(session, |e| {
+        e.kind == VbEventKind::VB_EVENT_STATE_CHANGED
+            && e.state == VbSessionState::VB_STATE_SPEAKING
+    });
+}
+
+/// Reply samples still readable over the next 50 ms (none may be after an interruption).
+pub fn readable_over_the_next_50_ms(session: &Session) -> usize {
+    let mut buf = [0i16; 4096];
+    let mut total = 0;
+    for _ in 0..10 {
+        total += session.read_audio(&mut buf).expect("read_audio");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    total
+}
+
+/// Speaks `text` with the espeak-ng program and returns mono PCM at 16 kHz.
+pub fn espeak_speech(text: &str, voice: &str) -> Vec<i16> {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join(format!("espeak-{}-{voice}.wav", std::process::id()));
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-v", voice, "-w"])
+        .arg(&path)
+        .arg(text)
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "espeak-ng failed (run scripts/setup.sh)"
+    );
+    let mut reader = hound::WavReader::open(&path).unwrap();
+    let rate = reader.spec().sample_rate;
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let _ = std::fs::remove_file(&path);
+    let mut resampler = voicebackend::rt::resample::StreamResampler::new(rate, 16000);
+    let mut out = resampler.push(&samples);
+    out.extend(resampler.finish());
+    out
+}
