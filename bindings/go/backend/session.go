@@ -146,16 +146,8 @@ func (s *Session) DroppedAudioChunks() uint64 { return s.droppedAudio.Load() }
 // Start starts the session (vb_session_start) and its audio reader. ErrCodeInvalidState when
 // already started or stopped.
 func (s *Session) Start(ctx context.Context) error {
-	const op = "Session.Start"
-	if err := ctxErr(ctx); err != nil {
-		return err
-	}
-	s.life.RLock()
-	defer s.life.RUnlock()
-	if s.c == nil {
-		return closedSession(op)
-	}
-	if err := call(op, func() C.enum_VbStatus { return C.vb_session_start(s.c) }); err != nil {
+	err := s.control(ctx, "Session.Start", func(c *C.VbSession) C.enum_VbStatus { return C.vb_session_start(c) })
+	if err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -441,18 +433,18 @@ func (s *Session) Say(ctx context.Context, text string) error {
 		return err
 	}
 	defer freeCString(cs)
-	s.life.RLock()
-	defer s.life.RUnlock()
-	if s.c == nil {
-		return closedSession(op)
-	}
-	return call(op, func() C.enum_VbStatus { return C.vb_session_say(s.c, cs) })
+	return s.control(ctx, op, func(c *C.VbSession) C.enum_VbStatus { return C.vb_session_say(c, cs) })
 }
 
 // Interrupt is host-side barge-in (vb_session_interrupt): playback stops now, the reply in
 // progress is cancelled (its agent callback's ctx too) and queued replies are dropped.
 func (s *Session) Interrupt(ctx context.Context) error {
-	const op = "Session.Interrupt"
+	return s.control(ctx, "Session.Interrupt", func(c *C.VbSession) C.enum_VbStatus { return C.vb_session_interrupt(c) })
+}
+
+// control runs one control call on the live handle: the ctx is checked first, the handle is
+// held against Close for the duration, and a failure becomes a *BackendError for op.
+func (s *Session) control(ctx context.Context, op string, f func(*C.VbSession) C.enum_VbStatus) error {
 	if err := ctxErr(ctx); err != nil {
 		return err
 	}
@@ -461,7 +453,7 @@ func (s *Session) Interrupt(ctx context.Context) error {
 	if s.c == nil {
 		return closedSession(op)
 	}
-	return call(op, func() C.enum_VbStatus { return C.vb_session_interrupt(s.c) })
+	return call(op, func() C.enum_VbStatus { return f(s.c) })
 }
 
 // deliver converts an engine event and hands it to the Events channel without blocking. It

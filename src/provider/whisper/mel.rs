@@ -17,13 +17,20 @@ pub const HOP_LENGTH: usize = 160;
 /// Frames in Whisper's 30-second window.
 pub const N_FRAMES: usize = 3000;
 
+/// Hz per mel below 1 kHz on the Slaney scale.
+const F_SP: f64 = 200.0 / 3.0;
+/// Where the Slaney scale turns logarithmic.
+const MIN_LOG_HZ: f64 = 1000.0;
+
+/// The mel at 1 kHz and the mel step per natural-log unit of Hz above it.
+fn slaney_log_part() -> (f64, f64) {
+    (MIN_LOG_HZ / F_SP, 6.4f64.ln() / 27.0)
+}
+
 /// Hz → mel on the Slaney scale (linear below 1 kHz, logarithmic above), as librosa with
 /// `htk=False`.
 fn hz_to_mel(hz: f64) -> f64 {
-    const F_SP: f64 = 200.0 / 3.0;
-    const MIN_LOG_HZ: f64 = 1000.0;
-    let min_log_mel = MIN_LOG_HZ / F_SP;
-    let logstep = 6.4f64.ln() / 27.0;
+    let (min_log_mel, logstep) = slaney_log_part();
     if hz >= MIN_LOG_HZ {
         min_log_mel + (hz / MIN_LOG_HZ).ln() / logstep
     } else {
@@ -33,10 +40,7 @@ fn hz_to_mel(hz: f64) -> f64 {
 
 /// Mel → Hz, the inverse of [`hz_to_mel`].
 fn mel_to_hz(mel: f64) -> f64 {
-    const F_SP: f64 = 200.0 / 3.0;
-    const MIN_LOG_HZ: f64 = 1000.0;
-    let min_log_mel = MIN_LOG_HZ / F_SP;
-    let logstep = 6.4f64.ln() / 27.0;
+    let (min_log_mel, logstep) = slaney_log_part();
     if mel >= min_log_mel {
         MIN_LOG_HZ * (logstep * (mel - min_log_mel)).exp()
     } else {
