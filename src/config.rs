@@ -76,6 +76,163 @@ pub struct BackendConfig {
     /// Barge-in.
     #[serde(default)]
     pub interruptions: InterruptionConfig,
+    /// An agent callback still running after this many ms gives `VB_EVENT_ERROR` with
+    /// `VB_ERR_TIMEOUT` and the session goes back to listening (100–600000, default 10000).
+    #[serde(default = "default_agent_timeout_ms")]
+    pub agent_timeout_ms: u32,
+    /// How network providers retry failed connections.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Session admission limits.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    /// Access tokens.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Where active sessions are persisted.
+    #[serde(default)]
+    pub persistence: PersistenceConfig,
+    /// What may be persisted or logged.
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+    /// Metrics and traces.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// A secret from configuration (API key, signing key): usable by the code that needs it, printed
+/// as `***` by `Debug` so that it never reaches logs, errors or traces by accident.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that sends or checks it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// `retry`: jittered exponential backoff for provider connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Connection attempts before giving up, the first included (1–20, default 5).
+    pub max_attempts: u32,
+    /// Wait before the second attempt; doubles each time (1–60000 ms, default 100).
+    pub initial_backoff_ms: u32,
+    /// Longest wait between attempts (initial_backoff_ms–300000 ms, default 5000).
+    pub max_backoff_ms: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 5,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 5000,
+        }
+    }
+}
+
+/// `rate_limit`: the built-in token buckets that admit new sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Sessions admitted per second across the backend; 0 turns the global limit off (default 50).
+    pub sessions_per_second: u32,
+    /// Sessions that may be admitted at once above the steady rate (1–1000000, default 100).
+    pub burst: u32,
+    /// Sessions one user may open per minute; 0 turns the per-user limit off (default 30).
+    pub per_user_sessions_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            sessions_per_second: 50,
+            burst: 100,
+            per_user_sessions_per_minute: 30,
+        }
+    }
+}
+
+/// `auth`: access tokens of new sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Key of the built-in hook that verifies HS256 JWT access tokens (LiveKit-compatible
+    /// claims); null: no built-in hook.
+    pub jwt_hs256_secret: Option<Secret>,
+    /// Refuse sessions without a valid `auth_token` (default false).
+    pub required: bool,
+}
+
+/// `persistence`: the embedded store of active sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistenceConfig {
+    /// Store file; null: `sessions.redb` under the user's cache directory; `""`: off.
+    pub path: Option<String>,
+}
+
+/// `privacy`: what the default retention policy lets the engine keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Keep transcripts in the store while the session is active (default true).
+    pub persist_transcripts: bool,
+    /// Keep user audio in the store while the session is active (default false).
+    pub persist_audio: bool,
+    /// Write transcripts to logs (default false).
+    pub log_transcripts: bool,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            persist_transcripts: true,
+            persist_audio: false,
+            log_transcripts: false,
+        }
+    }
+}
+
+/// `telemetry`: OpenTelemetry metrics and traces.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `service.name` of the exported resource (default "voicebackend").
+    pub service_name: String,
+    /// OTLP/HTTP protobuf endpoint, e.g. `http://127.0.0.1:4318`; null: no OTLP export.
+    pub otlp_endpoint: Option<String>,
+    /// `host:port` of a Prometheus text endpoint (`/metrics`); null: none. Loopback unless an
+    /// address says otherwise.
+    pub prometheus_addr: Option<String>,
+    /// How often metrics are pushed over OTLP (100–600000 ms, default 10000).
+    pub export_interval_ms: u32,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            service_name: "voicebackend".to_owned(),
+            otlp_endpoint: None,
+            prometheus_addr: None,
+            export_interval_ms: 10_000,
+        }
+    }
 }
 
 /// `audio`: the realtime core's internal format and ring sizes.
@@ -221,6 +378,9 @@ fn default_latency_target_ms() -> u32 {
 }
 fn default_max_sessions() -> u32 {
     100
+}
+fn default_agent_timeout_ms() -> u32 {
+    10_000
 }
 fn default_transport() -> String {
     "host".to_owned()
@@ -390,6 +550,62 @@ impl BackendConfig {
             0,
             5000,
         )?;
+        check_range(
+            "agent_timeout_ms",
+            self.agent_timeout_ms.into(),
+            100,
+            600_000,
+        )?;
+        let r = &self.retry;
+        check_range("retry.max_attempts", r.max_attempts.into(), 1, 20)?;
+        check_range(
+            "retry.initial_backoff_ms",
+            r.initial_backoff_ms.into(),
+            1,
+            60_000,
+        )?;
+        check_range(
+            "retry.max_backoff_ms",
+            r.max_backoff_ms.into(),
+            r.initial_backoff_ms.into(),
+            300_000,
+        )?;
+        let l = &self.rate_limit;
+        check_range(
+            "rate_limit.sessions_per_second",
+            l.sessions_per_second.into(),
+            0,
+            100_000,
+        )?;
+        check_range("rate_limit.burst", l.burst.into(), 1, 1_000_000)?;
+        check_range(
+            "rate_limit.per_user_sessions_per_minute",
+            l.per_user_sessions_per_minute.into(),
+            0,
+            1_000_000,
+        )?;
+        if self
+            .auth
+            .jwt_hs256_secret
+            .as_ref()
+            .is_some_and(|s| s.expose().is_empty())
+        {
+            return Err(Error::invalid_config(
+                "auth.jwt_hs256_secret: must not be empty (null turns the built-in hook off)",
+            ));
+        }
+        let t = &self.telemetry;
+        if t.service_name.is_empty() {
+            return Err(Error::invalid_config(
+                "telemetry.service_name: must not be empty",
+            ));
+        }
+        check_range(
+            "telemetry.export_interval_ms",
+            t.export_interval_ms.into(),
+            100,
+            600_000,
+        )?;
         Ok(())
     }
 }
@@ -471,6 +687,60 @@ mod tests {
         );
         assert!(c.interruptions.enabled);
         assert_eq!(c.interruptions.min_speech_ms, 200);
+        assert_eq!(c.agent_timeout_ms, 10_000);
+        assert_eq!(c.retry, RetryConfig::default());
+        assert_eq!(
+            (
+                c.retry.max_attempts,
+                c.retry.initial_backoff_ms,
+                c.retry.max_backoff_ms
+            ),
+            (5, 100, 5000)
+        );
+        assert_eq!(
+            (
+                c.rate_limit.sessions_per_second,
+                c.rate_limit.burst,
+                c.rate_limit.per_user_sessions_per_minute
+            ),
+            (50, 100, 30)
+        );
+        assert_eq!(c.auth, AuthConfig::default());
+        assert_eq!(c.persistence.path, None);
+        assert_eq!(c.privacy, PrivacyConfig::default());
+        assert!(c.privacy.persist_transcripts && !c.privacy.persist_audio);
+        assert_eq!(c.telemetry.service_name, "voicebackend");
+    }
+
+    #[test]
+    fn operations_sections_are_checked_like_the_rest() {
+        let with = |extra: &str| {
+            format!(r#"{{"provider":"local","stt_provider":"a","tts_provider":"b",{extra}}}"#)
+        };
+        let m = err(&with(
+            r#""retry":{"initial_backoff_ms":500,"max_backoff_ms":100}"#,
+        ));
+        assert_eq!(m, "retry.max_backoff_ms: 100 is below the minimum 500");
+        let m = err(&with(r#""agent_timeout_ms":5"#));
+        assert!(m.starts_with("agent_timeout_ms"), "{m}");
+        let m = err(&with(r#""auth":{"jwt_hs256_secret":""}"#));
+        assert!(m.starts_with("auth.jwt_hs256_secret"), "{m}");
+        let m = err(&with(r#""privacy":{"keep_audio":true}"#));
+        assert!(m.contains("keep_audio"), "{m}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = BackendConfig::from_json(
+            r#"{"provider":"local","stt_provider":"a","tts_provider":"b",
+                "auth":{"jwt_hs256_secret":"hunter2-signing-key"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.auth.jwt_hs256_secret.as_ref().map(Secret::expose),
+            Some("hunter2-signing-key")
+        );
+        assert!(!format!("{c:?}").contains("hunter2"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use voicebackend::provider::espeak;
-use voicebackend::provider::{ProviderRegistry, TtsProvider, TtsRequest};
+use voicebackend::provider::{ProviderRegistry, ProviderSetup, TtsProvider, TtsRequest};
 use voicebackend::{Result, VbStatus};
 
 /// Upper bound against hangs, never a latency assertion.
@@ -23,7 +23,7 @@ static CANCELLING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn espeak_tts(config: Value) -> Arc<dyn TtsProvider> {
     ProviderRegistry::global()
-        .create_tts("espeak", &config)
+        .create_tts("espeak", &ProviderSetup::new(&config))
         .expect("the espeak provider")
 }
 
@@ -212,7 +212,7 @@ fn config_errors_name_the_field() {
         (json!("en-us"), "tts_config: must be a JSON object"),
     ];
     for (config, expected) in cases {
-        let e = match registry.create_tts("espeak", &config) {
+        let e = match registry.create_tts("espeak", &ProviderSetup::new(&config)) {
             Ok(_) => panic!("{config} was accepted"),
             Err(e) => e,
         };
@@ -224,7 +224,10 @@ fn config_errors_name_the_field() {
         );
     }
     let e = registry
-        .create_tts("espeak", &json!({"voice": "zz-notavoice"}))
+        .create_tts(
+            "espeak",
+            &ProviderSetup::new(&json!({"voice": "zz-notavoice"})),
+        )
         .err()
         .expect("unknown voice");
     assert!(e.message().contains("'zz-notavoice'"), "{}", e.message());

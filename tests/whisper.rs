@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use voicebackend::VbStatus;
 use voicebackend::provider::stt::{SttResult, SttSink, SttTurn};
 use voicebackend::provider::whisper::{self, EncoderContext, WhisperModel};
-use voicebackend::provider::{ProviderRegistry, SttProvider};
+use voicebackend::provider::{ProviderRegistry, ProviderSetup, SttProvider};
 use voicebackend::rt::resample::StreamResampler;
 
 const SENTENCES: [&str; 12] = [
@@ -199,7 +199,7 @@ fn provider(mut config: serde_json::Value) -> Arc<dyn SttProvider> {
     config["model_dir"] = json!(model_dir());
     let started = Instant::now();
     let stt = ProviderRegistry::global()
-        .create_stt("whisper", &config)
+        .create_stt("whisper", &ProviderSetup::new(&config))
         .expect("the whisper provider loads");
     println!(
         "model loaded in {:.0} ms",
@@ -286,7 +286,7 @@ async fn resamples_8_khz_and_serves_concurrent_turns_on_own_threads() {
 }
 
 fn expect_config_error(config: serde_json::Value, path: &Path) {
-    let err = match ProviderRegistry::global().create_stt("whisper", &config) {
+    let err = match ProviderRegistry::global().create_stt("whisper", &ProviderSetup::new(&config)) {
         Ok(_) => panic!("{config} was accepted"),
         Err(e) => e,
     };
@@ -318,7 +318,9 @@ fn missing_or_corrupt_model_dir_is_an_invalid_config() {
     let _ = std::fs::remove_dir_all(&corrupt);
 
     // Unknown keys are refused too.
-    let err = match ProviderRegistry::global().create_stt("whisper", &json!({"foo": 1})) {
+    let err = match ProviderRegistry::global()
+        .create_stt("whisper", &ProviderSetup::new(&json!({"foo": 1})))
+    {
         Ok(_) => panic!("an unknown key was accepted"),
         Err(e) => e,
     };

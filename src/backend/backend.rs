@@ -123,7 +123,7 @@ impl Backend {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(IO_THREADS)
             .thread_name("vb-io")
-            .enable_time()
+            .enable_all()
             .build()
             .map_err(|e| Error::internal(format!("could not start the I/O runtime: {e}")))?;
         *state = BackendState::Running(runtime);

@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::pipeline::SessionPipeline;
 use crate::pipeline::s2s::S2sPipeline;
 use crate::pipeline::stt_tts::SttTtsPipeline;
-use crate::provider::ProviderRegistry;
+use crate::provider::{ProviderRegistry, ProviderSetup};
 use crate::registry::NameMap;
 
 /// A kind of backend.
@@ -49,15 +49,21 @@ impl BackendProvider for LocalBackend {
         config.require_pipeline_providers()?;
         let providers = ProviderRegistry::global();
         let named = |name: &Option<String>| name.clone().unwrap_or_default();
+        let setup = |section| ProviderSetup {
+            config: section,
+            retry: config.retry,
+        };
         Ok(match config.pipeline_type {
             PipelineType::SttTts => {
-                let stt = providers.create_stt(&named(&config.stt_provider), &config.stt_config)?;
-                let tts = providers.create_tts(&named(&config.tts_provider), &config.tts_config)?;
+                let stt = providers
+                    .create_stt(&named(&config.stt_provider), &setup(&config.stt_config))?;
+                let tts = providers
+                    .create_tts(&named(&config.tts_provider), &setup(&config.tts_config))?;
                 Arc::new(SttTtsPipeline::new(stt, tts))
             }
             PipelineType::S2s => {
-                let model =
-                    providers.create_s2s(&named(&config.s2s_provider), &config.s2s_config)?;
+                let model = providers
+                    .create_s2s(&named(&config.s2s_provider), &setup(&config.s2s_config))?;
                 Arc::new(S2sPipeline::new(model))
             }
         })

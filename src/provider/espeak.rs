@@ -50,7 +50,7 @@ use tokio::sync::mpsc;
 
 use super::registry::TtsFactory;
 use super::tts::SentenceSplitter;
-use super::{BoxFuture, TtsProvider, TtsRequest};
+use super::{BoxFuture, ProviderSetup, TtsProvider, TtsRequest};
 use crate::config::{check_range, parse_section};
 use crate::error::{Error, Result};
 use engine::{Engine, JobEvent, VoiceSettings};
@@ -101,7 +101,9 @@ impl EspeakConfig {
 
 /// The factory the registry keeps under `espeak`.
 pub fn factory() -> TtsFactory {
-    Arc::new(|config: &Value| Ok(Arc::new(EspeakTts::new(config)?) as Arc<dyn TtsProvider>))
+    Arc::new(|setup: &ProviderSetup| {
+        Ok(Arc::new(EspeakTts::new(setup.config)?) as Arc<dyn TtsProvider>)
+    })
 }
 
 /// The eSpeak NG text-to-speech provider. Cheap: every instance shares the one engine.

@@ -5,6 +5,7 @@
 
 pub mod builtin;
 pub mod espeak;
+pub mod net;
 pub mod registry;
 pub mod s2s;
 pub mod stt;
@@ -17,7 +18,7 @@ use std::pin::Pin;
 /// A boxed, sendable future: what provider methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-pub use registry::{ProviderKind, ProviderRegistry};
+pub use registry::{ProviderKind, ProviderRegistry, ProviderSetup};
 pub use s2s::{S2sEvent, S2sInput, S2sProvider, S2sSession};
 pub use stt::{SttProvider, SttSink, SttTurn};
 pub use tts::{TtsProvider, TtsRequest};

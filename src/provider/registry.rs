@@ -5,15 +5,35 @@ use std::sync::{Arc, OnceLock};
 use serde_json::Value;
 
 use super::{S2sProvider, SttProvider, TtsProvider};
+use crate::config::RetryConfig;
 use crate::error::Result;
 use crate::registry::NameMap;
 
-/// Makes an STT provider from its JSON config (validating it).
-pub type SttFactory = Arc<dyn Fn(&Value) -> Result<Arc<dyn SttProvider>> + Send + Sync>;
-/// Makes a TTS provider from its JSON config (validating it).
-pub type TtsFactory = Arc<dyn Fn(&Value) -> Result<Arc<dyn TtsProvider>> + Send + Sync>;
-/// Makes an S2S provider from its JSON config (validating it).
-pub type S2sFactory = Arc<dyn Fn(&Value) -> Result<Arc<dyn S2sProvider>> + Send + Sync>;
+/// What a provider factory gets: its own JSON section and the backend-wide network rules.
+#[derive(Debug, Clone, Copy)]
+pub struct ProviderSetup<'a> {
+    /// The provider's section (`stt_config`, `tts_config` or `s2s_config`), to validate strictly.
+    pub config: &'a Value,
+    /// How connections to network services are retried (the backend's `retry`).
+    pub retry: RetryConfig,
+}
+
+impl<'a> ProviderSetup<'a> {
+    /// `config` with the default retry rules.
+    pub fn new(config: &'a Value) -> Self {
+        ProviderSetup {
+            config,
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// Makes an STT provider (validating its config).
+pub type SttFactory = Arc<dyn Fn(&ProviderSetup) -> Result<Arc<dyn SttProvider>> + Send + Sync>;
+/// Makes a TTS provider (validating its config).
+pub type TtsFactory = Arc<dyn Fn(&ProviderSetup) -> Result<Arc<dyn TtsProvider>> + Send + Sync>;
+/// Makes an S2S provider (validating its config).
+pub type S2sFactory = Arc<dyn Fn(&ProviderSetup) -> Result<Arc<dyn S2sProvider>> + Send + Sync>;
 
 /// The three kinds of media provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,18 +82,18 @@ impl ProviderRegistry {
         }
     }
 
-    /// Creates the STT provider `name` with `config`.
-    pub fn create_stt(&self, name: &str, config: &Value) -> Result<Arc<dyn SttProvider>> {
-        (self.stt.get(name)?)(config)
+    /// Creates the STT provider `name`.
+    pub fn create_stt(&self, name: &str, setup: &ProviderSetup) -> Result<Arc<dyn SttProvider>> {
+        (self.stt.get(name)?)(setup)
     }
 
-    /// Creates the TTS provider `name` with `config`.
-    pub fn create_tts(&self, name: &str, config: &Value) -> Result<Arc<dyn TtsProvider>> {
-        (self.tts.get(name)?)(config)
+    /// Creates the TTS provider `name`.
+    pub fn create_tts(&self, name: &str, setup: &ProviderSetup) -> Result<Arc<dyn TtsProvider>> {
+        (self.tts.get(name)?)(setup)
     }
 
-    /// Creates the S2S provider `name` with `config`.
-    pub fn create_s2s(&self, name: &str, config: &Value) -> Result<Arc<dyn S2sProvider>> {
-        (self.s2s.get(name)?)(config)
+    /// Creates the S2S provider `name`.
+    pub fn create_s2s(&self, name: &str, setup: &ProviderSetup) -> Result<Arc<dyn S2sProvider>> {
+        (self.s2s.get(name)?)(setup)
     }
 }

@@ -13,33 +13,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::config::parse_section;
 use crate::error::{Error, Result};
 use crate::provider::{
-    BoxFuture, ProviderRegistry, S2sEvent, S2sInput, S2sProvider, S2sSession, SttProvider, SttTurn,
-    TtsProvider, TtsRequest,
+    BoxFuture, ProviderRegistry, ProviderSetup, S2sEvent, S2sInput, S2sProvider, S2sSession,
+    SttProvider, SttTurn, TtsProvider, TtsRequest,
 };
 
 /// Registers the test providers.
 pub fn register(registry: &ProviderRegistry) {
-    let stt: crate::provider::registry::SttFactory = Arc::new(|config: &Value| {
+    let stt: crate::provider::registry::SttFactory = Arc::new(|setup: &ProviderSetup| {
         Ok(Arc::new(PitchStt {
-            config: parse_section("stt_config", config, &["delay_ms", "fail_with"])?,
+            config: parse_section("stt_config", setup.config, &["delay_ms", "fail_with"])?,
         }) as Arc<dyn SttProvider>)
     });
-    let tts: crate::provider::registry::TtsFactory = Arc::new(|config: &Value| {
+    let tts: crate::provider::registry::TtsFactory = Arc::new(|setup: &ProviderSetup| {
         Ok(Arc::new(ToneTts {
             config: parse_section(
                 "tts_config",
-                config,
+                setup.config,
                 &["ms_per_char", "frequency_hz", "fail_with"],
             )?,
         }) as Arc<dyn TtsProvider>)
     });
-    let s2s: crate::provider::registry::S2sFactory = Arc::new(|config: &Value| {
-        let _: EmptyConfig = parse_section("s2s_config", config, &[])?;
+    let s2s: crate::provider::registry::S2sFactory = Arc::new(|setup: &ProviderSetup| {
+        let _: EmptyConfig = parse_section("s2s_config", setup.config, &[])?;
         Ok(Arc::new(EchoS2s) as Arc<dyn S2sProvider>)
     });
     registry

@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use voicebackend::config::HOST_RATES;
-use voicebackend::provider::ProviderRegistry;
 use voicebackend::provider::tts::TtsRequest;
+use voicebackend::provider::{ProviderRegistry, ProviderSetup};
 use voicebackend::rt::resample::StreamResampler;
 
 const USAGE: &str = "\
@@ -216,7 +216,7 @@ fn say(args: &Args) -> Result<(), String> {
     }
     let name = args.value(&["tts"]).unwrap_or("espeak");
     let tts = ProviderRegistry::global()
-        .create_tts(name, &config.into())
+        .create_tts(name, &ProviderSetup::new(&config.into()))
         .map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()

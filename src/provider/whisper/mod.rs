@@ -39,8 +39,8 @@ use serde_json::Value;
 
 pub use model::{EncoderContext, Transcription, WhisperModel};
 
-use super::BoxFuture;
 use super::stt::{SttProvider, SttTurn};
+use super::{BoxFuture, ProviderSetup};
 use crate::error::{Error, Result};
 use crate::rt::resample::StreamResampler;
 
@@ -195,8 +195,8 @@ impl WhisperStt {
 }
 
 /// The registry factory: validates `stt_config` and loads the model.
-pub fn create(config: &Value) -> Result<Arc<dyn SttProvider>> {
-    let config = WhisperConfig::from_json(config)?;
+pub fn create(setup: &ProviderSetup) -> Result<Arc<dyn SttProvider>> {
+    let config = WhisperConfig::from_json(setup.config)?;
     Ok(Arc::new(WhisperStt::new(&config)?))
 }
 
@@ -289,7 +289,7 @@ mod tests {
     #[test]
     fn missing_model_dir_is_a_config_error_naming_the_path() {
         let dir = "/nonexistent/vb-whisper-model";
-        let err = match create(&json!({ "model_dir": dir })) {
+        let err = match create(&ProviderSetup::new(&json!({ "model_dir": dir }))) {
             Ok(_) => panic!("a missing model directory was accepted"),
             Err(e) => e,
         };
