@@ -228,6 +228,58 @@ fn agent_errors_and_panics_become_error_events_and_the_session_keeps_listening()
 }
 
 #[test]
+fn an_agent_that_overruns_agent_timeout_ms_loses_the_turn_and_the_session_keeps_listening() {
+    let backend = test_backend(r#""agent_timeout_ms":300"#);
+    // The first call hangs until the test releases it; later calls answer at once.
+    let (release, hang) = std::sync::mpsc::channel::<()>();
+    let hang = Mutex::new(Some(hang));
+    let saw_cancel = Arc::new(AtomicUsize::new(0));
+    let cancel_seen = saw_cancel.clone();
+    let agent = Arc::new(
+        move |text: &str, reply: &mut Reply| -> voicebackend::Result<()> {
+            if let Some(hang) = hang.lock().unwrap().take() {
+                reply.write("I am thinking about ")?;
+                let _ = hang.recv();
+                if reply.is_cancelled() {
+                    cancel_seen.fetch_add(1, Ordering::SeqCst);
+                }
+                return Ok(());
+            }
+            reply.write(&format!("you said {text}"))?;
+            reply.end()
+        },
+    );
+    let session = backend
+        .create_session(SessionConfig::default(), Some(agent), None)
+        .unwrap();
+    session.start().unwrap();
+    push_all(&session, &utterance(150.0, 600, 16000), 16000);
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_ERROR);
+    let error = events.last().unwrap();
+    assert_eq!(error.error, VbStatus::VB_ERR_TIMEOUT);
+    assert!(
+        error.text.as_deref().unwrap().contains("agent_timeout_ms"),
+        "{:?}",
+        error.text
+    );
+    assert!(texts(&events, K::VB_EVENT_AGENT_RESPONSE).is_empty());
+    events_until(&session, |e| {
+        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_LISTENING
+    });
+    release.send(()).unwrap();
+
+    // The next turn is answered normally.
+    push_all(&session, &utterance(150.0, 600, 16000), 16000);
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_AGENT_RESPONSE);
+    assert!(texts(&events, K::VB_EVENT_AGENT_RESPONSE)[0].starts_with("you said pitch"));
+    assert_eq!(
+        saw_cancel.load(Ordering::SeqCst),
+        1,
+        "the late agent saw its reply cancelled"
+    );
+}
+
+#[test]
 fn provider_failures_are_reported_with_the_provider_name() {
     let backend = test_backend(r#""stt_config":{"fail_with":"model crashed"}"#);
     let session = session_at(&backend, 16000);

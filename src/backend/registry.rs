@@ -2,6 +2,7 @@
 //! are built). A backend provider checks its configuration and decides what each session runs.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::config::{BackendConfig, PipelineType, parse_section};
 use crate::error::Result;
@@ -59,7 +60,11 @@ impl BackendProvider for LocalBackend {
                     .create_stt(&named(&config.stt_provider), &setup(&config.stt_config))?;
                 let tts = providers
                     .create_tts(&named(&config.tts_provider), &setup(&config.tts_config))?;
-                Arc::new(SttTtsPipeline::new(stt, tts))
+                Arc::new(SttTtsPipeline::new(
+                    stt,
+                    tts,
+                    Duration::from_millis(config.agent_timeout_ms.into()),
+                ))
             }
             PipelineType::S2s => {
                 let model = providers

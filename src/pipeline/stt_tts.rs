@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -25,12 +26,22 @@ use crate::rt::message::{RtControl, RtOutput};
 pub struct SttTtsPipeline {
     stt: Arc<dyn SttProvider>,
     tts: Arc<dyn TtsProvider>,
+    agent_timeout: Duration,
 }
 
 impl SttTtsPipeline {
-    /// A pipeline transcribing with `stt` and speaking with `tts`.
-    pub fn new(stt: Arc<dyn SttProvider>, tts: Arc<dyn TtsProvider>) -> Self {
-        SttTtsPipeline { stt, tts }
+    /// A pipeline transcribing with `stt` and speaking with `tts`; an agent that has not finished
+    /// its reply text within `agent_timeout` loses the turn (`VB_ERR_TIMEOUT`).
+    pub fn new(
+        stt: Arc<dyn SttProvider>,
+        tts: Arc<dyn TtsProvider>,
+        agent_timeout: Duration,
+    ) -> Self {
+        SttTtsPipeline {
+            stt,
+            tts,
+            agent_timeout,
+        }
     }
 }
 
@@ -40,7 +51,8 @@ impl SessionPipeline for SttTtsPipeline {
     }
 
     fn run(&self, ctx: PipelineContext) -> BoxFuture<'static, ()> {
-        let (conversation, inbox) = Conversation::new(ctx, self.stt.clone(), self.tts.clone());
+        let (conversation, inbox) =
+            Conversation::new(ctx, self.stt.clone(), self.tts.clone(), self.agent_timeout);
         Box::pin(conversation.run(inbox))
     }
 }
@@ -60,6 +72,8 @@ struct ActiveReply {
     cancelled: Arc<AtomicBool>,
     /// Text to TTS; `None` once the reply text has ended.
     text_tx: Option<mpsc::UnboundedSender<String>>,
+    /// When the agent must have finished writing; `None` for `say` and once the text ended.
+    agent_deadline: Option<tokio::time::Instant>,
     audio_rx: mpsc::Receiver<Vec<i16>>,
     audio_open: bool,
     tts_task: JoinHandle<()>,
@@ -77,6 +91,7 @@ enum Wake {
     Stt(u32, SttResult),
     SttDone(u32, Result<()>),
     Reply(u64, ReplyMsg),
+    AgentTimeout,
     TtsAudio(Option<Vec<i16>>),
     TtsDone(u64, Result<()>),
 }
@@ -85,6 +100,7 @@ struct Conversation {
     ctx: PipelineContext,
     stt: Arc<dyn SttProvider>,
     tts: Arc<dyn TtsProvider>,
+    agent_timeout: Duration,
     clock: TurnClock,
     /// Audio senders of turns still being spoken.
     stt_audio: HashMap<u32, mpsc::UnboundedSender<Vec<i16>>>,
@@ -113,6 +129,7 @@ impl Conversation {
         ctx: PipelineContext,
         stt: Arc<dyn SttProvider>,
         tts: Arc<dyn TtsProvider>,
+        agent_timeout: Duration,
     ) -> (Self, Inbox) {
         let (stt_tx, stt_rx) = mpsc::unbounded_channel();
         let (stt_done_tx, stt_done_rx) = mpsc::unbounded_channel();
@@ -122,6 +139,7 @@ impl Conversation {
             ctx,
             stt,
             tts,
+            agent_timeout,
             clock: TurnClock::default(),
             stt_audio: HashMap::new(),
             transcripts: BTreeMap::new(),
@@ -154,12 +172,14 @@ impl Conversation {
             .set_state(VbSessionState::VB_STATE_LISTENING);
         loop {
             let has_room = self.ctx.reply.has_room();
+            let agent_deadline = self.active.as_ref().and_then(|r| r.agent_deadline);
             let wake = tokio::select! {
                 _ = tick.tick() => Wake::Tick,
                 command = self.ctx.commands.recv() => Wake::Command(command),
                 Some((turn, result)) = inbox.stt_rx.recv() => Wake::Stt(turn, result),
                 Some((turn, done)) = inbox.stt_done_rx.recv() => Wake::SttDone(turn, done),
                 Some((id, msg)) = inbox.reply_rx.recv() => Wake::Reply(id, msg),
+                () = sleep_until(agent_deadline) => Wake::AgentTimeout,
                 chunk = next_tts_audio(&mut self.active), if has_room => Wake::TtsAudio(chunk),
                 Some((id, done)) = inbox.tts_done_rx.recv() => Wake::TtsDone(id, done),
             };
@@ -180,6 +200,7 @@ impl Conversation {
                     self.on_stt_done(turn, done);
                 }
                 Wake::Reply(id, msg) => self.on_reply_msg(id, msg),
+                Wake::AgentTimeout => self.on_agent_timeout(),
                 Wake::TtsAudio(chunk) => self.on_tts_audio(chunk),
                 Wake::TtsDone(id, done) => self.on_tts_done(id, done),
             }
@@ -348,6 +369,7 @@ impl Conversation {
             turn: None,
             cancelled: cancelled.clone(),
             text_tx: Some(text_tx),
+            agent_deadline: None,
             audio_rx,
             audio_open: true,
             tts_task,
@@ -360,6 +382,7 @@ impl Conversation {
         match source {
             ReplySource::Agent { turn, transcript } => {
                 reply.turn = Some(turn);
+                reply.agent_deadline = Some(tokio::time::Instant::now() + self.agent_timeout);
                 self.ctx
                     .events
                     .set_state(VbSessionState::VB_STATE_PROCESSING);
@@ -418,6 +441,7 @@ impl Conversation {
         let Some(reply) = self.active.as_mut() else {
             return;
         };
+        reply.agent_deadline = None;
         if reply.text_tx.take().is_some() && reply.turn.is_some() {
             let text = reply.full_text.clone();
             self.ctx
@@ -514,14 +538,7 @@ impl Conversation {
     /// Barge-in: cancel the agent and TTS, drop queued replies, resume playout on the new turn.
     /// `from_host` is `vb_session_interrupt`, which also flushes playout itself.
     fn cancel_reply(&mut self, from_host: bool) {
-        let had_reply = self.active.is_some() || !self.queue.is_empty();
-        if let Some(reply) = self.active.take() {
-            reply.cancelled.store(true, Ordering::Release);
-            reply.tts_task.abort();
-            if let Some(turn) = reply.turn {
-                self.clock.forget(turn);
-            }
-        }
+        let had_reply = self.drop_active_reply() || !self.queue.is_empty();
         self.queue.clear();
         self.ctx.reply.clear();
         if from_host {
@@ -539,6 +556,41 @@ impl Conversation {
             .set_state(VbSessionState::VB_STATE_LISTENING);
     }
 
+    /// The agent overran `agent_timeout_ms`: its reply is cancelled (it sees
+    /// `Reply::is_cancelled`), whatever it already said stops, and the session goes on with the
+    /// next queued reply or back to listening.
+    fn on_agent_timeout(&mut self) {
+        if !self.drop_active_reply() {
+            return;
+        }
+        self.ctx.reply.clear();
+        let _ = self.ctx.control.try_send(RtControl::Interrupt);
+        let _ = self.ctx.control.try_send(RtControl::ReplyCancelled);
+        self.ctx.shared.wake();
+        let ms = self.agent_timeout.as_millis();
+        self.ctx.events.error(
+            VbStatus::VB_ERR_TIMEOUT,
+            format!(
+                "agent: no complete reply within {ms} ms (agent_timeout_ms); the turn is dropped"
+            ),
+        );
+        self.back_to_listening_if_idle();
+        self.start_next_reply();
+    }
+
+    /// Cancels the active reply's agent and TTS and forgets it; whether there was one.
+    fn drop_active_reply(&mut self) -> bool {
+        let Some(reply) = self.active.take() else {
+            return false;
+        };
+        reply.cancelled.store(true, Ordering::Release);
+        reply.tts_task.abort();
+        if let Some(turn) = reply.turn {
+            self.clock.forget(turn);
+        }
+        true
+    }
+
     fn back_to_listening_if_idle(&mut self) {
         if self.active.is_none() && self.queue.is_empty() {
             self.ctx
@@ -548,10 +600,7 @@ impl Conversation {
     }
 
     fn shutdown(&mut self) {
-        if let Some(reply) = self.active.take() {
-            reply.cancelled.store(true, Ordering::Release);
-            reply.tts_task.abort();
-        }
+        self.drop_active_reply();
         self.stt_audio.clear();
         self.ctx.events.set_state(VbSessionState::VB_STATE_STOPPED);
     }
@@ -562,6 +611,14 @@ async fn next_tts_audio(active: &mut Option<ActiveReply>) -> Option<Vec<i16>> {
     match active {
         Some(reply) if reply.audio_open => reply.audio_rx.recv().await,
         _ => std::future::pending().await,
+    }
+}
+
+/// Resolves at `deadline`; pending forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
