@@ -272,6 +272,11 @@ fn an_agent_that_overruns_agent_timeout_ms_loses_the_turn_and_the_session_keeps_
     push_all(&session, &utterance(150.0, 600, 16000), 16000);
     let events = events_until(&session, |e| e.kind == K::VB_EVENT_AGENT_RESPONSE);
     assert!(texts(&events, K::VB_EVENT_AGENT_RESPONSE)[0].starts_with("you said pitch"));
+    // The released agent runs on its own worker thread: give it a moment to look.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while saw_cancel.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert_eq!(
         saw_cancel.load(Ordering::SeqCst),
         1,
