@@ -414,30 +414,44 @@ fn speech_to_speech_pipelines_answer_without_a_host_agent() {
 }
 
 #[test]
-fn stop_with_drain_lets_the_reply_in_flight_finish() {
+fn stop_with_drain_refuses_new_sessions_and_lets_the_reply_in_flight_finish() {
     let backend = test_backend("");
     let session = session_at(&backend, 16000);
     push_all(&session, &utterance(150.0, 600, 16000), 16000);
-    events_until(&session, |e| {
+    let events = events_until(&session, |e| {
         e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING
     });
-    // A host keeps playing while the backend drains.
-    let reader = std::thread::scope(|scope| {
-        let handle = scope.spawn(|| {
+    let reply = texts(&events, K::VB_EVENT_AGENT_RESPONSE).remove(0);
+    // A host keeps playing while the backend drains; another host tries to open a session.
+    let (played, refused) = std::thread::scope(|scope| {
+        let player = scope.spawn(|| {
             let mut buf = [0i16; 320];
-            let mut total = 0;
+            let mut played = 0;
             while session.state() != S::VB_STATE_STOPPED {
-                total += session.read_audio(&mut buf).unwrap_or(0);
+                played += session.read_audio(&mut buf).unwrap_or(0);
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
-            total
+            played
+        });
+        let latecomer = scope.spawn(|| {
+            while backend.health().status == voicebackend::VbHealthStatus::VB_HEALTH_HEALTHY {
+                std::thread::yield_now();
+            }
+            backend
+                .create_session(SessionConfig::default(), Some(echo_agent()), None)
+                .unwrap_err()
         });
         backend.stop(std::time::Duration::from_secs(20)).unwrap();
-        handle.join().unwrap()
+        (player.join().unwrap(), latecomer.join().unwrap())
     });
-    assert!(reader > 0);
+    assert_eq!(refused.status(), VbStatus::VB_ERR_INVALID_STATE);
+    // The test TTS speaks 20 ms per character: the whole reply was played.
+    let expected = reply.chars().count() * 20 * 16;
+    assert!(
+        played.abs_diff(expected) < 16 * 60,
+        "{played} samples played, the reply has {expected}"
+    );
     let events: Vec<_> = std::iter::from_fn(|| session.poll_event().unwrap()).collect();
-    assert!(texts(&events, K::VB_EVENT_AGENT_RESPONSE).len() <= 1);
     assert!(
         !kinds(&events).contains(&K::VB_EVENT_INTERRUPTED),
         "drain must not cut the reply"

@@ -37,6 +37,8 @@ pub struct RunResult {
 
 /// Longest wait for a reply to start after a turn end, and for the last reply after the file.
 const REPLY_PATIENCE: Duration = Duration::from_secs(60);
+/// How long the backend's graceful stop lets a reply still in flight finish.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An agent that never answers (for `transcribe`).
 struct Silent;
@@ -77,6 +79,14 @@ pub fn run(
     let started = Instant::now();
     let total_frames = audio.len() / frame;
     for (i, piece) in audio.chunks(frame).enumerate() {
+        if crate::signals::stop_requested() {
+            run.clear_progress();
+            println!(
+                "[{:7.2} s] stop requested: draining (no more input; the reply in flight finishes)",
+                run.position()
+            );
+            break;
+        }
         if options.realtime {
             sleep_until(started + Duration::from_millis(20 * i as u64));
         }
@@ -86,7 +96,7 @@ pub fn run(
     // Let the last reply finish: keep the clock running on silence.
     let silence = vec![0i16; frame];
     let deadline = Instant::now() + REPLY_PATIENCE;
-    let mut i = total_frames;
+    let mut i = run.timeline.len() / frame;
     while !run.idle() && Instant::now() < deadline {
         if options.realtime {
             sleep_until(started + Duration::from_millis(20 * i as u64));
@@ -94,8 +104,7 @@ pub fn run(
         run.step(&silence)?;
         i += 1;
     }
-    session.stop().map_err(|e| e.to_string())?;
-    backend.stop(Duration::ZERO).map_err(|e| e.to_string())?;
+    backend.stop(DRAIN_TIMEOUT).map_err(|e| e.to_string())?;
     Ok(RunResult {
         timeline: run.timeline,
         metrics: run.metrics,

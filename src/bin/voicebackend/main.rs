@@ -9,6 +9,7 @@
 mod agent;
 mod converse;
 mod report;
+mod signals;
 mod wav;
 
 use std::path::PathBuf;
@@ -37,10 +38,14 @@ OPTIONS:
   --tts NAME        TTS provider (default: espeak)
   --config FILE     full backend configuration JSON (overrides --stt/--tts)
   --realtime        push audio at real-time pace instead of as fast as possible
+
+SIGINT or SIGTERM stops a conversation gracefully: no more input is taken, the reply in
+flight finishes, the output is written. A second signal exits at once.
 ";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    signals::install();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
