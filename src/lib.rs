@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod provider;
 pub mod registry;
 pub mod rt;
+pub mod telemetry;
 pub mod transport;
 
 #[cfg(feature = "test-providers")]

@@ -18,6 +18,7 @@ use crate::rt::core::build_session;
 use crate::rt::frame::FrameSpec;
 use crate::rt::processor::{ProcessorChain, ProcessorFactory};
 use crate::rt::shared::{EngineCounters, RtShared};
+use crate::telemetry::Telemetry;
 use crate::transport::host::HostAudio;
 
 /// Worker threads of the I/O runtime (provider I/O and session tasks).
@@ -43,6 +44,7 @@ pub(crate) struct BackendInner {
     sessions: Mutex<HashMap<u64, Weak<SessionInner>>>,
     processors: Mutex<Vec<ProcessorFactory>>,
     counters: Arc<EngineCounters>,
+    telemetry: Telemetry,
     next_key: AtomicU64,
     /// (frames_dropped, deadline_misses) at the last health check.
     last_check: Mutex<(u64, u64)>,
@@ -55,6 +57,8 @@ impl Backend {
         config.validate()?;
         let provider = backend_registry().get(&config.provider)?;
         let pipeline = provider.prepare(&config)?;
+        let counters = Arc::new(EngineCounters::default());
+        let telemetry = Telemetry::new(&config, counters.clone())?;
         Ok(Backend {
             inner: Arc::new(BackendInner {
                 config,
@@ -63,7 +67,8 @@ impl Backend {
                 state: Mutex::new(BackendState::Created),
                 sessions: Mutex::new(HashMap::new()),
                 processors: Mutex::new(Vec::new()),
-                counters: Arc::new(EngineCounters::default()),
+                counters,
+                telemetry,
                 next_key: AtomicU64::new(1),
                 last_check: Mutex::new((0, 0)),
             }),
@@ -106,7 +111,8 @@ impl Backend {
         Ok(())
     }
 
-    /// Starts the I/O runtime; sessions can be created from now on.
+    /// Starts the I/O runtime and the telemetry exporters; sessions can be created from now on.
+    /// A `telemetry.prometheus_addr` that cannot be bound is `VB_ERR_INVALID_CONFIG`.
     pub fn start(&self) -> Result<()> {
         let mut state = self.inner.lock_state();
         match *state {
@@ -126,6 +132,7 @@ impl Backend {
             .enable_all()
             .build()
             .map_err(|e| Error::internal(format!("could not start the I/O runtime: {e}")))?;
+        self.inner.telemetry.start(runtime.handle())?;
         *state = BackendState::Running(runtime);
         Ok(())
     }
@@ -141,6 +148,7 @@ impl Backend {
                     drop(state);
                     self.drain(drain);
                     self.inner.stop_all_sessions();
+                    self.inner.telemetry.stop();
                     runtime.shutdown_background();
                     *self.inner.lock_state() = BackendState::Stopped;
                     return Ok(());
@@ -224,6 +232,7 @@ impl Backend {
             ));
         }
         let key = inner.next_key.fetch_add(1, Ordering::Relaxed);
+        let id = new_session_id(key);
         let spec = FrameSpec::new(&inner.config.audio, &config);
         let processors = {
             let factories = inner.processors.lock().unwrap_or_else(|p| p.into_inner());
@@ -245,7 +254,8 @@ impl Backend {
         );
         let session = Session::assemble(SessionParts {
             key,
-            id: new_session_id(key),
+            telemetry: inner.telemetry.session(&id),
+            id,
             config,
             host,
             shared,
@@ -258,6 +268,11 @@ impl Backend {
         });
         sessions.insert(key, Arc::downgrade(&session.inner));
         Ok(session)
+    }
+
+    /// The backend's telemetry (where its Prometheus endpoint listens, failed OTLP exports).
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
     }
 
     /// Sessions created and not yet stopped.

@@ -22,6 +22,7 @@ use crate::rt::core::{IoEnds, RealtimeLoop};
 use crate::rt::frame::FrameSpec;
 use crate::rt::shared::RtShared;
 use crate::rt::thread::spawn_realtime_thread;
+use crate::telemetry::SessionTelemetry;
 use crate::transport::host::{HostAudio, PushOutcome};
 
 /// Push delivery of events: called on the session's event thread, in order.
@@ -109,6 +110,7 @@ pub(crate) struct SessionParts {
     pub agent: Option<Arc<dyn Agent>>,
     pub on_event: Option<EventCallback>,
     pub backend: Weak<BackendInner>,
+    pub telemetry: SessionTelemetry,
 }
 
 impl Session {
@@ -116,7 +118,12 @@ impl Session {
         let state = Arc::new(StateCell::new(VbSessionState::VB_STATE_IDLE));
         let (events_tx, events_rx) = crate::pipeline::events::event_queue();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let events = EventSink::new(events_tx, parts.shared.clone(), state.clone());
+        let events = EventSink::new(
+            events_tx,
+            parts.shared.clone(),
+            state.clone(),
+            parts.telemetry,
+        );
         let pending = Pending {
             rt: parts.rt,
             io: parts.io,

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::VbStatus;
-use crate::event::{Event, VbEventKind, VbSessionState};
+use crate::event::{Event, VbEventKind, VbSessionState, VbTurnMetrics};
 use crate::rt::shared::RtShared;
+use crate::telemetry::{PROVIDER_ENGINE, SessionTelemetry};
 
 /// Events a host has not polled yet, at most. Beyond that the oldest news is the host's problem:
 /// new events are dropped, counted, and reported by an error event once there is room again.
@@ -38,22 +39,30 @@ pub fn event_queue() -> (Sender<Event>, Receiver<Event>) {
     crossbeam_channel::unbounded()
 }
 
-/// Writes events with the current state and time stamp.
+/// Writes events with the current state and time stamp, and tells the session's telemetry about
+/// errors and played turns. Lives on the session task.
 pub struct EventSink {
     tx: Sender<Event>,
     shared: Arc<RtShared>,
     state: Arc<StateCell>,
     lost: u64,
+    telemetry: SessionTelemetry,
 }
 
 impl EventSink {
-    /// A sink writing into `tx`.
-    pub fn new(tx: Sender<Event>, shared: Arc<RtShared>, state: Arc<StateCell>) -> Self {
+    /// A sink writing into `tx` and observed by `telemetry`.
+    pub fn new(
+        tx: Sender<Event>,
+        shared: Arc<RtShared>,
+        state: Arc<StateCell>,
+        telemetry: SessionTelemetry,
+    ) -> Self {
         EventSink {
             tx,
             shared,
             state,
             lost: 0,
+            telemetry,
         }
     }
 
@@ -74,7 +83,9 @@ impl EventSink {
         }
     }
 
-    /// Emits an event of `kind`; `fill` adds its payload.
+    /// Emits an event of `kind`; `fill` adds its payload. Errors go through [`EventSink::error`]
+    /// or [`EventSink::provider_error`] and turn metrics through [`EventSink::turn_metrics`], so
+    /// that telemetry sees them.
     pub fn emit(&mut self, kind: VbEventKind, fill: impl FnOnce(&mut Event)) {
         let mut event = Event::new(kind, self.now_us(), self.state.get());
         fill(&mut event);
@@ -87,6 +98,7 @@ impl EventSink {
                     ),
                 );
             notice.error = VbStatus::VB_ERR_BUFFER_FULL;
+            self.telemetry.error(notice.error, PROVIDER_ENGINE);
             if self.tx.send(notice).is_ok() {
                 self.lost = 0;
             }
@@ -99,13 +111,29 @@ impl EventSink {
         }
     }
 
-    /// Emits `VB_EVENT_ERROR` with `status` and `message`.
+    /// Emits `VB_EVENT_ERROR` with `status` and `message` for a failure of the engine itself.
     pub fn error(&mut self, status: VbStatus, message: impl Into<String>) {
+        self.provider_error(PROVIDER_ENGINE, status, message);
+    }
+
+    /// Emits `VB_EVENT_ERROR` with `status` and `message` for a failure of `provider` (its
+    /// registry name, or `telemetry::PROVIDER_AGENT` for the host's agent), counted by provider.
+    pub fn provider_error(&mut self, provider: &str, status: VbStatus, message: impl Into<String>) {
+        self.telemetry.error(status, provider);
         let message = message.into();
         self.emit(VbEventKind::VB_EVENT_ERROR, |e| {
             e.error = status;
             e.text = Some(message);
         });
+    }
+
+    /// Emits `VB_EVENT_TURN_METRICS` for turn `turn`, whose first reply sample became readable at
+    /// `played_at_us` on the session clock.
+    pub fn turn_metrics(&mut self, turn: u32, played_at_us: u64, metrics: VbTurnMetrics) {
+        let now = self.now_us();
+        self.telemetry
+            .turn_played(turn, played_at_us, now, &metrics);
+        self.emit(VbEventKind::VB_EVENT_TURN_METRICS, |e| e.metrics = metrics);
     }
 
     /// Emits `VB_EVENT_AUDIO_DROPPED` for `samples` lost samples.

@@ -113,10 +113,7 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                                 if let Some(turn) = r.turn {
                                     r.metrics.first_output_audio_us =
                                         clock.since_speech_end(turn, at_us);
-                                    let metrics = r.metrics;
-                                    ctx.events.emit(VbEventKind::VB_EVENT_TURN_METRICS, |e| {
-                                        e.metrics = metrics
-                                    });
+                                    ctx.events.turn_metrics(turn, at_us, r.metrics);
                                 }
                             }
                         }
@@ -194,9 +191,11 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                             ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
                         }
                     }
-                    S2sEvent::Error(e) => ctx
-                        .events
-                        .error(e.status(), format!("s2s {}: {}", model.name(), e.message())),
+                    S2sEvent::Error(e) => ctx.events.provider_error(
+                        model.name(),
+                        e.status(),
+                        format!("s2s {}: {}", model.name(), e.message()),
+                    ),
                 }
             }
             Wake::Model(None) => {}
@@ -205,7 +204,8 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                     Ok(()) => format!("s2s {}: the model closed the session", model.name()),
                     Err(e) => format!("s2s {}: {}", model.name(), e.message()),
                 };
-                ctx.events.error(VbStatus::VB_ERR_PROVIDER, message);
+                ctx.events
+                    .provider_error(model.name(), VbStatus::VB_ERR_PROVIDER, message);
                 ctx.events.set_state(VbSessionState::VB_STATE_ERROR);
             }
         }

@@ -21,6 +21,7 @@ use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
 use crate::provider::stt::SttResult;
 use crate::provider::{BoxFuture, SttProvider, SttSink, SttTurn, TtsProvider, TtsRequest};
 use crate::rt::message::{RtControl, RtOutput};
+use crate::telemetry::PROVIDER_AGENT;
 
 /// The `stt_tts` pipeline with its providers.
 pub struct SttTtsPipeline {
@@ -335,7 +336,10 @@ impl Conversation {
                 Err(e) => {
                     self.clock.forget(turn);
                     let message = format!("stt {}: {}", self.stt.name(), e.message());
-                    self.ctx.events.error(e.status(), message);
+                    let provider = self.stt.name();
+                    self.ctx
+                        .events
+                        .provider_error(provider, e.status(), message);
                     self.back_to_listening_if_idle();
                 }
             }
@@ -406,9 +410,11 @@ impl Conversation {
         let Some(reply) = self.active.as_mut().filter(|r| r.id == id) else {
             // The reply already finished (or was cancelled): its agent's failure still counts.
             if let ReplyMsg::Returned(Err(e)) = msg {
-                self.ctx
-                    .events
-                    .error(e.status(), format!("agent: {}", e.message()));
+                self.ctx.events.provider_error(
+                    PROVIDER_AGENT,
+                    e.status(),
+                    format!("agent: {}", e.message()),
+                );
             }
             return;
         };
@@ -427,9 +433,11 @@ impl Conversation {
             ReplyMsg::End => self.end_reply_text(),
             ReplyMsg::Returned(result) => {
                 if let Err(e) = result {
-                    self.ctx
-                        .events
-                        .error(e.status(), format!("agent: {}", e.message()));
+                    self.ctx.events.provider_error(
+                        PROVIDER_AGENT,
+                        e.status(),
+                        format!("agent: {}", e.message()),
+                    );
                 }
                 self.end_reply_text();
             }
@@ -480,7 +488,8 @@ impl Conversation {
         };
         reply.tts_done = true;
         if let Err(e) = done {
-            self.ctx.events.error(
+            self.ctx.events.provider_error(
+                self.tts.name(),
                 e.status(),
                 format!("tts {}: {}", self.tts.name(), e.message()),
             );
@@ -518,9 +527,7 @@ impl Conversation {
             reply.metrics.stt_final_us = self.clock.stt_final_since_speech_end(turn);
             reply.metrics.first_output_audio_us = self.clock.since_speech_end(turn, at_us);
             let metrics = reply.metrics;
-            self.ctx
-                .events
-                .emit(VbEventKind::VB_EVENT_TURN_METRICS, |e| e.metrics = metrics);
+            self.ctx.events.turn_metrics(turn, at_us, metrics);
         }
     }
 
