@@ -575,7 +575,8 @@ impl Conversation {
         let _ = self.ctx.control.try_send(RtControl::ReplyCancelled);
         self.ctx.shared.wake();
         let ms = self.agent_timeout.as_millis();
-        self.ctx.events.error(
+        self.ctx.events.provider_error(
+            PROVIDER_AGENT,
             VbStatus::VB_ERR_TIMEOUT,
             format!(
                 "agent: no complete reply within {ms} ms (agent_timeout_ms); the turn is dropped"
