@@ -310,3 +310,46 @@ impl std::fmt::Debug for TokenBuckets {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_of_users_back_to_full_are_forgotten_as_the_map_grows() {
+        let clock = Arc::new(ManualClock::default());
+        let config = RateLimitConfig {
+            sessions_per_second: 0,
+            burst: 1,
+            per_user_sessions_per_minute: 2,
+        };
+        let buckets = TokenBuckets::with_clock(&config, clock.clone());
+        let users = || {
+            buckets
+                .per_user
+                .as_ref()
+                .unwrap()
+                .1
+                .lock()
+                .unwrap()
+                .map
+                .len()
+        };
+        for i in 0..MIN_PRUNE_AT {
+            buckets.allow(&format!("user-{i}")).unwrap();
+        }
+        assert_eq!(users(), MIN_PRUNE_AT);
+        // Half a minute later every bucket has refilled its one token: all are full again.
+        clock.advance(Duration::from_secs(30));
+        buckets.allow("newcomer").unwrap();
+        assert_eq!(users(), 1);
+        // A user short of tokens is remembered through a prune (newcomer: 0 of 2, 1 at the prune).
+        buckets.allow("newcomer").unwrap();
+        clock.advance(Duration::from_secs(30));
+        for i in 0..MIN_PRUNE_AT {
+            buckets.allow(&format!("other-{i}")).unwrap();
+        }
+        buckets.allow("newcomer").unwrap();
+        assert!(buckets.allow("newcomer").is_err());
+    }
+}

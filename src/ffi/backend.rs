@@ -464,7 +464,10 @@ struct CRateLimiter {
 
 impl CRateLimiter {
     fn refused(key: &str) -> String {
-        format!("the host's rate limiter refused a session of user '{key}'")
+        match key {
+            "" => "the host's rate limiter refused a session without a user id".to_owned(),
+            user => format!("the host's rate limiter refused a session of user '{user}'"),
+        }
     }
 }
 
