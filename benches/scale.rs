@@ -228,7 +228,7 @@ fn run_child(n: usize, priority: bool, seconds: f64, idle_seconds: f64, rate: u3
     let silence = vec![0i16; frame_len];
 
     let json = format!(
-        r#"{{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts","max_concurrent_sessions":1000,"audio":{{"realtime_priority":{priority}}}}}"#
+        r#"{{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts","max_concurrent_sessions":1000,"rate_limit":{{"sessions_per_second":0}},"audio":{{"realtime_priority":{priority}}}}}"#
     );
     let backend = Backend::from_json(&json).expect("backend config");
     backend.start().expect("backend start");

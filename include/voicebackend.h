@@ -249,6 +249,56 @@ typedef struct VbProcessor {
 } VbProcessor;
 
 /**
+ * An auth hook supplied by the host (see `vb_backend_set_auth_hook`). Both functions run on
+ * the thread that calls `vb_session_create`, before anything of the session exists, and may
+ * be called concurrently for different sessions.
+ */
+typedef struct VbAuthHook {
+  /**
+   * Passed back to both functions.
+   */
+  void *user_data;
+  /**
+   * `VB_OK` and the user id written NUL-terminated into `user_id_out` (at most
+   * `user_id_capacity` bytes with the NUL) when `token` is valid, else `VB_ERR_UNAUTHORIZED`.
+   * `metadata_json` is the session's metadata object. Another status is passed on to the
+   * creating call.
+   */
+  enum VbStatus (*authenticate)(void *user_data,
+                                const char *token,
+                                const char *metadata_json,
+                                char *user_id_out,
+                                size_t user_id_capacity);
+  /**
+   * `VB_OK` when `user_id` may perform `operation` ("session.create", "session.resume"),
+   * else `VB_ERR_UNAUTHORIZED`. Another status is passed on to the creating call.
+   */
+  enum VbStatus (*authorize)(void *user_data, const char *user_id, const char *operation);
+} VbAuthHook;
+
+/**
+ * A rate limiter supplied by the host (see `vb_backend_set_rate_limiter`). Its functions run
+ * on the thread that calls `vb_session_create` and may be called concurrently.
+ */
+typedef struct VbRateLimiter {
+  /**
+   * Passed back to both functions.
+   */
+  void *user_data;
+  /**
+   * `VB_OK` to admit one session of `key` (its user id, "" when it has none) now,
+   * `VB_ERR_RATE_LIMITED` to refuse. Must not block.
+   */
+  enum VbStatus (*allow)(void *user_data, const char *key);
+  /**
+   * Optional (NULL: the engine asks `allow` every 10 ms): admits one session of `key`,
+   * waiting up to `timeout_ms` (the session's `admission_wait_ms`); `VB_ERR_RATE_LIMITED`
+   * when no admission came in time.
+   */
+  enum VbStatus (*wait)(void *user_data, const char *key, uint32_t timeout_ms);
+} VbRateLimiter;
+
+/**
  * Latencies of one turn in microseconds from the end of user speech (VAD); 0 when a stage did
  * not happen.
  */
@@ -408,6 +458,31 @@ uint32_t vb_backend_active_sessions(const struct VbBackend *backend);
  */
 enum VbStatus vb_backend_add_processor(struct VbBackend *backend,
                                        const struct VbProcessor *processor);
+
+/**
+ * Installs the host's auth hook, replacing the built-in one of `auth.jwt_hs256_secret`. From
+ * then on a session with an `auth_token` is admitted only when `authenticate` names its user
+ * (a `user_id` in the session config must be that user) and `authorize` allows
+ * "session.create"; a refusal is `VB_ERR_UNAUTHORIZED` and creates nothing. Only before
+ * `vb_backend_start` (`VB_ERR_INVALID_STATE` after). The struct is copied; `user_data` must
+ * stay valid until the backend is freed. Thread-safe.
+ *
+ * # Safety
+ * `backend` is NULL or a live backend; `hook` is NULL or a valid struct.
+ */
+enum VbStatus vb_backend_set_auth_hook(struct VbBackend *backend, const struct VbAuthHook *hook);
+
+/**
+ * Installs the host's rate limiter, replacing the built-in token buckets of `rate_limit`: each
+ * new session takes one admission from it, and a refusal is `VB_ERR_RATE_LIMITED` and creates
+ * nothing. Only before `vb_backend_start` (`VB_ERR_INVALID_STATE` after). The struct is
+ * copied; `user_data` must stay valid until the backend is freed. Thread-safe.
+ *
+ * # Safety
+ * `backend` is NULL or a live backend; `limiter` is NULL or a valid struct.
+ */
+enum VbStatus vb_backend_set_rate_limiter(struct VbBackend *backend,
+                                          const struct VbRateLimiter *limiter);
 
 /**
  * Creates a session on a running backend. `session_config_json` may be NULL (all defaults).

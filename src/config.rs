@@ -342,9 +342,13 @@ pub struct SessionConfig {
     /// Where a network transport connects.
     #[serde(default)]
     pub connection_url: Option<String>,
-    /// Access token checked by auth hooks.
+    /// Access token checked by the backend's auth hook (a secret: `Debug` prints `***`).
     #[serde(default)]
-    pub auth_token: Option<String>,
+    pub auth_token: Option<Secret>,
+    /// How long session creation may wait for the rate limiter to admit it instead of failing
+    /// with `VB_ERR_RATE_LIMITED` at once (0–60000 ms, default 0). The creating thread waits.
+    #[serde(default)]
+    pub admission_wait_ms: u32,
     /// Rate of the audio given to `process_audio` (default 16000).
     #[serde(default = "default_host_rate")]
     pub input_sample_rate: u32,
@@ -363,12 +367,16 @@ impl Default for SessionConfig {
             transport: default_transport(),
             connection_url: None,
             auth_token: None,
+            admission_wait_ms: 0,
             input_sample_rate: default_host_rate(),
             output_sample_rate: default_host_rate(),
             metadata: empty_object(),
         }
     }
 }
+
+/// Longest `admission_wait_ms` a session may ask for.
+const MAX_ADMISSION_WAIT_MS: u64 = 60_000;
 
 fn empty_object() -> Value {
     Value::Object(Map::new())
@@ -648,9 +656,15 @@ impl SessionConfig {
         Ok(config)
     }
 
-    /// Checks the sample rates and the metadata shape.
+    /// Checks the sample rates, the admission wait and the metadata shape.
     pub fn validate(&self) -> Result<()> {
         check_one_of("input_sample_rate", self.input_sample_rate, &HOST_RATES)?;
+        check_range(
+            "admission_wait_ms",
+            self.admission_wait_ms.into(),
+            0,
+            MAX_ADMISSION_WAIT_MS,
+        )?;
         check_one_of("output_sample_rate", self.output_sample_rate, &HOST_RATES)?;
         check_object("metadata", &self.metadata)?;
         if self.transport.is_empty() {

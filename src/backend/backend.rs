@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use super::admission::Admission;
+use super::auth::{AuthHook, SESSION_CREATE};
 use super::health::{VbHealth, VbHealthStatus};
+use super::limits::RateLimiter;
 use super::registry::backend_registry;
 use super::session::{EventCallback, Session, SessionInner, SessionParts};
 use crate::agent::Agent;
@@ -43,6 +46,8 @@ pub(crate) struct BackendInner {
     state: Mutex<BackendState>,
     sessions: Mutex<HashMap<u64, Weak<SessionInner>>>,
     processors: Mutex<Vec<ProcessorFactory>>,
+    /// Auth hook and rate limiter of new sessions.
+    pub(crate) admission: Admission,
     counters: Arc<EngineCounters>,
     telemetry: Telemetry,
     next_key: AtomicU64,
@@ -61,6 +66,7 @@ impl Backend {
         let telemetry = Telemetry::new(&config, counters.clone())?;
         Ok(Backend {
             inner: Arc::new(BackendInner {
+                admission: Admission::new(&config),
                 config,
                 provider,
                 pipeline,
@@ -88,11 +94,7 @@ impl Backend {
     /// Adds a custom audio processor; each session gets its own instance. Only before `start`;
     /// names must be unique.
     pub fn add_processor(&self, factory: ProcessorFactory) -> Result<()> {
-        if !matches!(*self.inner.lock_state(), BackendState::Created) {
-            return Err(Error::invalid_state(
-                "processors can only be added before the backend starts",
-            ));
-        }
+        self.inner.before_start("processors can only be added")?;
         let name = factory().name().to_owned();
         if name.is_empty() {
             return Err(Error::invalid_argument("processor name must not be empty"));
@@ -111,12 +113,30 @@ impl Backend {
         Ok(())
     }
 
+    /// Installs the hook that authenticates and authorizes new sessions, replacing the built-in
+    /// one of `auth.jwt_hs256_secret`. Only before `start`. See [`AuthHook`].
+    pub fn set_auth_hook(&self, hook: Arc<dyn AuthHook>) -> Result<()> {
+        self.inner.before_start("the auth hook can only be set")?;
+        self.inner.admission.set_hook(hook);
+        Ok(())
+    }
+
+    /// Installs the limiter that admits new sessions by rate, replacing the built-in token
+    /// buckets of `rate_limit`. Only before `start`. See [`RateLimiter`].
+    pub fn set_rate_limiter(&self, limiter: Arc<dyn RateLimiter>) -> Result<()> {
+        self.inner
+            .before_start("the rate limiter can only be set")?;
+        self.inner.admission.set_limiter(limiter);
+        Ok(())
+    }
+
     /// Starts the I/O runtime and the telemetry exporters; sessions can be created from now on.
-    /// A `telemetry.prometheus_addr` that cannot be bound is `VB_ERR_INVALID_CONFIG`.
+    /// `VB_ERR_INVALID_CONFIG` when `auth.required` has no auth hook to check tokens with, or
+    /// when `telemetry.prometheus_addr` cannot be bound.
     pub fn start(&self) -> Result<()> {
         let mut state = self.inner.lock_state();
         match *state {
-            BackendState::Created => {}
+            BackendState::Created => self.inner.admission.check_ready()?,
             BackendState::Running(_) => {
                 return Err(Error::invalid_state("the backend is already running"));
             }
@@ -184,28 +204,19 @@ impl Backend {
     }
 
     /// Creates a session (not started). `agent` is required by `stt_tts` pipelines; `on_event`
-    /// switches from polling to push delivery on an event thread.
+    /// switches from polling to push delivery on an event thread. The session is admitted first
+    /// (auth hook, rate limiter; see `auth` and `rate_limit` in the configuration): a refusal
+    /// (`VB_ERR_UNAUTHORIZED`, `VB_ERR_RATE_LIMITED`) creates nothing. An authenticated
+    /// session's `user_id` is the token's user.
     pub fn create_session(
         &self,
-        config: SessionConfig,
+        mut config: SessionConfig,
         agent: Option<Arc<dyn Agent>>,
         on_event: Option<EventCallback>,
     ) -> Result<Session> {
         config.validate()?;
         let inner = &self.inner;
-        match *inner.lock_state() {
-            BackendState::Running(_) => {}
-            BackendState::Created => {
-                return Err(Error::invalid_state(
-                    "start the backend before creating sessions",
-                ));
-            }
-            _ => {
-                return Err(Error::invalid_state(
-                    "the backend is stopping or stopped: no new sessions",
-                ));
-            }
-        }
+        inner.accepts_sessions()?;
         let transports = inner.provider.transports();
         if !transports.contains(&config.transport.as_str()) {
             return Err(Error::new(
@@ -223,14 +234,15 @@ impl Backend {
                 "this backend runs an stt_tts pipeline: the session needs an agent (on_transcript)",
             ));
         }
+        // At the limit, refuse before admission takes a rate-limit token; admission runs host
+        // hooks, so it cannot hold the sessions lock.
+        inner.check_session_limit(&inner.sessions.lock().unwrap_or_else(|p| p.into_inner()))?;
+        config.user_id = inner.admission.admit(&config, SESSION_CREATE)?;
         let mut sessions = inner.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let limit = inner.config.max_concurrent_sessions;
-        if sessions.len() >= limit as usize {
-            return Err(Error::new(
-                VbStatus::VB_ERR_SESSION_LIMIT,
-                format!("max_concurrent_sessions ({limit}) reached"),
-            ));
-        }
+        // Again under the sessions lock: a stop that began during admission has either refused
+        // us here or will find this session when it stops them all.
+        inner.accepts_sessions()?;
+        inner.check_session_limit(&sessions)?;
         let key = inner.next_key.fetch_add(1, Ordering::Relaxed);
         let id = new_session_id(key);
         let spec = FrameSpec::new(&inner.config.audio, &config);
@@ -336,12 +348,46 @@ impl BackendInner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// `VB_ERR_INVALID_STATE` ("<what> before the backend starts") once it has started.
+    fn before_start(&self, what: &str) -> Result<()> {
+        match *self.lock_state() {
+            BackendState::Created => Ok(()),
+            _ => Err(Error::invalid_state(format!(
+                "{what} before the backend starts"
+            ))),
+        }
+    }
+
+    fn check_session_limit(&self, sessions: &HashMap<u64, Weak<SessionInner>>) -> Result<()> {
+        let limit = self.config.max_concurrent_sessions;
+        if sessions.len() >= limit as usize {
+            return Err(Error::new(
+                VbStatus::VB_ERR_SESSION_LIMIT,
+                format!("max_concurrent_sessions ({limit}) reached"),
+            ));
+        }
+        Ok(())
+    }
+
     /// The I/O runtime, while running.
     pub(crate) fn runtime(&self) -> Result<tokio::runtime::Handle> {
         match &*self.lock_state() {
             BackendState::Running(runtime) => Ok(runtime.handle().clone()),
             BackendState::Created => Err(Error::invalid_state("the backend has not been started")),
             _ => Err(Error::invalid_state("the backend is stopping or stopped")),
+        }
+    }
+
+    /// `Ok` while the backend is running (new sessions are welcome), else `VB_ERR_INVALID_STATE`.
+    fn accepts_sessions(&self) -> Result<()> {
+        match *self.lock_state() {
+            BackendState::Running(_) => Ok(()),
+            BackendState::Created => Err(Error::invalid_state(
+                "start the backend before creating sessions",
+            )),
+            _ => Err(Error::invalid_state(
+                "the backend is stopping or stopped: no new sessions",
+            )),
         }
     }
 

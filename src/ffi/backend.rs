@@ -1,12 +1,13 @@
 //! C ABI of the registry and backends. Backend functions are thread-safe.
 
-use std::ffi::{c_char, c_void};
+use std::ffi::{CStr, CString, c_char, c_void};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{HostPtr, fill_buffer, guard, required_ref, required_str};
-use crate::backend::{Backend, VbHealth, backend_registry};
-use crate::error::{Error, VbStatus};
+use crate::backend::limits::poll_allow;
+use crate::backend::{AuthHook, AuthResult, Backend, RateLimiter, VbHealth, backend_registry};
+use crate::error::{Error, Result, VbStatus};
 use crate::rt::processor::AudioProcessor;
 
 /// A configured engine (opaque). Create with `vb_backend_create`, free with `vb_backend_free`.
@@ -220,5 +221,279 @@ impl AudioProcessor for CProcessor {
                 sample_rate,
             )
         }
+    }
+}
+
+/// An auth hook supplied by the host (see `vb_backend_set_auth_hook`). Both functions run on
+/// the thread that calls `vb_session_create`, before anything of the session exists, and may
+/// be called concurrently for different sessions.
+#[repr(C)]
+pub struct VbAuthHook {
+    /// Passed back to both functions.
+    pub user_data: *mut c_void,
+    /// `VB_OK` and the user id written NUL-terminated into `user_id_out` (at most
+    /// `user_id_capacity` bytes with the NUL) when `token` is valid, else `VB_ERR_UNAUTHORIZED`.
+    /// `metadata_json` is the session's metadata object. Another status is passed on to the
+    /// creating call.
+    pub authenticate: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            token: *const c_char,
+            metadata_json: *const c_char,
+            user_id_out: *mut c_char,
+            user_id_capacity: usize,
+        ) -> VbStatus,
+    >,
+    /// `VB_OK` when `user_id` may perform `operation` ("session.create", "session.resume"),
+    /// else `VB_ERR_UNAUTHORIZED`. Another status is passed on to the creating call.
+    pub authorize: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            user_id: *const c_char,
+            operation: *const c_char,
+        ) -> VbStatus,
+    >,
+}
+
+/// A rate limiter supplied by the host (see `vb_backend_set_rate_limiter`). Its functions run
+/// on the thread that calls `vb_session_create` and may be called concurrently.
+#[repr(C)]
+pub struct VbRateLimiter {
+    /// Passed back to both functions.
+    pub user_data: *mut c_void,
+    /// `VB_OK` to admit one session of `key` (its user id, "" when it has none) now,
+    /// `VB_ERR_RATE_LIMITED` to refuse. Must not block.
+    pub allow: Option<unsafe extern "C" fn(user_data: *mut c_void, key: *const c_char) -> VbStatus>,
+    /// Optional (NULL: the engine asks `allow` every 10 ms): admits one session of `key`,
+    /// waiting up to `timeout_ms` (the session's `admission_wait_ms`); `VB_ERR_RATE_LIMITED`
+    /// when no admission came in time.
+    pub wait: Option<
+        unsafe extern "C" fn(
+            user_data: *mut c_void,
+            key: *const c_char,
+            timeout_ms: u32,
+        ) -> VbStatus,
+    >,
+}
+
+/// Installs the host's auth hook, replacing the built-in one of `auth.jwt_hs256_secret`. From
+/// then on a session with an `auth_token` is admitted only when `authenticate` names its user
+/// (a `user_id` in the session config must be that user) and `authorize` allows
+/// "session.create"; a refusal is `VB_ERR_UNAUTHORIZED` and creates nothing. Only before
+/// `vb_backend_start` (`VB_ERR_INVALID_STATE` after). The struct is copied; `user_data` must
+/// stay valid until the backend is freed. Thread-safe.
+///
+/// # Safety
+/// `backend` is NULL or a live backend; `hook` is NULL or a valid struct.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vb_backend_set_auth_hook(
+    backend: *mut VbBackend,
+    hook: *const VbAuthHook,
+) -> VbStatus {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let backend = unsafe { required_ref(backend, "backend") }?;
+        // SAFETY: forwarded caller contract.
+        let hook = unsafe { required_ref(hook, "hook") }?;
+        let authenticate = hook
+            .authenticate
+            .ok_or_else(|| Error::invalid_argument("hook->authenticate is NULL"))?;
+        let authorize = hook
+            .authorize
+            .ok_or_else(|| Error::invalid_argument("hook->authorize is NULL"))?;
+        // SAFETY: `VbStatus` is a `repr(C)` enum, returned exactly like a C `int`: the raw types
+        // have the same ABI, and reading an integer keeps an out-of-range value defined.
+        let (authenticate, authorize) = unsafe {
+            (
+                std::mem::transmute::<AuthenticateFn, RawAuthenticateFn>(authenticate),
+                std::mem::transmute::<AuthorizeFn, RawAuthorizeFn>(authorize),
+            )
+        };
+        backend.backend.set_auth_hook(Arc::new(CAuthHook {
+            user_data: HostPtr(hook.user_data),
+            authenticate,
+            authorize,
+        }))
+    })
+}
+
+/// Installs the host's rate limiter, replacing the built-in token buckets of `rate_limit`: each
+/// new session takes one admission from it, and a refusal is `VB_ERR_RATE_LIMITED` and creates
+/// nothing. Only before `vb_backend_start` (`VB_ERR_INVALID_STATE` after). The struct is
+/// copied; `user_data` must stay valid until the backend is freed. Thread-safe.
+///
+/// # Safety
+/// `backend` is NULL or a live backend; `limiter` is NULL or a valid struct.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vb_backend_set_rate_limiter(
+    backend: *mut VbBackend,
+    limiter: *const VbRateLimiter,
+) -> VbStatus {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let backend = unsafe { required_ref(backend, "backend") }?;
+        // SAFETY: forwarded caller contract.
+        let limiter = unsafe { required_ref(limiter, "limiter") }?;
+        let allow = limiter
+            .allow
+            .ok_or_else(|| Error::invalid_argument("limiter->allow is NULL"))?;
+        // SAFETY: as in `vb_backend_set_auth_hook`: same ABI, the status read as an integer.
+        let (allow, wait) = unsafe {
+            (
+                std::mem::transmute::<AllowFn, RawAllowFn>(allow),
+                limiter
+                    .wait
+                    .map(|w| std::mem::transmute::<WaitFn, RawWaitFn>(w)),
+            )
+        };
+        backend.backend.set_rate_limiter(Arc::new(CRateLimiter {
+            user_data: HostPtr(limiter.user_data),
+            allow,
+            wait,
+        }))
+    })
+}
+
+/// The host functions as declared, and as they are at the ABI level (a C enum return is a C
+/// `int`).
+type AuthenticateFn =
+    unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char, *mut c_char, usize) -> VbStatus;
+type AuthorizeFn = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> VbStatus;
+type AllowFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> VbStatus;
+type WaitFn = unsafe extern "C" fn(*mut c_void, *const c_char, u32) -> VbStatus;
+type RawAuthenticateFn =
+    unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char, *mut c_char, usize) -> i32;
+type RawAuthorizeFn = unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char) -> i32;
+type RawAllowFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> i32;
+type RawWaitFn = unsafe extern "C" fn(*mut c_void, *const c_char, u32) -> i32;
+
+/// Size of the buffer `authenticate` writes the user id into, NUL included.
+const USER_ID_CAPACITY: usize = 1024;
+
+/// A status returned by a host hook: `Ok` for `VB_OK`, else the error `refusal` (the status
+/// the hook uses to refuse) reads as `refused`, or the status the hook returned, passed on.
+fn host_status(raw: i32, hook: &str, refusal: VbStatus, refused: &str) -> Result<()> {
+    match VbStatus::from_raw(raw.into()) {
+        Some(VbStatus::VB_OK) => Ok(()),
+        Some(status) if status == refusal => Err(Error::new(status, refused)),
+        Some(status) => Err(Error::new(status, format!("{hook} failed with {status}"))),
+        None => Err(Error::new(
+            refusal,
+            format!("{hook} returned {raw}, which is no VbStatus"),
+        )),
+    }
+}
+
+/// A C string for a host hook; a NUL inside is refused with `status`.
+fn hook_cstring(text: &str, what: &str, status: VbStatus) -> Result<CString> {
+    CString::new(text).map_err(|_| Error::new(status, format!("{what} contains a NUL byte")))
+}
+
+/// A host's C auth hook.
+struct CAuthHook {
+    user_data: HostPtr,
+    authenticate: RawAuthenticateFn,
+    authorize: RawAuthorizeFn,
+}
+
+impl AuthHook for CAuthHook {
+    fn authenticate(&self, token: &str, metadata: &serde_json::Value) -> Result<AuthResult> {
+        let unauthorized = VbStatus::VB_ERR_UNAUTHORIZED;
+        let token = hook_cstring(token, "auth_token", unauthorized)?;
+        let metadata = hook_cstring(&metadata.to_string(), "metadata", unauthorized)?;
+        let mut user_id = vec![0u8; USER_ID_CAPACITY];
+        // SAFETY: the host's function with its own user_data; the strings and the buffer (of
+        // the capacity given) outlive the call.
+        let raw = unsafe {
+            (self.authenticate)(
+                self.user_data.get(),
+                token.as_ptr(),
+                metadata.as_ptr(),
+                user_id.as_mut_ptr().cast(),
+                user_id.len(),
+            )
+        };
+        host_status(
+            raw,
+            "the auth hook's authenticate",
+            unauthorized,
+            "the auth hook refused the token",
+        )?;
+        let user_id = CStr::from_bytes_until_nul(&user_id).map_err(|_| {
+            Error::new(
+                unauthorized,
+                format!(
+                    "the auth hook's user id is not NUL-terminated within {USER_ID_CAPACITY} bytes"
+                ),
+            )
+        })?;
+        let user_id = user_id
+            .to_str()
+            .map_err(|_| Error::new(unauthorized, "the auth hook's user id is not valid UTF-8"))?;
+        Ok(AuthResult {
+            user_id: user_id.to_owned(),
+            claims: serde_json::Value::Null,
+        })
+    }
+
+    fn authorize(&self, user: &AuthResult, operation: &str) -> Result<bool> {
+        let user_id = hook_cstring(&user.user_id, "user id", VbStatus::VB_ERR_UNAUTHORIZED)?;
+        let operation = hook_cstring(operation, "operation", VbStatus::VB_ERR_INVALID_ARGUMENT)?;
+        // SAFETY: the host's function with its own user_data; the strings outlive the call.
+        let raw =
+            unsafe { (self.authorize)(self.user_data.get(), user_id.as_ptr(), operation.as_ptr()) };
+        if VbStatus::from_raw(raw.into()) == Some(VbStatus::VB_ERR_UNAUTHORIZED) {
+            return Ok(false);
+        }
+        host_status(
+            raw,
+            "the auth hook's authorize",
+            VbStatus::VB_ERR_UNAUTHORIZED,
+            "the auth hook refused",
+        )?;
+        Ok(true)
+    }
+}
+
+/// A host's C rate limiter.
+struct CRateLimiter {
+    user_data: HostPtr,
+    allow: RawAllowFn,
+    wait: Option<RawWaitFn>,
+}
+
+impl CRateLimiter {
+    fn refused(key: &str) -> String {
+        match key {
+            "" => "the host's rate limiter refused a session without a user id".to_owned(),
+            user => format!("the host's rate limiter refused a session of user '{user}'"),
+        }
+    }
+}
+
+impl RateLimiter for CRateLimiter {
+    fn allow(&self, key: &str) -> Result<()> {
+        let limited = VbStatus::VB_ERR_RATE_LIMITED;
+        let c_key = hook_cstring(key, "user id", limited)?;
+        // SAFETY: the host's function with its own user_data; the key outlives the call.
+        let raw = unsafe { (self.allow)(self.user_data.get(), c_key.as_ptr()) };
+        host_status(
+            raw,
+            "the rate limiter's allow",
+            limited,
+            &Self::refused(key),
+        )
+    }
+
+    fn wait(&self, key: &str, timeout: Duration) -> Result<()> {
+        let Some(wait) = self.wait else {
+            return poll_allow(self, key, timeout);
+        };
+        let limited = VbStatus::VB_ERR_RATE_LIMITED;
+        let c_key = hook_cstring(key, "user id", limited)?;
+        let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        // SAFETY: the host's function with its own user_data; the key outlives the call.
+        let raw = unsafe { wait(self.user_data.get(), c_key.as_ptr(), timeout_ms) };
+        host_status(raw, "the rate limiter's wait", limited, &Self::refused(key))
     }
 }

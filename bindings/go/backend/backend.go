@@ -60,6 +60,9 @@ type Backend struct {
 	// stops every session it may still deliver their last callbacks, so their handles must live.
 	stopping sync.RWMutex
 
+	// hooks are the Go auth hook and rate limiter (nil without either); freed after c.
+	hooks *hostHooks
+
 	mu       sync.Mutex
 	refuse   bool // Close has begun: no new sessions
 	sessions map[*Session]struct{}
@@ -67,8 +70,8 @@ type Backend struct {
 	closing atomic.Bool
 }
 
-func newBackend(c *C.VbBackend, cfg *Config) *Backend {
-	return &Backend{c: c, cfg: cfg, sessions: map[*Session]struct{}{}}
+func newBackend(c *C.VbBackend, cfg *Config, hooks *hostHooks) *Backend {
+	return &Backend{c: c, cfg: cfg, hooks: hooks, sessions: map[*Session]struct{}{}}
 }
 
 func closedBackend(op string) error {
@@ -150,6 +153,7 @@ func (b *Backend) Close() error {
 	b.life.Lock()
 	C.vb_backend_free(b.c)
 	b.c = nil
+	b.hooks.release()
 	b.life.Unlock()
 	b.stopping.Unlock()
 	return nil
@@ -208,7 +212,9 @@ func (b *Backend) GetActiveSessionCount() int {
 }
 
 // CreateSession creates a session on a started backend (vb_session_create). Start it to begin;
-// Close it when done (Backend.Close closes the ones left).
+// Close it when done (Backend.Close closes the ones left). The session is admitted first: by
+// the auth hook when it has an AuthToken (ErrCodeUnauthorized), then by the rate limiter
+// (ErrCodeRateLimited); the hooks get ctx, and a refusal carries the hook's error as Err.
 func (b *Backend) CreateSession(ctx context.Context, cfg *SessionConfig) (*Session, error) {
 	const op = "Backend.CreateSession"
 	if err := ctxErr(ctx); err != nil {
@@ -234,11 +240,17 @@ func (b *Backend) CreateSession(ctx context.Context, cfg *SessionConfig) (*Sessi
 	cjs := C.CString(string(js))
 	defer C.free(unsafe.Pointer(cjs))
 	var out *C.VbSession
+	var hookErr error
 	err = call(op, func() C.enum_VbStatus {
+		end := b.hooks.begin(ctx)
+		defer func() { hookErr = end() }()
 		return createSession(b.c, cjs, h, s.agent != nil || s.streaming != nil, &out)
 	})
 	if err != nil {
 		h.Delete()
+		if be, ok := err.(*BackendError); ok {
+			be.Err = hookErr
+		}
 		return nil, err
 	}
 	s.attach(out, h)

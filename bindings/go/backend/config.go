@@ -48,6 +48,12 @@ type Config struct {
 	VAD           *VADConfig
 	Turn          *TurnConfig
 	Interruptions *InterruptionConfig
+	// AuthHook, when set, authenticates and authorizes every new session that carries an
+	// AuthToken (see AuthHook); it replaces the engine's built-in JWT hook.
+	AuthHook AuthHook
+	// RateLimiter, when set, admits new sessions by rate (see RateLimiter); it replaces the
+	// engine's built-in token buckets.
+	RateLimiter RateLimiter
 	// Extra is merged into the JSON last (one level deep for objects), for engine keys this
 	// struct does not name yet, or to send a value whose Go zero value would be left out (e.g.
 	// Extra: map[string]any{"turn": map[string]any{"min_speech_ms": 0}}). Unknown keys are an
@@ -107,7 +113,12 @@ type SessionConfig struct {
 	UserID        string
 	Transport     string // "host" (default): audio through ProcessAudio / ReceiveAudio
 	ConnectionURL string
-	AuthToken     string
+	// AuthToken is checked by the backend's auth hook (Config.AuthHook or the built-in JWT
+	// hook); the session's user id becomes the token's user.
+	AuthToken string
+	// AdmissionWait lets CreateSession wait up to this long (at most 60 s) for the rate
+	// limiter instead of failing at once with ErrCodeRateLimited.
+	AdmissionWait time.Duration
 	// InputSampleRate and OutputSampleRate: 8000, 16000 (default), 24000, 32000, 44100, 48000.
 	InputSampleRate  int
 	OutputSampleRate int
@@ -202,6 +213,7 @@ func (c *SessionConfig) configJSON(op string) ([]byte, error) {
 	j.str("transport", c.Transport)
 	j.str("connection_url", c.ConnectionURL)
 	j.str("auth_token", c.AuthToken)
+	j.millis("admission_wait_ms", c.AdmissionWait)
 	j.count("input_sample_rate", c.InputSampleRate)
 	j.count("output_sample_rate", c.OutputSampleRate)
 	j.object("metadata", c.Metadata)

@@ -76,11 +76,16 @@ func (r *Registry) Create(ctx context.Context, name string, cfg *Config) (*Backe
 	if err := call(op, func() C.enum_VbStatus { return C.vb_backend_create(cjs, &out) }); err != nil {
 		return nil, err
 	}
+	hooks, err := installHooks(op, out, cfg)
+	if err != nil {
+		C.vb_backend_free(out)
+		return nil, err
+	}
 	saved := *cfg
 	if saved.Provider == "" {
 		saved.Provider = name
 	}
-	return newBackend(out, &saved), nil
+	return newBackend(out, &saved, hooks), nil
 }
 
 // ctxErr is ctx.Err(), tolerating a nil ctx.
