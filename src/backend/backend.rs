@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::health::{VbHealth, VbHealthStatus};
+use super::persist::{RecoveredSession, SessionStore, StoredSession};
+use super::privacy::PrivacyPolicy;
 use super::registry::backend_registry;
 use super::session::{EventCallback, Session, SessionInner, SessionParts};
-use crate::agent::Agent;
+use crate::agent::{Agent, History};
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result, VbStatus};
 use crate::event::VbSessionState;
@@ -46,15 +48,22 @@ pub(crate) struct BackendInner {
     next_key: AtomicU64,
     /// (frames_dropped, deadline_misses) at the last health check.
     last_check: Mutex<(u64, u64)>,
+    /// The session store; `None` when persistence is off.
+    store: Option<SessionStore>,
+    /// What sessions may persist; replaceable until the backend starts.
+    privacy: Mutex<Arc<dyn PrivacyPolicy>>,
 }
 
 impl Backend {
     /// Creates a backend from validated configuration: resolves the backend provider and every
-    /// pipeline provider (unknown names give `VB_ERR_PROVIDER_NOT_FOUND`).
+    /// pipeline provider (unknown names give `VB_ERR_PROVIDER_NOT_FOUND`) and opens the session
+    /// store (`VB_ERR_INVALID_CONFIG` naming the path when it cannot).
     pub fn new(config: BackendConfig) -> Result<Backend> {
         config.validate()?;
         let provider = backend_registry().get(&config.provider)?;
         let pipeline = provider.prepare(&config)?;
+        let store = SessionStore::open(&config.persistence)?;
+        let privacy: Arc<dyn PrivacyPolicy> = Arc::new(config.privacy);
         Ok(Backend {
             inner: Arc::new(BackendInner {
                 config,
@@ -66,6 +75,8 @@ impl Backend {
                 counters: Arc::new(EngineCounters::default()),
                 next_key: AtomicU64::new(1),
                 last_check: Mutex::new((0, 0)),
+                store,
+                privacy: Mutex::new(privacy),
             }),
         })
     }
@@ -143,7 +154,8 @@ impl Backend {
                     self.inner.stop_all_sessions();
                     runtime.shutdown_background();
                     *self.inner.lock_state() = BackendState::Stopped;
-                    return Ok(());
+                    // The stopped sessions completed: their records are gone once this returns.
+                    return self.flush_store();
                 }
                 BackendState::Created => {}
                 BackendState::Draining(handle) => {
@@ -180,6 +192,85 @@ impl Backend {
     pub fn create_session(
         &self,
         config: SessionConfig,
+        agent: Option<Arc<dyn Agent>>,
+        on_event: Option<EventCallback>,
+    ) -> Result<Session> {
+        self.open_session(config, None, agent, on_event)
+    }
+
+    /// Reopens a session of [`Backend::recovered_sessions`] (not started): same id, configuration
+    /// (without its `auth_token`, which is never stored) and history, and it goes on writing its
+    /// record. It counts against `max_concurrent_sessions`. `VB_ERR_NOT_FOUND` when no recovered
+    /// session has that id (unknown, resumed already, or persistence off). Any thread.
+    pub fn resume_session(
+        &self,
+        session_id: &str,
+        agent: Option<Arc<dyn Agent>>,
+        on_event: Option<EventCallback>,
+    ) -> Result<Session> {
+        let store = self.inner.store.as_ref().ok_or_else(|| {
+            Error::new(
+                VbStatus::VB_ERR_NOT_FOUND,
+                format!("no recovered session '{session_id}': persistence is off"),
+            )
+        })?;
+        let record = store.claim(session_id)?;
+        // Admission of a resumed session: the auth hook's authorize(user_id, "session.resume")
+        // and the rate limiter apply here, before the session opens.
+        match self.open_session(record.config.clone(), Some(&record), agent, on_event) {
+            Ok(session) => Ok(session),
+            Err(e) => {
+                store.unclaim(record);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sessions found in the store when the backend was created and not resumed yet: an earlier
+    /// process ended without stopping them. Oldest first. Any thread.
+    pub fn recovered_sessions(&self) -> Vec<RecoveredSession> {
+        self.inner
+            .store
+            .as_ref()
+            .map_or_else(Vec::new, SessionStore::recovered)
+    }
+
+    /// Blocks until every session record written so far is on disk; returns the first write
+    /// failure since the previous flush. `Ok` at once when persistence is off. Any thread.
+    pub fn flush_store(&self) -> Result<()> {
+        self.inner
+            .store
+            .as_ref()
+            .map_or(Ok(()), SessionStore::flush)
+    }
+
+    /// What the session store holds now, turn audio included (after [`Backend::flush_store`]:
+    /// everything written so far): for an operator's look, and for tests. Empty when
+    /// persistence is off. Any thread.
+    pub fn stored_sessions(&self) -> Result<Vec<StoredSession>> {
+        self.inner
+            .store
+            .as_ref()
+            .map_or(Ok(Vec::new()), SessionStore::read)
+    }
+
+    /// Replaces the privacy policy (default: the `privacy` configuration section). Only before
+    /// `start`.
+    pub fn set_privacy_policy(&self, policy: Arc<dyn PrivacyPolicy>) -> Result<()> {
+        if !matches!(*self.inner.lock_state(), BackendState::Created) {
+            return Err(Error::invalid_state(
+                "the privacy policy can only be set before the backend starts",
+            ));
+        }
+        *self.inner.privacy.lock().unwrap_or_else(|p| p.into_inner()) = policy;
+        Ok(())
+    }
+
+    /// Creates a new session, or reopens `resumed` under its id with its history.
+    fn open_session(
+        &self,
+        config: SessionConfig,
+        resumed: Option<&StoredSession>,
         agent: Option<Arc<dyn Agent>>,
         on_event: Option<EventCallback>,
     ) -> Result<Session> {
@@ -243,10 +334,25 @@ impl Backend {
             shared.clone(),
             inner.counters.clone(),
         );
+        let id = resumed.map_or_else(|| new_session_id(key), |r| r.session_id.clone());
+        let history = Arc::new(History::new(
+            resumed.map(|r| r.history.clone()).unwrap_or_default(),
+        ));
+        let persisted = inner.store.as_ref().map(|store| {
+            let policy = inner
+                .privacy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let created = resumed.map(|r| r.created_at_ms);
+            store.session(&id, &config, created, spec.internal_rate, policy)
+        });
         let session = Session::assemble(SessionParts {
             key,
-            id: new_session_id(key),
+            id,
             config,
+            history,
+            persisted,
             host,
             shared,
             rt,

@@ -222,3 +222,48 @@ impl AudioProcessor for CProcessor {
         }
     }
 }
+
+// ---- Session persistence: sessions recovered from the store, flushing it. ----
+
+/// Writes the JSON array of the sessions found in the session store when the backend was
+/// created and not resumed yet (their process ended without stopping them), oldest first:
+/// `[{"session_id": "…", "user_id": "…", "turns": 3}, …]`; `[]` when persistence is off.
+/// `*needed` always gets the size including the NUL; a short buffer is
+/// `VB_ERR_INVALID_ARGUMENT`. Thread-safe.
+///
+/// # Safety
+/// `backend` is NULL or a live backend; `buf` is NULL or valid for `capacity` bytes; `needed` is
+/// NULL or valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vb_backend_recovered_sessions(
+    backend: *const VbBackend,
+    buf: *mut c_char,
+    capacity: usize,
+    needed: *mut usize,
+) -> VbStatus {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let backend = unsafe { required_ref(backend, "backend") }?;
+        let json = serde_json::to_string(&backend.backend.recovered_sessions())
+            .map_err(|e| Error::internal(e.to_string()))?;
+        // SAFETY: forwarded caller contract.
+        unsafe { fill_buffer(&json, buf, capacity, needed) }
+    })
+}
+
+/// Blocks until every session record written so far is on disk (records are written when a
+/// session starts and after each turn, by a writer thread). `VB_ERR_INTERNAL` with the reason
+/// when a write failed since the previous flush; `VB_OK` at once when persistence is off.
+/// Thread-safe; blocks for the disk write.
+///
+/// # Safety
+/// `backend` is NULL or a live backend.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vb_backend_flush_store(backend: *mut VbBackend) -> VbStatus {
+    // SAFETY: forwarded caller contract.
+    guard(|| {
+        unsafe { required_ref(backend, "backend") }?
+            .backend
+            .flush_store()
+    })
+}

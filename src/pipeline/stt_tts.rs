@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{PipelineContext, SessionCommand, SessionPipeline, TurnClock, report_drops};
-use crate::agent::{Agent, Reply, ReplyMsg};
+use crate::agent::{Agent, History, Reply, ReplyMsg};
 use crate::error::{Error, Result, VbStatus};
 use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
 use crate::provider::stt::SttResult;
@@ -57,6 +57,8 @@ enum ReplySource {
 struct ActiveReply {
     id: u64,
     turn: Option<u32>,
+    /// The user's transcript the reply answers ("" for `say`).
+    transcript: String,
     cancelled: Arc<AtomicBool>,
     /// Text to TTS; `None` once the reply text has ended.
     text_tx: Option<mpsc::UnboundedSender<String>>,
@@ -192,6 +194,7 @@ impl Conversation {
             match output {
                 RtOutput::SpeechStarted { turn, .. } => {
                     self.open_stt_turn(turn);
+                    self.ctx.recorder.speech_started(turn);
                     self.ctx
                         .events
                         .emit(VbEventKind::VB_EVENT_SPEECH_STARTED, |_| {});
@@ -200,6 +203,7 @@ impl Conversation {
                     if let Some(tx) = self.stt_audio.get(&frame.turn) {
                         let _ = tx.send(frame.samples().to_vec());
                     }
+                    self.ctx.recorder.speech(frame.turn, frame.samples());
                 }
                 RtOutput::SpeechStopped {
                     turn,
@@ -228,6 +232,7 @@ impl Conversation {
             }
         }
         report_drops(&self.ctx.shared, &mut self.ctx.events);
+        self.ctx.recorder.report_failures(&mut self.ctx.events);
         self.ctx.reply.pump();
         self.finish_reply_audio_if_done();
     }
@@ -304,6 +309,7 @@ impl Conversation {
                     });
                     if transcript.is_empty() {
                         self.clock.forget(turn);
+                        self.ctx.recorder.discard(turn);
                         self.back_to_listening_if_idle();
                     } else {
                         self.queue
@@ -313,6 +319,7 @@ impl Conversation {
                 }
                 Err(e) => {
                     self.clock.forget(turn);
+                    self.ctx.recorder.discard(turn);
                     let message = format!("stt {}: {}", self.stt.name(), e.message());
                     self.ctx.events.error(e.status(), message);
                     self.back_to_listening_if_idle();
@@ -346,6 +353,7 @@ impl Conversation {
         let mut reply = ActiveReply {
             id,
             turn: None,
+            transcript: String::new(),
             cancelled: cancelled.clone(),
             text_tx: Some(text_tx),
             audio_rx,
@@ -360,14 +368,16 @@ impl Conversation {
         match source {
             ReplySource::Agent { turn, transcript } => {
                 reply.turn = Some(turn);
+                reply.transcript = transcript.clone();
                 self.ctx
                     .events
                     .set_state(VbSessionState::VB_STATE_PROCESSING);
                 let agent = self.ctx.agent.clone();
                 let reply_tx = self.reply_tx.clone();
-                self.ctx
-                    .runtime
-                    .spawn_blocking(move || run_agent(agent, id, &transcript, reply_tx, cancelled));
+                let history = self.ctx.recorder.history();
+                self.ctx.runtime.spawn_blocking(move || {
+                    run_agent(agent, id, &transcript, reply_tx, cancelled, history)
+                });
             }
             ReplySource::Say(text) => {
                 if let Some(tx) = reply.text_tx.take() {
@@ -505,6 +515,8 @@ impl Conversation {
         if let Some(reply) = self.active.take() {
             if let Some(turn) = reply.turn {
                 self.clock.forget(turn);
+                let recorder = &mut self.ctx.recorder;
+                recorder.finished(turn, reply.transcript, reply.full_text, false);
             }
         }
         self.back_to_listening_if_idle();
@@ -520,9 +532,18 @@ impl Conversation {
             reply.tts_task.abort();
             if let Some(turn) = reply.turn {
                 self.clock.forget(turn);
+                let recorder = &mut self.ctx.recorder;
+                recorder.finished(turn, reply.transcript, reply.full_text, true);
             }
         }
-        self.queue.clear();
+        // Turns still waiting for their reply were heard: they stay in the history, unanswered.
+        for source in self.queue.drain(..) {
+            if let ReplySource::Agent { turn, transcript } = source {
+                self.ctx
+                    .recorder
+                    .finished(turn, transcript, String::new(), true);
+            }
+        }
         self.ctx.reply.clear();
         if from_host {
             let _ = self.ctx.control.try_send(RtControl::Interrupt);
@@ -572,8 +593,9 @@ fn run_agent(
     transcript: &str,
     reply_tx: mpsc::UnboundedSender<(u64, ReplyMsg)>,
     cancelled: Arc<AtomicBool>,
+    history: Arc<History>,
 ) {
-    let mut reply = Reply::new(id, reply_tx.clone(), cancelled);
+    let mut reply = Reply::new(id, reply_tx.clone(), cancelled, history);
     let result = match agent {
         Some(agent) => std::panic::catch_unwind(AssertUnwindSafe(|| {
             agent.on_transcript(transcript, &mut reply)
