@@ -365,7 +365,9 @@ enum VbStatus vb_backend_start(struct VbBackend *backend);
 
 /**
  * Graceful stop: refuses new sessions, lets in-flight replies finish for up to
- * `drain_timeout_ms`, then stops every session. Thread-safe.
+ * `drain_timeout_ms`, then stops every session (deleting their records in the session store:
+ * they completed). `VB_ERR_INTERNAL` when the store could not be updated (the backend is
+ * stopped all the same). Thread-safe.
  *
  * # Safety
  * `backend` is NULL or a live backend.

@@ -142,7 +142,8 @@ impl Backend {
     }
 
     /// Graceful stop: refuses new sessions, lets replies in flight finish for up to `drain`, then
-    /// stops every session and the I/O runtime.
+    /// stops every session (deleting their records: they completed) and the I/O runtime.
+    /// `VB_ERR_INTERNAL` when the session store could not be updated (stopped all the same).
     pub fn stop(&self, drain: Duration) -> Result<()> {
         {
             let mut state = self.inner.lock_state();

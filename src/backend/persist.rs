@@ -253,6 +253,12 @@ impl StoreFile {
             .set_cache_size(CACHE_BYTES)
             .create(&path)
             .map_err(|e| open_error(&path, e))?;
+        StoreFile::start(path, db)
+    }
+
+    /// Prepares the tables of `db` (the file at `path`), reads the records left in it and hands
+    /// it to a new writer thread.
+    fn start(path: PathBuf, db: Database) -> Result<StoreFile> {
         let prepare = || -> std::result::Result<Vec<StoredSession>, BoxError> {
             let txn = db.begin_write()?;
             txn.open_table(SESSIONS)?;
@@ -575,4 +581,89 @@ fn now_ms() -> u64 {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use redb::StorageBackend;
+    use redb::backends::InMemoryBackend;
+
+    use super::*;
+    use crate::config::PrivacyConfig;
+
+    /// Memory that refuses writes while `fail` is set, like a full or broken disk.
+    #[derive(Debug)]
+    struct FlakyDisk {
+        memory: InMemoryBackend,
+        fail: Arc<AtomicBool>,
+    }
+
+    impl FlakyDisk {
+        fn check(&self) -> io::Result<()> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(io::Error::other("no space left on the test disk"));
+            }
+            Ok(())
+        }
+    }
+
+    impl StorageBackend for FlakyDisk {
+        fn len(&self) -> io::Result<u64> {
+            self.memory.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> io::Result<()> {
+            self.memory.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.check()?;
+            self.memory.set_len(len)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            self.check()?;
+            self.memory.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+            self.check()?;
+            self.memory.write(offset, data)
+        }
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_to_its_session_and_by_the_next_flush() {
+        let fail = Arc::new(AtomicBool::new(false));
+        let disk = FlakyDisk {
+            memory: InMemoryBackend::new(),
+            fail: fail.clone(),
+        };
+        let db = Database::builder().create_with_backend(disk).unwrap();
+        let path = PathBuf::from("/flaky-disk/sessions.redb");
+        let file = Arc::new(StoreFile::start(path.clone(), db).unwrap());
+        lock(&OPEN_STORES).insert(path, (file.clone(), 1));
+        let store = SessionStore { file };
+        let policy = Arc::new(PrivacyConfig::default());
+        let session = store.session("sess-1", &SessionConfig::default(), None, 16000, policy);
+
+        session.record(&[], None);
+        store.flush().unwrap();
+        assert_eq!(store.read().unwrap().len(), 1);
+        assert!(session.take_failure().is_none());
+
+        fail.store(true, Ordering::SeqCst);
+        let turn = Turn {
+            transcript: Some("hello".into()),
+            reply: Some("hi".into()),
+            interrupted: false,
+        };
+        session.record(&[turn], None);
+        let e = store.flush().unwrap_err();
+        assert_eq!(e.status(), VbStatus::VB_ERR_INTERNAL);
+        assert!(e.message().contains("/flaky-disk/sessions.redb"), "{e}");
+        assert!(e.message().contains("no space left"), "{e}");
+        assert_eq!(session.take_failure(), Some(e));
+        assert!(session.take_failure().is_none(), "reported once");
+        assert!(store.flush().is_ok(), "and flushed once");
+        fail.store(false, Ordering::SeqCst);
+    }
 }

@@ -182,7 +182,8 @@ impl Session {
     }
 
     /// Stops the session: ends the session task, joins the realtime thread, waits for an agent
-    /// call in flight and delivers the last events. Idempotent.
+    /// call in flight, delivers the last events and deletes its record in the session store (it
+    /// has completed). Idempotent.
     pub fn stop(&self) -> Result<()> {
         self.inner.stop()
     }
