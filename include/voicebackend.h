@@ -415,7 +415,9 @@ enum VbStatus vb_backend_start(struct VbBackend *backend);
 
 /**
  * Graceful stop: refuses new sessions, lets in-flight replies finish for up to
- * `drain_timeout_ms`, then stops every session. Thread-safe.
+ * `drain_timeout_ms`, then stops every session (deleting their records in the session store:
+ * they completed). `VB_ERR_INTERNAL` when the store could not be updated (the backend is
+ * stopped all the same). Thread-safe.
  *
  * # Safety
  * `backend` is NULL or a live backend.
@@ -485,6 +487,33 @@ enum VbStatus vb_backend_set_rate_limiter(struct VbBackend *backend,
                                           const struct VbRateLimiter *limiter);
 
 /**
+ * Writes the JSON array of the sessions found in the session store when the backend was
+ * created and not resumed yet (their process ended without stopping them), oldest first:
+ * `[{"session_id": "…", "user_id": "…", "turns": 3}, …]`; `[]` when persistence is off.
+ * `*needed` always gets the size including the NUL; a short buffer is
+ * `VB_ERR_INVALID_ARGUMENT`. Thread-safe.
+ *
+ * # Safety
+ * `backend` is NULL or a live backend; `buf` is NULL or valid for `capacity` bytes; `needed` is
+ * NULL or valid for one write.
+ */
+enum VbStatus vb_backend_recovered_sessions(const struct VbBackend *backend,
+                                            char *buf,
+                                            size_t capacity,
+                                            size_t *needed);
+
+/**
+ * Blocks until every session record written so far is on disk (records are written when a
+ * session starts and after each turn, by a writer thread). `VB_ERR_INTERNAL` with the reason
+ * when a write failed since the previous flush; `VB_OK` at once when persistence is off.
+ * Thread-safe; blocks for the disk write.
+ *
+ * # Safety
+ * `backend` is NULL or a live backend.
+ */
+enum VbStatus vb_backend_flush_store(struct VbBackend *backend);
+
+/**
  * Creates a session on a running backend. `session_config_json` may be NULL (all defaults).
  * `callbacks` may be NULL when the pipeline needs no agent (s2s); an `stt_tts` session without
  * `on_transcript` is `VB_ERR_INVALID_ARGUMENT`. On success `*out_session` owns the session; free
@@ -498,6 +527,39 @@ enum VbStatus vb_session_create(struct VbBackend *backend,
                                 const char *session_config_json,
                                 const struct VbCallbacks *callbacks,
                                 struct VbSession **out_session);
+
+/**
+ * Reopens a session of `vb_backend_recovered_sessions` (not started) under its id, with its
+ * configuration (without the `auth_token`, which is never stored) and conversation history;
+ * `callbacks` as for `vb_session_create`. It counts against `max_concurrent_sessions`.
+ * `VB_ERR_NOT_FOUND` when no recovered session has that id (unknown, resumed already, or
+ * persistence off). On success `*out_session` owns the session; free it with
+ * `vb_session_free`. Thread-safe.
+ *
+ * # Safety
+ * `backend` is NULL or a live backend; `session_id` is NULL or NUL-terminated; `callbacks` is
+ * NULL or valid; `out_session` is NULL or valid for one write.
+ */
+enum VbStatus vb_session_resume(struct VbBackend *backend,
+                                const char *session_id,
+                                const struct VbCallbacks *callbacks,
+                                struct VbSession **out_session);
+
+/**
+ * Writes the session's finished turns as a JSON array, oldest first, into `buf`:
+ * `[{"transcript": "…", "reply": "…", "interrupted": false}, …]`, a resumed session's earlier
+ * turns included (texts the privacy policy kept out of the store are `null` there). An agent
+ * may call it from `on_transcript` for the context of the turn. `*needed` always gets the size
+ * including the NUL; a short buffer is `VB_ERR_INVALID_ARGUMENT`. Thread-safe.
+ *
+ * # Safety
+ * `session` is NULL or a live session; `buf` is NULL or valid for `capacity` bytes; `needed` is
+ * NULL or valid for one write.
+ */
+enum VbStatus vb_session_history(const struct VbSession *session,
+                                 char *buf,
+                                 size_t capacity,
+                                 size_t *needed);
 
 /**
  * Starts the session's realtime thread and pipeline. `VB_ERR_INVALID_STATE` when already

@@ -1,9 +1,10 @@
 //! The host's agent: turns a final transcript into a streamed reply. It runs on an agent worker
 //! thread (tokio's blocking pool), never on the realtime thread, and may block.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
@@ -25,6 +26,48 @@ where
     }
 }
 
+/// One finished user turn: what the user said and what the agent answered. In a resumed session
+/// a text is `None` where the privacy policy kept it out of the session store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turn {
+    /// The user's final transcript.
+    pub transcript: Option<String>,
+    /// The agent's reply text, as far as it got when interrupted.
+    pub reply: Option<String>,
+    /// Whether barge-in or the host's interrupt cut the reply short (or cancelled it before it
+    /// started).
+    pub interrupted: bool,
+}
+
+/// The finished turns of one session, oldest first: appended by the session task, read by the
+/// host ([`crate::Session::history`]) and the agent ([`Reply::history`]) on any thread.
+#[derive(Debug, Default)]
+pub struct History(Mutex<Vec<Turn>>);
+
+impl History {
+    /// A history that starts with `turns` (those of a resumed session).
+    pub fn new(turns: Vec<Turn>) -> Self {
+        History(Mutex::new(turns))
+    }
+
+    /// A copy of the turns so far.
+    pub fn turns(&self) -> Vec<Turn> {
+        self.lock().clone()
+    }
+
+    /// Appends `turn`, then calls `then` with all turns while no other append can run (so that
+    /// what `then` records is in the order of the appends).
+    pub fn append(&self, turn: Turn, then: impl FnOnce(&[Turn])) {
+        let mut turns = self.lock();
+        turns.push(turn);
+        then(&turns);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Turn>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// What a reply sends to its session.
 #[derive(Debug)]
 pub(crate) enum ReplyMsg {
@@ -40,6 +83,7 @@ pub struct Reply {
     tx: mpsc::UnboundedSender<(u64, ReplyMsg)>,
     cancelled: Arc<AtomicBool>,
     ended: bool,
+    history: Arc<History>,
 }
 
 impl Reply {
@@ -47,13 +91,21 @@ impl Reply {
         id: u64,
         tx: mpsc::UnboundedSender<(u64, ReplyMsg)>,
         cancelled: Arc<AtomicBool>,
+        history: Arc<History>,
     ) -> Self {
         Reply {
             id,
             tx,
             cancelled,
             ended: false,
+            history,
         }
+    }
+
+    /// The conversation before this turn, oldest first, a resumed session's earlier turns
+    /// included: the context an agent answers in.
+    pub fn history(&self) -> Vec<Turn> {
+        self.history.turns()
     }
 
     /// Appends text to the reply; TTS starts speaking complete sentences at once.

@@ -3,8 +3,8 @@
 //! Unknown keys are rejected and every out-of-range value is reported with its field path and the
 //! allowed range, e.g. `turn.silence_ms: 0 is below the minimum 50`.
 
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -183,7 +183,8 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PersistenceConfig {
-    /// Store file; null: `sessions.redb` under the user's cache directory; `""`: off.
+    /// Store file (its directory is created); null: `voicebackend/sessions/<program>.redb` under
+    /// the user's cache directory (`$XDG_CACHE_HOME`, else `~/.cache`); `""`: off.
     pub path: Option<String>,
 }
 
@@ -329,8 +330,9 @@ impl Default for InterruptionConfig {
     }
 }
 
-/// The session configuration (`vb_session_create`).
-#[derive(Debug, Clone, Deserialize)]
+/// The session configuration (`vb_session_create`). It serializes without `auth_token`, so that
+/// a stored copy never holds it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionConfig {
     /// Who the session belongs to (default "").
@@ -342,8 +344,9 @@ pub struct SessionConfig {
     /// Where a network transport connects.
     #[serde(default)]
     pub connection_url: Option<String>,
-    /// Access token checked by the backend's auth hook (a secret: `Debug` prints `***`).
-    #[serde(default)]
+    /// Access token checked by the backend's auth hook (a secret: `Debug` prints `***`; never
+    /// serialized, so never persisted).
+    #[serde(default, skip_serializing)]
     pub auth_token: Option<Secret>,
     /// How long session creation may wait for the rate limiter to admit it instead of failing
     /// with `VB_ERR_RATE_LIMITED` at once (0–60000 ms, default 0). The creating thread waits.

@@ -27,7 +27,7 @@ pub mod transport;
 #[path = "../tests/support/providers.rs"]
 pub mod test_providers;
 
-pub use agent::{Agent, Reply};
+pub use agent::{Agent, Reply, Turn};
 pub use backend::{Backend, Session, VbHealth, VbHealthStatus};
 pub use config::{BackendConfig, SessionConfig};
 pub use error::{Error, Result, VbStatus};

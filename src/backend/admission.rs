@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::auth::{AuthHook, JwtHs256Hook, unauthorized};
+use super::auth::{AuthHook, AuthResult, JwtHs256Hook, SESSION_RESUME, unauthorized};
 use super::limits::{RateLimiter, TokenBuckets};
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result};
@@ -100,15 +100,41 @@ impl Admission {
             }
             _ => config.user_id.clone(),
         };
+        self.limit(&user_id, config.admission_wait_ms)?;
+        Ok(user_id)
+    }
+
+    /// Admits a session resumed from the store: its user was authenticated when it was created
+    /// and no token is stored, so the hook is asked only to authorize [`SESSION_RESUME`] for that
+    /// user (with no claims); then the rate limiter. Returns the recorded user id.
+    pub(crate) fn admit_resumed(&self, config: &SessionConfig) -> Result<String> {
+        if let Some(hook) = self.current_hook() {
+            let user = AuthResult {
+                user_id: config.user_id.clone(),
+                claims: serde_json::Value::Null,
+            };
+            if !hook.authorize(&user, SESSION_RESUME)? {
+                return Err(unauthorized(format!(
+                    "the auth hook does not allow user '{}' to {SESSION_RESUME}",
+                    user.user_id
+                )));
+            }
+        }
+        self.limit(&config.user_id, config.admission_wait_ms)?;
+        Ok(config.user_id.clone())
+    }
+
+    /// Takes one admission of `user_id` from the rate limiter, waiting up to `wait_ms`.
+    fn limit(&self, user_id: &str, wait_ms: u32) -> Result<()> {
         let limiter = self
             .limiter
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        match config.admission_wait_ms {
-            0 => limiter.allow(&user_id)?,
-            ms => limiter.wait(&user_id, Duration::from_millis(ms.into()))?,
+        match wait_ms {
+            0 => limiter.allow(user_id)?,
+            ms => limiter.wait(user_id, Duration::from_millis(ms.into()))?,
         }
-        Ok(user_id)
+        Ok(())
     }
 }

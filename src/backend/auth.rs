@@ -75,7 +75,9 @@ pub(crate) fn unauthorized(message: impl Into<String>) -> Error {
 /// joining a room, speaking and listening, so the token's `video` grant must have
 /// `roomJoin: true` and must not set `canPublish` or `canSubscribe` to `false` (LiveKit's
 /// defaults for both are `true`). The grant's `room` is not checked (a session belongs to no
-/// room); it is in [`AuthResult::claims`] for hosts that care. Other operations are refused.
+/// room); it is in [`AuthResult::claims`] for hosts that care. A session resumed from the store
+/// (no token, no claims) is allowed: its token was verified when it was created. Other
+/// operations are refused.
 pub struct JwtHs256Hook {
     /// HMAC-SHA256 keyed with the secret; cloned per verification (the key is not kept apart).
     mac: Hmac<Sha256>,
@@ -163,6 +165,11 @@ impl AuthHook for JwtHs256Hook {
     fn authorize(&self, user: &AuthResult, operation: &str) -> Result<bool> {
         if operation != SESSION_CREATE && operation != SESSION_RESUME {
             return Ok(false);
+        }
+        if operation == SESSION_RESUME && user.claims.is_null() {
+            // The host resumes its own recovered session: the user's token was verified when the
+            // session was created, and tokens are never stored.
+            return Ok(true);
         }
         let video = user.claims.get("video");
         let grant = |name: &str| video.and_then(|v| v.get(name)).and_then(Value::as_bool);

@@ -10,9 +10,11 @@ use super::admission::Admission;
 use super::auth::{AuthHook, SESSION_CREATE};
 use super::health::{VbHealth, VbHealthStatus};
 use super::limits::RateLimiter;
+use super::persist::{RecoveredSession, SessionStore, StoredSession};
+use super::privacy::PrivacyPolicy;
 use super::registry::backend_registry;
 use super::session::{EventCallback, Session, SessionInner, SessionParts};
-use crate::agent::Agent;
+use crate::agent::{Agent, History};
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result, VbStatus};
 use crate::event::VbSessionState;
@@ -53,17 +55,24 @@ pub(crate) struct BackendInner {
     next_key: AtomicU64,
     /// (frames_dropped, deadline_misses) at the last health check.
     last_check: Mutex<(u64, u64)>,
+    /// The session store; `None` when persistence is off.
+    store: Option<SessionStore>,
+    /// What sessions may persist; replaceable until the backend starts.
+    privacy: Mutex<Arc<dyn PrivacyPolicy>>,
 }
 
 impl Backend {
     /// Creates a backend from validated configuration: resolves the backend provider and every
-    /// pipeline provider (unknown names give `VB_ERR_PROVIDER_NOT_FOUND`).
+    /// pipeline provider (unknown names give `VB_ERR_PROVIDER_NOT_FOUND`) and opens the session
+    /// store (`VB_ERR_INVALID_CONFIG` naming the path when it cannot).
     pub fn new(config: BackendConfig) -> Result<Backend> {
         config.validate()?;
         let provider = backend_registry().get(&config.provider)?;
         let pipeline = provider.prepare(&config)?;
         let counters = Arc::new(EngineCounters::default());
         let telemetry = Telemetry::new(&config, counters.clone())?;
+        let store = SessionStore::open(&config.persistence)?;
+        let privacy: Arc<dyn PrivacyPolicy> = Arc::new(config.privacy);
         Ok(Backend {
             inner: Arc::new(BackendInner {
                 admission: Admission::new(&config),
@@ -77,6 +86,8 @@ impl Backend {
                 telemetry,
                 next_key: AtomicU64::new(1),
                 last_check: Mutex::new((0, 0)),
+                store,
+                privacy: Mutex::new(privacy),
             }),
         })
     }
@@ -158,7 +169,8 @@ impl Backend {
     }
 
     /// Graceful stop: refuses new sessions, lets replies in flight finish for up to `drain`, then
-    /// stops every session and the I/O runtime.
+    /// stops every session (deleting their records: they completed) and the I/O runtime.
+    /// `VB_ERR_INTERNAL` when the session store could not be updated (stopped all the same).
     pub fn stop(&self, drain: Duration) -> Result<()> {
         {
             let mut state = self.inner.lock_state();
@@ -171,7 +183,8 @@ impl Backend {
                     self.inner.telemetry.stop();
                     runtime.shutdown_background();
                     *self.inner.lock_state() = BackendState::Stopped;
-                    return Ok(());
+                    // The stopped sessions completed: their records are gone once this returns.
+                    return self.flush_store();
                 }
                 BackendState::Created => {}
                 BackendState::Draining(handle) => {
@@ -210,7 +223,84 @@ impl Backend {
     /// session's `user_id` is the token's user.
     pub fn create_session(
         &self,
+        config: SessionConfig,
+        agent: Option<Arc<dyn Agent>>,
+        on_event: Option<EventCallback>,
+    ) -> Result<Session> {
+        self.open_session(config, None, agent, on_event)
+    }
+
+    /// Reopens a session of [`Backend::recovered_sessions`] (not started): same id, configuration
+    /// (without its `auth_token`, which is never stored) and history, and it goes on writing its
+    /// record. It counts against `max_concurrent_sessions`. `VB_ERR_NOT_FOUND` when no recovered
+    /// session has that id (unknown, resumed already, or persistence off). Any thread.
+    pub fn resume_session(
+        &self,
+        session_id: &str,
+        agent: Option<Arc<dyn Agent>>,
+        on_event: Option<EventCallback>,
+    ) -> Result<Session> {
+        let store = self.inner.store.as_ref().ok_or_else(|| {
+            Error::new(
+                VbStatus::VB_ERR_NOT_FOUND,
+                format!("no recovered session '{session_id}': persistence is off"),
+            )
+        })?;
+        let record = store.claim(session_id)?;
+        match self.open_session(record.config.clone(), Some(&record), agent, on_event) {
+            Ok(session) => Ok(session),
+            Err(e) => {
+                store.unclaim(record);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sessions found in the store when the backend was created and not resumed yet: an earlier
+    /// process ended without stopping them. Oldest first. Any thread.
+    pub fn recovered_sessions(&self) -> Vec<RecoveredSession> {
+        self.inner
+            .store
+            .as_ref()
+            .map_or_else(Vec::new, SessionStore::recovered)
+    }
+
+    /// Blocks until every session record written so far is on disk; returns the first write
+    /// failure since the previous flush. `Ok` at once when persistence is off. Any thread.
+    pub fn flush_store(&self) -> Result<()> {
+        self.inner
+            .store
+            .as_ref()
+            .map_or(Ok(()), SessionStore::flush)
+    }
+
+    /// What the session store holds now, turn audio included (after [`Backend::flush_store`]:
+    /// everything written so far): for an operator's look, and for tests. Empty when
+    /// persistence is off. Any thread.
+    pub fn stored_sessions(&self) -> Result<Vec<StoredSession>> {
+        self.inner
+            .store
+            .as_ref()
+            .map_or(Ok(Vec::new()), SessionStore::read)
+    }
+
+    /// Replaces the privacy policy (default: the `privacy` configuration section). Only before
+    /// `start`.
+    pub fn set_privacy_policy(&self, policy: Arc<dyn PrivacyPolicy>) -> Result<()> {
+        if !matches!(*self.inner.lock_state(), BackendState::Created) {
+            return Err(Error::invalid_state(
+                "the privacy policy can only be set before the backend starts",
+            ));
+        }
+        *self.inner.privacy.lock().unwrap_or_else(|p| p.into_inner()) = policy;
+        Ok(())
+    }
+
+    /// Creates a new session, or reopens `resumed` under its id with its history.
+    fn open_session(
+        &self,
         mut config: SessionConfig,
+        resumed: Option<&StoredSession>,
         agent: Option<Arc<dyn Agent>>,
         on_event: Option<EventCallback>,
     ) -> Result<Session> {
@@ -237,14 +327,16 @@ impl Backend {
         // At the limit, refuse before admission takes a rate-limit token; admission runs host
         // hooks, so it cannot hold the sessions lock.
         inner.check_session_limit(&inner.sessions.lock().unwrap_or_else(|p| p.into_inner()))?;
-        config.user_id = inner.admission.admit(&config, SESSION_CREATE)?;
+        config.user_id = match resumed {
+            None => inner.admission.admit(&config, SESSION_CREATE)?,
+            Some(_) => inner.admission.admit_resumed(&config)?,
+        };
         let mut sessions = inner.sessions.lock().unwrap_or_else(|p| p.into_inner());
         // Again under the sessions lock: a stop that began during admission has either refused
         // us here or will find this session when it stops them all.
         inner.accepts_sessions()?;
         inner.check_session_limit(&sessions)?;
         let key = inner.next_key.fetch_add(1, Ordering::Relaxed);
-        let id = new_session_id(key);
         let spec = FrameSpec::new(&inner.config.audio, &config);
         let processors = {
             let factories = inner.processors.lock().unwrap_or_else(|p| p.into_inner());
@@ -264,11 +356,26 @@ impl Backend {
             shared.clone(),
             inner.counters.clone(),
         );
+        let id = resumed.map_or_else(|| new_session_id(key), |r| r.session_id.clone());
+        let history = Arc::new(History::new(
+            resumed.map(|r| r.history.clone()).unwrap_or_default(),
+        ));
+        let persisted = inner.store.as_ref().map(|store| {
+            let policy = inner
+                .privacy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let created = resumed.map(|r| r.created_at_ms);
+            store.session(&id, &config, created, spec.internal_rate, policy)
+        });
         let session = Session::assemble(SessionParts {
             key,
             telemetry: inner.telemetry.session(&id),
             id,
             config,
+            history,
+            persisted,
             host,
             shared,
             rt,

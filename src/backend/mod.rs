@@ -1,4 +1,5 @@
-//! The backend layer: registry, backends, sessions, health, admission (auth, rate limits).
+//! The backend layer: registry, backends, sessions, health, admission (auth, rate limits),
+//! persistence, privacy.
 
 mod admission;
 pub mod auth;
@@ -6,6 +7,8 @@ pub mod auth;
 pub mod backend;
 pub mod health;
 pub mod limits;
+pub mod persist;
+pub mod privacy;
 pub mod registry;
 pub mod session;
 
@@ -13,5 +16,7 @@ pub use auth::{AuthHook, AuthResult, JwtHs256Hook};
 pub use backend::Backend;
 pub use health::{VbHealth, VbHealthStatus};
 pub use limits::{RateLimiter, TokenBuckets};
+pub use persist::{RecoveredSession, StoredAudio, StoredSession};
+pub use privacy::{DataKind, DataOwner, PrivacyPolicy};
 pub use registry::{BackendProvider, backend_registry};
 pub use session::{EventCallback, Session};

@@ -11,11 +11,13 @@ use crossbeam_channel::Receiver;
 use tokio::sync::mpsc;
 
 use super::backend::BackendInner;
-use crate::agent::Agent;
+use super::persist::PersistedSession;
+use crate::agent::{Agent, History, Turn};
 use crate::config::SessionConfig;
 use crate::error::{Error, Result};
 use crate::event::{Event, VbSessionState};
 use crate::pipeline::events::{EventSink, StateCell};
+use crate::pipeline::history::{TurnLog, TurnRecorder};
 use crate::pipeline::reply_audio::ReplyAudio;
 use crate::pipeline::{PipelineContext, SessionCommand, SessionPipeline};
 use crate::rt::core::{IoEnds, RealtimeLoop};
@@ -95,6 +97,9 @@ pub(crate) struct SessionInner {
     /// Serializes `stop` calls for their whole duration.
     stopping: Mutex<()>,
     backend: Weak<BackendInner>,
+    history: Arc<History>,
+    /// Its record in the session store, when persistence is on.
+    persisted: Option<Arc<PersistedSession>>,
 }
 
 /// The parts `Backend::create_session` assembles.
@@ -111,6 +116,8 @@ pub(crate) struct SessionParts {
     pub on_event: Option<EventCallback>,
     pub backend: Weak<BackendInner>,
     pub telemetry: SessionTelemetry,
+    pub history: Arc<History>,
+    pub persisted: Option<Arc<PersistedSession>>,
 }
 
 impl Session {
@@ -148,6 +155,8 @@ impl Session {
                 lifecycle: Mutex::new(Lifecycle::Created(Box::new(pending))),
                 stopping: Mutex::new(()),
                 backend: parts.backend,
+                history: parts.history,
+                persisted: parts.persisted,
             }),
         }
     }
@@ -167,6 +176,12 @@ impl Session {
         self.inner.state.get()
     }
 
+    /// The finished turns so far, oldest first (a resumed session's earlier turns included).
+    /// Any thread.
+    pub fn history(&self) -> Vec<Turn> {
+        self.inner.history.turns()
+    }
+
     /// Starts the realtime thread and the session task. `VB_ERR_INVALID_STATE` when already
     /// started or stopped.
     pub fn start(&self) -> Result<()> {
@@ -174,7 +189,8 @@ impl Session {
     }
 
     /// Stops the session: ends the session task, joins the realtime thread, waits for an agent
-    /// call in flight and delivers the last events. Idempotent.
+    /// call in flight, delivers the last events and deletes its record in the session store (it
+    /// has completed). Idempotent.
     pub fn stop(&self) -> Result<()> {
         self.inner.stop()
     }
@@ -329,7 +345,14 @@ impl SessionInner {
             agent: self.agent.clone().map(|agent| self.gated(agent)),
             commands,
             runtime: runtime.clone(),
+            recorder: TurnRecorder::new(
+                self.history.clone(),
+                self.persisted.clone().map(|p| p as Arc<dyn TurnLog>),
+            ),
         };
+        if let Some(persisted) = &self.persisted {
+            persisted.record(&self.history.turns(), None);
+        }
         let (done_tx, task_done) = crossbeam_channel::bounded(1);
         let session_task = self.pipeline.run(ctx);
         runtime.spawn(async move {
@@ -404,6 +427,9 @@ impl SessionInner {
             }
         }
         self.state.swap(VbSessionState::VB_STATE_STOPPED);
+        if let Some(persisted) = &self.persisted {
+            persisted.delete();
+        }
         if let Some(backend) = self.backend.upgrade() {
             backend.forget_session(self.key);
         }

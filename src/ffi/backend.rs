@@ -93,7 +93,9 @@ pub unsafe extern "C" fn vb_backend_start(backend: *mut VbBackend) -> VbStatus {
 }
 
 /// Graceful stop: refuses new sessions, lets in-flight replies finish for up to
-/// `drain_timeout_ms`, then stops every session. Thread-safe.
+/// `drain_timeout_ms`, then stops every session (deleting their records in the session store:
+/// they completed). `VB_ERR_INTERNAL` when the store could not be updated (the backend is
+/// stopped all the same). Thread-safe.
 ///
 /// # Safety
 /// `backend` is NULL or a live backend.
@@ -496,4 +498,49 @@ impl RateLimiter for CRateLimiter {
         let raw = unsafe { wait(self.user_data.get(), c_key.as_ptr(), timeout_ms) };
         host_status(raw, "the rate limiter's wait", limited, &Self::refused(key))
     }
+}
+
+// ---- Session persistence: sessions recovered from the store, flushing it. ----
+
+/// Writes the JSON array of the sessions found in the session store when the backend was
+/// created and not resumed yet (their process ended without stopping them), oldest first:
+/// `[{"session_id": "…", "user_id": "…", "turns": 3}, …]`; `[]` when persistence is off.
+/// `*needed` always gets the size including the NUL; a short buffer is
+/// `VB_ERR_INVALID_ARGUMENT`. Thread-safe.
+///
+/// # Safety
+/// `backend` is NULL or a live backend; `buf` is NULL or valid for `capacity` bytes; `needed` is
+/// NULL or valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vb_backend_recovered_sessions(
+    backend: *const VbBackend,
+    buf: *mut c_char,
+    capacity: usize,
+    needed: *mut usize,
+) -> VbStatus {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let backend = unsafe { required_ref(backend, "backend") }?;
+        let json = serde_json::to_string(&backend.backend.recovered_sessions())
+            .map_err(|e| Error::internal(e.to_string()))?;
+        // SAFETY: forwarded caller contract.
+        unsafe { fill_buffer(&json, buf, capacity, needed) }
+    })
+}
+
+/// Blocks until every session record written so far is on disk (records are written when a
+/// session starts and after each turn, by a writer thread). `VB_ERR_INTERNAL` with the reason
+/// when a write failed since the previous flush; `VB_OK` at once when persistence is off.
+/// Thread-safe; blocks for the disk write.
+///
+/// # Safety
+/// `backend` is NULL or a live backend.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vb_backend_flush_store(backend: *mut VbBackend) -> VbStatus {
+    // SAFETY: forwarded caller contract.
+    guard(|| {
+        unsafe { required_ref(backend, "backend") }?
+            .backend
+            .flush_store()
+    })
 }

@@ -159,16 +159,40 @@ pub unsafe extern "C" fn vb_session_create(
             return Err(Error::invalid_argument("out_session is NULL"));
         }
         // SAFETY: forwarded caller contract.
+        let host = unsafe { HostCallbacks::new(callbacks) };
+        let session =
+            backend
+                .backend
+                .create_session(config, host.agent.clone(), host.on_event.clone())?;
+        // SAFETY: checked non-NULL; valid for one write per the contract.
+        unsafe { host.hand_out(session, out_session) };
+        Ok(())
+    })
+}
+
+/// The host's `VbCallbacks` as the Rust API takes them.
+struct HostCallbacks {
+    agent: Option<Arc<dyn Agent>>,
+    on_event: Option<EventCallback>,
+    /// The handle the C agent passes to `on_transcript`, set by `hand_out`.
+    handle: Arc<AtomicPtr<VbSession>>,
+}
+
+impl HostCallbacks {
+    /// # Safety
+    /// `callbacks` is NULL or valid for one read.
+    unsafe fn new(callbacks: *const VbCallbacks) -> HostCallbacks {
+        // SAFETY: forwarded caller contract.
         let callbacks = unsafe { callbacks.as_ref() }.copied();
         let user_data = HostPtr(callbacks.map_or(ptr::null_mut(), |c| c.user_data));
-        let session_ptr = Arc::new(AtomicPtr::new(ptr::null_mut()));
+        let handle = Arc::new(AtomicPtr::new(ptr::null_mut()));
         let agent = callbacks
             .and_then(|c| c.on_transcript)
             .map(|on_transcript| {
                 Arc::new(CAgent {
                     user_data,
                     on_transcript,
-                    session: session_ptr.clone(),
+                    session: handle.clone(),
                 }) as Arc<dyn Agent>
             });
         let on_event = callbacks.and_then(|c| c.on_event).map(|on_event| {
@@ -180,15 +204,91 @@ pub unsafe extern "C" fn vb_session_create(
                 unsafe { on_event(user_data.get(), &view) };
             }) as EventCallback
         });
-        let session = backend.backend.create_session(config, agent, on_event)?;
+        HostCallbacks {
+            agent,
+            on_event,
+            handle,
+        }
+    }
+
+    /// Boxes `session` into the C handle its agent knows and writes it to `*out`.
+    ///
+    /// # Safety
+    /// `out` is valid for one write.
+    unsafe fn hand_out(&self, session: Session, out: *mut *mut VbSession) {
         let handle = Box::into_raw(Box::new(VbSession {
             session,
             polled_text: Mutex::new(None),
         }));
-        session_ptr.store(handle, Ordering::Release);
+        self.handle.store(handle, Ordering::Release);
+        // SAFETY: valid for one write per the caller's contract.
+        unsafe { *out = handle };
+    }
+}
+
+// ---- Session persistence: resuming a recovered session, the conversation history. ----
+
+/// Reopens a session of `vb_backend_recovered_sessions` (not started) under its id, with its
+/// configuration (without the `auth_token`, which is never stored) and conversation history;
+/// `callbacks` as for `vb_session_create`. It counts against `max_concurrent_sessions`.
+/// `VB_ERR_NOT_FOUND` when no recovered session has that id (unknown, resumed already, or
+/// persistence off). On success `*out_session` owns the session; free it with
+/// `vb_session_free`. Thread-safe.
+///
+/// # Safety
+/// `backend` is NULL or a live backend; `session_id` is NULL or NUL-terminated; `callbacks` is
+/// NULL or valid; `out_session` is NULL or valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vb_session_resume(
+    backend: *mut VbBackend,
+    session_id: *const c_char,
+    callbacks: *const VbCallbacks,
+    out_session: *mut *mut VbSession,
+) -> VbStatus {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let backend = unsafe { required_ref(backend, "backend") }?;
+        // SAFETY: forwarded caller contract.
+        let session_id = unsafe { required_str(session_id, "session_id") }?;
+        if out_session.is_null() {
+            return Err(Error::invalid_argument("out_session is NULL"));
+        }
+        // SAFETY: forwarded caller contract.
+        let host = unsafe { HostCallbacks::new(callbacks) };
+        let session = backend.backend.resume_session(
+            session_id,
+            host.agent.clone(),
+            host.on_event.clone(),
+        )?;
         // SAFETY: checked non-NULL; valid for one write per the contract.
-        unsafe { *out_session = handle };
+        unsafe { host.hand_out(session, out_session) };
         Ok(())
+    })
+}
+
+/// Writes the session's finished turns as a JSON array, oldest first, into `buf`:
+/// `[{"transcript": "…", "reply": "…", "interrupted": false}, …]`, a resumed session's earlier
+/// turns included (texts the privacy policy kept out of the store are `null` there). An agent
+/// may call it from `on_transcript` for the context of the turn. `*needed` always gets the size
+/// including the NUL; a short buffer is `VB_ERR_INVALID_ARGUMENT`. Thread-safe.
+///
+/// # Safety
+/// `session` is NULL or a live session; `buf` is NULL or valid for `capacity` bytes; `needed` is
+/// NULL or valid for one write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vb_session_history(
+    session: *const VbSession,
+    buf: *mut c_char,
+    capacity: usize,
+    needed: *mut usize,
+) -> VbStatus {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let session = unsafe { required_ref(session, "session") }?;
+        let json = serde_json::to_string(&session.session.history())
+            .map_err(|e| Error::internal(e.to_string()))?;
+        // SAFETY: forwarded caller contract.
+        unsafe { fill_buffer(&json, buf, capacity, needed) }
     })
 }
 

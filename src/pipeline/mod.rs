@@ -2,6 +2,7 @@
 //! providers and the host's agent. One task per session on the backend's tokio runtime.
 
 pub mod events;
+pub mod history;
 pub mod reply_audio;
 pub mod s2s;
 pub mod stt_tts;
@@ -20,6 +21,7 @@ use crate::rt::frame::FrameSpec;
 use crate::rt::message::{RtControl, RtOutput};
 use crate::rt::shared::RtShared;
 use events::EventSink;
+use history::TurnRecorder;
 use reply_audio::ReplyAudio;
 
 /// Requests from the host's control calls to the session task.
@@ -53,6 +55,8 @@ pub struct PipelineContext {
     pub commands: mpsc::UnboundedReceiver<SessionCommand>,
     /// The I/O runtime, for provider tasks and agent workers.
     pub runtime: tokio::runtime::Handle,
+    /// Records finished turns (history, session store).
+    pub recorder: TurnRecorder,
 }
 
 /// A kind of session pipeline (what a backend provider runs per session).

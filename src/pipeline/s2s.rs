@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::history::TurnRecorder;
 use super::{PipelineContext, SessionCommand, SessionPipeline, TurnClock, report_drops};
 use crate::error::{Result, VbStatus};
 use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
@@ -38,6 +39,8 @@ impl SessionPipeline for S2sPipeline {
 #[derive(Default)]
 struct Response {
     turn: Option<u32>,
+    /// What the model heard the user say.
+    transcript: String,
     text: String,
     audio_started: bool,
     done: bool,
@@ -86,11 +89,13 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                     match output {
                         RtOutput::SpeechStarted { turn, .. } => {
                             last_turn = Some(turn);
+                            ctx.recorder.speech_started(turn);
                             ctx.events
                                 .emit(VbEventKind::VB_EVENT_SPEECH_STARTED, |_| {});
                         }
                         RtOutput::Speech(frame) => {
                             let _ = input_tx.send(S2sInput::Audio(frame.samples().to_vec()));
+                            ctx.recorder.speech(frame.turn, frame.samples());
                         }
                         RtOutput::SpeechStopped {
                             turn,
@@ -118,14 +123,15 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                             }
                         }
                         RtOutput::PlayoutFinished { .. } => {
-                            if response.as_ref().is_some_and(|r| r.done) {
-                                response = None;
+                            if let Some(r) = response.take_if(|r| r.done) {
+                                record(&mut ctx.recorder, r, false);
                                 ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
                             }
                         }
                     }
                 }
                 report_drops(&ctx.shared, &mut ctx.events);
+                ctx.recorder.report_failures(&mut ctx.events);
                 ctx.reply.pump();
             }
             Wake::Command(Some(SessionCommand::Interrupt)) => {
@@ -153,6 +159,7 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                 match event {
                     S2sEvent::UserTranscript(text) => {
                         r.metrics.stt_final_us = since_end(&clock);
+                        r.transcript.push_str(&text);
                         ctx.events
                             .emit(VbEventKind::VB_EVENT_TRANSCRIPT_FINAL, |e| {
                                 e.text = Some(text)
@@ -175,7 +182,7 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                     }
                     S2sEvent::ResponseDone => {
                         r.done = true;
-                        let text = std::mem::take(&mut r.text);
+                        let text = r.text.clone();
                         let audio_started = r.audio_started;
                         if !text.is_empty() {
                             ctx.events.emit(VbEventKind::VB_EVENT_AGENT_RESPONSE, |e| {
@@ -187,7 +194,9 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                             let _ = ctx.control.try_send(RtControl::ReplyFinished);
                             ctx.shared.wake();
                         } else {
-                            response = None;
+                            if let Some(r) = response.take() {
+                                record(&mut ctx.recorder, r, false);
+                            }
                             ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
                         }
                     }
@@ -222,7 +231,13 @@ fn cancel_response(
     response: &mut Option<Response>,
     from_host: bool,
 ) {
-    let had_response = response.take().is_some();
+    let had_response = match response.take() {
+        Some(r) => {
+            record(&mut ctx.recorder, r, true);
+            true
+        }
+        None => false,
+    };
     let _ = input.send(S2sInput::CancelResponse);
     ctx.reply.clear();
     if from_host {
@@ -234,4 +249,11 @@ fn cancel_response(
         ctx.events.emit(VbEventKind::VB_EVENT_INTERRUPTED, |_| {});
     }
     ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
+}
+
+/// A finished response to a user turn becomes a turn of the history.
+fn record(recorder: &mut TurnRecorder, response: Response, interrupted: bool) {
+    if let Some(turn) = response.turn {
+        recorder.finished(turn, response.transcript, response.text, interrupted);
+    }
 }

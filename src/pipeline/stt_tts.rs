@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{PipelineContext, SessionCommand, SessionPipeline, TurnClock, report_drops};
-use crate::agent::{Agent, Reply, ReplyMsg};
+use crate::agent::{Agent, History, Reply, ReplyMsg};
 use crate::error::{Error, Result, VbStatus};
 use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
 use crate::provider::stt::SttResult;
@@ -70,6 +70,8 @@ enum ReplySource {
 struct ActiveReply {
     id: u64,
     turn: Option<u32>,
+    /// The user's transcript the reply answers ("" for `say`).
+    transcript: String,
     cancelled: Arc<AtomicBool>,
     /// Text to TTS; `None` once the reply text has ended.
     text_tx: Option<mpsc::UnboundedSender<String>>,
@@ -214,6 +216,7 @@ impl Conversation {
             match output {
                 RtOutput::SpeechStarted { turn, .. } => {
                     self.open_stt_turn(turn);
+                    self.ctx.recorder.speech_started(turn);
                     self.ctx
                         .events
                         .emit(VbEventKind::VB_EVENT_SPEECH_STARTED, |_| {});
@@ -222,6 +225,7 @@ impl Conversation {
                     if let Some(tx) = self.stt_audio.get(&frame.turn) {
                         let _ = tx.send(frame.samples().to_vec());
                     }
+                    self.ctx.recorder.speech(frame.turn, frame.samples());
                 }
                 RtOutput::SpeechStopped {
                     turn,
@@ -250,6 +254,7 @@ impl Conversation {
             }
         }
         report_drops(&self.ctx.shared, &mut self.ctx.events);
+        self.ctx.recorder.report_failures(&mut self.ctx.events);
         self.ctx.reply.pump();
         self.finish_reply_audio_if_done();
     }
@@ -326,6 +331,7 @@ impl Conversation {
                     });
                     if transcript.is_empty() {
                         self.clock.forget(turn);
+                        self.ctx.recorder.discard(turn);
                         self.back_to_listening_if_idle();
                     } else {
                         self.queue
@@ -335,6 +341,7 @@ impl Conversation {
                 }
                 Err(e) => {
                     self.clock.forget(turn);
+                    self.ctx.recorder.discard(turn);
                     let message = format!("stt {}: {}", self.stt.name(), e.message());
                     let provider = self.stt.name();
                     self.ctx
@@ -371,6 +378,7 @@ impl Conversation {
         let mut reply = ActiveReply {
             id,
             turn: None,
+            transcript: String::new(),
             cancelled: cancelled.clone(),
             text_tx: Some(text_tx),
             agent_deadline: None,
@@ -387,14 +395,16 @@ impl Conversation {
             ReplySource::Agent { turn, transcript } => {
                 reply.turn = Some(turn);
                 reply.agent_deadline = Some(tokio::time::Instant::now() + self.agent_timeout);
+                reply.transcript = transcript.clone();
                 self.ctx
                     .events
                     .set_state(VbSessionState::VB_STATE_PROCESSING);
                 let agent = self.ctx.agent.clone();
                 let reply_tx = self.reply_tx.clone();
-                self.ctx
-                    .runtime
-                    .spawn_blocking(move || run_agent(agent, id, &transcript, reply_tx, cancelled));
+                let history = self.ctx.recorder.history();
+                self.ctx.runtime.spawn_blocking(move || {
+                    run_agent(agent, id, &transcript, reply_tx, cancelled, history)
+                });
             }
             ReplySource::Say(text) => {
                 if let Some(tx) = reply.text_tx.take() {
@@ -536,6 +546,8 @@ impl Conversation {
         if let Some(reply) = self.active.take() {
             if let Some(turn) = reply.turn {
                 self.clock.forget(turn);
+                let recorder = &mut self.ctx.recorder;
+                recorder.finished(turn, reply.transcript, reply.full_text, false);
             }
         }
         self.back_to_listening_if_idle();
@@ -545,8 +557,19 @@ impl Conversation {
     /// Barge-in: cancel the agent and TTS, drop queued replies, resume playout on the new turn.
     /// `from_host` is `vb_session_interrupt`, which also flushes playout itself.
     fn cancel_reply(&mut self, from_host: bool) {
-        let had_reply = self.drop_active_reply() || !self.queue.is_empty();
-        self.queue.clear();
+        let dropped = self.drop_active_reply();
+        let had_reply = dropped.is_some() || !self.queue.is_empty();
+        if let Some(reply) = dropped {
+            self.record_cut_short(reply);
+        }
+        // Turns still waiting for their reply were heard: they stay in the history, unanswered.
+        for source in self.queue.drain(..) {
+            if let ReplySource::Agent { turn, transcript } = source {
+                self.ctx
+                    .recorder
+                    .finished(turn, transcript, String::new(), true);
+            }
+        }
         self.ctx.reply.clear();
         if from_host {
             let _ = self.ctx.control.try_send(RtControl::Interrupt);
@@ -567,9 +590,10 @@ impl Conversation {
     /// `Reply::is_cancelled`), whatever it already said stops, and the session goes on with the
     /// next queued reply or back to listening.
     fn on_agent_timeout(&mut self) {
-        if !self.drop_active_reply() {
+        let Some(reply) = self.drop_active_reply() else {
             return;
-        }
+        };
+        self.record_cut_short(reply);
         self.ctx.reply.clear();
         let _ = self.ctx.control.try_send(RtControl::Interrupt);
         let _ = self.ctx.control.try_send(RtControl::ReplyCancelled);
@@ -586,17 +610,23 @@ impl Conversation {
         self.start_next_reply();
     }
 
-    /// Cancels the active reply's agent and TTS and forgets it; whether there was one.
-    fn drop_active_reply(&mut self) -> bool {
-        let Some(reply) = self.active.take() else {
-            return false;
-        };
+    /// Cancels the active reply's agent and TTS and forgets its turn; returns it, if any.
+    fn drop_active_reply(&mut self) -> Option<ActiveReply> {
+        let reply = self.active.take()?;
         reply.cancelled.store(true, Ordering::Release);
         reply.tts_task.abort();
         if let Some(turn) = reply.turn {
             self.clock.forget(turn);
         }
-        true
+        Some(reply)
+    }
+
+    /// Records a reply that was cut short (barge-in, interrupt, agent timeout) in the history.
+    fn record_cut_short(&mut self, reply: ActiveReply) {
+        if let Some(turn) = reply.turn {
+            let recorder = &mut self.ctx.recorder;
+            recorder.finished(turn, reply.transcript, reply.full_text, true);
+        }
     }
 
     fn back_to_listening_if_idle(&mut self) {
@@ -637,8 +667,9 @@ fn run_agent(
     transcript: &str,
     reply_tx: mpsc::UnboundedSender<(u64, ReplyMsg)>,
     cancelled: Arc<AtomicBool>,
+    history: Arc<History>,
 ) {
-    let mut reply = Reply::new(id, reply_tx.clone(), cancelled);
+    let mut reply = Reply::new(id, reply_tx.clone(), cancelled, history);
     let result = match agent {
         Some(agent) => std::panic::catch_unwind(AssertUnwindSafe(|| {
             agent.on_transcript(transcript, &mut reply)
