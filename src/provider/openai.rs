@@ -685,6 +685,17 @@ impl TtsInner {
                     .body(body.to_owned())
             })
             .await?;
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if content_type.starts_with("application/json") || content_type.starts_with("text/") {
+            return Err(e.unreadable(
+                "speech",
+                format!("Content-Type {content_type} where PCM audio was expected"),
+            ));
+        }
         let mut position = 0usize; // bytes of this answer seen so far
         let mut odd_byte: Option<u8> = None;
         while let Some(chunk) = e.chunk(&mut response).await? {
