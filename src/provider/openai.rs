@@ -442,7 +442,7 @@ impl SttProvider for OpenAiStt {
             }
             let wav = wav_bytes(sample_rate, &pcm)?;
             let text = with_retry(&inner.endpoint.retry, || inner.request(&wav, &results)).await?;
-            results.final_transcript(text);
+            results.final_transcript(text.trim());
             Ok(())
         })
     }

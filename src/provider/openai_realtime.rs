@@ -44,7 +44,9 @@
 //!   and ended. The server keeps conversation context per connection, so a new connection starts
 //!   a fresh conversation. When no connection can be made the error is reported, turns are
 //!   answered with an empty response so that the session keeps listening, and the next user
-//!   turn tries again.
+//!   turn tries again. A `session.update` the server refuses (an `error` event naming it) is
+//!   reported and the connection closed rather than run with the server's defaults (which
+//!   would be another session than the one configured); the next user turn tries again.
 //!
 //! `s2s_config` (strict): `api_key` (else `OPENAI_API_KEY`), `base_url` (default
 //! `wss://api.openai.com`; `ws://` for local servers), `model` (default `gpt-realtime`), `voice`
@@ -81,6 +83,9 @@ pub const RATE: u32 = 24_000;
 pub const SERVER_VAD_SILENCE_MS: u32 = 500;
 /// Silence appended at the engine's end of turn in `turn_detection: "server"`.
 pub const SERVER_VAD_PAD_MS: u32 = SERVER_VAD_SILENCE_MS + 300;
+
+/// `event_id` of the `session.update` the provider sends, to recognize the server refusing it.
+const SESSION_UPDATE_ID: &str = "vb_session_update";
 
 const KEYS: [&str; 8] = [
     "api_key",
@@ -291,6 +296,8 @@ struct Conversation {
     last_spoken: Option<Spoken>,
     /// When the server must next be heard from (while a response is requested or under way).
     deadline: Option<Instant>,
+    /// The server refused the session settings: this connection is not used.
+    refused: bool,
     next_event_id: u64,
 }
 
@@ -311,6 +318,7 @@ impl Conversation {
             cancelled: Vec::new(),
             last_spoken: None,
             deadline: None,
+            refused: false,
             next_event_id: 0,
         }
     }
@@ -357,8 +365,16 @@ impl Conversation {
             };
             if let Err(e) = outcome {
                 socket = None;
-                self.connection_lost(e);
-                connect_now = true;
+                if std::mem::take(&mut self.refused) {
+                    // Running with the server's defaults instead would be another session than
+                    // the one configured: report it, and try again at the next turn.
+                    self.emit(S2sEvent::Error(e));
+                    self.connection_lost(None);
+                    connect_now = false;
+                } else {
+                    self.connection_lost(Some(e));
+                    connect_now = true;
+                }
             }
         }
     }
@@ -377,13 +393,16 @@ impl Conversation {
         .await?;
         self.send(
             &mut ws,
-            json!({"type": "session.update", "session": c.session}),
+            json!({"type": "session.update", "event_id": SESSION_UPDATE_ID, "session": c.session}),
         )
         .await?;
         let replay = std::mem::take(&mut self.uncommitted);
         // One second of audio per event, well under the API's 15 MiB per event.
         for piece in replay.chunks(RATE as usize * 2) {
-            self.append(&mut ws, piece).await?;
+            if let Err(e) = self.append(&mut ws, piece).await {
+                self.uncommitted = replay; // still not committed: for the next connection
+                return Err(e);
+            }
         }
         Ok(ws)
     }
@@ -550,7 +569,7 @@ impl Conversation {
             }
         };
         if let Err(e) = self.on_event(ws, &event).await {
-            if e.status() != VbStatus::VB_ERR_PROVIDER {
+            if e.status() != VbStatus::VB_ERR_PROVIDER || self.refused {
                 return Err(e);
             }
             self.emit(S2sEvent::Error(e));
@@ -663,11 +682,16 @@ impl Conversation {
         Ok(())
     }
 
-    /// An `error` event: reported, and the response it refused (by `event_id`) is ended.
+    /// An `error` event: reported, and the response it refused (by `event_id`) is ended. A
+    /// refused `session.update` ends the connection.
     fn error_event(&mut self, error: &Value) -> Result<()> {
         // Cancelling a response that ended meanwhile: the cancel's aim is met.
         if error["code"] == "response_cancel_not_active" {
             return Ok(());
+        }
+        if error["event_id"] == SESSION_UPDATE_ID {
+            self.refused = true;
+            return Err(self.server_error("the server refused the session settings", error));
         }
         let refused_create =
             self.requested.is_some() && error["event_id"].as_str() == self.requested.as_deref();
@@ -687,11 +711,13 @@ impl Conversation {
         Ok(())
     }
 
-    /// The connection broke or timed out: end what it carried, keep the uncommitted turn.
-    fn connection_lost(&mut self, error: Error) {
+    /// The connection ended (`error`: it broke or timed out): end what it carried, keep the
+    /// uncommitted turn. The error is reported when it cut a response short or was a timeout.
+    fn connection_lost(&mut self, error: Option<Error>) {
         let cut_response =
             (self.requested.is_some() && !self.cancel_requested) || self.active.is_some();
-        if cut_response || error.status() == VbStatus::VB_ERR_TIMEOUT {
+        let reported = error.filter(|e| cut_response || e.status() == VbStatus::VB_ERR_TIMEOUT);
+        if let Some(error) = reported {
             self.emit(S2sEvent::Error(error));
         }
         if cut_response {

@@ -25,7 +25,8 @@ pub enum Fault {
     /// An answer that is not what the API documents (HTTP: a 200 body of the wrong shape;
     /// realtime: one unreadable message before the response).
     Malformed,
-    /// An HTTP error status with OpenAI's documented error object (HTTP server only).
+    /// OpenAI's documented error object: HTTP, as the answer with this status; realtime, as an
+    /// `error` event refusing `response.create` (the status is not used).
     Status {
         /// HTTP status, e.g. 400, 429, 500.
         status: u16,
@@ -148,15 +149,24 @@ pub async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Transcribes mono PCM at `rate` with voicebackend's `whisper` provider (Whisper tiny.en from
-/// the model cache; loaded once per test process).
-pub async fn transcribe(pcm: &[i16], rate: u32) -> String {
+/// voicebackend's `whisper` provider (Whisper tiny.en from the model cache), loaded once per
+/// test process. Servers load it before they accept connections, as a vendor's model is loaded
+/// before it serves: loading takes seconds in a debug build and would otherwise look like a
+/// slow server to the first request.
+pub fn whisper() -> &'static Arc<dyn SttProvider> {
     static WHISPER: OnceLock<Arc<dyn SttProvider>> = OnceLock::new();
-    let whisper = WHISPER.get_or_init(|| {
+    WHISPER.get_or_init(|| {
         ProviderRegistry::global()
             .create_stt("whisper", &ProviderSetup::new(&json!({})))
             .expect("the whisper provider loads (run scripts/fetch-models.sh)")
-    });
+    })
+}
+
+/// Transcribes mono PCM at `rate` with [`whisper`].
+pub async fn transcribe(pcm: &[i16], rate: u32) -> String {
+    let whisper = tokio::task::spawn_blocking(whisper)
+        .await
+        .expect("whisper loads");
     let (audio_tx, audio_rx) = mpsc::unbounded_channel();
     let (results_tx, mut results_rx) = mpsc::unbounded_channel();
     audio_tx.send(pcm.to_vec()).unwrap();

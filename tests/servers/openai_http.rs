@@ -32,7 +32,7 @@ use tokio::sync::watch;
 
 use super::openai_engines::{
     Fault, Faults, OPENAI_RATE, ServerThread, error_body, le_bytes, redacted_key, speak, stopped,
-    transcribe,
+    transcribe, whisper,
 };
 
 /// The voices OpenAI documents for `/v1/audio/speech`.
@@ -105,8 +105,9 @@ pub struct OpenAiHttpServer {
 }
 
 impl OpenAiHttpServer {
-    /// Starts a server on 127.0.0.1 that accepts `api_key`.
+    /// Starts a server on 127.0.0.1 that accepts `api_key`, once Whisper is loaded.
     pub fn start(api_key: &str) -> OpenAiHttpServer {
+        whisper();
         let shared = Arc::new(Shared {
             api_key: api_key.to_owned(),
             faults: Faults::default(),

@@ -26,7 +26,8 @@
 //!
 //! Faults ([`Fault`]) apply per response: `Malformed` sends one unreadable message before it,
 //! `DropMidStream` drops the connection halfway through its audio (the next connection is
-//! served normally), `Stall` never answers `response.create`.
+//! served normally), `Stall` never answers `response.create`, `Status` refuses it with an
+//! `error` event carrying the client's `event_id`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,7 +46,7 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 
 use super::openai_engines::{
     Fault, Faults, OPENAI_RATE, ServerThread, error_body, le_bytes, redacted_key, speak, stopped,
-    transcribe,
+    transcribe, whisper,
 };
 
 /// The voices OpenAI documents for Realtime sessions.
@@ -71,8 +72,9 @@ pub struct OpenAiRealtimeServer {
 }
 
 impl OpenAiRealtimeServer {
-    /// Starts a server on 127.0.0.1 that accepts `api_key`.
+    /// Starts a server on 127.0.0.1 that accepts `api_key`, once Whisper is loaded.
     pub fn start(api_key: &str) -> OpenAiRealtimeServer {
+        whisper();
         let shared = Arc::new(Shared {
             api_key: api_key.to_owned(),
             faults: Faults::default(),
@@ -637,8 +639,15 @@ impl Connection {
             );
         }
         let fault = self.shared.faults.take();
-        if fault == Some(Fault::Stall) {
-            return; // never answered
+        match fault {
+            Some(Fault::Stall) => return, // never answered
+            Some(Fault::Status {
+                kind,
+                code,
+                message,
+                ..
+            }) => return self.error(kind, code, message, None, event_id),
+            _ => {}
         }
         let response_id = self.id("resp");
         let item_id = self.id("item");
