@@ -398,3 +398,44 @@ fn a_missing_key_is_an_invalid_config_at_backend_creation() {
         Ok(_) => assert!(Backend::from_json(json).is_ok()),
     }
 }
+
+#[test]
+fn user_speech_interrupts_openai_speech_and_the_rest_of_the_reply_is_never_asked_for() {
+    let server = OpenAiHttpServer::start(KEY);
+    let backend = backend(&server, "", "");
+    let session = session_at(&backend, 16000);
+    let sentences = 8;
+    let reply: String = (1..=sentences)
+        .map(|i| format!("This is sentence number {i} of a long answer that takes a while. "))
+        .collect();
+    session.say(&reply).unwrap();
+    events_until(&session, |e| {
+        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING
+    });
+    let mut played = Vec::new();
+    push_realtime(&session, &speech(210.0, 700, 16000), 16000, &mut played);
+    events_until(&session, |e| e.kind == K::VB_EVENT_INTERRUPTED);
+    assert!(!played.is_empty(), "the reply was playing");
+    assert_eq!(readable_over_the_next_50_ms(&session), 0, "no stale speech");
+    let asked = |server: &OpenAiHttpServer| {
+        server
+            .requests_to("/v1/audio/speech")
+            .iter()
+            .filter(|r| r.text.starts_with("This is sentence number"))
+            .count()
+    };
+    let before = asked(&server);
+    // The interruption is a user turn of its own: let it be transcribed and answered.
+    push_all(&session, &silence(900, 16000), 16000);
+    events_until(&session, |e| e.kind == K::VB_EVENT_TRANSCRIPT_FINAL);
+    events_until(&session, back_to_listening);
+    assert!(
+        before < sentences,
+        "asked for {before} of {sentences} sentences"
+    );
+    assert_eq!(
+        asked(&server),
+        before,
+        "nothing of the cancelled reply is asked for later"
+    );
+}
