@@ -1,5 +1,7 @@
 //! Registers the providers built into the library (embedded, offline ones and network clients).
 
+use std::sync::Arc;
+
 use super::ProviderRegistry;
 
 /// Adds every built-in provider to `registry`.
@@ -11,6 +13,21 @@ pub fn register(registry: &ProviderRegistry) {
         .expect("valid name");
     registry
         .stt
-        .register("whisper", std::sync::Arc::new(super::whisper::create))
+        .register("whisper", Arc::new(super::whisper::create))
+        .expect("valid name");
+    registry
+        .stt
+        .register(super::openai::NAME, Arc::new(super::openai::create_stt))
+        .expect("valid name");
+    registry
+        .tts
+        .register(super::openai::NAME, Arc::new(super::openai::create_tts))
+        .expect("valid name");
+    registry
+        .s2s
+        .register(
+            super::openai_realtime::NAME,
+            Arc::new(super::openai_realtime::create),
+        )
         .expect("valid name");
 }

@@ -6,6 +6,8 @@
 pub mod builtin;
 pub mod espeak;
 pub mod net;
+pub mod openai;
+pub mod openai_realtime;
 pub mod registry;
 pub mod s2s;
 pub mod stt;

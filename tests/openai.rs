@@ -1,0 +1,441 @@
+//! The `openai` STT and TTS providers in full sessions against the local OpenAI-protocol HTTP
+//! server (`tests/servers/openai_http.rs`), which answers as OpenAI's audio API documents and is
+//! backed by the embedded Whisper and eSpeak NG engines: real transcripts of real speech, real
+//! speech back. The error paths are the server's: a refused key, an unreadable answer, a
+//! rejected request, an answer cut mid-stream, a server that stalls.
+
+mod common;
+#[allow(dead_code)]
+mod servers;
+
+use common::*;
+use servers::openai_engines::{Fault, transcribe};
+use servers::openai_http::{OpenAiHttpServer, SPEECH_PIECE};
+use voicebackend::{Backend, Event, Session, VbEventKind as K, VbSessionState as S, VbStatus};
+
+const KEY: &str = "sk-local-test-0123456789abcdef";
+
+/// A started backend on `openai` STT and TTS at `server`, with `stt`/`tts` merged into their
+/// configs and quick retries.
+fn backend(server: &OpenAiHttpServer, stt: &str, tts: &str) -> Backend {
+    let url = server.base_url();
+    let json = format!(
+        r#"{{"provider":"local",
+            "stt_provider":"openai","stt_config":{{"api_key":"{KEY}","base_url":"{url}"{stt}}},
+            "tts_provider":"openai","tts_config":{{"api_key":"{KEY}","base_url":"{url}"{tts}}},
+            "retry":{{"max_attempts":3,"initial_backoff_ms":10,"max_backoff_ms":40}}}}"#
+    );
+    let backend = Backend::from_json(&json).expect("backend config");
+    backend.start().unwrap();
+    backend
+}
+
+/// The user says `text` (eSpeak NG at 16 kHz) and the turn ends.
+fn say_as_user(session: &Session, text: &str) {
+    let mut audio = silence(300, 16000);
+    audio.extend(espeak_speech(text, "en-us"));
+    audio.extend(silence(900, 16000));
+    push_all(session, &audio, 16000);
+}
+
+fn is_error(e: &Event) -> bool {
+    e.kind == K::VB_EVENT_ERROR
+}
+
+/// What Whisper hears in `pcm` (16 kHz), lower-cased.
+fn hear(pcm: &[i16]) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(transcribe(pcm, 16000)).to_lowercase()
+}
+
+fn rms(pcm: &[i16]) -> f64 {
+    (pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / pcm.len().max(1) as f64).sqrt()
+}
+
+#[test]
+fn openai_stt_and_tts_hold_a_conversation_with_a_local_openai_protocol_server() {
+    let server = OpenAiHttpServer::start(KEY);
+    let backend = backend(&server, r#","language":"en""#, r#","voice":"nova""#);
+    let session = session_at(&backend, 16000);
+    say_as_user(&session, "What is twelve plus seven?");
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_AGENT_RESPONSE);
+    let heard = texts(&events, K::VB_EVENT_TRANSCRIPT_FINAL)
+        .join(" ")
+        .to_lowercase();
+    assert!(heard.contains("plus"), "{heard}");
+    let (_, reply) = play_until(&session, back_to_listening);
+    assert!(
+        reply.len() > 16000,
+        "a spoken reply: {} samples",
+        reply.len()
+    );
+    let reply_heard = hear(&reply);
+    assert!(
+        reply_heard.contains("you said") && reply_heard.contains("plus"),
+        "the reply audio says the reply: {reply_heard}"
+    );
+
+    let stt = server.requests_to("/v1/audio/transcriptions");
+    assert_eq!(stt.len(), 1);
+    assert!(stt[0].authorized);
+    assert_eq!(stt[0].fields["model"], "whisper-1");
+    assert_eq!(stt[0].fields["response_format"], "json");
+    assert_eq!(stt[0].fields["language"], "en");
+    let file = stt[0].file.as_ref().expect("a file part");
+    assert_eq!(
+        (file.file_name.as_str(), file.content_type.as_str()),
+        ("audio.wav", "audio/wav")
+    );
+    assert_eq!(
+        (file.sample_rate, file.channels, file.bits_per_sample),
+        (16000, 1, 16),
+        "a WAV at the internal rate"
+    );
+    assert!(
+        file.samples > 16000,
+        "the whole turn: {} samples",
+        file.samples
+    );
+    let tts = server.requests_to("/v1/audio/speech");
+    assert!(!tts.is_empty());
+    let body = tts[0].json.as_ref().unwrap();
+    assert_eq!(body["model"], "gpt-4o-mini-tts");
+    assert_eq!(body["voice"], "nova");
+    assert_eq!(body["response_format"], "pcm");
+    let spoken: String = tts
+        .iter()
+        .map(|r| r.text.clone())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(spoken.to_lowercase().starts_with("you said"), "{spoken}");
+}
+
+#[test]
+fn streamed_transcriptions_report_partials_before_the_final() {
+    let server = OpenAiHttpServer::start(KEY);
+    let backend = backend(
+        &server,
+        r#","model":"gpt-4o-mini-transcribe","stream":true"#,
+        "",
+    );
+    let session = session_at(&backend, 16000);
+    say_as_user(&session, "I would like to book a table for two people.");
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_TRANSCRIPT_FINAL);
+    let partials = texts(&events, K::VB_EVENT_TRANSCRIPT_PARTIAL);
+    let last = events.last().unwrap().text.clone().unwrap();
+    assert!(last.to_lowercase().contains("table"), "{last}");
+    assert!(
+        partials.len() >= 2,
+        "one partial per streamed word: {partials:?}"
+    );
+    assert!(
+        last.starts_with(partials[0].as_str()),
+        "{partials:?} then {last}"
+    );
+    assert_eq!(server.requests()[0].fields["stream"], "true");
+}
+
+#[test]
+fn a_refused_key_is_unauthorized_naming_the_provider_and_the_session_keeps_listening() {
+    let server = OpenAiHttpServer::start("sk-the-right-key-0000");
+    let backend = backend(&server, "", "");
+    let session = session_at(&backend, 16000);
+    say_as_user(&session, "Hello there.");
+    let events = events_until(&session, is_error);
+    let error = events.last().unwrap();
+    assert_eq!(error.error, VbStatus::VB_ERR_UNAUTHORIZED);
+    let text = error.text.clone().unwrap();
+    assert!(text.starts_with("stt openai: "), "{text}");
+    assert!(
+        text.contains("refused the API key (HTTP 401 Unauthorized, invalid_api_key)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(KEY) && !text.contains(&KEY[KEY.len() - 4..]),
+        "{text}"
+    );
+    events_until(&session, back_to_listening);
+    assert_eq!(server.requests().len(), 1, "a refused key is not retried");
+    assert!(!server.requests()[0].authorized);
+
+    session.say("Are you there?").unwrap();
+    let events = events_until(&session, is_error);
+    let error = events.last().unwrap();
+    assert_eq!(error.error, VbStatus::VB_ERR_UNAUTHORIZED);
+    assert!(error.text.as_deref().unwrap().starts_with("tts openai: "));
+    assert_eq!(session.state(), S::VB_STATE_LISTENING);
+}
+
+#[test]
+fn an_unreadable_transcription_is_a_provider_error() {
+    let server = OpenAiHttpServer::start(KEY);
+    server.fail_next(Fault::Malformed, 1);
+    let backend = backend(&server, "", "");
+    let session = session_at(&backend, 16000);
+    say_as_user(&session, "Good morning.");
+    let events = events_until(&session, is_error);
+    let error = events.last().unwrap();
+    assert_eq!(error.error, VbStatus::VB_ERR_PROVIDER);
+    let text = error.text.clone().unwrap();
+    assert!(
+        text.contains("unreadable transcription from http://127.0.0.1:"),
+        "{text}"
+    );
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "an unreadable answer is not retried"
+    );
+    events_until(&session, back_to_listening);
+}
+
+#[test]
+fn a_rejected_speech_request_is_a_provider_error_with_the_servers_message() {
+    let server = OpenAiHttpServer::start(KEY);
+    let backend = backend(&server, "", r#","voice":"robot""#);
+    let session = session_at(&backend, 16000);
+    session.say("Hello.").unwrap();
+    let events = events_until(&session, is_error);
+    let error = events.last().unwrap();
+    assert_eq!(error.error, VbStatus::VB_ERR_PROVIDER);
+    let text = error.text.clone().unwrap();
+    assert!(
+        text.contains(
+            "answered HTTP 400 Bad Request: Invalid value: 'robot'. Supported values are:"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "a rejected request is not retried"
+    );
+}
+
+#[test]
+fn speech_that_is_not_audio_is_a_provider_error() {
+    let server = OpenAiHttpServer::start(KEY);
+    server.fail_next(Fault::Malformed, 1);
+    let backend = backend(&server, "", "");
+    let session = session_at(&backend, 16000);
+    session.say("Hello.").unwrap();
+    let events = events_until(&session, is_error);
+    let error = events.last().unwrap();
+    assert_eq!(error.error, VbStatus::VB_ERR_PROVIDER);
+    assert!(
+        error
+            .text
+            .as_deref()
+            .unwrap()
+            .contains("Content-Type application/json where PCM audio was expected"),
+        "{:?}",
+        error.text
+    );
+}
+
+#[test]
+fn a_transcription_cut_mid_answer_is_retried_and_the_turn_is_transcribed() {
+    let server = OpenAiHttpServer::start(KEY);
+    server.fail_next(Fault::DropMidStream, 1);
+    let backend = backend(&server, "", "");
+    let session = session_at(&backend, 16000);
+    say_as_user(&session, "Please call me back.");
+    let events = events_until(&session, |e| {
+        e.kind == K::VB_EVENT_TRANSCRIPT_FINAL || is_error(e)
+    });
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, K::VB_EVENT_TRANSCRIPT_FINAL, "{:?}", last.text);
+    assert!(
+        last.text
+            .as_deref()
+            .unwrap()
+            .to_lowercase()
+            .contains("call")
+    );
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].fault, Some(Fault::DropMidStream));
+    assert_eq!(requests[1].fault, None);
+}
+
+#[test]
+fn speech_cut_mid_stream_resumes_where_it_broke_off() {
+    let server = OpenAiHttpServer::start(KEY);
+    let backend = backend(&server, "", "");
+    let session = session_at(&backend, 16000);
+    let sentence = "This sentence is long enough to be cut in the middle of its audio.";
+    session.say(sentence).unwrap();
+    let (_, whole) = play_until(&session, reply_finished());
+    server.fail_next(Fault::DropMidStream, 1);
+    session.say(sentence).unwrap();
+    let (events, resumed) = play_until(&session, reply_finished());
+    assert!(!kinds(&events).contains(&K::VB_EVENT_ERROR));
+    let speech = server.requests_to("/v1/audio/speech");
+    assert_eq!(speech.len(), 3, "the cut sentence was asked for again");
+    assert_eq!(speech[1].fault, Some(Fault::DropMidStream));
+    assert!(
+        speech[1].audio_bytes > 4 * SPEECH_PIECE,
+        "cut after two pieces or more"
+    );
+    // eSpeak NG's output length varies by a few samples between syntheses: the resumed reply is
+    // as long as the synthesis it finished (the retry), to within resampling. Audio lost or
+    // repeated at the cut would be thousands of samples.
+    let expected = whole.len() as f64 * speech[2].audio_bytes as f64 / speech[0].audio_bytes as f64;
+    assert!(
+        (resumed.len() as f64 - expected).abs() < 50.0,
+        "{} samples played, {expected:.0} expected",
+        resumed.len()
+    );
+    assert_eq!(hear(&resumed), hear(&whole), "the same words, once");
+}
+
+#[test]
+fn transient_server_errors_are_retried() {
+    let server = OpenAiHttpServer::start(KEY);
+    server.fail_next(
+        Fault::Status {
+            status: 500,
+            kind: "server_error",
+            code: None,
+            message: "The server had an error while processing your request.",
+        },
+        1,
+    );
+    server.fail_next(
+        Fault::Status {
+            status: 429,
+            kind: "requests",
+            code: Some("rate_limit_exceeded"),
+            message: "Rate limit reached for requests.",
+        },
+        1,
+    );
+    let backend = backend(&server, "", "");
+    let session = session_at(&backend, 16000);
+    session.say("Hello there.").unwrap();
+    let (events, audio) = play_until(&session, reply_finished());
+    assert!(!kinds(&events).contains(&K::VB_EVENT_ERROR));
+    assert!(rms(&audio) > 300.0, "speech after two retries");
+    let statuses: Vec<u16> = server.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [500, 429, 200]);
+}
+
+#[test]
+fn a_stalled_server_is_a_timeout_and_the_session_keeps_listening() {
+    let server = OpenAiHttpServer::start(KEY);
+    server.fail_all(Fault::Stall);
+    let backend = backend(&server, r#","timeout_ms":300"#, r#","timeout_ms":300"#);
+    let session = session_at(&backend, 16000);
+    say_as_user(&session, "Is anybody there?");
+    let events = events_until(&session, is_error);
+    let error = events.last().unwrap();
+    assert_eq!(error.error, VbStatus::VB_ERR_TIMEOUT);
+    let text = error.text.clone().unwrap();
+    assert!(
+        text.contains("no answer from http://127.0.0.1:")
+            && text.ends_with("/v1/audio/transcriptions within 300 ms (after 3 attempts)"),
+        "{text}"
+    );
+    events_until(&session, back_to_listening);
+
+    session.say("Hello.").unwrap();
+    let events = events_until(&session, is_error);
+    assert_eq!(events.last().unwrap().error, VbStatus::VB_ERR_TIMEOUT);
+    assert!(
+        events
+            .last()
+            .unwrap()
+            .text
+            .as_deref()
+            .unwrap()
+            .starts_with("tts openai: ")
+    );
+    server.clear_faults();
+    session.say("Hello again.").unwrap();
+    let (events, audio) = play_until(&session, reply_finished());
+    assert!(!kinds(&events).contains(&K::VB_EVENT_ERROR));
+    assert!(rms(&audio) > 300.0, "the server answers again");
+}
+
+#[test]
+fn a_self_hosted_base_url_with_v1_works() {
+    let server = OpenAiHttpServer::start(KEY);
+    let url = format!("{}/v1", server.base_url());
+    let json = format!(
+        r#"{{"provider":"local","stt_provider":"openai","stt_config":{{"api_key":"{KEY}","base_url":"{url}"}},
+            "tts_provider":"openai","tts_config":{{"api_key":"{KEY}","base_url":"{url}","model":"tts-1","speed":1.25}}}}"#
+    );
+    let backend = Backend::from_json(&json).unwrap();
+    backend.start().unwrap();
+    let session = session_at(&backend, 16000);
+    session.say("Self hosted.").unwrap();
+    let (_, audio) = play_until(&session, reply_finished());
+    assert!(rms(&audio) > 300.0);
+    let request = &server.requests()[0];
+    assert_eq!(request.path, "/v1/audio/speech");
+    assert_eq!(request.json.as_ref().unwrap()["speed"], 1.25);
+    assert_eq!(request.json.as_ref().unwrap()["model"], "tts-1");
+}
+
+#[test]
+fn a_missing_key_is_an_invalid_config_at_backend_creation() {
+    let json = r#"{"provider":"local","stt_provider":"openai","tts_provider":"openai",
+                   "tts_config":{"api_key":"sk-1"}}"#;
+    match std::env::var("OPENAI_API_KEY") {
+        // Without the vendor's variable, the key must come from the config.
+        Err(_) => {
+            let e = Backend::from_json(json).expect_err("refused");
+            assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_CONFIG);
+            assert_eq!(
+                e.message(),
+                "stt_config.api_key: missing (set it or the OPENAI_API_KEY environment variable)"
+            );
+        }
+        // With it, the variable supplies the key.
+        Ok(_) => assert!(Backend::from_json(json).is_ok()),
+    }
+}
+
+#[test]
+fn user_speech_interrupts_openai_speech_and_the_rest_of_the_reply_is_never_asked_for() {
+    let server = OpenAiHttpServer::start(KEY);
+    let backend = backend(&server, "", "");
+    let session = session_at(&backend, 16000);
+    let sentences = 8;
+    let reply: String = (1..=sentences)
+        .map(|i| format!("This is sentence number {i} of a long answer that takes a while. "))
+        .collect();
+    session.say(&reply).unwrap();
+    events_until(&session, |e| {
+        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING
+    });
+    let mut played = Vec::new();
+    push_realtime(&session, &speech(210.0, 700, 16000), 16000, &mut played);
+    events_until(&session, |e| e.kind == K::VB_EVENT_INTERRUPTED);
+    assert!(!played.is_empty(), "the reply was playing");
+    assert_eq!(readable_over_the_next_50_ms(&session), 0, "no stale speech");
+    let asked = |server: &OpenAiHttpServer| {
+        server
+            .requests_to("/v1/audio/speech")
+            .iter()
+            .filter(|r| r.text.starts_with("This is sentence number"))
+            .count()
+    };
+    let before = asked(&server);
+    // The interruption is a user turn of its own: let it be transcribed and answered.
+    push_all(&session, &silence(900, 16000), 16000);
+    events_until(&session, |e| e.kind == K::VB_EVENT_TRANSCRIPT_FINAL);
+    events_until(&session, back_to_listening);
+    assert!(
+        before < sentences,
+        "asked for {before} of {sentences} sentences"
+    );
+    assert_eq!(
+        asked(&server),
+        before,
+        "nothing of the cancelled reply is asked for later"
+    );
+}

@@ -1,0 +1,406 @@
+//! `pipeline_type: "s2s"` with the `openai-realtime` provider in full sessions against the local
+//! OpenAI-protocol Realtime server (`tests/servers/openai_realtime.rs`), which speaks the GA
+//! Realtime API's events and is backed by the embedded engines: it transcribes the committed
+//! turn with Whisper and answers "You said: …" spoken by eSpeak NG, streamed as audio deltas.
+//! The error paths are the server's: a refused key, an unreadable message, an error event, a
+//! connection dropped mid-response, a server that stops answering; and barge-in.
+
+mod common;
+#[allow(dead_code)]
+mod servers;
+
+use common::*;
+use serde_json::{Value, json};
+use servers::openai_engines::{Fault, transcribe};
+use servers::openai_realtime::OpenAiRealtimeServer;
+use voicebackend::{
+    Backend, Event, Session, SessionConfig, VbEventKind as K, VbSessionState as S, VbStatus,
+};
+
+const KEY: &str = "sk-local-realtime-0123456789";
+
+/// A started `s2s` backend on `openai-realtime` at `server`, with `extra` merged into
+/// `s2s_config` and quick retries.
+fn backend(server: &OpenAiRealtimeServer, key: &str, extra: &str) -> Backend {
+    let url = server.base_url();
+    let json = format!(
+        r#"{{"provider":"local","pipeline_type":"s2s","s2s_provider":"openai-realtime",
+            "s2s_config":{{"api_key":"{key}","base_url":"{url}"{extra}}},
+            "retry":{{"max_attempts":3,"initial_backoff_ms":10,"max_backoff_ms":40}}}}"#
+    );
+    let backend = Backend::from_json(&json).expect("backend config");
+    backend.start().unwrap();
+    backend
+}
+
+fn started(backend: &Backend) -> Session {
+    let session = backend
+        .create_session(SessionConfig::default(), None, None)
+        .expect("create_session");
+    session.start().unwrap();
+    session
+}
+
+/// The user says `text` (eSpeak NG at 16 kHz) and the turn ends.
+fn say_as_user(session: &Session, text: &str) {
+    let mut audio = silence(300, 16000);
+    audio.extend(espeak_speech(text, "en-us"));
+    audio.extend(silence(900, 16000));
+    push_all(session, &audio, 16000);
+}
+
+fn is_error(e: &Event) -> bool {
+    e.kind == K::VB_EVENT_ERROR
+}
+
+/// What Whisper hears in `pcm` (16 kHz), lower-cased.
+fn hear(pcm: &[i16]) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(transcribe(pcm, 16000)).to_lowercase()
+}
+
+/// Every event text so far contains no `key`.
+fn assert_no_key(events: &[Event], key: &str) {
+    for e in events {
+        let text = e.text.as_deref().unwrap_or_default();
+        assert!(!text.contains(key), "the key leaked into {text}");
+    }
+}
+
+#[test]
+fn s2s_sessions_talk_with_the_openai_realtime_api_end_to_end() {
+    let server = OpenAiRealtimeServer::start(KEY);
+    let backend = backend(
+        &server,
+        KEY,
+        r#","voice":"cedar","instructions":"Be brief.""#,
+    );
+    let session = started(&backend);
+    say_as_user(&session, "What is the weather like today?");
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_AGENT_RESPONSE);
+    let heard = texts(&events, K::VB_EVENT_TRANSCRIPT_FINAL).join(" ");
+    assert!(heard.to_lowercase().contains("weather"), "{heard}");
+    let answer = texts(&events, K::VB_EVENT_AGENT_RESPONSE).join(" ");
+    assert_eq!(
+        answer,
+        format!("You said: {}.", heard.trim_end_matches(['.', '?', '!']))
+    );
+    let (rest, reply) = play_until(&session, back_to_listening);
+    assert!(!kinds(&events).contains(&K::VB_EVENT_ERROR));
+    assert!(!kinds(&rest).contains(&K::VB_EVENT_ERROR));
+    let reply_heard = hear(&reply);
+    assert!(
+        reply_heard.contains("you said") && reply_heard.contains("weather"),
+        "the reply audio says the reply: {reply_heard}"
+    );
+    assert_eq!(session.state(), S::VB_STATE_LISTENING);
+
+    assert_eq!(server.connections(), 1);
+    let update = &server.client_events_of("session.update")[0]["session"];
+    assert_eq!(update["type"], "realtime");
+    assert_eq!(update["output_modalities"], json!(["audio"]));
+    assert_eq!(update["instructions"], "Be brief.");
+    let pcm = json!({"type": "audio/pcm", "rate": 24000});
+    assert_eq!(update["audio"]["input"]["format"], pcm);
+    assert_eq!(update["audio"]["output"]["format"], pcm);
+    assert_eq!(update["audio"]["output"]["voice"], "cedar");
+    assert_eq!(
+        update["audio"]["input"]["turn_detection"],
+        Value::Null,
+        "the engine ends turns"
+    );
+    assert_eq!(
+        update["audio"]["input"]["transcription"]["model"],
+        "gpt-4o-mini-transcribe"
+    );
+    let types: Vec<String> = server
+        .client_events()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .filter(|t| t != "input_audio_buffer.append")
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "session.update",
+            "input_audio_buffer.commit",
+            "response.create"
+        ]
+    );
+    let appended: usize = server
+        .client_events_of("input_audio_buffer.append")
+        .iter()
+        .map(|e| e["audio"].as_str().unwrap().len() / 4 * 3 / 2)
+        .sum();
+    assert!(
+        appended > 24000,
+        "the turn went up at 24 kHz: {appended} samples"
+    );
+}
+
+#[test]
+fn barge_in_cancels_the_response_truncates_what_was_heard_and_plays_no_stale_audio() {
+    let server = OpenAiRealtimeServer::start(KEY);
+    let backend = backend(&server, KEY, "");
+    let session = started(&backend);
+    say_as_user(
+        &session,
+        "Please tell me a long story about the river, the mountains and the sea.",
+    );
+    events_until(&session, |e| {
+        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING
+    });
+    let mut played = Vec::new();
+    push_realtime(&session, &speech(210.0, 700, 16000), 16000, &mut played);
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_INTERRUPTED);
+    assert!(!played.is_empty(), "the reply was playing");
+    assert_eq!(
+        readable_over_the_next_50_ms(&session),
+        0,
+        "no audio of the cancelled response"
+    );
+    let cancels = server.client_events_of("response.cancel");
+    assert_eq!(cancels.len(), 1, "{cancels:?}");
+    assert!(
+        cancels[0]["response_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("resp_")
+    );
+    let truncates = server.client_events_of("conversation.item.truncate");
+    assert_eq!(truncates.len(), 1);
+    let heard_ms = truncates[0]["audio_end_ms"].as_u64().unwrap();
+    assert!(heard_ms > 0, "{truncates:?}");
+    assert_eq!(truncates[0]["content_index"], 0);
+    // The barge-in is a turn of its own, answered by a new response.
+    push_all(&session, &silence(900, 16000), 16000);
+    let (rest, _) = play_until(&session, reply_finished());
+    let all: Vec<Event> = events.into_iter().chain(rest).collect();
+    assert!(
+        !kinds(&all).contains(&K::VB_EVENT_ERROR),
+        "{:?}",
+        texts(&all, K::VB_EVENT_ERROR)
+    );
+    assert_eq!(server.client_events_of("response.create").len(), 2);
+}
+
+#[test]
+fn a_refused_key_is_unauthorized_naming_the_provider_and_the_session_keeps_listening() {
+    let server = OpenAiRealtimeServer::start("sk-the-right-key-0000");
+    let backend = backend(&server, KEY, "");
+    let session = started(&backend);
+    let mut events = events_until(&session, is_error);
+    let error = events.last().unwrap().clone();
+    assert_eq!(error.error, VbStatus::VB_ERR_UNAUTHORIZED);
+    let text = error.text.clone().unwrap();
+    assert!(
+        text.starts_with("s2s openai-realtime: ")
+            && text.contains("refused the WebSocket with HTTP 401"),
+        "{text}"
+    );
+    assert_eq!(session.state(), S::VB_STATE_LISTENING);
+    // A turn tries again, fails again, and the session goes back to listening.
+    say_as_user(&session, "Hello?");
+    events.extend(events_until(&session, is_error));
+    events.extend(events_until(&session, back_to_listening));
+    assert_eq!(server.connections(), 0);
+    assert_eq!(
+        server.refused_handshakes(),
+        2,
+        "a refused key is not retried"
+    );
+    assert_no_key(&events, KEY);
+}
+
+#[test]
+fn an_unreadable_server_message_is_a_provider_error_and_the_response_still_arrives() {
+    let server = OpenAiRealtimeServer::start(KEY);
+    server.fail_next(Fault::Malformed, 1);
+    let backend = backend(&server, KEY, "");
+    let session = started(&backend);
+    say_as_user(&session, "Good morning.");
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_AGENT_RESPONSE);
+    let errors: Vec<&Event> = events.iter().filter(|e| is_error(e)).collect();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].error, VbStatus::VB_ERR_PROVIDER);
+    assert!(
+        errors[0]
+            .text
+            .as_deref()
+            .unwrap()
+            .contains("unreadable server event"),
+        "{:?}",
+        errors[0].text
+    );
+    assert!(texts(&events, K::VB_EVENT_AGENT_RESPONSE)[0].starts_with("You said:"));
+}
+
+#[test]
+fn an_error_event_refusing_a_response_is_a_provider_error_and_the_session_keeps_listening() {
+    let server = OpenAiRealtimeServer::start(KEY);
+    server.fail_next(
+        Fault::Status {
+            status: 500,
+            kind: "server_error",
+            code: None,
+            message: "The server had an error while processing your request.",
+        },
+        1,
+    );
+    let backend = backend(&server, KEY, "");
+    let session = started(&backend);
+    say_as_user(&session, "Good evening.");
+    let events = events_until(&session, is_error);
+    let error = events.last().unwrap();
+    assert_eq!(error.error, VbStatus::VB_ERR_PROVIDER);
+    assert_eq!(
+        error.text.as_deref().unwrap(),
+        "s2s openai-realtime: openai-realtime: the server reported an error (server_error): \
+         The server had an error while processing your request."
+    );
+    events_until(&session, back_to_listening);
+    say_as_user(&session, "Good evening again.");
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_AGENT_RESPONSE);
+    assert!(!kinds(&events).contains(&K::VB_EVENT_ERROR));
+    assert_eq!(
+        server.connections(),
+        1,
+        "an error event does not end the connection"
+    );
+}
+
+#[test]
+fn refused_session_settings_are_reported_and_never_run_with_the_servers_defaults() {
+    let server = OpenAiRealtimeServer::start(KEY);
+    let backend = backend(&server, KEY, r#","voice":"robot""#);
+    let session = started(&backend);
+    let events = events_until(&session, is_error);
+    let error = events.last().unwrap();
+    assert_eq!(error.error, VbStatus::VB_ERR_PROVIDER);
+    let text = error.text.as_deref().unwrap();
+    assert!(
+        text.contains("the server refused the session settings (invalid_request_error, invalid_value): Invalid value: \"robot\""),
+        "{text}"
+    );
+    // The next turn tries again, is refused again, and the session keeps listening.
+    say_as_user(&session, "Hello?");
+    events_until(&session, is_error);
+    events_until(&session, back_to_listening);
+    assert_eq!(server.connections(), 2);
+    assert!(server.client_events_of("response.create").is_empty());
+}
+
+#[test]
+fn a_connection_dropped_mid_response_is_reported_and_a_new_connection_answers_the_next_turn() {
+    let server = OpenAiRealtimeServer::start(KEY);
+    server.fail_next(Fault::DropMidStream, 1);
+    let backend = backend(&server, KEY, "");
+    let session = started(&backend);
+    say_as_user(&session, "What time is it?");
+    let mut events = events_until(&session, is_error);
+    let error = events.last().unwrap().clone();
+    assert_eq!(error.error, VbStatus::VB_ERR_CONNECTION_FAILED);
+    assert!(
+        error
+            .text
+            .as_deref()
+            .unwrap()
+            .contains("the connection to ws://127.0.0.1:"),
+        "{:?}",
+        error.text
+    );
+    events.extend(play_until(&session, back_to_listening).0);
+    say_as_user(&session, "Can you hear me now?");
+    let more = events_until(&session, |e| e.kind == K::VB_EVENT_AGENT_RESPONSE);
+    assert!(!kinds(&more).contains(&K::VB_EVENT_ERROR));
+    let answer = texts(&more, K::VB_EVENT_AGENT_RESPONSE)
+        .join(" ")
+        .to_lowercase();
+    assert!(answer.contains("hear"), "{answer}");
+    assert_eq!(server.connections(), 2, "reconnected");
+    assert_eq!(
+        server.client_events_of("session.update").len(),
+        2,
+        "the session was configured again"
+    );
+    events.extend(more);
+    assert_no_key(&events, KEY);
+}
+
+#[test]
+fn a_stalled_server_is_a_timeout_and_the_session_keeps_listening() {
+    let server = OpenAiRealtimeServer::start(KEY);
+    server.fail_all(Fault::Stall);
+    let backend = backend(&server, KEY, r#","timeout_ms":5000"#);
+    let session = started(&backend);
+    say_as_user(&session, "Is anybody there?");
+    let events = events_until(&session, is_error);
+    let error = events.last().unwrap();
+    assert_eq!(error.error, VbStatus::VB_ERR_TIMEOUT);
+    let text = error.text.as_deref().unwrap();
+    assert!(
+        text.contains("no answer from ws://127.0.0.1:")
+            && text.ends_with("/v1/realtime within 5000 ms"),
+        "{text}"
+    );
+    events_until(&session, back_to_listening);
+    server.clear_faults();
+    say_as_user(&session, "Are you back?");
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_AGENT_RESPONSE);
+    assert!(!kinds(&events).contains(&K::VB_EVENT_ERROR));
+    assert_eq!(
+        server.connections(),
+        2,
+        "the stalled connection was replaced"
+    );
+}
+
+#[test]
+fn server_turn_detection_lets_the_servers_vad_end_the_turn() {
+    let server = OpenAiRealtimeServer::start(KEY);
+    server.set_realtime_pace(false);
+    let backend = backend(&server, KEY, r#","turn_detection":"server""#);
+    let session = started(&backend);
+    say_as_user(&session, "Turn on the lights in the kitchen.");
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_AGENT_RESPONSE);
+    assert!(!kinds(&events).contains(&K::VB_EVENT_ERROR));
+    let heard = texts(&events, K::VB_EVENT_TRANSCRIPT_FINAL)
+        .join(" ")
+        .to_lowercase();
+    assert!(heard.contains("kitchen"), "{heard}");
+    play_until(&session, back_to_listening);
+    let vad = &server.client_events_of("session.update")[0]["session"]["audio"]["input"]["turn_detection"];
+    assert_eq!(vad["type"], "server_vad");
+    assert_eq!(vad["create_response"], true);
+    assert_eq!(
+        vad["interrupt_response"], false,
+        "barge-in stays the engine's"
+    );
+    assert!(
+        server
+            .client_events_of("input_audio_buffer.commit")
+            .is_empty()
+    );
+    assert!(server.client_events_of("response.create").is_empty());
+}
+
+#[test]
+fn a_missing_key_is_an_invalid_config_at_backend_creation() {
+    let json = r#"{"provider":"local","pipeline_type":"s2s","s2s_provider":"openai-realtime"}"#;
+    match std::env::var("OPENAI_API_KEY") {
+        // Without the vendor's variable, the key must come from the config.
+        Err(_) => {
+            let e = Backend::from_json(json).expect_err("refused");
+            assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_CONFIG);
+            assert_eq!(
+                e.message(),
+                "s2s_config.api_key: missing (set it or the OPENAI_API_KEY environment variable)"
+            );
+        }
+        // With it, the variable supplies the key.
+        Ok(_) => assert!(Backend::from_json(json).is_ok()),
+    }
+}

@@ -1,0 +1,3 @@
+pub mod openai_engines;
+pub mod openai_http;
+pub mod openai_realtime;
