@@ -258,7 +258,7 @@ fn an_error_event_refusing_a_response_is_a_provider_error_and_the_session_keeps_
     assert_eq!(error.error, VbStatus::VB_ERR_PROVIDER);
     assert_eq!(
         error.text.as_deref().unwrap(),
-        "s2s openai-realtime: openai-realtime: the server reported an error (server_error): \
+        "s2s openai-realtime: the server reported an error (server_error): \
          The server had an error while processing your request."
     );
     events_until(&session, back_to_listening);

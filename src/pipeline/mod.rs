@@ -110,6 +110,17 @@ impl TurnClock {
     }
 }
 
+/// An error message attributed to a provider, e.g. `stt deepgram: …`; a message that already
+/// starts with the provider's name (as [`crate::error::Error::provider`] writes it) is not
+/// named twice.
+pub fn provider_message(kind: &str, name: &str, message: &str) -> String {
+    let message = message
+        .strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(message);
+    format!("{kind} {name}: {message}")
+}
+
 /// Turns the drop counters of the host calls and the realtime thread into events.
 pub fn report_drops(shared: &RtShared, events: &mut EventSink) {
     let input = shared.input_dropped_unreported.swap(0, Ordering::Relaxed);

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::history::TurnRecorder;
-use super::{PipelineContext, SessionCommand, SessionPipeline, TurnClock, report_drops};
+use super::{
+    PipelineContext, SessionCommand, SessionPipeline, TurnClock, provider_message, report_drops,
+};
 use crate::error::{Result, VbStatus};
 use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
 use crate::provider::{BoxFuture, S2sEvent, S2sInput, S2sProvider, S2sSession};
@@ -203,7 +205,7 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                     S2sEvent::Error(e) => ctx.events.provider_error(
                         model.name(),
                         e.status(),
-                        format!("s2s {}: {}", model.name(), e.message()),
+                        provider_message("s2s", model.name(), e.message()),
                     ),
                 }
             }
@@ -211,7 +213,7 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
             Wake::ModelEnded(result) => {
                 let message = match result {
                     Ok(()) => format!("s2s {}: the model closed the session", model.name()),
-                    Err(e) => format!("s2s {}: {}", model.name(), e.message()),
+                    Err(e) => provider_message("s2s", model.name(), e.message()),
                 };
                 ctx.events
                     .provider_error(model.name(), VbStatus::VB_ERR_PROVIDER, message);

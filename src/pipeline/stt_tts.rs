@@ -14,7 +14,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::{PipelineContext, SessionCommand, SessionPipeline, TurnClock, report_drops};
+use super::{
+    PipelineContext, SessionCommand, SessionPipeline, TurnClock, provider_message, report_drops,
+};
 use crate::agent::{Agent, History, Reply, ReplyMsg};
 use crate::error::{Error, Result, VbStatus};
 use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
@@ -342,7 +344,7 @@ impl Conversation {
                 Err(e) => {
                     self.clock.forget(turn);
                     self.ctx.recorder.discard(turn);
-                    let message = format!("stt {}: {}", self.stt.name(), e.message());
+                    let message = provider_message("stt", self.stt.name(), e.message());
                     let provider = self.stt.name();
                     self.ctx
                         .events
@@ -501,7 +503,7 @@ impl Conversation {
             self.ctx.events.provider_error(
                 self.tts.name(),
                 e.status(),
-                format!("tts {}: {}", self.tts.name(), e.message()),
+                provider_message("tts", self.tts.name(), e.message()),
             );
         }
         self.finish_reply_audio_if_done();
