@@ -27,8 +27,9 @@ pub enum PipelineType {
     S2s,
 }
 
-/// The backend configuration (`vb_backend_create`).
-#[derive(Debug, Clone, Deserialize)]
+/// The backend configuration (`vb_backend_create`). `Debug` hides secrets, including the keys of
+/// provider sections (see [`redacted`]).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     /// Backend provider name from the registry, e.g. `"local"`. Required.
@@ -98,6 +99,64 @@ pub struct BackendConfig {
     /// Metrics and traces.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+}
+
+impl std::fmt::Debug for BackendConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendConfig")
+            .field("provider", &self.provider)
+            .field("provider_config", &redacted(&self.provider_config))
+            .field("pipeline_type", &self.pipeline_type)
+            .field("stt_provider", &self.stt_provider)
+            .field("stt_config", &redacted(&self.stt_config))
+            .field("tts_provider", &self.tts_provider)
+            .field("tts_config", &redacted(&self.tts_config))
+            .field("s2s_provider", &self.s2s_provider)
+            .field("s2s_config", &redacted(&self.s2s_config))
+            .field("latency_target_ms", &self.latency_target_ms)
+            .field("max_concurrent_sessions", &self.max_concurrent_sessions)
+            .field("audio", &self.audio)
+            .field("vad", &self.vad)
+            .field("turn", &self.turn)
+            .field("interruptions", &self.interruptions)
+            .field("agent_timeout_ms", &self.agent_timeout_ms)
+            .field("retry", &self.retry)
+            .field("rate_limit", &self.rate_limit)
+            .field("auth", &self.auth)
+            .field("persistence", &self.persistence)
+            .field("privacy", &self.privacy)
+            .field("telemetry", &self.telemetry)
+            .finish()
+    }
+}
+
+/// `value` with the values of secret-looking keys (`api_key`, `token`, `secret`, `password`,
+/// anything ending in `_key` or `_token`) replaced by `"***"`, at any depth: provider sections
+/// as they may be shown.
+pub fn redacted(value: &Value) -> Value {
+    fn is_secret(key: &str) -> bool {
+        let key = key.to_ascii_lowercase();
+        ["token", "secret", "password", "api_key", "apikey"].contains(&key.as_str())
+            || key.ends_with("_key")
+            || key.ends_with("_token")
+            || key.ends_with("_secret")
+    }
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret(k) {
+                        Value::String("***".to_owned())
+                    } else {
+                        redacted(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
+        other => other.clone(),
+    }
 }
 
 /// A secret from configuration (API key, signing key): usable by the code that needs it, printed
@@ -758,6 +817,17 @@ mod tests {
             Some("hunter2-signing-key")
         );
         assert!(!format!("{c:?}").contains("hunter2"));
+        let c = BackendConfig::from_json(
+            r#"{"provider":"local","stt_provider":"a","tts_provider":"b",
+                "stt_config":{"api_key":"sk-1","nested":{"auth_token":"t-2"},"model":"m"},
+                "s2s_config":{"voices":[{"secret":"s-3"}]}}"#,
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        for secret in ["sk-1", "t-2", "s-3"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains(r#""model": String("m")"#), "{shown}");
     }
 
     #[test]
