@@ -3,6 +3,7 @@
 #[allow(clippy::module_inception)]
 pub mod backend;
 pub mod health;
+pub mod pipecat;
 pub mod registry;
 pub mod session;
 
