@@ -3,19 +3,22 @@
     python tests/pipecat/bot.py PORT
 
 Serves one client at a time on ws://127.0.0.1:PORT with Pipecat's
-SingleClientWebsocketServerTransport and ProtobufFrameSerializer, and prints
+SingleClientWebsocketServerTransport and ProtobufFrameSerializer. On stdout it prints
 
-    READY ws://127.0.0.1:PORT
+    READY ws://127.0.0.1:PORT     once it listens
+    CONNECTED                     when a client connects
+    DISCONNECTED                  when that client leaves
 
-on stdout once it listens. The pipeline (pipecat-ai 1.14.0):
+The pipeline (pipecat-ai 1.14.0):
 
-    transport in -> Silero VAD -> Whisper STT (faster-whisper) -> user turns
-        -> EchoResponder -> eSpeak NG TTS -> transport out
+    transport in -> Silero VAD -> Whisper STT (faster-whisper)
+        -> EchoResponder (user turns, answer) -> eSpeak NG TTS -> transport out
 
 - Silero VAD: the ONNX model inside the pipecat package.
 - Whisper: pipecat's WhisperSTTService on faster-whisper, loading the CTranslate2 model
   directory that scripts/fetch-models.sh installs (whisper-tiny.en), int8 on the CPU.
-- EchoResponder stands in for an LLM: at the end of each user turn it answers
+- EchoResponder ends user turns (Pipecat's UserTurnProcessor: VAD start, speech timeout stop)
+  and stands in for an LLM: at the end of each user turn it answers
   "You said: <transcript>" (the transcript with surrounding whitespace removed), as LLM text.
 - EspeakTTSService speaks with the espeak-ng program (Debian's eSpeak NG) at 16 kHz.
 - RTVI (added by PipelineWorker): user transcriptions, the bot's text and speaking state reach
@@ -42,13 +45,11 @@ from pipecat.frames.frames import (
     LLMFullResponseStartFrame,
     LLMTextFrame,
     TranscriptionFrame,
-    UserStartedSpeakingFrame,
-    UserStoppedSpeakingFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.audio.vad_processor import VADProcessor
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
@@ -71,25 +72,37 @@ def reply_to(transcript: str) -> str:
     return f"You said: {transcript.strip()}"
 
 
-class EchoResponder(FrameProcessor):
-    """Stands in for the LLM: answers each finished user turn with `reply_to(transcript)`."""
+class EchoResponder(UserTurnProcessor):
+    """Decides when user turns start and stop (Silero VAD, then a short speech timeout once a
+    transcript is in) and stands in for the LLM: answers each finished turn with
+    `reply_to(transcript)`, as LLM text. Transcripts are gathered here, in the processor that
+    ends the turn, so that the answer always has the whole turn."""
 
     def __init__(self):
-        super().__init__()
+        super().__init__(
+            user_turn_strategies=UserTurnStrategies(
+                start=[VADUserTurnStartStrategy()],
+                stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.3)],
+            )
+        )
         self._transcript = ""
 
-    async def process_frame(self, frame: Frame, direction: FrameDirection):
-        await super().process_frame(frame, direction)
-        if isinstance(frame, UserStartedSpeakingFrame):
+        @self.event_handler("on_user_turn_started")
+        async def on_user_turn_started(_processor, _strategy):
             self._transcript = ""
-        elif isinstance(frame, TranscriptionFrame):
+
+        @self.event_handler("on_user_turn_stopped")
+        async def on_user_turn_stopped(_processor, _strategy):
+            transcript, self._transcript = self._transcript, ""
+            if transcript.strip():
+                await self.push_frame(LLMFullResponseStartFrame())
+                await self.push_frame(LLMTextFrame(reply_to(transcript)))
+                await self.push_frame(LLMFullResponseEndFrame())
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        if isinstance(frame, TranscriptionFrame):
             self._transcript += frame.text
-        await self.push_frame(frame, direction)
-        if isinstance(frame, UserStoppedSpeakingFrame) and self._transcript.strip():
-            text, self._transcript = reply_to(self._transcript), ""
-            await self.push_frame(LLMFullResponseStartFrame())
-            await self.push_frame(LLMTextFrame(text))
-            await self.push_frame(LLMFullResponseEndFrame())
+        await super().process_frame(frame, direction)
 
 
 class EspeakTTSService(TTSService):
@@ -160,18 +173,11 @@ async def main(port: int):
         compute_type="int8",
         settings=WhisperSTTService.Settings(model=whisper_model_dir()),
     )
-    turns = UserTurnProcessor(
-        user_turn_strategies=UserTurnStrategies(
-            start=[VADUserTurnStartStrategy()],
-            stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.3)],
-        )
-    )
     pipeline = Pipeline(
         [
             transport.input(),
             VADProcessor(vad_analyzer=SileroVADAnalyzer()),
             stt,
-            turns,
             EchoResponder(),
             EspeakTTSService(),
             transport.output(),
@@ -189,10 +195,15 @@ async def main(port: int):
     async def on_websocket_ready(_transport):
         print(f"READY ws://127.0.0.1:{port}", flush=True)
 
+    @transport.event_handler("on_client_connected")
+    async def on_client_connected(_transport, _websocket):
+        print("CONNECTED", flush=True)
+
     @transport.event_handler("on_client_disconnected")
     async def on_client_disconnected(_transport, _websocket):
         # What the bot was saying belongs to the client that left.
         await worker.queue_frame(InterruptionFrame())
+        print("DISCONNECTED", flush=True)
 
     runner = WorkerRunner(handle_sigint=True)
     await runner.add_workers(worker)

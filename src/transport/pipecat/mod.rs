@@ -12,7 +12,7 @@
 //! | to the bot | RTVI `client-ready` | sent on every (re)connection |
 //! | from the bot | `AudioRawFrame` (any rate, mono or interleaved) | reply audio, resampled to the host's output rate |
 //! | from the bot | `InterruptionFrame` while it speaks | barge-in detected by the bot: playout stops, `VB_EVENT_INTERRUPTED` |
-//! | from the bot | RTVI `user-input` (`transcription`), or `user-transcription` from bots without it | `VB_EVENT_TRANSCRIPT_FINAL` / `_PARTIAL` |
+//! | from the bot | RTVI `user-input` (`transcription`), or `user-transcription` from bots without it | `VB_EVENT_TRANSCRIPT_FINAL` once per user turn (final pieces joined, at `user-stopped-speaking`); interim ones `VB_EVENT_TRANSCRIPT_PARTIAL` |
 //! | from the bot | RTVI `bot-llm-text` … `bot-llm-stopped` | `VB_EVENT_AGENT_RESPONSE` with the reply's whole text, once |
 //! | from the bot | RTVI `bot-stopped-speaking` | end of the reply (back to listening once it has played) |
 //! | from the bot | RTVI `error` | `VB_EVENT_ERROR` (`VB_ERR_PROVIDER`) |
@@ -222,6 +222,12 @@ struct BotOutput {
     ack_deadline: Option<Instant>,
     /// The bot sends `user-input`, so `user-transcription` (the same text again) is skipped.
     user_input_seen: bool,
+    /// The bot's turn detection has a user turn open (`user-started-speaking` seen, its
+    /// `user-stopped-speaking` not yet).
+    user_turn_open: bool,
+    /// Final transcripts of the open user turn: an STT that transcribes each stretch of speech
+    /// on its own sends several; the session reports one per turn, when the turn ends.
+    turn_transcript: String,
 }
 
 impl BotOutput {
@@ -288,17 +294,27 @@ impl BotOutput {
     fn on_rtvi(&mut self, event: RtviEvent) -> Option<S2sEvent> {
         let stale = self.acks_pending > 0;
         match event {
+            RtviEvent::UserStartedSpeaking => {
+                self.user_turn_open = true;
+                self.end_of_turn_transcript()
+            }
+            RtviEvent::UserStoppedSpeaking => {
+                self.user_turn_open = false;
+                self.end_of_turn_transcript()
+            }
             RtviEvent::UserInput { text, is_final } => {
                 self.user_input_seen = true;
-                transcript(&text, is_final)
+                self.transcript(&text, is_final)
             }
             RtviEvent::UserTranscription { text, is_final } if !self.user_input_seen => {
-                transcript(&text, is_final)
+                self.transcript(&text, is_final)
             }
             RtviEvent::UserTranscription { .. } => None,
-            RtviEvent::ReplyStarted if !stale => {
-                self.responding = true;
-                None
+            // A bot that does not report user turns answers when the turn has ended.
+            RtviEvent::ReplyStarted => {
+                self.responding |= !stale;
+                self.user_turn_open = false;
+                self.end_of_turn_transcript()
             }
             RtviEvent::ReplyText(text) if !stale => {
                 self.responding = true;
@@ -320,18 +336,41 @@ impl BotOutput {
             _ => None,
         }
     }
+
+    /// A transcript from the bot: final pieces of an open user turn are gathered until it ends;
+    /// one outside a turn (a bot that does not report turns) is the turn's transcript at once.
+    /// An interim one is reported with what the turn has so far.
+    fn transcript(&mut self, text: &str, is_final: bool) -> Option<S2sEvent> {
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        let so_far = join(&self.turn_transcript, text);
+        if !is_final {
+            return Some(S2sEvent::UserTranscriptPartial(so_far));
+        }
+        self.turn_transcript = so_far;
+        if self.user_turn_open {
+            None
+        } else {
+            self.end_of_turn_transcript()
+        }
+    }
+
+    /// The gathered transcript of the turn that ended, if any.
+    fn end_of_turn_transcript(&mut self) -> Option<S2sEvent> {
+        let text = std::mem::take(&mut self.turn_transcript);
+        (!text.is_empty()).then_some(S2sEvent::UserTranscript(text))
+    }
 }
 
-/// A user transcript event, whitespace trimmed; nothing for an empty one.
-fn transcript(text: &str, is_final: bool) -> Option<S2sEvent> {
-    let text = text.trim();
-    (!text.is_empty()).then(|| {
-        if is_final {
-            S2sEvent::UserTranscript(text.to_owned())
-        } else {
-            S2sEvent::UserTranscriptPartial(text.to_owned())
-        }
-    })
+/// `a b`, or whichever is not empty.
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_owned(),
+        (_, true) => a.to_owned(),
+        _ => format!("{a} {b}"),
+    }
 }
 
 #[cfg(test)]
@@ -393,6 +432,39 @@ mod tests {
         );
         // Nothing more to end.
         assert_eq!(bot.on_frame(rtvi("bot-stopped-speaking", "{}")), None);
+    }
+
+    #[test]
+    fn the_pieces_of_one_bot_turn_are_one_transcript_reported_when_the_turn_ends() {
+        let mut bot = BotOutput::default();
+        let piece = |text: &str, is_final: bool| {
+            rtvi(
+                "user-input",
+                &format!(
+                    r#"{{"text": " {text} ", "input_type": "transcription", "timestamp": "t", "final": {is_final}}}"#
+                ),
+            )
+        };
+        assert_eq!(bot.on_frame(rtvi("user-started-speaking", "{}")), None);
+        assert_eq!(bot.on_frame(piece("Stop, please.", true)), None);
+        assert_eq!(
+            bot.on_frame(piece("What", false)),
+            Some(S2sEvent::UserTranscriptPartial("Stop, please. What".into()))
+        );
+        assert_eq!(bot.on_frame(piece("What time is it?", true)), None);
+        assert_eq!(
+            bot.on_frame(rtvi("user-stopped-speaking", "{}")),
+            Some(S2sEvent::UserTranscript(
+                "Stop, please. What time is it?".into()
+            ))
+        );
+        // Without turn reports, the reply's start ends the turn.
+        assert_eq!(bot.on_frame(rtvi("user-started-speaking", "{}")), None);
+        assert_eq!(bot.on_frame(piece("Hello.", true)), None);
+        assert_eq!(
+            bot.on_frame(rtvi("bot-llm-started", "{}")),
+            Some(S2sEvent::UserTranscript("Hello.".into()))
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! (`{"label": "rtvi-ai", "type": …, "id": …, "data": {…}}`; pipecat-ai 1.14.0 implements
 //! protocol 2.2.0 in `pipecat/processors/frameworks/rtvi/models.py`).
 //!
-//! Only what a voice session needs is read: the user's transcripts, the bot's reply text, when
-//! the bot stops speaking and the errors it reports. Other messages (`bot-ready`, metrics,
+//! Only what a voice session needs is read: the user's turns and transcripts, the bot's reply
+//! text, when the bot stops speaking and the errors it reports. Other messages (`bot-ready`, metrics,
 //! `bot-output`, …) are recognised as RTVI and skipped. Pure data: runs on the calling thread.
 
 use serde::Deserialize;
@@ -34,6 +34,10 @@ pub enum RtviEvent {
         /// Whether the transcript is final.
         is_final: bool,
     },
+    /// `user-started-speaking`: the bot's turn detection opened a user turn.
+    UserStartedSpeaking,
+    /// `user-stopped-speaking`: the bot's turn detection ended the user turn.
+    UserStoppedSpeaking,
     /// `bot-llm-started`: the bot's reply text begins.
     ReplyStarted,
     /// `bot-llm-text`: a piece of the bot's reply text.
@@ -119,6 +123,8 @@ pub fn parse(json: &str) -> Result<RtviEvent> {
                 _ => RtviEvent::Other,
             }
         }
+        "user-started-speaking" => RtviEvent::UserStartedSpeaking,
+        "user-stopped-speaking" => RtviEvent::UserStoppedSpeaking,
         "bot-llm-started" => RtviEvent::ReplyStarted,
         "bot-llm-text" => {
             let t: Text = serde_json::from_value(envelope.data).map_err(data(kind))?;
@@ -184,6 +190,8 @@ mod tests {
             RtviEvent::ReplyText("You said: Hello there.".into())
         );
         for (kind, event) in [
+            ("user-started-speaking", RtviEvent::UserStartedSpeaking),
+            ("user-stopped-speaking", RtviEvent::UserStoppedSpeaking),
             ("bot-llm-started", RtviEvent::ReplyStarted),
             ("bot-llm-stopped", RtviEvent::ReplyStopped),
             ("bot-stopped-speaking", RtviEvent::BotStoppedSpeaking),
