@@ -98,9 +98,7 @@ async fn run_session(bot: PipecatBot, mut session: S2sSession) -> Result<()> {
             Err(lost) => lost,
         };
         let _ = session.events.send(S2sEvent::Error(lost));
-        if let Some(done) = output.connection_lost() {
-            let _ = session.events.send(done);
-        }
+        let _ = session.events.send(output.connection_lost());
         match connect(&bot, &mut session).await? {
             Some(reconnected) => socket = reconnected,
             None => return Ok(()),
@@ -252,11 +250,11 @@ impl BotOutput {
         ))
     }
 
-    /// The connection is gone: the reply in progress (if any) has ended.
-    fn connection_lost(&mut self) -> Option<S2sEvent> {
-        let responding = self.responding;
+    /// The connection is gone: the reply in progress, or the one awaited for a finished turn,
+    /// has ended (the session plays what arrived, then listens).
+    fn connection_lost(&mut self) -> S2sEvent {
         *self = BotOutput::default();
-        responding.then_some(S2sEvent::ResponseDone)
+        S2sEvent::ResponseDone
     }
 
     /// Maps one frame from the bot to the session event it means, if any.
@@ -525,11 +523,16 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_connection_ends_the_reply_in_progress() {
+    fn a_lost_connection_ends_the_reply_and_forgets_the_bots_state() {
         let mut bot = BotOutput::default();
-        assert_eq!(bot.connection_lost(), None);
         bot.on_frame(audio());
-        assert_eq!(bot.connection_lost(), Some(S2sEvent::ResponseDone));
+        bot.cancelled(later());
+        assert_eq!(bot.connection_lost(), S2sEvent::ResponseDone);
+        assert_eq!((bot.responding, bot.acks_pending), (false, 0));
+        assert!(matches!(
+            bot.on_frame(audio()),
+            Some(S2sEvent::AudioAtRate(..))
+        ));
     }
 
     #[test]
