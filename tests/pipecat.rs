@@ -382,3 +382,41 @@ fn a_frame_that_does_not_decode_is_a_provider_error_and_the_session_goes_on() {
     assert_eq!(hello["type"], "client-ready");
     assert_eq!(hello["data"]["version"], "2.2.0");
 }
+
+#[test]
+fn a_bot_that_refuses_the_session_is_an_error_once_the_retries_are_spent() {
+    let _serial = one_bot_at_a_time();
+    let bot = PipecatBot::start();
+    let backend = pipecat_backend(
+        &bot.url(),
+        r#","retry":{"max_attempts":3,"initial_backoff_ms":10,"max_backoff_ms":40}"#,
+    );
+    let first = session_without_agent(&backend);
+    bot.wait_for_client();
+    // SingleClientWebsocketServerTransport serves one client: it closes the second at once.
+    let second = session_without_agent(&backend);
+    let events = events_until(&second, |e| {
+        e.kind == VB_EVENT_STATE_CHANGED && e.state == VB_STATE_ERROR
+    });
+    let errors: Vec<&Event> = events.iter().filter(|e| e.kind == VB_EVENT_ERROR).collect();
+    assert_eq!(
+        errors.len(),
+        3,
+        "two losses and the final error: {events:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.error == VbStatus::VB_ERR_CONNECTION_FAILED)
+    );
+    let last = errors[2].text.as_deref().unwrap_or_default();
+    assert!(
+        last.contains("the bot closed the connection (1013 Server already has a connected client)"),
+        "{last}"
+    );
+    assert!(
+        last.ends_with("(3 connections in a row ended before the bot sent anything)"),
+        "{last}"
+    );
+    assert_eq!(first.state(), VB_STATE_LISTENING);
+}

@@ -21,9 +21,10 @@
 //! (or `VB_ERR_TIMEOUT`), which the session reports as `VB_EVENT_ERROR` and state `ERROR` — the
 //! session itself starts regardless, as every network session does. A connection lost
 //! mid-session is a `VB_EVENT_ERROR` (`VB_ERR_CONNECTION_FAILED`); the reply in progress ends and
-//! the session reconnects under the backend's `retry` rules, dropping user audio meanwhile. A
-//! frame or message that does not decode is a `VB_EVENT_ERROR` (`VB_ERR_PROVIDER`) and the
-//! session goes on.
+//! the session reconnects under the backend's `retry` rules, dropping user audio meanwhile; a bot
+//! that keeps closing connections before it sends anything (a single-client bot that is busy) is
+//! given up after `retry.max_attempts` of them. A frame or message that does not decode is a
+//! `VB_EVENT_ERROR` (`VB_ERR_PROVIDER`) and the session goes on.
 
 pub mod frames;
 pub mod rtvi;
@@ -83,43 +84,66 @@ impl S2sProvider for PipecatBot {
 }
 
 /// The session's connection: connects, converses, reconnects after a loss. Returns when the
-/// session's input closes (`Ok`) or when the bot cannot be reached (the connection error).
+/// session's input closes (`Ok`), when the bot cannot be reached, or when it keeps dropping
+/// connections before saying anything (`retry.max_attempts` in a row).
 async fn run_session(bot: PipecatBot, mut session: S2sSession) -> Result<()> {
     let mut output = BotOutput::default();
-    let Some(mut socket) = connect(&bot, &mut session).await? else {
-        return Ok(());
-    };
+    let mut silent_losses = 0;
+    let mut delay = Duration::ZERO;
     loop {
-        let lost = match converse(&bot, &mut socket, &mut session, &mut output).await {
+        let Some(mut socket) = connect(&bot, &mut session, delay).await? else {
+            return Ok(());
+        };
+        let why = match converse(&bot, &mut socket, &mut session, &mut output).await {
             Ok(()) => {
                 let _ = socket.close(None).await;
                 return Ok(());
             }
-            Err(lost) => lost,
+            Err(why) => why,
         };
+        silent_losses = if output.heard_from_bot {
+            0
+        } else {
+            silent_losses + 1
+        };
+        let shown = net::redact_url(&bot.url);
+        if silent_losses >= bot.retry.max_attempts {
+            return Err(Error::new(
+                VbStatus::VB_ERR_CONNECTION_FAILED,
+                format!(
+                    "{NAME}: lost the connection to {shown}: {why} ({silent_losses} connections in a row ended before the bot sent anything)"
+                ),
+            ));
+        }
+        let lost = Error::new(
+            VbStatus::VB_ERR_CONNECTION_FAILED,
+            format!("{NAME}: lost the connection to {shown}: {why}; reconnecting"),
+        );
         let _ = session.events.send(S2sEvent::Error(lost));
         let _ = session.events.send(output.connection_lost());
-        match connect(&bot, &mut session).await? {
-            Some(reconnected) => socket = reconnected,
-            None => return Ok(()),
-        }
+        delay = if silent_losses > 0 {
+            net::backoff(&bot.retry, silent_losses)
+        } else {
+            Duration::ZERO
+        };
     }
 }
 
-/// Opens the WebSocket (with the retry rules) and says `client-ready`. Meanwhile the session's
-/// input is drained: audio is dropped (no bot hears it) and a barge-in is answered at once.
-/// `None` when the input closed first.
-async fn connect(bot: &PipecatBot, session: &mut S2sSession) -> Result<Option<WebSocket>> {
-    let mut attempt = pin!(net::connect_websocket(
-        NAME,
-        &bot.url,
-        &[],
-        bot.timeout,
-        &bot.retry
-    ));
-    let mut socket = loop {
+/// After `delay`, opens the WebSocket (with the retry rules). Meanwhile the session's input is
+/// drained: audio is dropped (no bot hears it) and a barge-in is answered at once. `None` when
+/// the input closed first.
+async fn connect(
+    bot: &PipecatBot,
+    session: &mut S2sSession,
+    delay: Duration,
+) -> Result<Option<WebSocket>> {
+    let mut attempt = pin!(async {
+        tokio::time::sleep(delay).await;
+        net::connect_websocket(NAME, &bot.url, &[], bot.timeout, &bot.retry).await
+    });
+    loop {
         tokio::select! {
-            result = &mut attempt => break result?,
+            result = &mut attempt => return result.map(Some),
             input = session.input.recv() => match input {
                 None => return Ok(None),
                 Some(S2sInput::CancelResponse) => {
@@ -128,23 +152,22 @@ async fn connect(bot: &PipecatBot, session: &mut S2sSession) -> Result<Option<We
                 Some(S2sInput::Audio(_) | S2sInput::EndOfTurn) => {}
             },
         }
-    };
-    let ready = frames::encode_message(rtvi::client_ready(1));
-    socket
-        .send(Message::Binary(ready.into()))
-        .await
-        .map_err(|e| lost(bot, e))?;
-    Ok(Some(socket))
+    }
 }
 
-/// Relays audio and control both ways until the input closes (`Ok`) or the connection is lost
-/// (the error to report).
+/// Says `client-ready`, then relays audio and control both ways until the input closes (`Ok`)
+/// or the connection is lost (why).
 async fn converse(
     bot: &PipecatBot,
     socket: &mut WebSocket,
     session: &mut S2sSession,
     output: &mut BotOutput,
-) -> Result<()> {
+) -> std::result::Result<(), String> {
+    let ready = frames::encode_message(rtvi::client_ready(1));
+    socket
+        .send(Message::Binary(ready.into()))
+        .await
+        .map_err(|e| e.to_string())?;
     let events = session.events.clone();
     let emit = |event: Option<S2sEvent>| {
         if let Some(event) = event {
@@ -158,21 +181,24 @@ async fn converse(
                 None => return Ok(()),
                 Some(S2sInput::Audio(pcm)) => {
                     let frame = frames::encode_audio(&pcm, session.input_rate);
-                    socket.send(Message::Binary(frame.into())).await.map_err(|e| lost(bot, e))?;
+                    socket.send(Message::Binary(frame.into())).await.map_err(|e| e.to_string())?;
                 }
                 // The bot detects the end of the user's turn itself.
                 Some(S2sInput::EndOfTurn) => {}
                 Some(S2sInput::CancelResponse) => {
                     let frame = frames::encode_interruption();
-                    socket.send(Message::Binary(frame.into())).await.map_err(|e| lost(bot, e))?;
+                    socket.send(Message::Binary(frame.into())).await.map_err(|e| e.to_string())?;
                     emit(Some(output.cancelled(Instant::now() + bot.timeout)));
                 }
             },
             message = socket.next() => match message {
-                Some(Ok(Message::Binary(bytes))) => emit(match frames::decode(&bytes) {
-                    Ok(kind) => output.on_frame(kind),
-                    Err(e) => Some(S2sEvent::Error(e)),
-                }),
+                Some(Ok(Message::Binary(bytes))) => {
+                    output.heard_from_bot = true;
+                    emit(match frames::decode(&bytes) {
+                        Ok(kind) => output.on_frame(kind),
+                        Err(e) => Some(S2sEvent::Error(e)),
+                    });
+                }
                 Some(Ok(Message::Text(text))) => emit(Some(S2sEvent::Error(Error::provider(
                     NAME,
                     format!(
@@ -182,28 +208,17 @@ async fn converse(
                 )))),
                 Some(Ok(Message::Close(frame))) => {
                     let why = frame.map_or_else(String::new, |f| format!(" ({} {})", f.code, f.reason));
-                    return Err(lost(bot, format!("the bot closed the connection{why}")));
+                    return Err(format!("the bot closed the connection{why}"));
                 }
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(lost(bot, e)),
-                None => return Err(lost(bot, "the connection ended")),
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("the connection ended".to_owned()),
             },
             _ = tokio::time::sleep_until(ack_deadline.unwrap_or_else(Instant::now)), if ack_deadline.is_some() => {
                 emit(Some(output.ack_timed_out(bot.timeout)));
             }
         }
     }
-}
-
-/// `VB_ERR_CONNECTION_FAILED`: the connection to the bot is gone.
-fn lost(bot: &PipecatBot, why: impl std::fmt::Display) -> Error {
-    Error::new(
-        VbStatus::VB_ERR_CONNECTION_FAILED,
-        format!(
-            "{NAME}: lost the connection to {}: {why}; reconnecting",
-            net::redact_url(&bot.url)
-        ),
-    )
 }
 
 /// What the client knows of the bot's output, and how each frame from the bot becomes a session
@@ -218,6 +233,8 @@ struct BotOutput {
     acks_pending: u32,
     /// When the client stops waiting for those confirmations.
     ack_deadline: Option<Instant>,
+    /// The bot has sent something on this connection.
+    heard_from_bot: bool,
     /// The bot sends `user-input`, so `user-transcription` (the same text again) is skipped.
     user_input_seen: bool,
     /// The bot's turn detection has a user turn open (`user-started-speaking` seen, its
