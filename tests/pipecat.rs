@@ -420,3 +420,28 @@ fn a_bot_that_refuses_the_session_is_an_error_once_the_retries_are_spent() {
     );
     assert_eq!(first.state(), VB_STATE_LISTENING);
 }
+
+#[test]
+fn speech_before_the_bot_is_reachable_waits_for_the_first_connection() {
+    let _serial = one_bot_at_a_time();
+    let port = free_port();
+    let backend = pipecat_backend(
+        &format!("ws://127.0.0.1:{port}"),
+        r#","retry":{"max_attempts":20,"initial_backoff_ms":200,"max_backoff_ms":3000}"#,
+    );
+    let session = session_without_agent(&backend);
+    common::push_all(&session, &utterance("Good morning to you."), HOST_RATE);
+    let bot = PipecatBot::start_on(port);
+    bot.wait_for_client();
+    let (events, _) = play_until(&session, reply_finished());
+    let transcript = the_text(&events, VB_EVENT_TRANSCRIPT_FINAL);
+    assert!(
+        transcript.to_lowercase().contains("morning"),
+        "the bot heard: {transcript:?}"
+    );
+    assert_eq!(
+        the_text(&events, VB_EVENT_AGENT_RESPONSE),
+        bot_reply(&transcript)
+    );
+    assert!(!kinds(&events).contains(&VB_EVENT_ERROR), "{events:#?}");
+}

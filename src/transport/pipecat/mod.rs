@@ -89,11 +89,9 @@ impl S2sProvider for PipecatBot {
 async fn run_session(bot: PipecatBot, mut session: S2sSession) -> Result<()> {
     let mut output = BotOutput::default();
     let mut silent_losses = 0;
-    let mut delay = Duration::ZERO;
+    // The user may speak while the first connection is made: that audio waits for the bot.
+    let mut socket = net::connect_websocket(NAME, &bot.url, &[], bot.timeout, &bot.retry).await?;
     loop {
-        let Some(mut socket) = connect(&bot, &mut session, delay).await? else {
-            return Ok(());
-        };
         let why = match converse(&bot, &mut socket, &mut session, &mut output).await {
             Ok(()) => {
                 let _ = socket.close(None).await;
@@ -121,18 +119,22 @@ async fn run_session(bot: PipecatBot, mut session: S2sSession) -> Result<()> {
         );
         let _ = session.events.send(S2sEvent::Error(lost));
         let _ = session.events.send(output.connection_lost());
-        delay = if silent_losses > 0 {
+        let delay = if silent_losses > 0 {
             net::backoff(&bot.retry, silent_losses)
         } else {
             Duration::ZERO
         };
+        match reconnect(&bot, &mut session, delay).await? {
+            Some(reconnected) => socket = reconnected,
+            None => return Ok(()),
+        }
     }
 }
 
-/// After `delay`, opens the WebSocket (with the retry rules). Meanwhile the session's input is
-/// drained: audio is dropped (no bot hears it) and a barge-in is answered at once. `None` when
-/// the input closed first.
-async fn connect(
+/// After `delay`, opens the WebSocket again (with the retry rules). Meanwhile the session's
+/// input is drained: audio is dropped (it belongs to the conversation the loss broke) and a
+/// barge-in is answered at once. `None` when the input closed first.
+async fn reconnect(
     bot: &PipecatBot,
     session: &mut S2sSession,
     delay: Duration,
