@@ -19,7 +19,8 @@
 //!
 //! Failures: a bot that cannot be reached ends the session's model with `VB_ERR_CONNECTION_FAILED`
 //! (or `VB_ERR_TIMEOUT`), which the session reports as `VB_EVENT_ERROR` and state `ERROR` — the
-//! session itself starts regardless, as every network session does. A connection lost
+//! session itself starts regardless, as every network session does, and speech before the first
+//! connection waits for it. A connection lost
 //! mid-session is a `VB_EVENT_ERROR` (`VB_ERR_CONNECTION_FAILED`); the reply in progress ends and
 //! the session reconnects under the backend's `retry` rules, dropping user audio meanwhile; a bot
 //! that keeps closing connections before it sends anything (a single-client bot that is busy) is
