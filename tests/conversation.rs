@@ -414,6 +414,50 @@ fn speech_to_speech_pipelines_answer_without_a_host_agent() {
 }
 
 #[test]
+fn a_model_answering_before_the_turn_ends_is_reported_after_the_turns_end() {
+    let backend = voicebackend::Backend::from_json(
+        r#"{"provider":"local","pipeline_type":"s2s","s2s_provider":"test-echo-s2s","s2s_config":{"answer_after_ms":300}}"#,
+    )
+    .unwrap();
+    backend.start().unwrap();
+    let session = backend
+        .create_session(SessionConfig::default(), None, None)
+        .unwrap();
+    session.start().unwrap();
+    // At real-time pace, so that the model hears the turn while the user is still speaking.
+    let mut audio = Vec::new();
+    push_realtime(&session, &utterance(180.0, 800, 16000), 16000, &mut audio);
+    let (events, played) = play_until(&session, reply_finished());
+    audio.extend(played);
+    let sequence: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e.kind,
+                (e.kind == K::VB_EVENT_STATE_CHANGED).then_some(e.state),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sequence,
+        vec![
+            (K::VB_EVENT_STATE_CHANGED, Some(S::VB_STATE_LISTENING)),
+            (K::VB_EVENT_SPEECH_STARTED, None),
+            (K::VB_EVENT_STATE_CHANGED, Some(S::VB_STATE_PROCESSING)),
+            (K::VB_EVENT_SPEECH_STOPPED, None),
+            (K::VB_EVENT_TRANSCRIPT_FINAL, None),
+            (K::VB_EVENT_AGENT_RESPONSE, None),
+            (K::VB_EVENT_STATE_CHANGED, Some(S::VB_STATE_SPEAKING)),
+            (K::VB_EVENT_TURN_METRICS, None),
+            (K::VB_EVENT_STATE_CHANGED, Some(S::VB_STATE_LISTENING)),
+        ],
+        "{events:#?}"
+    );
+    // The answer did not play over the user (it would have interrupted itself).
+    assert!(audio.len() >= 300 * 16, "{} samples played", audio.len());
+}
+
+#[test]
 fn stop_with_drain_refuses_new_sessions_and_lets_the_reply_in_flight_finish() {
     let backend = test_backend("");
     let session = session_at(&backend, 16000);

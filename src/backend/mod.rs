@@ -8,6 +8,7 @@ pub mod backend;
 pub mod health;
 pub mod limits;
 pub mod persist;
+pub mod pipecat;
 pub mod privacy;
 pub mod registry;
 pub mod session;

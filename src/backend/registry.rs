@@ -30,6 +30,8 @@ pub fn backend_registry() -> &'static NameMap<Arc<dyn BackendProvider>> {
         let map: NameMap<Arc<dyn BackendProvider>> = NameMap::new("backend");
         map.register("local", Arc::new(LocalBackend))
             .expect("valid name");
+        map.register("pipecat", Arc::new(super::pipecat::PipecatBackend))
+            .expect("valid name");
         map
     })
 }

@@ -33,7 +33,15 @@ impl ReplyAudio {
     }
 
     /// Adds `pcm` at `rate`, converted to the output rate, and moves what fits into the ring.
+    /// The rate may change between pushes (each chunk of some models states its own).
     pub fn push(&mut self, pcm: &[i16], rate: u32) {
+        if self
+            .resampler
+            .as_ref()
+            .is_some_and(|(from, _)| *from != rate)
+        {
+            self.drain_resampler();
+        }
         if rate == self.output_rate {
             self.pending.extend(pcm);
         } else {
@@ -48,10 +56,14 @@ impl ReplyAudio {
 
     /// Converts what the resampler still holds (end of a reply).
     pub fn finish(&mut self) {
+        self.drain_resampler();
+        self.pump();
+    }
+
+    fn drain_resampler(&mut self) {
         if let Some((_, mut resampler)) = self.resampler.take() {
             self.pending.extend(resampler.finish());
         }
-        self.pump();
     }
 
     /// Moves buffered audio into the ring as far as it fits.

@@ -1,6 +1,11 @@
 //! The speech-to-speech conversation of one session: user speech streams to one model, which
 //! answers with audio and text by itself. The engine's turn detector tells the model when to
-//! answer; barge-in cancels the response.
+//! answer; barge-in (the engine's, or the model's own) cancels the response.
+//!
+//! A model may also do its own turn-taking (a Pipecat bot) and answer before the engine's turn
+//! detector has ended the user's turn. Its output then waits until the turn has ended, so that a
+//! host sees the same order of events as on `stt_tts` pipelines: `SPEECH_STOPPED`, then the
+//! turn's transcript, the reply text, and the reply's audio.
 
 use std::sync::Arc;
 
@@ -44,6 +49,8 @@ struct Response {
     /// What the model heard the user say.
     transcript: String,
     text: String,
+    text_started: bool,
+    text_published: bool,
     audio_started: bool,
     done: bool,
     metrics: VbTurnMetrics,
@@ -73,16 +80,21 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut clock = TurnClock::default();
     let mut last_turn = None;
+    let mut turn_open = false;
+    let mut model_open = true;
     let mut response: Option<Response> = None;
     // Each CancelResponse is answered by one ResponseDone; until then the model's output belongs
     // to the cancelled response and is dropped.
     let mut cancels_pending = 0u32;
     ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
     loop {
+        // Output for a turn the engine has not ended yet waits (see the module docs); a
+        // response already playing goes on (barge-in decides its fate).
+        let take_output = model_open && ctx.reply.has_room() && !(turn_open && response.is_none());
         let wake = tokio::select! {
             _ = tick.tick() => Wake::Tick,
             command = ctx.commands.recv() => Wake::Command(command),
-            event = events_rx.recv(), if ctx.reply.has_room() => Wake::Model(event),
+            event = events_rx.recv(), if take_output => Wake::Model(event),
             Some(result) = ended_rx.recv() => Wake::ModelEnded(result),
         };
         match wake {
@@ -91,6 +103,7 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                     match output {
                         RtOutput::SpeechStarted { turn, .. } => {
                             last_turn = Some(turn);
+                            turn_open = true;
                             ctx.recorder.speech_started(turn);
                             ctx.events
                                 .emit(VbEventKind::VB_EVENT_SPEECH_STARTED, |_| {});
@@ -105,6 +118,7 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                             ..
                         } => {
                             clock.speech_ended(turn, speech_end_us);
+                            turn_open = false;
                             let _ = input_tx.send(S2sInput::EndOfTurn);
                             ctx.events.set_state(VbSessionState::VB_STATE_PROCESSING);
                             ctx.events
@@ -148,8 +162,27 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
             Wake::Model(Some(S2sEvent::ResponseDone)) if cancels_pending > 0 => {
                 cancels_pending -= 1
             }
-            Wake::Model(Some(S2sEvent::Audio(_) | S2sEvent::ResponseText(_)))
-                if cancels_pending > 0 => {}
+            Wake::Model(Some(
+                S2sEvent::Audio(_)
+                | S2sEvent::AudioAtRate(..)
+                | S2sEvent::ResponseText(_)
+                | S2sEvent::ResponseTextDone,
+            )) if cancels_pending > 0 => {}
+            Wake::Model(Some(S2sEvent::Interrupted)) => {
+                if response.is_some() {
+                    stop_playout(&mut ctx, &mut response, true);
+                }
+            }
+            Wake::Model(Some(S2sEvent::UserTranscriptPartial(text))) => ctx
+                .events
+                .emit(VbEventKind::VB_EVENT_TRANSCRIPT_PARTIAL, |e| {
+                    e.text = Some(text)
+                }),
+            Wake::Model(Some(S2sEvent::Error(e))) => ctx.events.provider_error(
+                model.name(),
+                e.status(),
+                provider_message("s2s", model.name(), e.message()),
+            ),
             Wake::Model(Some(event)) => {
                 let now = ctx.events.now_us();
                 let r = response.get_or_insert_with(|| Response {
@@ -168,29 +201,27 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                             });
                     }
                     S2sEvent::ResponseText(text) => {
-                        if r.text.is_empty() {
+                        if !r.text_started {
+                            r.text_started = true;
                             r.metrics.agent_first_text_us = since_end(&clock);
                         }
                         r.text.push_str(&text);
                     }
+                    S2sEvent::ResponseTextDone => publish_text(&mut ctx, r),
                     S2sEvent::Audio(pcm) => {
-                        if !r.audio_started {
-                            r.audio_started = true;
-                            r.metrics.tts_first_audio_us = since_end(&clock);
-                            let _ = ctx.control.try_send(RtControl::ReplyStarted);
-                        }
+                        start_audio(&mut ctx, r, since_end(&clock));
                         ctx.reply.push(&pcm, model.sample_rate());
+                        ctx.shared.wake();
+                    }
+                    S2sEvent::AudioAtRate(pcm, rate) => {
+                        start_audio(&mut ctx, r, since_end(&clock));
+                        ctx.reply.push(&pcm, rate);
                         ctx.shared.wake();
                     }
                     S2sEvent::ResponseDone => {
                         r.done = true;
-                        let text = r.text.clone();
                         let audio_started = r.audio_started;
-                        if !text.is_empty() {
-                            ctx.events.emit(VbEventKind::VB_EVENT_AGENT_RESPONSE, |e| {
-                                e.text = Some(text)
-                            });
-                        }
+                        publish_text(&mut ctx, r);
                         ctx.reply.finish();
                         if audio_started {
                             let _ = ctx.control.try_send(RtControl::ReplyFinished);
@@ -202,21 +233,25 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                             ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
                         }
                     }
-                    S2sEvent::Error(e) => ctx.events.provider_error(
-                        model.name(),
+                    S2sEvent::UserTranscriptPartial(_)
+                    | S2sEvent::Interrupted
+                    | S2sEvent::Error(_) => {}
+                }
+            }
+            // The model's task has ended (ModelEnded reports how).
+            Wake::Model(None) => model_open = false,
+            Wake::ModelEnded(result) => {
+                let (status, message) = match result {
+                    Ok(()) => (
+                        VbStatus::VB_ERR_PROVIDER,
+                        provider_message("s2s", model.name(), "the model closed the session"),
+                    ),
+                    Err(e) => (
                         e.status(),
                         provider_message("s2s", model.name(), e.message()),
                     ),
-                }
-            }
-            Wake::Model(None) => {}
-            Wake::ModelEnded(result) => {
-                let message = match result {
-                    Ok(()) => format!("s2s {}: the model closed the session", model.name()),
-                    Err(e) => provider_message("s2s", model.name(), e.message()),
                 };
-                ctx.events
-                    .provider_error(model.name(), VbStatus::VB_ERR_PROVIDER, message);
+                ctx.events.provider_error(model.name(), status, message);
                 ctx.events.set_state(VbSessionState::VB_STATE_ERROR);
             }
         }
@@ -233,6 +268,14 @@ fn cancel_response(
     response: &mut Option<Response>,
     from_host: bool,
 ) {
+    let _ = input.send(S2sInput::CancelResponse);
+    // The realtime thread flushed playout itself when it detected the barge-in.
+    stop_playout(ctx, response, from_host);
+}
+
+/// Drops the response's audio, resumes listening, and reports `VB_EVENT_INTERRUPTED` when there
+/// was a response to interrupt. `flush`: playout is still running and must stop now.
+fn stop_playout(ctx: &mut PipelineContext, response: &mut Option<Response>, flush: bool) {
     let had_response = match response.take() {
         Some(r) => {
             record(&mut ctx.recorder, r, true);
@@ -240,17 +283,37 @@ fn cancel_response(
         }
         None => false,
     };
-    let _ = input.send(S2sInput::CancelResponse);
     ctx.reply.clear();
-    if from_host {
+    if flush {
         let _ = ctx.control.try_send(RtControl::Interrupt);
     }
     let _ = ctx.control.try_send(RtControl::ReplyCancelled);
     ctx.shared.wake();
-    if had_response || !from_host {
+    if had_response {
         ctx.events.emit(VbEventKind::VB_EVENT_INTERRUPTED, |_| {});
     }
     ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
+}
+
+/// The response's first audio: playout is told a reply comes.
+fn start_audio(ctx: &mut PipelineContext, r: &mut Response, since_speech_end_us: u64) {
+    if !r.audio_started {
+        r.audio_started = true;
+        r.metrics.tts_first_audio_us = since_speech_end_us;
+        let _ = ctx.control.try_send(RtControl::ReplyStarted);
+    }
+}
+
+/// Emits `VB_EVENT_AGENT_RESPONSE` with the response text, once, if there is any.
+fn publish_text(ctx: &mut PipelineContext, r: &mut Response) {
+    if r.text_published || r.text.is_empty() {
+        return;
+    }
+    r.text_published = true;
+    let text = r.text.clone();
+    ctx.events.emit(VbEventKind::VB_EVENT_AGENT_RESPONSE, |e| {
+        e.text = Some(text)
+    });
 }
 
 /// A finished response to a user turn becomes a turn of the history.

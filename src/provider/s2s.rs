@@ -22,12 +22,22 @@ pub enum S2sInput {
 pub enum S2sEvent {
     /// What the model heard the user say.
     UserTranscript(String),
+    /// What the model has heard so far of the user's turn (a final transcript follows).
+    UserTranscriptPartial(String),
     /// Text of the model's response as it streams.
     ResponseText(String),
+    /// The response's text is complete (its audio may still stream): the host gets the whole
+    /// text now instead of at [`S2sEvent::ResponseDone`].
+    ResponseTextDone,
     /// Response audio at [`S2sProvider::sample_rate`].
     Audio(Vec<i16>),
+    /// Response audio at the given rate, for models that state the rate with each chunk.
+    AudioAtRate(Vec<i16>, u32),
     /// The response is complete.
     ResponseDone,
+    /// The model stopped its response by itself because it heard the user (barge-in detected on
+    /// the model's side): playout stops now. Not an answer to [`S2sInput::CancelResponse`].
+    Interrupted,
     /// The model reported an error; the session goes on.
     Error(Error),
 }

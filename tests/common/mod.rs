@@ -2,6 +2,8 @@
 //! waiting for events. Times here are generous upper bounds against hangs, never assertions.
 #![allow(dead_code)]
 
+pub mod pipecat;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -8,6 +8,8 @@
 //! - `test-tone-tts`: speaks each text chunk as a sine tone (`ms_per_char` per character) at
 //!   24 kHz, so the engine must resample it to the host rate.
 //! - `test-echo-s2s`: a speech-to-speech "model" that answers each turn with the turn's own audio.
+//!   With `answer_after_ms` it does its own turn-taking: it answers once a turn has that much
+//!   audio, before the engine ends the turn (as a Pipecat bot may).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,8 +40,9 @@ pub fn register(registry: &ProviderRegistry) {
         }) as Arc<dyn TtsProvider>)
     });
     let s2s: crate::provider::registry::S2sFactory = Arc::new(|setup: &ProviderSetup| {
-        let _: EmptyConfig = parse_section("s2s_config", setup.config, &[])?;
-        Ok(Arc::new(EchoS2s) as Arc<dyn S2sProvider>)
+        Ok(Arc::new(EchoS2s {
+            config: parse_section("s2s_config", setup.config, &["answer_after_ms"])?,
+        }) as Arc<dyn S2sProvider>)
     });
     registry
         .stt
@@ -54,10 +57,6 @@ pub fn register(registry: &ProviderRegistry) {
         .register("test-echo-s2s", s2s)
         .expect("valid name");
 }
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EmptyConfig {}
 
 /// Settings of `test-pitch-stt`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -208,8 +207,18 @@ impl TtsProvider for ToneTts {
     }
 }
 
+/// Settings of `test-echo-s2s`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EchoS2sConfig {
+    /// Answer once a turn has this much audio instead of at the engine's end of turn.
+    pub answer_after_ms: Option<u64>,
+}
+
 /// Answers each turn with the turn's own audio.
-pub struct EchoS2s;
+pub struct EchoS2s {
+    config: EchoS2sConfig,
+}
 
 impl S2sProvider for EchoS2s {
     fn name(&self) -> &str {
@@ -221,21 +230,26 @@ impl S2sProvider for EchoS2s {
     }
 
     fn run(&self, mut session: S2sSession) -> BoxFuture<'static, Result<()>> {
+        let answer_after_ms = self.config.answer_after_ms;
         Box::pin(async move {
             let mut turn = Vec::new();
+            let mut answered = false;
+            let rate = u64::from(session.input_rate);
             while let Some(input) = session.input.recv().await {
                 match input {
-                    S2sInput::Audio(pcm) => turn.extend_from_slice(&pcm),
-                    S2sInput::EndOfTurn => {
-                        let ms = turn.len() as u64 * 1000 / u64::from(session.input_rate);
-                        let _ = session
-                            .events
-                            .send(S2sEvent::UserTranscript(format!("{ms} ms of speech")));
-                        let _ = session.events.send(S2sEvent::ResponseText("echo".into()));
-                        for chunk in std::mem::take(&mut turn).chunks(320) {
-                            let _ = session.events.send(S2sEvent::Audio(chunk.to_vec()));
+                    S2sInput::Audio(pcm) => {
+                        turn.extend_from_slice(&pcm);
+                        let ms = turn.len() as u64 * 1000 / rate;
+                        if !answered && answer_after_ms.is_some_and(|after| ms >= after) {
+                            answered = true;
+                            echo(&session, &turn, rate);
                         }
-                        let _ = session.events.send(S2sEvent::ResponseDone);
+                    }
+                    S2sInput::EndOfTurn => {
+                        if !std::mem::take(&mut answered) {
+                            echo(&session, &turn, rate);
+                        }
+                        turn.clear();
                     }
                     S2sInput::CancelResponse => {
                         let _ = session.events.send(S2sEvent::ResponseDone);
@@ -245,4 +259,18 @@ impl S2sProvider for EchoS2s {
             Ok(())
         })
     }
+}
+
+/// Answers `turn`: its length as the transcript, "echo" as the text, the audio itself.
+fn echo(session: &S2sSession, turn: &[i16], rate: u64) {
+    let ms = turn.len() as u64 * 1000 / rate;
+    let send = |event| {
+        let _ = session.events.send(event);
+    };
+    send(S2sEvent::UserTranscript(format!("{ms} ms of speech")));
+    send(S2sEvent::ResponseText("echo".into()));
+    for chunk in turn.chunks(320) {
+        send(S2sEvent::Audio(chunk.to_vec()));
+    }
+    send(S2sEvent::ResponseDone);
 }
