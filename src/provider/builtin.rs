@@ -13,4 +13,12 @@ pub fn register(registry: &ProviderRegistry) {
         .stt
         .register("whisper", std::sync::Arc::new(super::whisper::create))
         .expect("valid name");
+    registry
+        .stt
+        .register("deepgram", std::sync::Arc::new(super::deepgram::create))
+        .expect("valid name");
+    registry
+        .tts
+        .register("elevenlabs", std::sync::Arc::new(super::elevenlabs::create))
+        .expect("valid name");
 }

@@ -4,6 +4,8 @@
 //! Each provider is configured by its own JSON object, validated when the backend is created.
 
 pub mod builtin;
+pub mod deepgram;
+pub mod elevenlabs;
 pub mod espeak;
 pub mod net;
 pub mod registry;
