@@ -385,16 +385,20 @@ impl TurnRun {
                         ),
                     ));
                 }
-                message = rx.next() => {
-                    if let Some(outcome) = self.on_message(message, base)? {
-                        return Ok(outcome);
+                message = rx.next() => match self.on_message(message, base)? {
+                    Some(Outcome::Done) => break,
+                    Some(outcome) => return Ok(outcome),
+                    None => {
+                        if answer_by.is_some() {
+                            answer_by = Some(Instant::now() + timeout);
+                        }
                     }
-                    if answer_by.is_some() {
-                        answer_by = Some(Instant::now() + timeout);
-                    }
-                }
+                },
             }
         }
+        // The server closed the stream: answer its Close frame, off the turn's path.
+        tokio::spawn(net::close_websocket(tx, rx, timeout));
+        Ok(Outcome::Done)
     }
 
     /// Sends `Finalize` then `CloseStream`.

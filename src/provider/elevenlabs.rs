@@ -330,6 +330,8 @@ struct ReplyRun {
 
 /// How one connection ended, when not with a fatal error.
 enum Outcome {
+    /// The server said the reply is complete (`isFinal`).
+    Finished,
     /// The reply is spoken (or nobody listens any more).
     Done,
     /// The connection was lost; reconnecting may complete the reply.
@@ -351,7 +353,7 @@ impl ReplyRun {
             )
             .await?;
             match self.speak(socket).await? {
-                Outcome::Done => return Ok(()),
+                Outcome::Finished | Outcome::Done => return Ok(()),
                 Outcome::Dropped(e) if self.unaligned_audio => {
                     return Err(Error::new(
                         e.status(),
@@ -426,14 +428,15 @@ impl ReplyRun {
                         return Ok(Outcome::Dropped(e));
                     }
                 }
-                message = rx.next() => {
-                    if let Some(outcome) = self.on_message(message).await? {
-                        return Ok(outcome);
+                message = rx.next() => match self.on_message(message).await? {
+                    Some(Outcome::Finished) => break,
+                    Some(outcome) => return Ok(outcome),
+                    None => {
+                        if answer_by.is_some() {
+                            answer_by = Some(Instant::now() + timeout);
+                        }
                     }
-                    if answer_by.is_some() {
-                        answer_by = Some(Instant::now() + timeout);
-                    }
-                }
+                },
                 () = sleep_until_some(answer_by) => {
                     return Err(Error::new(
                         VbStatus::VB_ERR_TIMEOUT,
@@ -447,6 +450,9 @@ impl ReplyRun {
                 () = self.request.audio.closed() => return Ok(Outcome::Done),
             }
         }
+        // The reply is complete: close the connection properly, off the reply's path.
+        tokio::spawn(net::close_websocket(tx, rx, timeout));
+        Ok(Outcome::Done)
     }
 
     /// Sends reply text (remembered for a resumption).
@@ -574,7 +580,7 @@ impl ReplyRun {
                 return Ok(Some(Outcome::Done)); // nobody plays this reply any more
             }
         }
-        Ok((output.is_final == Some(true)).then_some(Outcome::Done))
+        Ok((output.is_final == Some(true)).then_some(Outcome::Finished))
     }
 
     /// 16-bit little-endian samples from `bytes`, keeping an odd trailing byte for the next

@@ -1,0 +1,3 @@
+pub mod deepgram;
+pub mod elevenlabs;
+pub mod ws_server;
