@@ -142,7 +142,7 @@ fn a_refused_key_is_an_unauthorized_error_and_the_session_keeps_listening() {
         assert!(message.contains("deepgram"), "{message}");
         assert!(message.contains("401"), "{message}");
         assert_key_absent(&events, wrong);
-        let after = events_until(&session, back_to_listening);
+        let after = listening_after_failed_turn(&session, &events);
         assert_key_absent(&after, wrong);
     }
     let connections = server.connections();
@@ -155,11 +155,12 @@ fn a_refused_key_is_an_unauthorized_error_and_the_session_keeps_listening() {
 }
 
 #[test]
-fn a_malformed_message_is_a_provider_error() {
+fn a_malformed_message_is_a_provider_error_and_the_session_keeps_listening() {
     let server = server(DeepgramFault::Malformed);
     let backend = backend(&server, KEY, "", "test-tone-tts");
     let session = session_at(&backend, 16000);
-    push_all(&session, &utterance(150.0, 800, 16000), 16000);
+    // The server answers the first audio: the turn fails while the user is still speaking.
+    push_all(&session, &speech(150.0, 800, 16000), 16000);
     let events = events_until(&session, |e| e.kind == K::VB_EVENT_ERROR);
     let (status, message) = errors(&events).remove(0);
     assert_eq!(status, VbStatus::VB_ERR_PROVIDER, "{message}");
@@ -168,7 +169,17 @@ fn a_malformed_message_is_a_provider_error() {
         "{message}"
     );
     assert_key_absent(&events, KEY);
-    events_until(&session, back_to_listening);
+    push_all(&session, &silence(900, 16000), 16000);
+    let after = listening_after_failed_turn(&session, &events);
+    let stopped = after
+        .iter()
+        .find(|e| e.kind == K::VB_EVENT_SPEECH_STOPPED)
+        .expect("the turn ended after the error");
+    assert_eq!(
+        stopped.state,
+        VbSessionState::VB_STATE_LISTENING,
+        "a turn that already failed has nothing to process"
+    );
 }
 
 #[test]
@@ -233,11 +244,7 @@ fn a_server_that_stops_answering_is_a_timeout() {
         "{message}"
     );
     assert_key_absent(&events, KEY);
-    let after = events_until(&session, back_to_listening);
-    assert_eq!(
-        after.last().unwrap().state,
-        VbSessionState::VB_STATE_LISTENING
-    );
+    listening_after_failed_turn(&session, &events);
     let connections = server.connections();
     assert_eq!(connections.len(), 1, "a stalled server is not reconnected");
     assert!(

@@ -149,7 +149,7 @@ fn a_refused_key_is_an_unauthorized_error_and_the_session_keeps_listening() {
             "{message}"
         );
         assert_key_absent(&events, wrong);
-        let after = events_until(&session, back_to_listening);
+        let after = listening_after_failed_turn(&session, &events);
         assert_key_absent(&after, wrong);
     }
     let connections = server.connections();
@@ -175,7 +175,7 @@ fn a_malformed_message_is_a_provider_error() {
         "{message}"
     );
     assert_key_absent(&events, KEY);
-    events_until(&session, back_to_listening);
+    listening_after_failed_turn(&session, &events);
 }
 
 #[test]
@@ -240,7 +240,7 @@ fn a_server_that_stops_answering_is_a_timeout() {
         "{message}"
     );
     assert_key_absent(&events, KEY);
-    events_until(&session, back_to_listening);
+    listening_after_failed_turn(&session, &events);
     let connections = server.connections();
     assert_eq!(connections.len(), 1, "a stalled server is not reconnected");
     assert_eq!(connections[0].messages.last().unwrap()["text"], "");
