@@ -333,3 +333,41 @@ fn a_missing_key_is_a_config_error_at_backend_creation() {
         "stt_config.api_key: missing (set it or the DEEPGRAM_API_KEY environment variable)"
     );
 }
+
+#[test]
+fn the_key_may_come_from_deepgram_api_key() {
+    run_ignored_test_with_env(
+        "a_turn_is_transcribed_with_the_key_from_the_environment",
+        &[("DEEPGRAM_API_KEY", KEY)],
+    );
+}
+
+#[test]
+#[ignore = "run by the_key_may_come_from_deepgram_api_key with DEEPGRAM_API_KEY set"]
+fn a_turn_is_transcribed_with_the_key_from_the_environment() {
+    let server = server(DeepgramFault::None);
+    let config = serde_json::json!({ "base_url": server.base_url() });
+    let stt = ProviderRegistry::global()
+        .create_stt("deepgram", &ProviderSetup::new(&config))
+        .expect("the key comes from DEEPGRAM_API_KEY");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (audio_tx, audio) = tokio::sync::mpsc::unbounded_channel();
+    let (results_tx, mut results) = tokio::sync::mpsc::unbounded_channel();
+    audio_tx.send(silence(300, 16000)).unwrap();
+    drop(audio_tx);
+    runtime
+        .block_on(stt.transcribe(SttTurn {
+            sample_rate: 16000,
+            audio,
+            results: SttSink::new(1, results_tx),
+        }))
+        .expect("the server accepted the key");
+    assert_eq!(
+        results.try_recv().unwrap().1,
+        SttResult::Final(String::new())
+    );
+    assert!(server.connections()[0].closed_normally);
+}

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use common::*;
 use servers::elevenlabs::{ElevenLabsFault, ElevenLabsServer, ElevenLabsServerOptions, VOICE_ID};
+use voicebackend::provider::{ProviderRegistry, ProviderSetup, TtsRequest};
 use voicebackend::{Backend, Event, Reply, VbEventKind as K, VbStatus};
 
 /// The key the local server accepts.
@@ -285,4 +286,39 @@ fn a_missing_key_is_a_config_error_at_backend_creation() {
         e.message(),
         "tts_config.api_key: missing (set it or the ELEVENLABS_API_KEY environment variable)"
     );
+}
+
+#[test]
+fn the_key_may_come_from_elevenlabs_api_key() {
+    run_ignored_test_with_env(
+        "a_reply_is_spoken_with_the_key_from_the_environment",
+        &[("ELEVENLABS_API_KEY", KEY)],
+    );
+}
+
+#[test]
+#[ignore = "run by the_key_may_come_from_elevenlabs_api_key with ELEVENLABS_API_KEY set"]
+fn a_reply_is_spoken_with_the_key_from_the_environment() {
+    let server = server(ElevenLabsFault::None);
+    let config = serde_json::json!({ "base_url": server.base_url(), "voice_id": VOICE_ID });
+    let tts = ProviderRegistry::global()
+        .create_tts("elevenlabs", &ProviderSetup::new(&config))
+        .expect("the key comes from ELEVENLABS_API_KEY");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (text_tx, text) = tokio::sync::mpsc::unbounded_channel();
+    let (audio, mut audio_rx) = tokio::sync::mpsc::channel(1024);
+    text_tx.send("Hello there.".to_owned()).unwrap();
+    drop(text_tx);
+    runtime
+        .block_on(tts.synthesize(TtsRequest { text, audio }))
+        .expect("the server accepted the key");
+    let mut samples = 0;
+    while let Ok(chunk) = audio_rx.try_recv() {
+        samples += chunk.len();
+    }
+    assert!(samples > 0, "speech came back");
+    assert_eq!(server.connections()[0].refused, None);
 }

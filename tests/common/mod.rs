@@ -261,3 +261,26 @@ pub fn espeak_speech(text: &str, voice: &str) -> Vec<i16> {
     out.extend(resampler.finish());
     out
 }
+
+/// Runs the ignored test `name` of this test binary in a child process with the environment
+/// variables `vars` set (the tests' own process must not change its environment while other
+/// tests run); panics unless it passes.
+pub fn run_ignored_test_with_env(name: &str, vars: &[(&str, &str)]) {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .envs(vars.iter().copied())
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{name} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
