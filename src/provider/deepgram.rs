@@ -58,20 +58,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::net::{self, WebSocket};
 use super::stt::{SttProvider, SttSink, SttTurn};
+use super::ws_link::{self, Ending, Frame, Link};
 use super::{BoxFuture, ProviderSetup};
 use crate::config::{RetryConfig, Secret, check_range, parse_section};
-use crate::error::{Error, Result, VbStatus};
+use crate::error::{Error, Result};
 
 /// The registry name.
 pub const NAME: &str = "deepgram";
@@ -281,16 +279,6 @@ struct TurnRun {
     sink: SttSink,
 }
 
-/// How one connection ended, when not with a fatal error.
-enum Outcome {
-    /// The stream closed after the turn's audio ended: the transcript is complete.
-    Done,
-    /// The connection was lost; reconnecting may complete the turn.
-    Dropped(Error),
-}
-
-type Tx = SplitSink<WebSocket, Message>;
-
 impl TurnRun {
     async fn run(mut self) -> Result<()> {
         let auth = format!("Token {}", self.shared.key.expose());
@@ -305,16 +293,9 @@ impl TurnRun {
             )
             .await?;
             match self.stream(socket).await? {
-                Outcome::Done => break,
-                Outcome::Dropped(e) => {
-                    reconnections += 1;
-                    if reconnections >= self.shared.retry.max_attempts {
-                        return Err(Error::new(
-                            e.status(),
-                            format!("{} (after {reconnections} reconnections)", e.message()),
-                        ));
-                    }
-                    tokio::time::sleep(net::backoff(&self.shared.retry, reconnections)).await;
+                Ending::Done => break,
+                Ending::Lost(e) => {
+                    ws_link::before_reconnecting(&self.shared.retry, &mut reconnections, e).await?;
                 }
             }
         }
@@ -324,26 +305,23 @@ impl TurnRun {
 
     /// Streams the turn over one connection: first the audio not yet covered by final results,
     /// then new audio as it comes, then the closing messages; reads results meanwhile.
-    async fn stream(&mut self, socket: WebSocket) -> Result<Outcome> {
-        let (mut tx, mut rx) = socket.split();
+    async fn stream(&mut self, socket: WebSocket) -> Result<Ending> {
+        let (mut link, mut incoming) = Link::new(NAME, &self.url, self.shared.timeout(), socket);
         let base = self.covered;
         let piece = (self.rate * RESEND_PIECE_MS / 1000).max(1) as usize;
         for chunk in self.audio[base..].chunks(piece) {
-            if let Err(e) = self
-                .send(&mut tx, Message::binary(pcm_bytes(chunk)))
-                .await?
-            {
-                return Ok(Outcome::Dropped(e));
+            if let Err(e) = link.send(Message::binary(pcm_bytes(chunk))).await? {
+                return Ok(Ending::Lost(e));
             }
         }
         let keep_alive = Duration::from_millis(self.shared.config.keep_alive_ms.into());
-        let timeout = self.shared.timeout();
+        let timeout = link.timeout();
         let mut idle_until = Instant::now() + keep_alive;
         // Once the closing messages are out: when the server must have answered by.
         let mut answer_by: Option<Instant> = None;
         if !self.audio_open {
-            if let Err(e) = self.send_closing(&mut tx).await? {
-                return Ok(Outcome::Dropped(e));
+            if let Err(e) = send_closing(&mut link).await? {
+                return Ok(Ending::Lost(e));
             }
             answer_by = Some(Instant::now() + timeout);
         }
@@ -353,138 +331,45 @@ impl TurnRun {
                     let sent = match chunk {
                         Some(pcm) if pcm.is_empty() => continue,
                         Some(pcm) => {
-                            let message = Message::binary(pcm_bytes(&pcm));
                             self.audio.extend_from_slice(&pcm);
-                            self.send(&mut tx, message).await?
+                            link.send(Message::binary(pcm_bytes(&pcm))).await?
                         }
                         None => {
                             self.audio_open = false;
                             answer_by = Some(Instant::now() + timeout);
-                            self.send_closing(&mut tx).await?
+                            send_closing(&mut link).await?
                         }
                     };
                     if let Err(e) = sent {
-                        return Ok(Outcome::Dropped(e));
+                        return Ok(Ending::Lost(e));
                     }
                     idle_until = Instant::now() + keep_alive;
                 }
                 () = tokio::time::sleep_until(idle_until), if self.audio_open => {
-                    let keep = Message::text(r#"{"type":"KeepAlive"}"#);
-                    if let Err(e) = self.send(&mut tx, keep).await? {
-                        return Ok(Outcome::Dropped(e));
+                    if let Err(e) = link.send(Message::text(r#"{"type":"KeepAlive"}"#)).await? {
+                        return Ok(Ending::Lost(e));
                     }
                     idle_until = Instant::now() + keep_alive;
                 }
-                () = sleep_until_some(answer_by) => {
-                    return Err(Error::new(
-                        VbStatus::VB_ERR_TIMEOUT,
-                        format!(
-                            "deepgram: no answer from {} within {} ms after the turn's audio ended",
-                            net::redact_url(&self.url),
-                            timeout.as_millis()
-                        ),
-                    ));
+                () = ws_link::sleep_until(answer_by) => {
+                    return Err(link.no_answer("the turn's audio ended"));
                 }
-                message = rx.next() => match self.on_message(message, base)? {
-                    Some(Outcome::Done) => break,
-                    Some(outcome) => return Ok(outcome),
-                    None => {
+                frame = incoming.next() => match link.frame(frame, !self.audio_open)? {
+                    Frame::Text(text) => {
+                        self.on_text(&text, base)?;
                         if answer_by.is_some() {
                             answer_by = Some(Instant::now() + timeout);
                         }
                     }
+                    Frame::Ended(Ending::Done) => break,
+                    Frame::Ended(lost) => return Ok(lost),
+                    Frame::Nothing => {}
                 },
             }
         }
         // The server closed the stream: answer its Close frame, off the turn's path.
-        tokio::spawn(net::close_websocket(tx, rx, timeout));
-        Ok(Outcome::Done)
-    }
-
-    /// Sends `Finalize` then `CloseStream`.
-    async fn send_closing(&self, tx: &mut Tx) -> Result<Result<(), Error>> {
-        for control in [r#"{"type":"Finalize"}"#, r#"{"type":"CloseStream"}"#] {
-            if let Err(e) = self.send(tx, Message::text(control)).await? {
-                return Ok(Err(e));
-            }
-        }
-        Ok(Ok(()))
-    }
-
-    /// Sends one message within the timeout. Outer error: fatal (timeout); inner error: the
-    /// connection is lost.
-    async fn send(&self, tx: &mut Tx, message: Message) -> Result<Result<(), Error>> {
-        let timeout = self.shared.timeout();
-        match tokio::time::timeout(timeout, tx.send(message)).await {
-            Err(_) => Err(Error::new(
-                VbStatus::VB_ERR_TIMEOUT,
-                format!(
-                    "deepgram: {} took no audio for {} ms",
-                    net::redact_url(&self.url),
-                    timeout.as_millis()
-                ),
-            )),
-            Ok(Err(e)) => Ok(Err(self.lost(format!("sending failed: {e}")))),
-            Ok(Ok(())) => Ok(Ok(())),
-        }
-    }
-
-    fn lost(&self, why: impl std::fmt::Display) -> Error {
-        Error::new(
-            VbStatus::VB_ERR_CONNECTION_FAILED,
-            format!(
-                "deepgram: lost the connection to {}: {why}",
-                net::redact_url(&self.url)
-            ),
-        )
-    }
-
-    /// Handles what the socket produced; `Some` ends this connection.
-    fn on_message(
-        &mut self,
-        message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-        base: usize,
-    ) -> Result<Option<Outcome>> {
-        let closing = !self.audio_open;
-        match message {
-            None => Ok(Some(Outcome::Dropped(self.lost("the stream ended")))),
-            Some(Err(e)) => Ok(Some(Outcome::Dropped(self.lost(e)))),
-            Some(Ok(Message::Text(text))) => {
-                self.on_text(&text, base)?;
-                Ok(None)
-            }
-            Some(Ok(Message::Close(frame))) => self.on_close(frame, closing).map(Some),
-            Some(Ok(Message::Binary(_))) => Err(Error::provider(
-                NAME,
-                "malformed message from the server: a binary message where JSON was expected",
-            )),
-            Some(Ok(_)) => Ok(None), // ping, pong: tungstenite answers pings itself
-        }
-    }
-
-    fn on_close(&self, frame: Option<CloseFrame>, closing: bool) -> Result<Outcome> {
-        let (code, reason) = match &frame {
-            Some(f) => (f.code, f.reason.as_str().to_owned()),
-            None => (CloseCode::Status, String::new()),
-        };
-        match code {
-            CloseCode::Normal if closing => Ok(Outcome::Done),
-            CloseCode::Normal
-            | CloseCode::Away
-            | CloseCode::Restart
-            | CloseCode::Again
-            | CloseCode::Status => Ok(Outcome::Dropped(self.lost(format!(
-                "the server closed the stream early ({} {reason})",
-                u16::from(code)
-            )))),
-            _ => Err(Error::provider(
-                NAME,
-                format!(
-                    "the server closed the stream with {} {reason}",
-                    u16::from(code)
-                ),
-            )),
-        }
+        link.close(incoming);
+        Ok(Ending::Done)
     }
 
     /// A JSON message from the server.
@@ -554,12 +439,14 @@ impl TurnRun {
     }
 }
 
-/// Waits until `deadline`; forever when there is none.
-async fn sleep_until_some(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+/// Sends `Finalize` then `CloseStream` (errors as [`Link::send`]'s).
+async fn send_closing(link: &mut Link) -> Result<Result<(), Error>> {
+    for control in [r#"{"type":"Finalize"}"#, r#"{"type":"CloseStream"}"#] {
+        if let Err(e) = link.send(Message::text(control)).await? {
+            return Ok(Err(e));
+        }
     }
+    Ok(Ok(()))
 }
 
 /// Linear16: little-endian 16-bit samples.
@@ -602,6 +489,7 @@ struct ErrorMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::VbStatus;
     use serde_json::json;
 
     fn setup(config: &serde_json::Value) -> Result<DeepgramStt> {

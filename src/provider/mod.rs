@@ -13,6 +13,7 @@ pub mod s2s;
 pub mod stt;
 pub mod tts;
 pub mod whisper;
+pub mod ws_link;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -11,10 +11,7 @@ use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
@@ -180,22 +177,6 @@ async fn connect_once(
         Ok(Ok((socket, _response))) => Ok(socket),
         Ok(Err(e)) => Err(handshake_error(provider, &shown, e)),
     }
-}
-
-/// Completes the WebSocket closing handshake of a connection whose work is done: sends (or
-/// answers) the Close frame and reads until the server's, within `timeout`, so that the server
-/// sees an orderly end rather than a dropped connection. Meant to be spawned: nothing waits
-/// for it.
-pub async fn close_websocket(
-    mut tx: SplitSink<WebSocket, Message>,
-    mut rx: SplitStream<WebSocket>,
-    timeout: Duration,
-) {
-    let _ = tokio::time::timeout(timeout, async {
-        let _ = tx.close().await;
-        while let Some(Ok(_)) = rx.next().await {}
-    })
-    .await;
 }
 
 /// Classifies a failed WebSocket handshake (see the module docs).

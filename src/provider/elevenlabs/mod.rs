@@ -44,182 +44,30 @@
 //! | `chunk_length_schedule` | none | characters buffered before each generation, each 50–500 |
 //! | `timeout_ms` | 10000 | deadline of a connection attempt and of each answer, 100–600000 |
 
+mod config;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
+use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use super::net::{self, WebSocket};
 use super::tts::{TtsProvider, TtsRequest};
+use super::ws_link::{self, Ending, Frame, Link};
 use super::{BoxFuture, ProviderSetup};
-use crate::config::{RetryConfig, Secret, check_range, parse_section};
-use crate::error::{Error, Result, VbStatus};
+use crate::config::{RetryConfig, Secret};
+use crate::error::{Error, Result};
+
+pub use config::{ElevenLabsConfig, VoiceSettings};
 
 /// The registry name.
 pub const NAME: &str = "elevenlabs";
-/// The keys `tts_config` may have.
-const KEYS: [&str; 8] = [
-    "api_key",
-    "base_url",
-    "voice_id",
-    "model_id",
-    "output_format",
-    "voice_settings",
-    "chunk_length_schedule",
-    "timeout_ms",
-];
-/// The raw PCM output formats and their rates.
-const PCM_FORMATS: [(&str, u32); 5] = [
-    ("pcm_8000", 8000),
-    ("pcm_16000", 16000),
-    ("pcm_22050", 22050),
-    ("pcm_24000", 24000),
-    ("pcm_44100", 44100),
-];
-
-/// Settings of the `elevenlabs` provider, parsed from `tts_config` (see the module docs).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ElevenLabsConfig {
-    /// The API key; `None` falls back to `ELEVENLABS_API_KEY`.
-    pub api_key: Option<Secret>,
-    /// Service root, `ws://` or `wss://`, without a query.
-    pub base_url: String,
-    /// The voice (required).
-    pub voice_id: String,
-    /// The model.
-    pub model_id: String,
-    /// One of the `pcm_*` formats.
-    pub output_format: String,
-    /// Voice settings sent in the first message; unset fields keep the voice's defaults.
-    pub voice_settings: Option<VoiceSettings>,
-    /// `generation_config.chunk_length_schedule`; `None` keeps the service's default.
-    pub chunk_length_schedule: Option<Vec<u32>>,
-    /// Deadline of a connection attempt and of each expected answer, in ms.
-    pub timeout_ms: u32,
-}
-
-impl Default for ElevenLabsConfig {
-    fn default() -> Self {
-        ElevenLabsConfig {
-            api_key: None,
-            base_url: "wss://api.elevenlabs.io".to_owned(),
-            voice_id: String::new(),
-            model_id: "eleven_flash_v2_5".to_owned(),
-            output_format: "pcm_24000".to_owned(),
-            voice_settings: None,
-            chunk_length_schedule: None,
-            timeout_ms: net::DEFAULT_TIMEOUT_MS,
-        }
-    }
-}
-
-/// `voice_settings` of the first message (`RealtimeVoiceSettings`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct VoiceSettings {
-    /// 0–1.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stability: Option<f64>,
-    /// 0–1.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub similarity_boost: Option<f64>,
-    /// 0–1.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub style: Option<f64>,
-    /// Speaker boost on or off.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub use_speaker_boost: Option<bool>,
-    /// 0.7–1.2.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub speed: Option<f64>,
-}
-
-impl ElevenLabsConfig {
-    /// Parses `tts_config` strictly; errors are `VB_ERR_INVALID_CONFIG` naming the field.
-    pub fn from_json(config: &serde_json::Value) -> Result<Self> {
-        let parsed: ElevenLabsConfig = parse_section("tts_config", config, &KEYS)?;
-        net::check_ws_url("tts_config.base_url", &parsed.base_url)?;
-        if parsed.voice_id.is_empty() {
-            return Err(Error::invalid_config(
-                "tts_config.voice_id: missing (the ElevenLabs voice to speak with)",
-            ));
-        }
-        net::check_token("tts_config.voice_id", &parsed.voice_id)?;
-        net::check_token("tts_config.model_id", &parsed.model_id)?;
-        if !PCM_FORMATS.iter().any(|(f, _)| *f == parsed.output_format) {
-            return Err(Error::invalid_config(format!(
-                "tts_config.output_format: '{}' is not one of {}",
-                parsed.output_format,
-                PCM_FORMATS.map(|(f, _)| f).join(", ")
-            )));
-        }
-        if let Some(v) = &parsed.voice_settings {
-            let unit = [
-                ("stability", v.stability),
-                ("similarity_boost", v.similarity_boost),
-                ("style", v.style),
-            ];
-            for (name, value) in unit {
-                check_unit_range(
-                    &format!("tts_config.voice_settings.{name}"),
-                    value,
-                    0.0,
-                    1.0,
-                )?;
-            }
-            check_unit_range("tts_config.voice_settings.speed", v.speed, 0.7, 1.2)?;
-        }
-        if let Some(schedule) = &parsed.chunk_length_schedule {
-            if schedule.is_empty() {
-                return Err(Error::invalid_config(
-                    "tts_config.chunk_length_schedule: must not be empty",
-                ));
-            }
-            for (i, &n) in schedule.iter().enumerate() {
-                check_range(
-                    &format!("tts_config.chunk_length_schedule[{i}]"),
-                    n.into(),
-                    50,
-                    500,
-                )?;
-            }
-        }
-        check_range(
-            "tts_config.timeout_ms",
-            parsed.timeout_ms.into(),
-            100,
-            600_000,
-        )?;
-        Ok(parsed)
-    }
-
-    /// The rate of `output_format`.
-    pub fn sample_rate(&self) -> u32 {
-        PCM_FORMATS
-            .iter()
-            .find(|(f, _)| *f == self.output_format)
-            .map_or(0, |&(_, rate)| rate)
-    }
-}
-
-fn check_unit_range(field: &str, value: Option<f64>, min: f64, max: f64) -> Result<()> {
-    match value {
-        Some(v) if !(min..=max).contains(&v) => Err(Error::invalid_config(format!(
-            "{field}: {v} is outside {min}–{max}"
-        ))),
-        _ => Ok(()),
-    }
-}
 
 /// The registry factory: validates `tts_config` and finds the key.
 pub fn create(setup: &ProviderSetup) -> Result<Arc<dyn TtsProvider>> {
@@ -328,17 +176,15 @@ struct ReplyRun {
     odd_byte: Option<u8>,
 }
 
-/// How one connection ended, when not with a fatal error.
-enum Outcome {
+/// What an answer from the server means for the reply.
+enum Flow {
+    /// More is coming.
+    Continue,
     /// The server said the reply is complete (`isFinal`).
     Finished,
-    /// The reply is spoken (or nobody listens any more).
-    Done,
-    /// The connection was lost; reconnecting may complete the reply.
-    Dropped(Error),
+    /// Nobody plays this reply any more.
+    Abandoned,
 }
-
-type Tx = SplitSink<WebSocket, Message>;
 
 impl ReplyRun {
     async fn run(mut self) -> Result<()> {
@@ -353,8 +199,8 @@ impl ReplyRun {
             )
             .await?;
             match self.speak(socket).await? {
-                Outcome::Finished | Outcome::Done => return Ok(()),
-                Outcome::Dropped(e) if self.unaligned_audio => {
+                Ending::Done => return Ok(()),
+                Ending::Lost(e) if self.unaligned_audio => {
                     return Err(Error::new(
                         e.status(),
                         format!(
@@ -364,15 +210,8 @@ impl ReplyRun {
                         ),
                     ));
                 }
-                Outcome::Dropped(e) => {
-                    reconnections += 1;
-                    if reconnections >= self.shared.retry.max_attempts {
-                        return Err(Error::new(
-                            e.status(),
-                            format!("{} (after {reconnections} reconnections)", e.message()),
-                        ));
-                    }
-                    tokio::time::sleep(net::backoff(&self.shared.retry, reconnections)).await;
+                Ending::Lost(e) => {
+                    ws_link::before_reconnecting(&self.shared.retry, &mut reconnections, e).await?;
                 }
             }
         }
@@ -380,29 +219,26 @@ impl ReplyRun {
 
     /// Speaks over one connection: the first message, the text not yet spoken (after a
     /// reconnection), then new text as it comes; audio is passed on meanwhile.
-    async fn speak(&mut self, socket: WebSocket) -> Result<Outcome> {
-        let (mut tx, mut rx) = socket.split();
+    async fn speak(&mut self, socket: WebSocket) -> Result<Ending> {
+        let (mut link, mut incoming) =
+            Link::new(NAME, &self.shared.url, self.shared.timeout(), socket);
         self.odd_byte = None;
-        let timeout = self.shared.timeout();
-        let init = Message::text(self.shared.init.clone());
-        if let Err(e) = self.send(&mut tx, init).await? {
-            return Ok(Outcome::Dropped(e));
+        let timeout = link.timeout();
+        if let Err(e) = link.send(Message::text(self.shared.init.clone())).await? {
+            return Ok(Ending::Lost(e));
         }
         let unspoken: String = self.sent[self.spoken..].iter().collect();
         if !unspoken.is_empty() {
             let resend = json!({ "text": unspoken, "flush": !self.text_open });
-            if let Err(e) = self
-                .send(&mut tx, Message::text(resend.to_string()))
-                .await?
-            {
-                return Ok(Outcome::Dropped(e));
+            if let Err(e) = link.send(Message::text(resend.to_string())).await? {
+                return Ok(Ending::Lost(e));
             }
         }
         // Once the end of input is out: when the server must have answered by.
         let mut answer_by = None;
         if !self.text_open {
-            if let Err(e) = self.send(&mut tx, end_of_input()).await? {
-                return Ok(Outcome::Dropped(e));
+            if let Err(e) = link.send(end_of_input()).await? {
+                return Ok(Ending::Lost(e));
             }
             answer_by = Some(Instant::now() + timeout);
         }
@@ -411,54 +247,52 @@ impl ReplyRun {
                 chunk = self.request.text.recv(), if self.text_open => {
                     let sent = match chunk {
                         Some(text) => match self.words.push(&text) {
-                            Some(words) => self.send_text(&mut tx, words, false).await?,
+                            Some(words) => self.send_text(&mut link, words, false).await?,
                             None => continue,
                         },
                         None => {
                             self.text_open = false;
                             let rest = self.words.finish();
                             answer_by = Some(Instant::now() + timeout);
-                            match self.send_text(&mut tx, rest, true).await? {
-                                Ok(()) => self.send(&mut tx, end_of_input()).await?,
+                            match self.send_text(&mut link, rest, true).await? {
+                                Ok(()) => link.send(end_of_input()).await?,
                                 Err(e) => Err(e),
                             }
                         }
                     };
                     if let Err(e) = sent {
-                        return Ok(Outcome::Dropped(e));
+                        return Ok(Ending::Lost(e));
                     }
                 }
-                message = rx.next() => match self.on_message(message).await? {
-                    Some(Outcome::Finished) => break,
-                    Some(outcome) => return Ok(outcome),
-                    None => {
-                        if answer_by.is_some() {
-                            answer_by = Some(Instant::now() + timeout);
+                frame = incoming.next() => match link.frame(frame, !self.text_open)? {
+                    Frame::Text(text) => match self.on_text(&text).await? {
+                        Flow::Continue => {
+                            if answer_by.is_some() {
+                                answer_by = Some(Instant::now() + timeout);
+                            }
                         }
-                    }
+                        Flow::Finished => break,
+                        Flow::Abandoned => return Ok(Ending::Done),
+                    },
+                    // The server ended the stream after all the text: what it sent is the reply.
+                    Frame::Ended(ending) => return Ok(ending),
+                    Frame::Nothing => {}
                 },
-                () = sleep_until_some(answer_by) => {
-                    return Err(Error::new(
-                        VbStatus::VB_ERR_TIMEOUT,
-                        format!(
-                            "elevenlabs: no audio from {} within {} ms after the reply's text ended",
-                            net::redact_url(&self.shared.url),
-                            timeout.as_millis()
-                        ),
-                    ));
+                () = ws_link::sleep_until(answer_by) => {
+                    return Err(link.no_answer("the reply's text ended"));
                 }
-                () = self.request.audio.closed() => return Ok(Outcome::Done),
+                () = self.request.audio.closed() => return Ok(Ending::Done),
             }
         }
         // The reply is complete: close the connection properly, off the reply's path.
-        tokio::spawn(net::close_websocket(tx, rx, timeout));
-        Ok(Outcome::Done)
+        link.close(incoming);
+        Ok(Ending::Done)
     }
 
-    /// Sends reply text (remembered for a resumption).
+    /// Sends reply text (remembered for a resumption); errors as [`Link::send`]'s.
     async fn send_text(
         &mut self,
-        tx: &mut Tx,
+        link: &mut Link,
         text: String,
         flush: bool,
     ) -> Result<Result<(), Error>> {
@@ -468,83 +302,11 @@ impl ReplyRun {
         } else {
             json!({ "text": text })
         };
-        self.send(tx, Message::text(message.to_string())).await
-    }
-
-    /// Sends one message within the timeout. Outer error: fatal (timeout); inner error: the
-    /// connection is lost.
-    async fn send(&self, tx: &mut Tx, message: Message) -> Result<Result<(), Error>> {
-        let timeout = self.shared.timeout();
-        match tokio::time::timeout(timeout, tx.send(message)).await {
-            Err(_) => Err(Error::new(
-                VbStatus::VB_ERR_TIMEOUT,
-                format!(
-                    "elevenlabs: {} took no text for {} ms",
-                    net::redact_url(&self.shared.url),
-                    timeout.as_millis()
-                ),
-            )),
-            Ok(Err(e)) => Ok(Err(self.lost(format!("sending failed: {e}")))),
-            Ok(Ok(())) => Ok(Ok(())),
-        }
-    }
-
-    fn lost(&self, why: impl std::fmt::Display) -> Error {
-        Error::new(
-            VbStatus::VB_ERR_CONNECTION_FAILED,
-            format!(
-                "elevenlabs: lost the connection to {}: {why}",
-                net::redact_url(&self.shared.url)
-            ),
-        )
-    }
-
-    /// Handles what the socket produced; `Some` ends this connection.
-    async fn on_message(
-        &mut self,
-        message: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
-    ) -> Result<Option<Outcome>> {
-        match message {
-            None => Ok(Some(Outcome::Dropped(self.lost("the stream ended")))),
-            Some(Err(e)) => Ok(Some(Outcome::Dropped(self.lost(e)))),
-            Some(Ok(Message::Text(text))) => self.on_text(&text).await,
-            Some(Ok(Message::Close(frame))) => self.on_close(frame).map(Some),
-            Some(Ok(Message::Binary(_))) => Err(Error::provider(
-                NAME,
-                "malformed message from the server: a binary message where JSON was expected",
-            )),
-            Some(Ok(_)) => Ok(None), // ping, pong: tungstenite answers pings itself
-        }
-    }
-
-    fn on_close(&self, frame: Option<CloseFrame>) -> Result<Outcome> {
-        let (code, reason) = match &frame {
-            Some(f) => (f.code, f.reason.as_str().to_owned()),
-            None => (CloseCode::Status, String::new()),
-        };
-        match code {
-            // The server ended the stream after all the text: whatever it sent is the reply.
-            CloseCode::Normal if !self.text_open => Ok(Outcome::Done),
-            CloseCode::Normal
-            | CloseCode::Away
-            | CloseCode::Restart
-            | CloseCode::Again
-            | CloseCode::Status => Ok(Outcome::Dropped(self.lost(format!(
-                "the server closed the stream early ({} {reason})",
-                u16::from(code)
-            )))),
-            _ => Err(Error::provider(
-                NAME,
-                format!(
-                    "the server closed the stream with {} {reason}",
-                    u16::from(code)
-                ),
-            )),
-        }
+        link.send(Message::text(message.to_string())).await
     }
 
     /// A JSON message: audio, the end of the reply, or an error.
-    async fn on_text(&mut self, text: &str) -> Result<Option<Outcome>> {
+    async fn on_text(&mut self, text: &str) -> Result<Flow> {
         let malformed = |e: &dyn std::fmt::Display| {
             Error::provider(NAME, format!("malformed message from the server: {e}"))
         };
@@ -577,10 +339,14 @@ impl ReplyRun {
             }
             let pcm = self.pcm(&bytes);
             if !pcm.is_empty() && self.request.audio.send(pcm).await.is_err() {
-                return Ok(Some(Outcome::Done)); // nobody plays this reply any more
+                return Ok(Flow::Abandoned);
             }
         }
-        Ok((output.is_final == Some(true)).then_some(Outcome::Finished))
+        Ok(if output.is_final == Some(true) {
+            Flow::Finished
+        } else {
+            Flow::Continue
+        })
     }
 
     /// 16-bit little-endian samples from `bytes`, keeping an odd trailing byte for the next
@@ -608,14 +374,6 @@ impl Shared {
 /// `CloseConnection`: the end of input.
 fn end_of_input() -> Message {
     Message::text(r#"{"text":""}"#)
-}
-
-/// Waits until `deadline`; forever when there is none.
-async fn sleep_until_some(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Cuts streamed text at word boundaries: each piece ends with whitespace, as the service wants
@@ -673,6 +431,7 @@ struct ErrorMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::VbStatus;
     use serde_json::json;
 
     fn setup(config: &serde_json::Value) -> Result<ElevenLabsTts> {
