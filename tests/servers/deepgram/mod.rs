@@ -32,6 +32,8 @@
 //! is recorded ([`DeepgramConnection`]).
 #![allow(dead_code)]
 
+mod handshake;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -50,77 +52,13 @@ use voicebackend::provider::whisper::{self, WhisperModel};
 use voicebackend::rt::resample::StreamResampler;
 use voicebackend::rt::vad::VoiceDetector;
 
-use super::ws_server::{self, HandshakeInfo, Records, Refusal, ServerThread};
+use super::ws_server::{self, Records, ServerThread};
+use handshake::{Params, check_handshake};
 
 /// The rate the server analyses and transcribes at.
 const RATE: u32 = 16_000;
 /// VAD frame length.
 const FRAME: usize = 320;
-/// Models the endpoint documents.
-const MODELS: [&str; 30] = [
-    "nova-3",
-    "nova-3-general",
-    "nova-3-medical",
-    "nova-2",
-    "nova-2-general",
-    "nova-2-meeting",
-    "nova-2-finance",
-    "nova-2-conversationalai",
-    "nova-2-voicemail",
-    "nova-2-video",
-    "nova-2-medical",
-    "nova-2-drivethru",
-    "nova-2-automotive",
-    "nova",
-    "nova-general",
-    "nova-phonecall",
-    "nova-medical",
-    "enhanced",
-    "enhanced-general",
-    "enhanced-meeting",
-    "enhanced-phonecall",
-    "enhanced-finance",
-    "base",
-    "meeting",
-    "phonecall",
-    "finance",
-    "conversationalai",
-    "voicemail",
-    "video",
-    "custom",
-];
-/// Encodings the endpoint documents.
-const ENCODINGS: [&str; 11] = [
-    "linear16", "linear32", "flac", "alaw", "mulaw", "amr-nb", "amr-wb", "opus", "ogg-opus",
-    "speex", "g729",
-];
-/// Documented parameters whose value is `true` or `false`.
-const BOOLEANS: [&str; 11] = [
-    "diarize",
-    "dictation",
-    "interim_results",
-    "mip_opt_out",
-    "multichannel",
-    "numerals",
-    "profanity_filter",
-    "punctuate",
-    "smart_format",
-    "vad_events",
-    "filler_words",
-];
-/// Documented parameters taken as given (they change nothing this server computes).
-const FREE_FORM: [&str; 9] = [
-    "callback",
-    "extra",
-    "keyterm",
-    "keywords",
-    "replace",
-    "search",
-    "tag",
-    "version",
-    "callback_method",
-];
-
 /// What a test wants the server to do wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeepgramFault {
@@ -264,158 +202,6 @@ fn model() -> Arc<WhisperModel> {
             }))
         })
         .clone()
-}
-
-/// What the query asked for.
-#[derive(Debug, Clone)]
-struct Params {
-    model: String,
-    sample_rate: u32,
-    interim_results: bool,
-    endpointing_ms: Option<u32>,
-    punctuate: bool,
-    smart_format: bool,
-}
-
-impl Params {
-    fn parse(query: &[(String, String)]) -> Result<Params, String> {
-        let mut map = BTreeMap::new();
-        for (k, v) in query {
-            if map.insert(k.as_str(), v.as_str()).is_some() {
-                return Err(format!("{k} is given twice"));
-            }
-        }
-        let flag = |name: &str| match map.get(name) {
-            None => Ok(false),
-            Some(&"true") => Ok(true),
-            Some(&"false") => Ok(false),
-            Some(v) => Err(format!("{name}={v}: expected true or false")),
-        };
-        for (name, value) in &map {
-            let known = BOOLEANS.contains(name)
-                || FREE_FORM.contains(name)
-                || [
-                    "model",
-                    "language",
-                    "encoding",
-                    "sample_rate",
-                    "channels",
-                    "endpointing",
-                    "utterance_end_ms",
-                    "redact",
-                ]
-                .contains(name);
-            if !known {
-                return Err(format!("{name}: unknown query parameter"));
-            }
-            if BOOLEANS.contains(name) {
-                flag(name)?;
-            }
-            if *name == "callback_method" && !["POST", "GET", "PUT", "DELETE"].contains(value) {
-                return Err(format!("callback_method={value}: not a documented method"));
-            }
-        }
-        let model = map.get("model").copied().unwrap_or("base");
-        if !MODELS.contains(&model) {
-            return Err(format!("model={model}: no such model"));
-        }
-        let language = map.get("language").copied().unwrap_or("en");
-        if !(language == "en" || language.starts_with("en-")) {
-            return Err(format!(
-                "language={language}: this local server's model (Whisper tiny.en) is English-only"
-            ));
-        }
-        let encoding = map.get("encoding").copied();
-        match encoding {
-            Some("linear16") => {}
-            Some(e) if ENCODINGS.contains(&e) => {
-                return Err(format!(
-                    "encoding={e}: this local server decodes linear16 only"
-                ));
-            }
-            Some(e) => return Err(format!("encoding={e}: not a documented encoding")),
-            None => {
-                return Err(
-                    "encoding: missing (this local server needs raw linear16 audio)".to_owned(),
-                );
-            }
-        }
-        let sample_rate = match map.get("sample_rate").map(|r| r.parse::<u32>()) {
-            Some(Ok(rate)) if (8000..=48_000).contains(&rate) => rate,
-            Some(_) => return Err("sample_rate: expected 8000 to 48000".to_owned()),
-            None => return Err("sample_rate: required when encoding is given".to_owned()),
-        };
-        if map.get("channels").is_some_and(|c| *c != "1") || flag("multichannel")? {
-            return Err("channels: this local server transcribes mono audio only".to_owned());
-        }
-        let interim_results = flag("interim_results")?;
-        let endpointing_ms = match map.get("endpointing").copied() {
-            None => Some(10),
-            Some("false") => None,
-            Some("true") => Some(10),
-            Some(ms) => Some(
-                ms.parse::<u32>()
-                    .map_err(|_| format!("endpointing={ms}: expected false or milliseconds"))?,
-            ),
-        };
-        if let Some(ms) = map.get("utterance_end_ms") {
-            ms.parse::<u32>()
-                .map_err(|_| format!("utterance_end_ms={ms}: expected milliseconds"))?;
-            if !interim_results {
-                return Err("utterance_end_ms needs interim_results=true".to_owned());
-            }
-        }
-        if let Some(r) = map.get("redact") {
-            let redactions = [
-                "true",
-                "false",
-                "pci",
-                "numbers",
-                "aggressive_numbers",
-                "ssn",
-            ];
-            if !redactions.contains(r) {
-                return Err(format!("redact={r}: not a documented value"));
-            }
-        }
-        Ok(Params {
-            model: model.to_owned(),
-            sample_rate,
-            interim_results,
-            endpointing_ms,
-            punctuate: flag("punctuate")?,
-            smart_format: flag("smart_format")?,
-        })
-    }
-}
-
-/// A refusal in Deepgram's form: the status, `dg-error` and `dg-request-id` headers, and the
-/// error body (`err_code`, `err_msg`, `request_id`).
-fn refusal(status: u16, code: &str, message: &str) -> Refusal {
-    let request_id = ws_server::uuid();
-    Refusal {
-        status,
-        headers: vec![
-            ("dg-error", message.to_owned()),
-            ("dg-request-id", request_id.clone()),
-        ],
-        body: json!({"err_code": code, "err_msg": message, "request_id": request_id}).to_string(),
-    }
-}
-
-fn check_handshake(info: &HandshakeInfo, key: &str) -> Result<Params, Refusal> {
-    if info.path != "/v1/listen" {
-        return Err(refusal(404, "NOT_FOUND", "no such endpoint"));
-    }
-    let credentials = info.header("authorization").unwrap_or_default();
-    let token = credentials
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("token"))
-        .map(|(_, token)| token.trim());
-    if token != Some(key) {
-        return Err(refusal(401, "INVALID_AUTH", "Invalid credentials."));
-    }
-    Params::parse(&info.query).map_err(|why| refusal(400, "Bad Request", &why))
 }
 
 async fn serve(stream: TcpStream, shared: Arc<Shared>) {
