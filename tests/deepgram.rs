@@ -183,6 +183,25 @@ fn a_malformed_message_is_a_provider_error_and_the_session_keeps_listening() {
 }
 
 #[test]
+fn a_request_the_service_refuses_is_a_provider_error() {
+    let server = server(DeepgramFault::None);
+    // The local server's model is English-only, so it refuses German with 400 as Deepgram
+    // refuses what it cannot serve.
+    let backend = backend(&server, KEY, r#","language":"de""#, "test-tone-tts");
+    let session = session_at(&backend, 16000);
+    push_all(&session, &utterance(150.0, 800, 16000), 16000);
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_ERROR);
+    let (status, message) = errors(&events).remove(0);
+    assert_eq!(status, VbStatus::VB_ERR_PROVIDER, "{message}");
+    assert!(
+        message.contains("deepgram") && message.contains("HTTP 400"),
+        "{message}"
+    );
+    listening_after_failed_turn(&session, &events);
+    assert_eq!(server.connections()[0].refused, Some(400));
+}
+
+#[test]
 fn a_connection_lost_mid_stream_is_resumed_and_the_transcript_is_complete() {
     let first = "Can you tell me the way to the train station?";
     let second = "We need to finish the report before Friday.";

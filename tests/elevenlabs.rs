@@ -180,6 +180,30 @@ fn a_malformed_message_is_a_provider_error() {
 }
 
 #[test]
+fn an_unknown_voice_is_a_provider_error_naming_it() {
+    let server = server(ElevenLabsFault::None);
+    let json = format!(
+        r#"{{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"elevenlabs",
+            "tts_config":{{"api_key":"{KEY}","base_url":"{}","voice_id":"noSuchVoice"}}}}"#,
+        server.base_url()
+    );
+    let backend = Backend::from_json(&json).unwrap();
+    backend.start().unwrap();
+    let session = session_at(&backend, 16000);
+    push_all(&session, &utterance(150.0, 800, 16000), 16000);
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_ERROR);
+    let (status, message) = errors(&events).remove(0);
+    assert_eq!(status, VbStatus::VB_ERR_PROVIDER, "{message}");
+    assert!(
+        message.contains("elevenlabs") && message.contains("noSuchVoice"),
+        "{message}"
+    );
+    listening_after_failed_turn(&session, &events);
+    let connections = server.wait_for(|c| c.first().is_some_and(|c| c.ended));
+    assert_eq!(connections[0].error_close.as_ref().map(|e| e.0), Some(1008));
+}
+
+#[test]
 fn a_connection_lost_mid_reply_resumes_without_repeating_speech() {
     const ANSWER: &str = "The train leaves at nine in the morning from the second platform. \
         Please be there ten minutes early, because the doors close on time. \

@@ -196,43 +196,30 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     let key = shared.options.api_key.clone();
     let (info, socket) = ws_server::accept(stream, |info| check_handshake(info, &key)).await;
     let voice_id = voice_in(&info.path).unwrap_or_default().to_owned();
-    let index = shared.records.push(ElevenLabsConnection {
+    let records = shared.records.clone();
+    let index = records.push(ElevenLabsConnection {
         voice_id: voice_id.clone(),
         query: info.query.iter().cloned().collect(),
         refused: info.refused,
         ..ElevenLabsConnection::default()
     });
-    let Some(socket) = socket else {
-        return;
-    };
-    let mut reply = Reply {
-        shared,
-        index,
-        socket,
-        header_key: info.header("xi-api-key").is_some(),
-        schedule: DEFAULT_SCHEDULE.to_vec(),
-        voice_settings: None,
-        generation_config: None,
-        buffer: String::new(),
-        generations: 0,
-        sample_rate: 0,
-        malformed_sent: false,
-    };
-    let params = match Params::parse(&info.query) {
-        Ok(params) => params,
-        Err(why) => {
-            reply.refuse("invalid_request", &why).await;
-            return;
-        }
-    };
-    if voice_id != VOICE_ID {
-        let why = format!("A voice with the voice_id {voice_id} was not found.");
-        reply.refuse("voice_not_found", &why).await;
-        return;
+    if let Some(socket) = socket {
+        let reply = Reply {
+            shared,
+            index,
+            socket,
+            header_key: info.header("xi-api-key").is_some(),
+            schedule: DEFAULT_SCHEDULE.to_vec(),
+            voice_settings: None,
+            generation_config: None,
+            buffer: String::new(),
+            generations: 0,
+            sample_rate: 0,
+            malformed_sent: false,
+        };
+        reply.run(&info.query, &voice_id).await;
     }
-    reply.sample_rate = params.sample_rate;
-    reply.record(|c| c.sample_rate = params.sample_rate);
-    reply.run(params.inactivity_s).await;
+    records.update(index, |c| c.ended = true);
 }
 
 /// One stream-input connection.
@@ -265,20 +252,30 @@ impl Reply {
         self.shared.records.update(self.index, change);
     }
 
-    async fn run(mut self, inactivity_s: u64) {
-        let stop = self.converse(inactivity_s).await;
-        match stop {
+    /// Serves the connection: checks the query and the voice, then converses.
+    async fn run(mut self, query: &[(String, String)], voice_id: &str) {
+        let params = match Params::parse(query) {
+            Ok(params) => params,
+            Err(why) => {
+                self.refuse("invalid_request", &why).await;
+                return;
+            }
+        };
+        if voice_id != VOICE_ID {
+            let why = format!("A voice with the voice_id {voice_id} was not found.");
+            self.refuse("voice_not_found", &why).await;
+            return;
+        }
+        self.sample_rate = params.sample_rate;
+        self.record(|c| c.sample_rate = params.sample_rate);
+        match self.converse(params.inactivity_s).await {
             Stop::Closed => {}
             Stop::ClientLeft => self.record(|c| c.closed_mid_reply = true),
             Stop::Drop => {
                 self.record(|c| c.dropped = true);
-                let (records, index) = (self.shared.records.clone(), self.index);
                 ws_server::drop_connection(self.socket).await;
-                records.update(index, |c| c.ended = true);
-                return;
             }
         }
-        self.record(|c| c.ended = true);
     }
 
     async fn converse(&mut self, inactivity_s: u64) -> Stop {
