@@ -5,7 +5,6 @@
 //! rejected request, an answer cut mid-stream, a server that stalls.
 
 mod common;
-#[allow(dead_code)]
 mod servers;
 
 use common::*;

@@ -6,7 +6,6 @@
 //! connection dropped mid-response, a server that stops answering; and barge-in.
 
 mod common;
-#[allow(dead_code)]
 mod servers;
 
 use common::*;

@@ -5,7 +5,6 @@
 #![cfg(feature = "test-providers")]
 
 mod common;
-#[allow(dead_code)]
 mod servers;
 
 use std::time::Duration;

@@ -1,22 +1,22 @@
 //! Backends are swapped by configuration alone: the same host code holds the same conversation
 //! on `local` with the embedded providers (Whisper, eSpeak NG), on `local` with network providers
-//! (OpenAI's HTTP APIs, served by the local OpenAI-protocol server of `tests/servers`), and on
-//! `pipecat` (a real pipecat-ai bot), and sees the same sequence of events.
+//! (OpenAI's HTTP APIs; Deepgram and ElevenLabs over WebSocket — served by the local
+//! vendor-protocol servers of `tests/servers`), and on `pipecat` (a real pipecat-ai bot), and
+//! sees the same sequence of events.
 #![cfg(feature = "test-providers")]
 
 mod common;
-#[allow(dead_code)]
 mod servers;
 
 use std::sync::Arc;
 
 use common::pipecat::{PipecatBot, bot_reply};
 use common::*;
+use servers::deepgram::{DeepgramServer, DeepgramServerOptions};
+use servers::elevenlabs::{ElevenLabsServer, ElevenLabsServerOptions, VOICE_ID};
 use servers::openai_http::OpenAiHttpServer;
 use voicebackend::rt::resample::StreamResampler;
-use voicebackend::{
-    Backend, Event, Reply, SessionConfig, VbEventKind as K, VbSessionState as S,
-};
+use voicebackend::{Backend, Event, Reply, SessionConfig, VbEventKind as K, VbSessionState as S};
 
 const HOST_RATE: u32 = 48000;
 const QUESTION: &str = "What is the weather like in Paris today?";
@@ -85,15 +85,36 @@ fn converse(backend_json: &str) -> Conversation {
 #[test]
 fn the_same_host_code_sees_the_same_conversation_on_local_network_and_pipecat_backends() {
     let openai = OpenAiHttpServer::start(OPENAI_KEY);
+    let deepgram = DeepgramServer::start(DeepgramServerOptions::default());
+    let elevenlabs = ElevenLabsServer::start(ElevenLabsServerOptions::default());
     let bot = PipecatBot::start();
     let url = openai.base_url();
+    let (deepgram_key, deepgram_url) = (
+        DeepgramServerOptions::default().api_key,
+        deepgram.base_url(),
+    );
+    let (elevenlabs_key, elevenlabs_url) = (
+        ElevenLabsServerOptions::default().api_key,
+        elevenlabs.base_url(),
+    );
     let configurations = [
         (
             "local, embedded providers",
             r#"{"provider":"local","stt_provider":"whisper","tts_provider":"espeak"}"#.to_owned(),
         ),
         (
-            "local, network providers",
+            "local, network providers (Deepgram, ElevenLabs)",
+            format!(
+                r#"{{"provider":"local",
+                    "stt_provider":"deepgram",
+                    "stt_config":{{"api_key":"{deepgram_key}","base_url":"{deepgram_url}"}},
+                    "tts_provider":"elevenlabs",
+                    "tts_config":{{"api_key":"{elevenlabs_key}","base_url":"{elevenlabs_url}",
+                                   "voice_id":"{VOICE_ID}"}}}}"#
+            ),
+        ),
+        (
+            "local, network providers (OpenAI)",
             format!(
                 r#"{{"provider":"local",
                     "stt_provider":"openai","stt_config":{{"api_key":"{OPENAI_KEY}","base_url":"{url}"}},

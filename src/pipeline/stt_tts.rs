@@ -235,9 +235,15 @@ impl Conversation {
                     ..
                 } => {
                     self.stt_audio.remove(&turn);
-                    self.clock.speech_ended(turn, speech_end_us);
+                    // A turn whose STT already failed (a network provider can fail while the
+                    // user still speaks) has nothing left to process: the session keeps
+                    // listening.
+                    let pending = self.transcripts.contains_key(&turn);
+                    if pending {
+                        self.clock.speech_ended(turn, speech_end_us);
+                    }
                     // The state changes first: whoever sees SPEECH_STOPPED sees PROCESSING.
-                    if self.active.is_none() {
+                    if self.active.is_none() && pending {
                         self.ctx
                             .events
                             .set_state(VbSessionState::VB_STATE_PROCESSING);

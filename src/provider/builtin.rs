@@ -30,4 +30,12 @@ pub fn register(registry: &ProviderRegistry) {
             Arc::new(super::openai_realtime::create),
         )
         .expect("valid name");
+    registry
+        .stt
+        .register("deepgram", std::sync::Arc::new(super::deepgram::create))
+        .expect("valid name");
+    registry
+        .tts
+        .register("elevenlabs", std::sync::Arc::new(super::elevenlabs::create))
+        .expect("valid name");
 }

@@ -4,6 +4,8 @@
 //! Each provider is configured by its own JSON object, validated when the backend is created.
 
 pub mod builtin;
+pub mod deepgram;
+pub mod elevenlabs;
 pub mod espeak;
 pub mod net;
 pub mod openai;
@@ -13,6 +15,7 @@ pub mod s2s;
 pub mod stt;
 pub mod tts;
 pub mod whisper;
+pub mod ws_link;
 
 use std::future::Future;
 use std::pin::Pin;

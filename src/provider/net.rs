@@ -50,6 +50,45 @@ pub fn redact_url(url: &str) -> String {
     format!("{scheme}://{host}{path}")
 }
 
+/// `text` with every occurrence of `secret` replaced by `***`: for text that came from a
+/// server (error descriptions, close reasons), which could echo what it was sent.
+pub fn scrub(text: &str, secret: &Secret) -> String {
+    match secret.expose() {
+        "" => text.to_owned(),
+        key => text.replace(key, "***"),
+    }
+}
+
+/// `VB_ERR_INVALID_CONFIG` unless `url` is a `ws://` or `wss://` URL without a query.
+pub fn check_ws_url(field: &str, url: &str) -> Result<()> {
+    let rest = url
+        .strip_prefix("wss://")
+        .or_else(|| url.strip_prefix("ws://"));
+    match rest {
+        Some(host) if !host.is_empty() && !url.contains(['?', '#']) => Ok(()),
+        _ => Err(Error::invalid_config(format!(
+            "{field}: '{}' is not a ws:// or wss:// URL without a query",
+            redact_url(url)
+        ))),
+    }
+}
+
+/// `VB_ERR_INVALID_CONFIG` unless `value` is a non-empty run of letters, digits, `-`, `_`, `.`
+/// (what model names and language tags are; it needs no escaping in a query string).
+pub fn check_token(field: &str, value: &str) -> Result<()> {
+    let valid = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid_config(format!(
+            "{field}: '{value}' must be letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
 /// Whether a failure may go away on its own (connection failures and timeouts).
 pub fn is_transient(error: &Error) -> bool {
     matches!(
@@ -201,6 +240,13 @@ mod tests {
             "ws://127.0.0.1:9/x"
         );
         assert_eq!(redact_url("http://127.0.0.1:9"), "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_server_text() {
+        let key = Secret::new("sk-123");
+        assert_eq!(scrub("bad key sk-123 (sk-123)", &key), "bad key *** (***)");
+        assert_eq!(scrub("nothing here", &Secret::new("")), "nothing here");
     }
 
     #[test]

@@ -95,6 +95,31 @@ pub fn back_to_listening(e: &Event) -> bool {
     e.kind == VbEventKind::VB_EVENT_STATE_CHANGED && e.state == VbSessionState::VB_STATE_LISTENING
 }
 
+/// After a turn failed (an error event among `seen`): waits until the turn's speech has stopped
+/// and the session is listening again; returns the events seen meanwhile.
+pub fn listening_after_failed_turn(session: &Session, seen: &[Event]) -> Vec<Event> {
+    let mut events = Vec::new();
+    if !seen
+        .iter()
+        .any(|e| e.kind == VbEventKind::VB_EVENT_SPEECH_STOPPED)
+    {
+        events = events_until(session, |e| e.kind == VbEventKind::VB_EVENT_SPEECH_STOPPED);
+    }
+    let deadline = Instant::now() + PATIENCE;
+    while session.state() != VbSessionState::VB_STATE_LISTENING {
+        assert!(
+            Instant::now() < deadline,
+            "the session never went back to listening; it is {:?}",
+            session.state()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    while let Some(event) = session.poll_event().expect("poll_event") {
+        events.push(event);
+    }
+    events
+}
+
 /// `until` for the end of a reply that starts after this call: back to listening after speaking.
 pub fn reply_finished() -> impl FnMut(&Event) -> bool {
     let mut spoke = false;
@@ -237,4 +262,27 @@ pub fn espeak_speech(text: &str, voice: &str) -> Vec<i16> {
     let mut out = resampler.push(&samples);
     out.extend(resampler.finish());
     out
+}
+
+/// Runs the ignored test `name` of this test binary in a child process with the environment
+/// variables `vars` set (the tests' own process must not change its environment while other
+/// tests run); panics unless it passes.
+pub fn run_ignored_test_with_env(name: &str, vars: &[(&str, &str)]) {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .envs(vars.iter().copied())
+        .output()
+        .expect("run the test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{name} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
