@@ -10,7 +10,8 @@
 #
 # Idempotent: files already identical are left alone, others are replaced atomically (a running
 # program that has the old library mapped keeps it). Says what it does. The shared library needs
-# libespeak-ng.so.1 at load time (Debian: libespeak-ng1).
+# libespeak-ng.so.1 and OpenSSL (libssl3) at load time; static users also link -lespeak-ng -lssl
+# -lcrypto (pkg-config --static says so).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

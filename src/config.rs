@@ -736,6 +736,26 @@ impl SessionConfig {
     }
 }
 
+/// Test helper for provider configs: `create` refuses each `(config, start)` case with
+/// `VB_ERR_INVALID_CONFIG` and a message starting with `start`.
+#[cfg(test)]
+pub(crate) fn assert_config_errors<T>(
+    cases: &[(Value, &str)],
+    create: impl Fn(&Value) -> Result<T>,
+) {
+    for (config, start) in cases {
+        let Err(e) = create(config) else {
+            panic!("{config}: accepted");
+        };
+        assert_eq!(
+            e.status(),
+            crate::error::VbStatus::VB_ERR_INVALID_CONFIG,
+            "{config}"
+        );
+        assert!(e.message().starts_with(start), "{config}: {}", e.message());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -489,7 +489,6 @@ struct ErrorMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::VbStatus;
     use serde_json::json;
 
     fn setup(config: &serde_json::Value) -> Result<DeepgramStt> {
@@ -548,15 +547,7 @@ mod tests {
                 "stt_config.interim_results: invalid type",
             ),
         ];
-        for (config, message) in cases {
-            let e = setup(&config).err().expect("invalid config accepted");
-            assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_CONFIG);
-            assert!(
-                e.message().starts_with(message),
-                "{config}: {}",
-                e.message()
-            );
-        }
+        crate::config::assert_config_errors(&cases, setup);
     }
 
     #[test]

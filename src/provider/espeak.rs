@@ -257,7 +257,6 @@ async fn next_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::VbStatus;
     use serde_json::json;
 
     #[test]
@@ -288,14 +287,6 @@ mod tests {
             (json!({"voice": 3}), "tts_config.voice: invalid type"),
             (json!([1]), "tts_config: must be a JSON object"),
         ];
-        for (config, message) in cases {
-            let e = EspeakConfig::from_json(&config).unwrap_err();
-            assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_CONFIG);
-            assert!(
-                e.message().starts_with(message),
-                "{config}: {}",
-                e.message()
-            );
-        }
+        crate::config::assert_config_errors(&cases, EspeakConfig::from_json);
     }
 }

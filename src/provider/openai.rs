@@ -795,15 +795,7 @@ mod tests {
                 "stt_config.api_key: must be printable ASCII",
             ),
         ];
-        for (config, message) in cases {
-            let e = stt(config.clone()).err().expect("rejected");
-            assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_CONFIG);
-            assert!(
-                e.message().starts_with(message),
-                "{config}: {}",
-                e.message()
-            );
-        }
+        crate::config::assert_config_errors(&cases, |config| stt(config.clone()));
         let e = tts(json!({"api_key": "k", "speed": 5.0})).err().unwrap();
         assert_eq!(e.message(), "tts_config.speed: 5 is outside 0.25–4.0");
         let e = tts(json!({"api_key": "sk-secret", "voice": 1}))

@@ -883,15 +883,7 @@ mod tests {
                 "s2s_config.voice: must not be empty",
             ),
         ];
-        for (config, message) in cases {
-            let e = provider(config.clone()).err().expect("rejected");
-            assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_CONFIG);
-            assert!(
-                e.message().starts_with(message),
-                "{config}: {}",
-                e.message()
-            );
-        }
+        crate::config::assert_config_errors(&cases, |config| provider(config.clone()));
     }
 
     #[test]

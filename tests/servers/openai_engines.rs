@@ -4,14 +4,10 @@
 //! test can inject, and OpenAI's error object.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
 
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use voicebackend::provider::stt::{SttResult, SttSink};
 use voicebackend::provider::{ProviderRegistry, ProviderSetup, SttProvider, SttTurn, TtsRequest};
 use voicebackend::rt::resample::StreamResampler;
@@ -87,66 +83,6 @@ pub fn redacted_key(key: &str) -> String {
     let head: String = chars[..3].iter().collect();
     let tail: String = chars[chars.len() - 4..].iter().collect();
     format!("{head}{}{tail}", "*".repeat(chars.len() - 7))
-}
-
-/// A server's thread: its own current-thread tokio runtime running `serve` on a listener bound
-/// to 127.0.0.1:0 until the handle is dropped.
-pub struct ServerThread {
-    addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl ServerThread {
-    /// Binds, then runs `serve(listener, stop)` on a new thread; `stop` turns true when the
-    /// handle is dropped.
-    pub fn start<F, Fut>(name: &str, serve: F) -> ServerThread
-    where
-        F: FnOnce(TcpListener, watch::Receiver<bool>) -> Fut + Send + 'static,
-        Fut: Future<Output = ()>,
-    {
-        let (stop, stopped) = watch::channel(false);
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name(name.to_owned())
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("server runtime");
-                runtime.block_on(async move {
-                    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                    addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                    serve(listener, stopped).await;
-                });
-                runtime.shutdown_background();
-            })
-            .expect("server thread");
-        ServerThread {
-            addr: addr_rx.recv().expect("server address"),
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Where the server listens.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for ServerThread {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Resolves when `stop` turns true.
-pub async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// voicebackend's `whisper` provider (Whisper tiny.en from the model cache), loaded once per

@@ -28,12 +28,11 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
 use super::openai_engines::{
-    Fault, Faults, OPENAI_RATE, ServerThread, error_body, le_bytes, redacted_key, speak, stopped,
-    transcribe, whisper,
+    Fault, Faults, OPENAI_RATE, error_body, le_bytes, redacted_key, speak, transcribe, whisper,
 };
+use super::ws_server::ServerThread;
 
 /// The voices OpenAI documents for `/v1/audio/speech`.
 pub const SPEECH_VOICES: [&str; 13] = [
@@ -114,17 +113,8 @@ impl OpenAiHttpServer {
             requests: Mutex::new(Vec::new()),
         });
         let state = shared.clone();
-        let thread = ServerThread::start("openai-http", move |listener, stop| async move {
-            let mut stop_accepting = stop.clone();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        tokio::spawn(serve_connection(state.clone(), stream, stop.clone()));
-                    }
-                    () = stopped(&mut stop_accepting) => return,
-                }
-            }
+        let thread = ServerThread::start("openai-http", move |stream| {
+            serve_connection(state.clone(), stream)
         });
         OpenAiHttpServer { shared, thread }
     }
@@ -185,18 +175,14 @@ enum Next {
     Close,
 }
 
-async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+/// Serves one client connection until it closes (or the server stops, which drops the task).
+async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
     let mut stream = BufReader::new(stream);
     loop {
-        let request = tokio::select! {
-            request = read_request(&mut stream) => request,
-            () = stopped(&mut stop) => return,
+        let Ok(Some(request)) = read_request(&mut stream).await else {
+            return;
         };
-        let Ok(Some(request)) = request else { return };
-        let next = tokio::select! {
-            next = handle(&shared, &mut stream, request) => next,
-            () = stopped(&mut stop) => return,
-        };
+        let next = handle(&shared, &mut stream, request).await;
         if matches!(next, Ok(Next::Close) | Err(_)) {
             return;
         }

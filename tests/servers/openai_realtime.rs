@@ -45,9 +45,9 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::StatusCode;
 
 use super::openai_engines::{
-    Fault, Faults, OPENAI_RATE, ServerThread, error_body, le_bytes, redacted_key, speak, stopped,
-    transcribe, whisper,
+    Fault, Faults, OPENAI_RATE, error_body, le_bytes, redacted_key, speak, transcribe, whisper,
 };
+use super::ws_server::ServerThread;
 
 /// The voices OpenAI documents for Realtime sessions.
 pub const REALTIME_VOICES: [&str; 10] = [
@@ -84,17 +84,8 @@ impl OpenAiRealtimeServer {
             realtime_pace: AtomicBool::new(true),
         });
         let state = shared.clone();
-        let thread = ServerThread::start("openai-realtime", move |listener, stop| async move {
-            let mut stop_accepting = stop.clone();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        tokio::spawn(serve_connection(state.clone(), stream, stop.clone()));
-                    }
-                    () = stopped(&mut stop_accepting) => return,
-                }
-            }
+        let thread = ServerThread::start("openai-realtime", move |stream| {
+            serve_connection(state.clone(), stream)
         });
         OpenAiRealtimeServer { shared, thread }
     }
@@ -172,7 +163,7 @@ fn refuse(status: StatusCode, body: Value) -> ErrorResponse {
     response
 }
 
-async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, mut stop: watch::Receiver<bool>) {
+async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream) {
     let mut model = String::new();
     // The error type is tungstenite's handshake callback's.
     #[allow(clippy::result_large_err)]
@@ -267,7 +258,6 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream, mut stop: watch::
         let wake = tokio::select! {
             message = ws.next() => Wake::Client(message),
             out = out_rx.recv() => Wake::Out(out),
-            () = stopped(&mut stop) => return,
         };
         match wake {
             Wake::Client(Some(Ok(Message::Text(text)))) => conn.on_client_message(text.as_str()),

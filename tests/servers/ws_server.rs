@@ -120,6 +120,11 @@ impl ServerThread {
         }
     }
 
+    /// Where the server listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// `ws://127.0.0.1:<port>`: the `base_url` clients are configured with.
     pub fn base_url(&self) -> String {
         format!("ws://{}", self.addr)

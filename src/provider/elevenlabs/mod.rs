@@ -431,7 +431,6 @@ struct ErrorMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::VbStatus;
     use serde_json::json;
 
     fn setup(config: &serde_json::Value) -> Result<ElevenLabsTts> {
@@ -495,15 +494,7 @@ mod tests {
                 "tts_config.x: unknown key",
             ),
         ];
-        for (config, message) in cases {
-            let e = setup(&config).err().expect("invalid config accepted");
-            assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_CONFIG);
-            assert!(
-                e.message().starts_with(message),
-                "{config}: {}",
-                e.message()
-            );
-        }
+        crate::config::assert_config_errors(&cases, setup);
     }
 
     #[test]
