@@ -458,6 +458,32 @@ fn a_model_answering_before_the_turn_ends_is_reported_after_the_turns_end() {
 }
 
 #[test]
+fn a_model_that_never_answers_a_turn_is_a_timeout_and_the_session_listens_again() {
+    let backend = voicebackend::Backend::from_json(
+        r#"{"provider":"local","pipeline_type":"s2s","s2s_provider":"test-echo-s2s",
+            "s2s_config":{"never_answer":true},"agent_timeout_ms":300}"#,
+    )
+    .unwrap();
+    backend.start().unwrap();
+    let session = backend
+        .create_session(SessionConfig::default(), None, None)
+        .unwrap();
+    session.start().unwrap();
+    push_all(&session, &utterance(180.0, 800, 16000), 16000);
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_ERROR);
+    let error = events.last().unwrap();
+    assert_eq!(error.error, VbStatus::VB_ERR_TIMEOUT);
+    assert_eq!(
+        error.text.as_deref(),
+        Some("s2s test-echo-s2s: no answer to the turn within 300 ms (agent_timeout_ms)")
+    );
+    assert!(kinds(&events).contains(&K::VB_EVENT_SPEECH_STOPPED));
+    events_until(&session, |e| {
+        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_LISTENING
+    });
+}
+
+#[test]
 fn stop_with_drain_refuses_new_sessions_and_lets_the_reply_in_flight_finish() {
     let backend = test_backend("");
     let session = session_at(&backend, 16000);

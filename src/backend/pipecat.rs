@@ -58,7 +58,8 @@ impl BackendProvider for PipecatBackend {
         )?;
         refuse_pipeline_providers(config)?;
         let bot = PipecatBot::new(url, Duration::from_millis(timeout_ms.into()), config.retry);
-        Ok(Arc::new(S2sPipeline::new(Arc::new(bot))))
+        let answer_timeout = Duration::from_millis(config.agent_timeout_ms.into());
+        Ok(Arc::new(S2sPipeline::new(Arc::new(bot), answer_timeout)))
     }
 
     fn transports(&self) -> &[&'static str] {

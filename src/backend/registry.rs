@@ -71,7 +71,10 @@ impl BackendProvider for LocalBackend {
             PipelineType::S2s => {
                 let model = providers
                     .create_s2s(&named(&config.s2s_provider), &setup(&config.s2s_config))?;
-                Arc::new(S2sPipeline::new(model))
+                Arc::new(S2sPipeline::new(
+                    model,
+                    Duration::from_millis(config.agent_timeout_ms.into()),
+                ))
             }
         })
     }

@@ -121,6 +121,14 @@ pub fn provider_message(kind: &str, name: &str, message: &str) -> String {
     format!("{kind} {name}: {message}")
 }
 
+/// Resolves at `deadline`; pending forever without one.
+pub async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Turns the drop counters of the host calls and the realtime thread into events.
 pub fn report_drops(shared: &RtShared, events: &mut EventSink) {
     let input = shared.input_dropped_unreported.swap(0, Ordering::Relaxed);

@@ -8,12 +8,14 @@
 //! turn's transcript, the reply text, and the reply's audio.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::history::TurnRecorder;
 use super::{
     PipelineContext, SessionCommand, SessionPipeline, TurnClock, provider_message, report_drops,
+    sleep_until,
 };
 use crate::error::{Result, VbStatus};
 use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
@@ -23,12 +25,17 @@ use crate::rt::message::{RtControl, RtOutput};
 /// The `s2s` pipeline with its model.
 pub struct S2sPipeline {
     model: Arc<dyn S2sProvider>,
+    answer_timeout: Duration,
 }
 
 impl S2sPipeline {
-    /// A pipeline answering with `model`.
-    pub fn new(model: Arc<dyn S2sProvider>) -> Self {
-        S2sPipeline { model }
+    /// A pipeline answering with `model`; a turn the model has not begun to answer within
+    /// `answer_timeout` of its end is reported (`VB_ERR_TIMEOUT`) and the session listens again.
+    pub fn new(model: Arc<dyn S2sProvider>, answer_timeout: Duration) -> Self {
+        S2sPipeline {
+            model,
+            answer_timeout,
+        }
     }
 }
 
@@ -38,7 +45,7 @@ impl SessionPipeline for S2sPipeline {
     }
 
     fn run(&self, ctx: PipelineContext) -> BoxFuture<'static, ()> {
-        Box::pin(run_session(ctx, self.model.clone()))
+        Box::pin(run_session(ctx, self.model.clone(), self.answer_timeout))
     }
 }
 
@@ -61,9 +68,14 @@ enum Wake {
     Command(Option<SessionCommand>),
     Model(Option<S2sEvent>),
     ModelEnded(Result<()>),
+    NoAnswer,
 }
 
-async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
+async fn run_session(
+    mut ctx: PipelineContext,
+    model: Arc<dyn S2sProvider>,
+    answer_timeout: Duration,
+) {
     let (input_tx, input_rx) = mpsc::unbounded_channel();
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
@@ -86,6 +98,8 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
     // Each CancelResponse is answered by one ResponseDone; until then the model's output belongs
     // to the cancelled response and is dropped.
     let mut cancels_pending = 0u32;
+    // When the model must have begun answering the turn that ended last.
+    let mut answer_deadline: Option<tokio::time::Instant> = None;
     ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
     loop {
         // Output for a turn the engine has not ended yet waits (see the module docs); a
@@ -96,6 +110,7 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
             command = ctx.commands.recv() => Wake::Command(command),
             event = events_rx.recv(), if take_output => Wake::Model(event),
             Some(result) = ended_rx.recv() => Wake::ModelEnded(result),
+            () = sleep_until(answer_deadline) => Wake::NoAnswer,
         };
         match wake {
             Wake::Tick => {
@@ -119,6 +134,10 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                         } => {
                             clock.speech_ended(turn, speech_end_us);
                             turn_open = false;
+                            if response.is_none() {
+                                answer_deadline =
+                                    Some(tokio::time::Instant::now() + answer_timeout);
+                            }
                             let _ = input_tx.send(S2sInput::EndOfTurn);
                             ctx.events.set_state(VbSessionState::VB_STATE_PROCESSING);
                             ctx.events
@@ -151,6 +170,7 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                 ctx.reply.pump();
             }
             Wake::Command(Some(SessionCommand::Interrupt)) => {
+                answer_deadline = None;
                 cancels_pending += 1;
                 cancel_response(&mut ctx, &input_tx, &mut response, true);
             }
@@ -184,6 +204,7 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                 provider_message("s2s", model.name(), e.message()),
             ),
             Wake::Model(Some(event)) => {
+                answer_deadline = None;
                 let now = ctx.events.now_us();
                 let r = response.get_or_insert_with(|| Response {
                     turn: last_turn,
@@ -236,6 +257,19 @@ async fn run_session(mut ctx: PipelineContext, model: Arc<dyn S2sProvider>) {
                     S2sEvent::UserTranscriptPartial(_)
                     | S2sEvent::Interrupted
                     | S2sEvent::Error(_) => {}
+                }
+            }
+            Wake::NoAnswer => {
+                answer_deadline = None;
+                let ms = answer_timeout.as_millis();
+                let why = format!("no answer to the turn within {ms} ms (agent_timeout_ms)");
+                ctx.events.provider_error(
+                    model.name(),
+                    VbStatus::VB_ERR_TIMEOUT,
+                    provider_message("s2s", model.name(), &why),
+                );
+                if response.is_none() {
+                    ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
                 }
             }
             // The model's task has ended (ModelEnded reports how).

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use super::{
     PipelineContext, SessionCommand, SessionPipeline, TurnClock, provider_message, report_drops,
+    sleep_until,
 };
 use crate::agent::{Agent, History, Reply, ReplyMsg};
 use crate::error::{Error, Result, VbStatus};
@@ -657,14 +658,6 @@ async fn next_tts_audio(active: &mut Option<ActiveReply>) -> Option<Vec<i16>> {
     match active {
         Some(reply) if reply.audio_open => reply.audio_rx.recv().await,
         _ => std::future::pending().await,
-    }
-}
-
-/// Resolves at `deadline`; pending forever without one.
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 

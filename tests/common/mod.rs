@@ -243,8 +243,11 @@ pub fn readable_over_the_next_50_ms(session: &Session) -> usize {
 
 /// Speaks `text` with the espeak-ng program and returns mono PCM at 16 kHz.
 pub fn espeak_speech(text: &str, voice: &str) -> Vec<i16> {
+    // One file per call: tests of one process synthesize concurrently.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let path = dir.join(format!("espeak-{}-{voice}.wav", std::process::id()));
+    let path = dir.join(format!("espeak-{}-{call}.wav", std::process::id()));
     let status = std::process::Command::new("espeak-ng")
         .args(["-v", voice, "-w"])
         .arg(&path)

@@ -9,7 +9,8 @@
 //!   24 kHz, so the engine must resample it to the host rate.
 //! - `test-echo-s2s`: a speech-to-speech "model" that answers each turn with the turn's own audio.
 //!   With `answer_after_ms` it does its own turn-taking: it answers once a turn has that much
-//!   audio, before the engine ends the turn (as a Pipecat bot may).
+//!   audio, before the engine ends the turn (as a Pipecat bot may). With `never_answer` it hears
+//!   nothing at all (as a bot whose own VAD missed the turn).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +42,11 @@ pub fn register(registry: &ProviderRegistry) {
     });
     let s2s: crate::provider::registry::S2sFactory = Arc::new(|setup: &ProviderSetup| {
         Ok(Arc::new(EchoS2s {
-            config: parse_section("s2s_config", setup.config, &["answer_after_ms"])?,
+            config: parse_section(
+                "s2s_config",
+                setup.config,
+                &["answer_after_ms", "never_answer"],
+            )?,
         }) as Arc<dyn S2sProvider>)
     });
     registry
@@ -213,6 +218,8 @@ impl TtsProvider for ToneTts {
 pub struct EchoS2sConfig {
     /// Answer once a turn has this much audio instead of at the engine's end of turn.
     pub answer_after_ms: Option<u64>,
+    /// Never answer a turn.
+    pub never_answer: bool,
 }
 
 /// Answers each turn with the turn's own audio.
@@ -231,6 +238,7 @@ impl S2sProvider for EchoS2s {
 
     fn run(&self, mut session: S2sSession) -> BoxFuture<'static, Result<()>> {
         let answer_after_ms = self.config.answer_after_ms;
+        let never_answer = self.config.never_answer;
         Box::pin(async move {
             let mut turn = Vec::new();
             let mut answered = false;
@@ -246,7 +254,7 @@ impl S2sProvider for EchoS2s {
                         }
                     }
                     S2sInput::EndOfTurn => {
-                        if !std::mem::take(&mut answered) {
+                        if !std::mem::take(&mut answered) && !never_answer {
                             echo(&session, &turn, rate);
                         }
                         turn.clear();
