@@ -66,7 +66,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::net::{DEFAULT_TIMEOUT_MS, WebSocket, api_key, connect_websocket, redact_url};
+use super::net::{DEFAULT_TIMEOUT_MS, WebSocket, api_key, connect_websocket, redact_url, scrub};
 use super::openai::{KEY_ENV, api_url};
 use super::{BoxFuture, ProviderSetup, S2sEvent, S2sInput, S2sProvider, S2sSession};
 use crate::config::{RetryConfig, Secret, check_range, parse_section};
@@ -799,7 +799,7 @@ impl Conversation {
             .collect();
         labels.dedup();
         let message = error["message"].as_str().unwrap_or("no message");
-        let message = message.replace(self.config.key.expose(), "***");
+        let message = scrub(message, &self.config.key);
         Error::provider(NAME, format!("{what} ({}): {message}", labels.join(", ")))
     }
 }
