@@ -15,7 +15,7 @@ use common::*;
 use servers::deepgram::{DeepgramFault, DeepgramServer, DeepgramServerOptions};
 use voicebackend::provider::stt::{SttResult, SttSink, SttTurn};
 use voicebackend::provider::{ProviderRegistry, ProviderSetup};
-use voicebackend::{Backend, Event, VbEventKind as K, VbSessionState, VbStatus};
+use voicebackend::{Backend, VbEventKind as K, VbSessionState, VbStatus};
 
 /// The key the local server accepts.
 const KEY: &str = "dg-test-key-5b1e9c";
@@ -55,21 +55,6 @@ fn spoken(sentences: &[&str], gap_ms: u32) -> Vec<i16> {
     }
     audio.extend(silence(1000, 16000));
     audio
-}
-
-fn errors(events: &[Event]) -> Vec<(VbStatus, String)> {
-    events
-        .iter()
-        .filter(|e| e.kind == K::VB_EVENT_ERROR)
-        .map(|e| (e.error, e.text.clone().unwrap_or_default()))
-        .collect()
-}
-
-fn assert_key_absent(events: &[Event], key: &str) {
-    for event in events {
-        let text = event.text.as_deref().unwrap_or_default();
-        assert!(!text.contains(key), "the key leaked into {event:?}");
-    }
 }
 
 #[test]

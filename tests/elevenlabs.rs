@@ -15,7 +15,7 @@ use std::sync::Arc;
 use common::*;
 use servers::elevenlabs::{ElevenLabsFault, ElevenLabsServer, ElevenLabsServerOptions, VOICE_ID};
 use voicebackend::provider::{ProviderRegistry, ProviderSetup, TtsRequest};
-use voicebackend::{Backend, Event, Reply, VbEventKind as K, VbStatus};
+use voicebackend::{Backend, Reply, VbEventKind as K, VbStatus};
 
 /// The key the local server accepts.
 const KEY: &str = "xi-test-key-93d7f2";
@@ -53,25 +53,6 @@ fn agent_saying(text: &'static str) -> Arc<dyn voicebackend::Agent> {
             reply.end()
         },
     )
-}
-
-fn errors(events: &[Event]) -> Vec<(VbStatus, String)> {
-    events
-        .iter()
-        .filter(|e| e.kind == K::VB_EVENT_ERROR)
-        .map(|e| (e.error, e.text.clone().unwrap_or_default()))
-        .collect()
-}
-
-fn assert_key_absent(events: &[Event], key: &str) {
-    for event in events {
-        let text = event.text.as_deref().unwrap_or_default();
-        assert!(!text.contains(key), "the key leaked into {event:?}");
-    }
-}
-
-fn rms(pcm: &[i16]) -> f64 {
-    (pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / pcm.len().max(1) as f64).sqrt()
 }
 
 #[test]

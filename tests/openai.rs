@@ -8,9 +8,9 @@ mod common;
 mod servers;
 
 use common::*;
-use servers::openai_engines::{Fault, transcribe};
+use servers::openai_engines::{Fault, hear};
 use servers::openai_http::{OpenAiHttpServer, SPEECH_PIECE};
-use voicebackend::{Backend, Event, Session, VbEventKind as K, VbSessionState as S, VbStatus};
+use voicebackend::{Backend, VbEventKind as K, VbSessionState as S, VbStatus};
 
 const KEY: &str = "sk-local-test-0123456789abcdef";
 
@@ -27,31 +27,6 @@ fn backend(server: &OpenAiHttpServer, stt: &str, tts: &str) -> Backend {
     let backend = Backend::from_json(&json).expect("backend config");
     backend.start().unwrap();
     backend
-}
-
-/// The user says `text` (eSpeak NG at 16 kHz) and the turn ends.
-fn say_as_user(session: &Session, text: &str) {
-    let mut audio = silence(300, 16000);
-    audio.extend(espeak_speech(text, "en-us"));
-    audio.extend(silence(900, 16000));
-    push_all(session, &audio, 16000);
-}
-
-fn is_error(e: &Event) -> bool {
-    e.kind == K::VB_EVENT_ERROR
-}
-
-/// What Whisper hears in `pcm` (16 kHz), lower-cased.
-fn hear(pcm: &[i16]) -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(transcribe(pcm, 16000)).to_lowercase()
-}
-
-fn rms(pcm: &[i16]) -> f64 {
-    (pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / pcm.len().max(1) as f64).sqrt()
 }
 
 #[test]

@@ -10,7 +10,7 @@ mod servers;
 
 use common::*;
 use serde_json::{Value, json};
-use servers::openai_engines::{Fault, transcribe};
+use servers::openai_engines::{Fault, hear};
 use servers::openai_realtime::OpenAiRealtimeServer;
 use voicebackend::{
     Backend, Event, Session, SessionConfig, VbEventKind as K, VbSessionState as S, VbStatus,
@@ -38,35 +38,6 @@ fn started(backend: &Backend) -> Session {
         .expect("create_session");
     session.start().unwrap();
     session
-}
-
-/// The user says `text` (eSpeak NG at 16 kHz) and the turn ends.
-fn say_as_user(session: &Session, text: &str) {
-    let mut audio = silence(300, 16000);
-    audio.extend(espeak_speech(text, "en-us"));
-    audio.extend(silence(900, 16000));
-    push_all(session, &audio, 16000);
-}
-
-fn is_error(e: &Event) -> bool {
-    e.kind == K::VB_EVENT_ERROR
-}
-
-/// What Whisper hears in `pcm` (16 kHz), lower-cased.
-fn hear(pcm: &[i16]) -> String {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(transcribe(pcm, 16000)).to_lowercase()
-}
-
-/// Every event text so far contains no `key`.
-fn assert_no_key(events: &[Event], key: &str) {
-    for e in events {
-        let text = e.text.as_deref().unwrap_or_default();
-        assert!(!text.contains(key), "the key leaked into {text}");
-    }
 }
 
 #[test]
@@ -211,7 +182,7 @@ fn a_refused_key_is_unauthorized_naming_the_provider_and_the_session_keeps_liste
         2,
         "a refused key is not retried"
     );
-    assert_no_key(&events, KEY);
+    assert_key_absent(&events, KEY);
 }
 
 #[test]
@@ -326,7 +297,7 @@ fn a_connection_dropped_mid_response_is_reported_and_a_new_connection_answers_th
         "the session was configured again"
     );
     events.extend(more);
-    assert_no_key(&events, KEY);
+    assert_key_absent(&events, KEY);
 }
 
 #[test]

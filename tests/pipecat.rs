@@ -69,10 +69,7 @@ fn utterance(text: &str) -> Vec<i16> {
 }
 
 fn to_host_rate(pcm_16k: &[i16]) -> Vec<i16> {
-    let mut resampler = voicebackend::rt::resample::StreamResampler::new(16000, HOST_RATE);
-    let mut out = resampler.push(pcm_16k);
-    out.extend(resampler.finish());
-    out
+    voicebackend::rt::resample::StreamResampler::convert(pcm_16k, 16000, HOST_RATE)
 }
 
 /// Samples between the first and the last one louder than a whisper.

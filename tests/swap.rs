@@ -52,9 +52,7 @@ fn converse(backend_json: &str) -> Conversation {
     let mut speech = silence(500, 16000);
     speech.extend(espeak_speech(QUESTION, "en-us"));
     speech.extend(silence(1000, 16000));
-    let mut resampler = StreamResampler::new(16000, HOST_RATE);
-    let mut speech = resampler.push(&speech);
-    speech.extend(resampler.finish());
+    let speech = StreamResampler::convert(&speech, 16000, HOST_RATE);
 
     let mut played = Vec::new();
     push_realtime(&session, &speech, HOST_RATE, &mut played);

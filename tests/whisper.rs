@@ -98,17 +98,7 @@ fn speak(text: &str, dir: &Path, index: usize, rate: u32) -> Vec<i16> {
         });
     assert!(status.success(), "espeak-ng failed on {text:?}");
     let (from, pcm) = read_wav(&path);
-    resample(&pcm, from, rate)
-}
-
-fn resample(pcm: &[i16], from: u32, to: u32) -> Vec<i16> {
-    if from == to {
-        return pcm.to_vec();
-    }
-    let mut r = StreamResampler::new(from, to);
-    let mut out = r.push(pcm);
-    out.extend(r.finish());
-    out
+    StreamResampler::convert(&pcm, from, rate)
 }
 
 fn words(text: &str) -> Vec<String> {

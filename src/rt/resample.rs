@@ -106,6 +106,17 @@ impl StreamResampler {
         out
     }
 
+    /// Converts a whole clip from `from_rate` to `to_rate` (a copy when the rates are equal).
+    pub fn convert(pcm: &[i16], from_rate: u32, to_rate: u32) -> Vec<i16> {
+        if from_rate == to_rate {
+            return pcm.to_vec();
+        }
+        let mut resampler = StreamResampler::new(from_rate, to_rate);
+        let mut out = resampler.push(pcm);
+        out.extend(resampler.finish());
+        out
+    }
+
     /// Pads the last partial chunk with silence and returns the rest of the converted audio,
     /// trimmed to the length the input implies.
     pub fn finish(&mut self) -> Vec<i16> {

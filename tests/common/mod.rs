@@ -7,8 +7,10 @@ pub mod pipecat;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use voicebackend::rt::resample::StreamResampler;
 use voicebackend::{
     Agent, Backend, Event, Reply, Result, Session, SessionConfig, VbEventKind, VbSessionState,
+    VbStatus,
 };
 
 /// The longest any test waits for something before failing.
@@ -261,10 +263,7 @@ pub fn espeak_speech(text: &str, voice: &str) -> Vec<i16> {
     let rate = reader.spec().sample_rate;
     let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
     let _ = std::fs::remove_file(&path);
-    let mut resampler = voicebackend::rt::resample::StreamResampler::new(rate, 16000);
-    let mut out = resampler.push(&samples);
-    out.extend(resampler.finish());
-    out
+    StreamResampler::convert(&samples, rate, 16000)
 }
 
 /// Runs the ignored test `name` of this test binary in a child process with the environment
@@ -288,4 +287,39 @@ pub fn run_ignored_test_with_env(name: &str, vars: &[(&str, &str)]) {
         "{name} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// The user says `text` (eSpeak NG at 16 kHz, after 300 ms of silence) and the turn ends.
+pub fn say_as_user(session: &Session, text: &str) {
+    let mut audio = silence(300, 16000);
+    audio.extend(espeak_speech(text, "en-us"));
+    audio.extend(silence(900, 16000));
+    push_all(session, &audio, 16000);
+}
+
+/// Whether `e` is a `VB_EVENT_ERROR`.
+pub fn is_error(e: &Event) -> bool {
+    e.kind == VbEventKind::VB_EVENT_ERROR
+}
+
+/// The status and text of every error event in `events`.
+pub fn errors(events: &[Event]) -> Vec<(VbStatus, String)> {
+    events
+        .iter()
+        .filter(|e| is_error(e))
+        .map(|e| (e.error, e.text.clone().unwrap_or_default()))
+        .collect()
+}
+
+/// No event text in `events` contains `key`.
+pub fn assert_key_absent(events: &[Event], key: &str) {
+    for event in events {
+        let text = event.text.as_deref().unwrap_or_default();
+        assert!(!text.contains(key), "the key leaked into {event:?}");
+    }
+}
+
+/// Root mean square of `pcm`.
+pub fn rms(pcm: &[i16]) -> f64 {
+    (pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / pcm.len().max(1) as f64).sqrt()
 }

@@ -152,3 +152,12 @@ pub async fn speak(text: &str, rate_wpm: u32) -> Vec<i16> {
 pub fn le_bytes(pcm: &[i16]) -> Vec<u8> {
     pcm.iter().flat_map(|s| s.to_le_bytes()).collect()
 }
+
+/// What Whisper hears in `pcm` (16 kHz), lower-cased; for tests outside a runtime.
+pub fn hear(pcm: &[i16]) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(transcribe(pcm, 16000)).to_lowercase()
+}

@@ -148,11 +148,8 @@ fn read_input(path: &str) -> Result<wav::Audio, String> {
     if HOST_RATES.contains(&audio.rate) {
         return Ok(audio);
     }
-    let mut resampler = StreamResampler::new(audio.rate, 16000);
-    let mut samples = resampler.push(&audio.samples);
-    samples.extend(resampler.finish());
     Ok(wav::Audio {
-        samples,
+        samples: StreamResampler::convert(&audio.samples, audio.rate, 16000),
         rate: 16000,
     })
 }
