@@ -18,7 +18,8 @@
 //! The conversation:
 //! - Connect with `Authorization: Bearer <key>` (a refused key is `VB_ERR_UNAUTHORIZED`), then
 //!   `session.update`: audio in and out as `audio/pcm` at 24 kHz, the voice, the instructions,
-//!   input transcription (`transcription_model`), and turn detection.
+//!   input transcription (`transcription_model`), and turn detection; nothing else is sent
+//!   until the server confirms them (`session.updated`).
 //! - User speech (the session's internal rate) is resampled to 24 kHz and sent as
 //!   `input_audio_buffer.append` (base64 of 16-bit little-endian PCM).
 //! - `turn_detection: "engine"` (default): the server's VAD is off; when the engine's turn
@@ -396,6 +397,7 @@ impl Conversation {
             json!({"type": "session.update", "event_id": SESSION_UPDATE_ID, "session": c.session}),
         )
         .await?;
+        self.await_session_updated(&mut ws).await?;
         let replay = std::mem::take(&mut self.uncommitted);
         // One second of audio per event, well under the API's 15 MiB per event.
         for piece in replay.chunks(RATE as usize * 2) {
@@ -405,6 +407,53 @@ impl Conversation {
             }
         }
         Ok(ws)
+    }
+
+    /// Waits for the server to accept `session.update` (`session.updated`), so that nothing of a
+    /// turn is sent on a connection whose settings the server then refuses. A refusal is the
+    /// server's error; no answer within `timeout_ms` is `VB_ERR_TIMEOUT`.
+    async fn await_session_updated(&mut self, ws: &mut WebSocket) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.config.timeout;
+        loop {
+            let message = tokio::time::timeout_at(deadline, ws.next())
+                .await
+                .map_err(|_| {
+                    Error::new(
+                        VbStatus::VB_ERR_TIMEOUT,
+                        format!(
+                            "{NAME}: {} did not confirm the session settings within {} ms",
+                            self.config.shown,
+                            self.config.timeout.as_millis()
+                        ),
+                    )
+                })?;
+            let text = match message {
+                Some(Ok(Message::Text(text))) => text,
+                None | Some(Ok(Message::Close(_))) => return Err(self.lost("closed")),
+                Some(Err(e)) => return Err(self.lost(&e.to_string())),
+                Some(Ok(_)) => continue,
+            };
+            let event: Value = serde_json::from_str(text.as_str()).unwrap_or_default();
+            match event["type"].as_str() {
+                Some("session.updated") => return Ok(()),
+                Some("error") if event["error"]["event_id"] == SESSION_UPDATE_ID => {
+                    return Err(self
+                        .server_error("the server refused the session settings", &event["error"]));
+                }
+                _ => {} // session.created and the like
+            }
+        }
+    }
+
+    /// `VB_ERR_CONNECTION_FAILED`: the connection ended for `reason`.
+    fn lost(&self, reason: &str) -> Error {
+        Error::new(
+            VbStatus::VB_ERR_CONNECTION_FAILED,
+            format!(
+                "{NAME}: the connection to {} was lost ({reason})",
+                self.config.shown
+            ),
+        )
     }
 
     /// Input while there is no connection. Returns whether to try connecting again now (at the
@@ -532,23 +581,14 @@ impl Conversation {
         ws: &mut WebSocket,
         message: Option<std::result::Result<Message, tokio_tungstenite::tungstenite::Error>>,
     ) -> Result<()> {
-        let lost = |reason: String| {
-            Err(Error::new(
-                VbStatus::VB_ERR_CONNECTION_FAILED,
-                format!(
-                    "{NAME}: the connection to {} was lost ({reason})",
-                    self.config.shown
-                ),
-            ))
-        };
         let text = match message {
-            None => return lost("closed".into()),
-            Some(Err(e)) => return lost(e.to_string()),
+            None => return Err(self.lost("closed")),
+            Some(Err(e)) => return Err(self.lost(&e.to_string())),
             Some(Ok(Message::Close(frame))) => {
-                return lost(match frame {
+                return Err(self.lost(&match frame {
                     Some(f) => format!("closed by the server: {} {}", f.code, f.reason),
                     None => "closed by the server".into(),
-                });
+                }));
             }
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Binary(_))) => {
