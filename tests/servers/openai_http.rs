@@ -23,7 +23,9 @@
 //! Tests inject faults ([`Fault`]) and read what was asked ([`OpenAiHttpServer::requests`]).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -95,6 +97,11 @@ struct Shared {
     api_key: String,
     faults: Faults,
     requests: Mutex<Vec<HttpRequestRecord>>,
+    /// Requests received so far, and those held by [`Fault::Stall`] (never recorded): a request
+    /// is recorded once its answer is written, so a client can hold the answer a moment before
+    /// the record exists.
+    arrived: AtomicUsize,
+    stalled: AtomicUsize,
 }
 
 /// The local OpenAI-protocol HTTP server; stops when dropped.
@@ -111,6 +118,8 @@ impl OpenAiHttpServer {
             api_key: api_key.to_owned(),
             faults: Faults::default(),
             requests: Mutex::new(Vec::new()),
+            arrived: AtomicUsize::new(0),
+            stalled: AtomicUsize::new(0),
         });
         let state = shared.clone();
         let thread = ServerThread::start("openai-http", move |stream| {
@@ -139,9 +148,17 @@ impl OpenAiHttpServer {
         self.shared.faults.clear();
     }
 
-    /// Every request so far, in order.
+    /// Every request so far, in order, once each one that is not stalled has been answered.
     pub fn requests(&self) -> Vec<HttpRequestRecord> {
-        self.shared.requests.lock().unwrap().clone()
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let requests = self.shared.requests.lock().unwrap().clone();
+            let settled = requests.len() + self.shared.stalled.load(Ordering::SeqCst);
+            if settled >= self.shared.arrived.load(Ordering::SeqCst) || Instant::now() > deadline {
+                return requests;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// The requests so far to `path`.
@@ -336,6 +353,7 @@ async fn handle(
     stream: &mut BufReader<TcpStream>,
     request: HttpRequest,
 ) -> std::io::Result<Next> {
+    shared.arrived.fetch_add(1, Ordering::SeqCst);
     let mut record = HttpRequestRecord {
         path: request.path.clone(),
         authorized: false,
@@ -432,7 +450,10 @@ async fn early_fault(
     let fault = shared.faults.take()?;
     record.fault = Some(fault.clone());
     match fault {
-        Fault::Stall => Some(std::future::pending().await), // ended by the server's stop
+        Fault::Stall => {
+            shared.stalled.fetch_add(1, Ordering::SeqCst);
+            Some(std::future::pending().await) // ended by the server's stop
+        }
         Fault::Status {
             status,
             kind,
