@@ -37,13 +37,15 @@ use criterion::{Criterion, criterion_group};
 
 use voicebackend::BackendConfig;
 use voicebackend::config::{TurnConfig, VadConfig};
-use voicebackend::rt::core::{HostEnds, IoEnds, RealtimeLoop, build_session};
+use voicebackend::dsp::resample::ChunkResampler;
+use voicebackend::rt::core::{EdgeEnds, IoEnds, RealtimeLoop, build_session};
 use voicebackend::rt::frame::FrameSpec;
 use voicebackend::rt::processor::ProcessorChain;
-use voicebackend::rt::resample::ChunkResampler;
 use voicebackend::rt::shared::{EngineCounters, RtShared};
 use voicebackend::rt::turn::{TurnDetector, TurnStep};
 use voicebackend::rt::vad::{VadDecision, VoiceDetector};
+use voicebackend::rt::wake::NoWake;
+use voicebackend::transport::edge;
 use voicebackend::transport::host::HostAudio;
 
 #[path = "../tests/common/mod.rs"]
@@ -154,7 +156,7 @@ fn bench_stages(c: &mut Criterion) {
 
 /// A realtime loop with all its ring ends, built the way `Backend::create_session` builds one.
 struct Rig {
-    host: HostEnds,
+    host: EdgeEnds,
     io: IoEnds,
     rt: RealtimeLoop,
     shared: Arc<RtShared>,
@@ -177,6 +179,7 @@ fn rig(input_rate: u32) -> Rig {
         ProcessorChain::default(),
         shared.clone(),
         counters.clone(),
+        Arc::new(NoWake),
     );
     Rig {
         host,
@@ -262,7 +265,8 @@ fn bench_host_push(c: &mut Criterion) {
         counters,
     } = r;
     let input_frame = frame_len(HOST_RATE);
-    let host = HostAudio::new(host, input_frame, shared, counters);
+    let (writer, reader) = edge::split(host, input_frame, shared, counters);
+    let host = HostAudio::new(writer, reader);
     let frame = common::speech(150.0, FRAME_MS, HOST_RATE);
     // The input ring holds 500 ms (25 frames): time 20 pushes, then drain untimed.
     const BATCH: u64 = 20;

@@ -13,9 +13,11 @@
 pub mod agent;
 pub mod backend;
 pub mod config;
+pub mod dsp;
 pub mod error;
 pub mod event;
 pub mod ffi;
+pub mod net;
 pub mod pipeline;
 pub mod provider;
 pub mod registry;

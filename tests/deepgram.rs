@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::*;
 use servers::deepgram::{DeepgramFault, DeepgramServer, DeepgramServerOptions};
-use voicebackend::provider::stt::{SttResult, SttSink, SttTurn};
+use voicebackend::provider::stt::{SttResult, SttSink, SttTurn, speech_ring};
 use voicebackend::provider::{ProviderRegistry, ProviderSetup};
 use voicebackend::{Backend, VbEventKind as K, VbSessionState, VbStatus};
 
@@ -281,7 +281,7 @@ fn keep_alive_holds_the_stream_open_while_no_audio_flows() {
         .enable_all()
         .build()
         .unwrap();
-    let (audio_tx, audio) = tokio::sync::mpsc::unbounded_channel();
+    let (mut audio_tx, audio) = speech_ring(speech.len() + 16000);
     let (results_tx, mut results) = tokio::sync::mpsc::unbounded_channel();
     let turn = runtime.spawn(stt.transcribe(SttTurn {
         sample_rate: 16000,
@@ -289,11 +289,11 @@ fn keep_alive_holds_the_stream_open_while_no_audio_flows() {
         results: SttSink::new(1, results_tx),
     }));
     let (head, tail) = speech.split_at(speech.len() / 2);
-    audio_tx.send(head.to_vec()).unwrap();
+    audio_tx.write(head);
     // The user pauses: no audio for far longer than the server's idle limit.
     std::thread::sleep(Duration::from_millis(1500));
-    audio_tx.send(tail.to_vec()).unwrap();
-    audio_tx.send(silence(500, 16000)).unwrap();
+    audio_tx.write(tail);
+    audio_tx.write(&silence(500, 16000));
     drop(audio_tx);
     runtime
         .block_on(turn)
@@ -358,9 +358,9 @@ fn a_turn_is_transcribed_with_the_key_from_the_environment() {
         .enable_all()
         .build()
         .unwrap();
-    let (audio_tx, audio) = tokio::sync::mpsc::unbounded_channel();
+    let (mut audio_tx, audio) = speech_ring(16000);
     let (results_tx, mut results) = tokio::sync::mpsc::unbounded_channel();
-    audio_tx.send(silence(300, 16000)).unwrap();
+    audio_tx.write(&silence(300, 16000));
     drop(audio_tx);
     runtime
         .block_on(stt.transcribe(SttTurn {

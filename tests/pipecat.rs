@@ -69,7 +69,7 @@ fn utterance(text: &str) -> Vec<i16> {
 }
 
 fn to_host_rate(pcm_16k: &[i16]) -> Vec<i16> {
-    voicebackend::rt::resample::StreamResampler::convert(pcm_16k, 16000, HOST_RATE)
+    voicebackend::dsp::resample::StreamResampler::convert(pcm_16k, 16000, HOST_RATE)
 }
 
 /// Samples between the first and the last one louder than a whisper.
@@ -325,7 +325,7 @@ fn a_bot_that_dies_mid_reply_is_reported_and_the_session_reconnects_to_its_succe
 fn a_frame_that_does_not_decode_is_a_provider_error_and_the_session_goes_on() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    use voicebackend::transport::pipecat::frames::{self, Kind};
+    use voicebackend::provider::pipecat::frames::{self, Kind};
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

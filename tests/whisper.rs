@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::mpsc;
 use voicebackend::VbStatus;
-use voicebackend::provider::stt::{SttResult, SttSink, SttTurn};
+use voicebackend::dsp::resample::StreamResampler;
+use voicebackend::provider::stt::{SttResult, SttSink, SttTurn, speech_ring};
 use voicebackend::provider::whisper::{self, EncoderContext, WhisperModel};
 use voicebackend::provider::{ProviderRegistry, ProviderSetup, SttProvider};
-use voicebackend::rt::resample::StreamResampler;
 
 const SENTENCES: [&str; 12] = [
     "The weather is nice today.",
@@ -149,7 +149,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 /// Transcribes one turn through the provider, feeding `pcm` in 20 ms chunks; returns the final
 /// transcript and the time from the end of the audio to the transcript.
 async fn transcribe(stt: &Arc<dyn SttProvider>, pcm: &[i16], rate: u32) -> (String, Duration) {
-    let (audio_tx, audio_rx) = mpsc::unbounded_channel();
+    let (mut audio_tx, audio_rx) = speech_ring(pcm.len());
     let (results_tx, mut results_rx) = mpsc::unbounded_channel();
     let turn = SttTurn {
         sample_rate: rate,
@@ -158,9 +158,7 @@ async fn transcribe(stt: &Arc<dyn SttProvider>, pcm: &[i16], rate: u32) -> (Stri
     };
     let task = tokio::spawn(stt.transcribe(turn));
     for chunk in pcm.chunks((rate / 50) as usize) {
-        audio_tx
-            .send(chunk.to_vec())
-            .expect("the provider reads the audio");
+        assert_eq!(audio_tx.write(chunk), 0, "the ring holds the turn");
     }
     let ended = Instant::now();
     drop(audio_tx);

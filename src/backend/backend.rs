@@ -18,13 +18,8 @@ use crate::agent::{Agent, History};
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result, VbStatus};
 use crate::event::VbSessionState;
-use crate::pipeline::SessionPipeline;
-use crate::rt::core::build_session;
-use crate::rt::frame::FrameSpec;
-use crate::rt::processor::{ProcessorChain, ProcessorFactory};
-use crate::rt::shared::{EngineCounters, RtShared};
+use crate::pipeline::{Engine, ProcessorFactory};
 use crate::telemetry::Telemetry;
-use crate::transport::host::HostAudio;
 
 /// Worker threads of the I/O runtime (provider I/O and session tasks).
 const IO_THREADS: usize = 2;
@@ -43,14 +38,12 @@ enum BackendState {
 
 pub(crate) struct BackendInner {
     pub(crate) config: BackendConfig,
-    provider: Arc<dyn super::registry::BackendProvider>,
-    pipeline: Arc<dyn SessionPipeline>,
+    /// Wires the sessions: the backend kind's conversation and transports, processors, counters.
+    engine: Arc<Engine>,
     state: Mutex<BackendState>,
     sessions: Mutex<HashMap<u64, Weak<SessionInner>>>,
-    processors: Mutex<Vec<ProcessorFactory>>,
     /// Auth hook and rate limiter of new sessions.
     pub(crate) admission: Admission,
-    counters: Arc<EngineCounters>,
     telemetry: Telemetry,
     next_key: AtomicU64,
     /// (frames_dropped, deadline_misses) at the last health check.
@@ -67,22 +60,18 @@ impl Backend {
     /// store (`VB_ERR_INVALID_CONFIG` naming the path when it cannot).
     pub fn new(config: BackendConfig) -> Result<Backend> {
         config.validate()?;
-        let provider = backend_registry().get(&config.provider)?;
-        let pipeline = provider.prepare(&config)?;
-        let counters = Arc::new(EngineCounters::default());
-        let telemetry = Telemetry::new(&config, counters.clone())?;
+        let kind = backend_registry().get(&config.provider)?;
+        let engine = Arc::new(Engine::new(kind.as_ref(), &config)?);
+        let telemetry = Telemetry::new(&config, engine.totals_source())?;
         let store = SessionStore::open(&config.persistence)?;
         let privacy: Arc<dyn PrivacyPolicy> = Arc::new(config.privacy);
         Ok(Backend {
             inner: Arc::new(BackendInner {
                 admission: Admission::new(&config),
                 config,
-                provider,
-                pipeline,
+                engine,
                 state: Mutex::new(BackendState::Created),
                 sessions: Mutex::new(HashMap::new()),
-                processors: Mutex::new(Vec::new()),
-                counters,
                 telemetry,
                 next_key: AtomicU64::new(1),
                 last_check: Mutex::new((0, 0)),
@@ -106,22 +95,7 @@ impl Backend {
     /// names must be unique.
     pub fn add_processor(&self, factory: ProcessorFactory) -> Result<()> {
         self.inner.before_start("processors can only be added")?;
-        let name = factory().name().to_owned();
-        if name.is_empty() {
-            return Err(Error::invalid_argument("processor name must not be empty"));
-        }
-        let mut processors = self
-            .inner
-            .processors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if processors.iter().any(|f| f().name() == name) {
-            return Err(Error::invalid_argument(format!(
-                "a processor named '{name}' is already added"
-            )));
-        }
-        processors.push(factory);
-        Ok(())
+        self.inner.engine.add_processor(factory)
     }
 
     /// Installs the hook that authenticates and authorizes new sessions, replacing the built-in
@@ -307,19 +281,8 @@ impl Backend {
         config.validate()?;
         let inner = &self.inner;
         inner.accepts_sessions()?;
-        let transports = inner.provider.transports();
-        if !transports.contains(&config.transport.as_str()) {
-            return Err(Error::new(
-                VbStatus::VB_ERR_PROVIDER_NOT_FOUND,
-                format!(
-                    "transport '{}' is not available on the '{}' backend (available: {})",
-                    config.transport,
-                    inner.config.provider,
-                    transports.join(", ")
-                ),
-            ));
-        }
-        if inner.pipeline.needs_agent() && agent.is_none() {
+        inner.engine.check_transport(&config)?;
+        if inner.engine.needs_agent() && agent.is_none() {
             return Err(Error::invalid_argument(
                 "this backend runs an stt_tts pipeline: the session needs an agent (on_transcript)",
             ));
@@ -337,26 +300,8 @@ impl Backend {
         inner.accepts_sessions()?;
         inner.check_session_limit(&sessions)?;
         let key = inner.next_key.fetch_add(1, Ordering::Relaxed);
-        let spec = FrameSpec::new(&inner.config.audio, &config);
-        let processors = {
-            let factories = inner.processors.lock().unwrap_or_else(|p| p.into_inner());
-            ProcessorChain::from_factories(&factories)
-        };
-        let shared = Arc::new(RtShared::default());
-        let (host_ends, io, rt) = build_session(
-            &inner.config,
-            spec,
-            processors,
-            shared.clone(),
-            inner.counters.clone(),
-        );
-        let host = HostAudio::new(
-            host_ends,
-            spec.input_frame(),
-            shared.clone(),
-            inner.counters.clone(),
-        );
         let id = resumed.map_or_else(|| new_session_id(key), |r| r.session_id.clone());
+        let wiring = inner.engine.wire(&config, inner.telemetry.session(&id))?;
         let history = Arc::new(History::new(
             resumed.map(|r| r.history.clone()).unwrap_or_default(),
         ));
@@ -367,20 +312,17 @@ impl Backend {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
             let created = resumed.map(|r| r.created_at_ms);
-            store.session(&id, &config, created, spec.internal_rate, policy)
+            let internal_rate = wiring.spec().internal_rate;
+            store.session(&id, &config, created, internal_rate, policy)
         });
         let session = Session::assemble(SessionParts {
             key,
-            telemetry: inner.telemetry.session(&id),
             id,
             config,
             history,
             persisted,
-            host,
-            shared,
-            rt,
-            io,
-            pipeline: inner.pipeline.clone(),
+            wiring,
+            needs_agent: inner.engine.needs_agent(),
             agent,
             on_event,
             backend: Arc::downgrade(inner),
@@ -410,8 +352,8 @@ impl Backend {
         let running = matches!(*inner.lock_state(), BackendState::Running(_));
         let live = inner.live_sessions();
         let active = live.len() as u32;
-        let frames_dropped = inner.counters.frames_dropped.load(Ordering::Relaxed);
-        let deadline_misses = inner.counters.deadline_misses.load(Ordering::Relaxed);
+        let totals = inner.engine.totals();
+        let (frames_dropped, deadline_misses) = (totals.frames_dropped, totals.deadline_misses);
         let mut last = inner.last_check.lock().unwrap_or_else(|p| p.into_inner());
         let lost_since_last = frames_dropped > last.0 || deadline_misses > last.1;
         *last = (frames_dropped, deadline_misses);
@@ -427,7 +369,7 @@ impl Backend {
         VbHealth {
             status,
             active_sessions: active,
-            frames_processed: inner.counters.frames_processed.load(Ordering::Relaxed),
+            frames_processed: totals.frames_processed,
             frames_dropped,
             deadline_misses,
             realtime_threads_elevated: live.iter().filter(|s| s.is_elevated()).count() as u32,

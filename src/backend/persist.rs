@@ -28,8 +28,8 @@ use super::privacy::{DataKind, DataOwner, PrivacyPolicy};
 use crate::agent::Turn;
 use crate::config::{PersistenceConfig, SessionConfig};
 use crate::error::{Error, Result, VbStatus};
+use crate::net::redact_url;
 use crate::pipeline::history::TurnLog;
-use crate::provider::net::redact_url;
 
 /// Session id → the record as JSON ([`StoredSession`]).
 const SESSIONS: TableDefinition<&str, &str> = TableDefinition::new("sessions");

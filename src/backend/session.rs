@@ -1,5 +1,7 @@
-//! A session: one conversation. Owns the realtime thread, the session task on the I/O runtime
-//! and, when the host wants push delivery, an event thread.
+//! A session: one conversation, as the host sees it. Its wiring (rings, realtime thread, session
+//! task: [`SessionWiring`]) comes from the pipeline layer; this handle adds what the backend owns:
+//! the id, the host's agent and the bookkeeping that lets `stop` wait for it, push delivery of
+//! events on an event thread, the session's record in the store, and its slot in the backend.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -7,25 +9,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::Receiver;
-use tokio::sync::mpsc;
-
 use super::backend::BackendInner;
 use super::persist::PersistedSession;
 use crate::agent::{Agent, History, Turn};
 use crate::config::SessionConfig;
 use crate::error::{Error, Result};
 use crate::event::{Event, VbSessionState};
-use crate::pipeline::events::{EventSink, StateCell};
 use crate::pipeline::history::{TurnLog, TurnRecorder};
-use crate::pipeline::reply_audio::ReplyAudio;
-use crate::pipeline::{PipelineContext, SessionCommand, SessionPipeline};
-use crate::rt::core::{IoEnds, RealtimeLoop};
-use crate::rt::frame::FrameSpec;
-use crate::rt::shared::RtShared;
-use crate::rt::thread::spawn_realtime_thread;
-use crate::telemetry::SessionTelemetry;
-use crate::transport::host::{HostAudio, PushOutcome};
+use crate::pipeline::{PushOutcome, SessionCommand, SessionWiring, Start};
 
 /// Push delivery of events: called on the session's event thread, in order.
 pub type EventCallback = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -60,40 +51,19 @@ pub struct Session {
     pub(crate) inner: Arc<SessionInner>,
 }
 
-/// What only exists between `create` and `start`.
-struct Pending {
-    rt: RealtimeLoop,
-    io: IoEnds,
-    events: EventSink,
-    commands: mpsc::UnboundedReceiver<SessionCommand>,
-}
-
-enum Lifecycle {
-    Created(Box<Pending>),
-    Running {
-        rt_thread: JoinHandle<()>,
-        task_done: Receiver<()>,
-        event_thread: Option<JoinHandle<()>>,
-    },
-    Stopped,
-}
-
 pub(crate) struct SessionInner {
     pub(crate) key: u64,
     id: String,
     config: SessionConfig,
-    host: HostAudio,
-    pub(crate) shared: Arc<RtShared>,
-    state: Arc<StateCell>,
+    wiring: SessionWiring,
+    needs_agent: bool,
     run_state: AtomicU8,
-    events_rx: Receiver<Event>,
     on_event: Option<EventCallback>,
-    commands: mpsc::UnboundedSender<SessionCommand>,
-    pipeline: Arc<dyn SessionPipeline>,
     agent: Option<Arc<dyn Agent>>,
     /// Counts agent calls in flight; `stop` closes it and waits for them.
     agent_gate: Arc<AgentGate>,
-    lifecycle: Mutex<Lifecycle>,
+    /// The thread delivering events to `on_event`, while the session runs.
+    event_thread: Mutex<Option<JoinHandle<()>>>,
     /// Serializes `stop` calls for their whole duration.
     stopping: Mutex<()>,
     backend: Weak<BackendInner>,
@@ -107,52 +77,30 @@ pub(crate) struct SessionParts {
     pub key: u64,
     pub id: String,
     pub config: SessionConfig,
-    pub host: HostAudio,
-    pub shared: Arc<RtShared>,
-    pub rt: RealtimeLoop,
-    pub io: IoEnds,
-    pub pipeline: Arc<dyn SessionPipeline>,
+    pub wiring: SessionWiring,
+    /// The conversation runs the host's agent (`stt_tts`).
+    pub needs_agent: bool,
     pub agent: Option<Arc<dyn Agent>>,
     pub on_event: Option<EventCallback>,
     pub backend: Weak<BackendInner>,
-    pub telemetry: SessionTelemetry,
     pub history: Arc<History>,
     pub persisted: Option<Arc<PersistedSession>>,
 }
 
 impl Session {
     pub(crate) fn assemble(parts: SessionParts) -> Session {
-        let state = Arc::new(StateCell::new(VbSessionState::VB_STATE_IDLE));
-        let (events_tx, events_rx) = crate::pipeline::events::event_queue();
-        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let events = EventSink::new(
-            events_tx,
-            parts.shared.clone(),
-            state.clone(),
-            parts.telemetry,
-        );
-        let pending = Pending {
-            rt: parts.rt,
-            io: parts.io,
-            events,
-            commands: commands_rx,
-        };
         Session {
             inner: Arc::new(SessionInner {
                 key: parts.key,
                 id: parts.id,
                 config: parts.config,
-                host: parts.host,
-                shared: parts.shared,
-                state,
+                wiring: parts.wiring,
+                needs_agent: parts.needs_agent,
                 run_state: AtomicU8::new(CREATED),
-                events_rx,
                 on_event: parts.on_event,
-                commands: commands_tx,
-                pipeline: parts.pipeline,
                 agent: parts.agent,
                 agent_gate: Arc::new(AgentGate::default()),
-                lifecycle: Mutex::new(Lifecycle::Created(Box::new(pending))),
+                event_thread: Mutex::new(None),
                 stopping: Mutex::new(()),
                 backend: parts.backend,
                 history: parts.history,
@@ -173,7 +121,7 @@ impl Session {
 
     /// The current state.
     pub fn state(&self) -> VbSessionState {
-        self.inner.state.get()
+        self.inner.wiring.state()
     }
 
     /// The finished turns so far, oldest first (a resumed session's earlier turns included).
@@ -199,34 +147,31 @@ impl Session {
     /// are dropped and reported; see [`PushOutcome`].
     pub fn process_audio(&self, pcm: &[i16]) -> Result<PushOutcome> {
         self.inner.check_running("process_audio")?;
-        self.inner.host.push(pcm)
+        self.inner.wiring.push(pcm)
     }
 
     /// Samples `process_audio` would take right now. A host that pushes a file faster than real
     /// time waits while this is smaller than its next piece, instead of losing audio.
     pub fn writable_samples(&self) -> usize {
-        self.inner.host.writable()
+        self.inner.wiring.writable()
     }
 
     /// Whether the realtime thread has processed everything pushed so far.
     pub fn all_audio_heard(&self) -> bool {
-        self.inner.host.all_heard()
+        self.inner.wiring.all_heard()
     }
 
     /// User turns the realtime thread has ended so far, counted on the audio clock. With
     /// [`Session::all_audio_heard`] it lets a host that pushes a file faster than real time stop
     /// at each turn end and wait for the reply, as a live user would.
     pub fn turns_ended(&self) -> u64 {
-        self.inner
-            .shared
-            .turns_ended
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.inner.wiring.turns_ended()
     }
 
     /// Copies reply audio at the output rate into `out` (realtime-safe); returns the count.
     pub fn read_audio(&self, out: &mut [i16]) -> Result<usize> {
         self.inner.check_running("read_audio")?;
-        self.inner.host.read(out)
+        self.inner.wiring.read(out)
     }
 
     /// The next event, if any (non-blocking). `VB_ERR_INVALID_STATE` when events are pushed to an
@@ -237,7 +182,7 @@ impl Session {
                 "events go to the session's event callback; there is nothing to poll",
             ));
         }
-        Ok(self.inner.events_rx.try_recv().ok())
+        Ok(self.inner.wiring.events().try_recv().ok())
     }
 
     /// Speaks `text` without a user turn (a greeting), after any reply in progress.
@@ -245,7 +190,7 @@ impl Session {
         if text.trim().is_empty() {
             return Err(Error::invalid_argument("say: text is empty"));
         }
-        if !self.inner.pipeline.needs_agent() {
+        if !self.inner.needs_agent {
             return Err(Error::invalid_state(
                 "say needs a TTS provider; this session runs a speech-to-speech model",
             ));
@@ -290,13 +235,7 @@ impl SessionInner {
 
     fn command(&self, call: &str, command: SessionCommand) -> Result<()> {
         self.check_running(call)?;
-        self.commands
-            .send(command)
-            .map_err(|_| Error::invalid_state(format!("{call}: the session has stopped")))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Lifecycle> {
-        self.lifecycle.lock().unwrap_or_else(|p| p.into_inner())
+        self.wiring.command(call, command)
     }
 
     fn start(&self) -> Result<()> {
@@ -305,64 +244,23 @@ impl SessionInner {
             .upgrade()
             .ok_or_else(|| Error::invalid_state("the backend has been freed"))?;
         let runtime = backend.runtime()?;
-        let elevate = backend.config.audio.realtime_priority;
-        let mut lifecycle = self.lock();
-        let pending = match std::mem::replace(&mut *lifecycle, Lifecycle::Stopped) {
-            Lifecycle::Created(pending) => pending,
-            other => {
-                let running = matches!(other, Lifecycle::Running { .. });
-                *lifecycle = other;
-                return Err(Error::invalid_state(if running {
-                    "the session is already started"
-                } else {
-                    "a stopped session cannot be started again"
-                }));
-            }
-        };
-        let Pending {
-            rt,
-            io,
-            events,
-            commands,
-        } = *pending;
-        let name = format!("vb-rt-{}", self.key);
-        let rt_thread = match spawn_realtime_thread(name, rt, self.shared.clone(), elevate) {
-            Ok(thread) => thread,
-            Err(e) => {
-                return Err(Error::internal(format!(
-                    "could not start the realtime thread: {e}"
-                )));
-            }
-        };
-        let spec = FrameSpec::new(&backend.config.audio, &self.config);
-        let ctx = PipelineContext {
-            spec,
-            from_rt: io.from_rt,
-            control: io.control,
-            reply: ReplyAudio::new(io.reply, spec.output_rate),
-            shared: self.shared.clone(),
-            events,
+        if let Some(persisted) = &self.persisted {
+            persisted.record(&self.history.turns(), None);
+        }
+        self.wiring.start(Start {
+            tag: self.key,
+            runtime,
             agent: self.agent.clone().map(|agent| self.gated(agent)),
-            commands,
-            runtime: runtime.clone(),
             recorder: TurnRecorder::new(
                 self.history.clone(),
                 self.persisted.clone().map(|p| p as Arc<dyn TurnLog>),
             ),
-        };
-        if let Some(persisted) = &self.persisted {
-            persisted.record(&self.history.turns(), None);
-        }
-        let (done_tx, task_done) = crossbeam_channel::bounded(1);
-        let session_task = self.pipeline.run(ctx);
-        runtime.spawn(async move {
-            session_task.await;
-            let _ = done_tx.send(());
-        });
-        let event_thread = self.on_event.clone().map(|callback| {
-            let events = self.events_rx.clone();
+            elevate: backend.config.audio.realtime_priority,
+        })?;
+        if let Some(callback) = self.on_event.clone() {
+            let events = self.wiring.events().clone();
             let key = self.key;
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name(format!("vb-events-{key}"))
                 .spawn(move || {
                     in_callback_of(key, || {
@@ -373,13 +271,9 @@ impl SessionInner {
                         }
                     })
                 })
-                .expect("spawning the event thread")
-        });
-        *lifecycle = Lifecycle::Running {
-            rt_thread,
-            task_done,
-            event_thread,
-        };
+                .expect("spawning the event thread");
+            *self.event_thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
+        }
         self.run_state.store(RUNNING, Ordering::Release);
         Ok(())
     }
@@ -397,36 +291,25 @@ impl SessionInner {
     pub(crate) fn stop(&self) -> Result<()> {
         // One stop at a time, held until everything has ended, so that every caller may rely on
         // "no callback runs after stop returns". A stop from inside this session's own callback
-        // cannot wait for itself: it only marks the session stopped.
+        // cannot wait for itself: it does not wait for its own agent call or event thread.
         let own_callback = current_thread_is_callback_of(self.key);
         let _stopping =
             (!own_callback).then(|| self.stopping.lock().unwrap_or_else(|p| p.into_inner()));
-        let mut lifecycle = self.lock();
-        let previous = std::mem::replace(&mut *lifecycle, Lifecycle::Stopped);
-        self.run_state.store(STOPPED, Ordering::Release);
-        drop(lifecycle);
-        if let Lifecycle::Running {
-            rt_thread,
-            task_done,
-            event_thread,
-        } = previous
-        {
-            let _ = self.commands.send(SessionCommand::Stop);
-            // The task ends within one wake-up; a runtime already shut down drops it.
-            let _ = task_done.recv_timeout(Duration::from_secs(10));
-            self.shared.shutdown.store(true, Ordering::Release);
-            if let Some(thread) = self.shared.thread.get() {
-                thread.unpark();
-            }
-            let _ = rt_thread.join();
+        let was_running = self.run_state.swap(STOPPED, Ordering::AcqRel) == RUNNING;
+        self.wiring.stop();
+        if was_running {
             self.agent_gate.close_and_wait(usize::from(own_callback));
-            if let Some(thread) = event_thread {
-                if !own_callback {
-                    let _ = thread.join();
-                }
+        }
+        let event_thread = self
+            .event_thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(thread) = event_thread {
+            if !own_callback {
+                let _ = thread.join();
             }
         }
-        self.state.swap(VbSessionState::VB_STATE_STOPPED);
         if let Some(persisted) = &self.persisted {
             persisted.delete();
         }
@@ -437,12 +320,11 @@ impl SessionInner {
     }
 
     pub(crate) fn state(&self) -> VbSessionState {
-        self.state.get()
+        self.wiring.state()
     }
 
     pub(crate) fn is_elevated(&self) -> bool {
-        self.run_state.load(Ordering::Acquire) == RUNNING
-            && self.shared.elevated.load(Ordering::Relaxed)
+        self.run_state.load(Ordering::Acquire) == RUNNING && self.wiring.is_elevated()
     }
 }
 

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{HostPtr, fill_buffer, guard, required_ref, required_str};
+use crate::backend::AudioProcessor;
 use crate::backend::limits::poll_allow;
 use crate::backend::{AuthHook, AuthResult, Backend, RateLimiter, VbHealth, backend_registry};
 use crate::error::{Error, Result, VbStatus};
-use crate::rt::processor::AudioProcessor;
 
 /// A configured engine (opaque). Create with `vb_backend_create`, free with `vb_backend_free`.
 pub struct VbBackend {

@@ -1,11 +1,18 @@
-//! Wiring one session: the session task that connects the realtime thread's rings to the
-//! providers and the host's agent. One task per session on the backend's tokio runtime.
+//! Wiring sessions: everything between a backend and the realtime core. The backend asks its
+//! [`Engine`] (built from a backend kind, [`kinds`]) to wire each session ([`wiring`]): rings,
+//! realtime thread, transport ends, and the session task — the conversation that connects the
+//! realtime thread's rings to the providers and the host's agent ([`stt_tts`], [`s2s`]), one task
+//! per session on the backend's I/O runtime, woken by its realtime thread ([`bell`]).
 
+pub mod bell;
+pub mod engine;
 pub mod events;
 pub mod history;
+pub mod kinds;
 pub mod reply_audio;
 pub mod s2s;
 pub mod stt_tts;
+pub mod wiring;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,12 +21,18 @@ use std::sync::atomic::Ordering;
 use crossbeam_channel::Sender;
 use tokio::sync::mpsc;
 
+pub use crate::rt::processor::{AudioProcessor, ProcessorFactory};
+pub use crate::transport::edge::PushOutcome;
+pub use engine::Engine;
+pub use wiring::{SessionWiring, Start};
+
 use crate::agent::Agent;
 use crate::error::VbStatus;
 use crate::provider::BoxFuture;
 use crate::rt::frame::FrameSpec;
 use crate::rt::message::{RtControl, RtOutput};
 use crate::rt::shared::RtShared;
+use bell::Bell;
 use events::EventSink;
 use history::TurnRecorder;
 use reply_audio::ReplyAudio;
@@ -39,6 +52,9 @@ pub enum SessionCommand {
 pub struct PipelineContext {
     /// Frame geometry.
     pub spec: FrameSpec,
+    /// Samples of the longest user turn at the internal rate, pre-roll included: what a turn's
+    /// speech ring to STT holds.
+    pub turn_samples: usize,
     /// Events and speech frames from the realtime thread.
     pub from_rt: rtrb::Consumer<RtOutput>,
     /// Controls to the realtime thread.
@@ -47,6 +63,8 @@ pub struct PipelineContext {
     pub reply: ReplyAudio,
     /// State shared with the realtime thread and the host calls.
     pub shared: Arc<RtShared>,
+    /// Rung by the realtime thread when it left news in `from_rt` or room in the reply ring.
+    pub bell: Bell,
     /// Outgoing events.
     pub events: EventSink,
     /// The host's agent, when the pipeline needs one.
@@ -120,6 +138,10 @@ pub fn provider_message(kind: &str, name: &str, message: &str) -> String {
         .unwrap_or(message);
     format!("{kind} {name}: {message}")
 }
+
+/// How often a session task looks at what nobody rings for (failed writes of the session store):
+/// everything else wakes it.
+pub const HOUSEKEEPING_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Resolves at `deadline`; pending forever without one.
 pub async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use crate::rt::resample::StreamResampler;
+use crate::dsp::resample::StreamResampler;
 
 /// The reply ring's producer plus a conversion stage and an overflow buffer.
 pub struct ReplyAudio {

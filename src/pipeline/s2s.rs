@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 
 use super::history::TurnRecorder;
 use super::{
-    PipelineContext, SessionCommand, SessionPipeline, TurnClock, provider_message, report_drops,
-    sleep_until,
+    HOUSEKEEPING_PERIOD, PipelineContext, SessionCommand, SessionPipeline, TurnClock,
+    provider_message, report_drops, sleep_until,
 };
 use crate::error::{Result, VbStatus};
 use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
@@ -60,11 +60,16 @@ struct Response {
     text_published: bool,
     audio_started: bool,
     done: bool,
+    /// Playout was told that no more audio comes (all of it reached the reply ring).
+    finished_sent: bool,
     metrics: VbTurnMetrics,
 }
 
 enum Wake {
-    Tick,
+    /// The realtime thread left news.
+    Rung,
+    /// Time to look at what nobody rings for.
+    Housekeeping,
     Command(Option<SessionCommand>),
     Model(Option<S2sEvent>),
     ModelEnded(Result<()>),
@@ -88,8 +93,8 @@ async fn run_session(
     let model_task = ctx.runtime.spawn(async move {
         let _ = ended_tx.send(run.await);
     });
-    let mut tick = tokio::time::interval(ctx.spec.period());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING_PERIOD);
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut clock = TurnClock::default();
     let mut last_turn = None;
     let mut turn_open = false;
@@ -106,14 +111,17 @@ async fn run_session(
         // response already playing goes on (barge-in decides its fate).
         let take_output = model_open && ctx.reply.has_room() && !(turn_open && response.is_none());
         let wake = tokio::select! {
-            _ = tick.tick() => Wake::Tick,
+            () = ctx.bell.rung() => Wake::Rung,
+            _ = housekeeping.tick() => Wake::Housekeeping,
             command = ctx.commands.recv() => Wake::Command(command),
             event = events_rx.recv(), if take_output => Wake::Model(event),
             Some(result) = ended_rx.recv() => Wake::ModelEnded(result),
             () = sleep_until(answer_deadline) => Wake::NoAnswer,
         };
         match wake {
-            Wake::Tick => {
+            Wake::Housekeeping => ctx.recorder.report_failures(&mut ctx.events),
+            Wake::Rung => {
+                ctx.bell.clear();
                 while let Ok(output) = ctx.from_rt.pop() {
                     match output {
                         RtOutput::SpeechStarted { turn, .. } => {
@@ -158,7 +166,7 @@ async fn run_session(
                             }
                         }
                         RtOutput::PlayoutFinished { .. } => {
-                            if let Some(r) = response.take_if(|r| r.done) {
+                            if let Some(r) = response.take_if(|r| r.finished_sent) {
                                 record(&mut ctx.recorder, r, false);
                                 ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
                             }
@@ -168,6 +176,9 @@ async fn run_session(
                 report_drops(&ctx.shared, &mut ctx.events);
                 ctx.recorder.report_failures(&mut ctx.events);
                 ctx.reply.pump();
+                if let Some(r) = response.as_mut() {
+                    finish_audio_if_drained(&mut ctx, r);
+                }
             }
             Wake::Command(Some(SessionCommand::Interrupt)) => {
                 answer_deadline = None;
@@ -245,8 +256,7 @@ async fn run_session(
                         publish_text(&mut ctx, r);
                         ctx.reply.finish();
                         if audio_started {
-                            let _ = ctx.control.try_send(RtControl::ReplyFinished);
-                            ctx.shared.wake();
+                            finish_audio_if_drained(&mut ctx, r);
                         } else {
                             if let Some(r) = response.take() {
                                 record(&mut ctx.recorder, r, false);
@@ -327,6 +337,16 @@ fn stop_playout(ctx: &mut PipelineContext, response: &mut Option<Response>, flus
         ctx.events.emit(VbEventKind::VB_EVENT_INTERRUPTED, |_| {});
     }
     ctx.events.set_state(VbSessionState::VB_STATE_LISTENING);
+}
+
+/// Once the model is done and all of its audio reached the reply ring, playout is told that
+/// nothing more comes (it then reports the end of playout once the host has read it all).
+fn finish_audio_if_drained(ctx: &mut PipelineContext, r: &mut Response) {
+    if r.done && r.audio_started && !r.finished_sent && ctx.reply.is_drained() {
+        r.finished_sent = true;
+        let _ = ctx.control.try_send(RtControl::ReplyFinished);
+        ctx.shared.wake();
+    }
 }
 
 /// The response's first audio: playout is told a reply comes.

@@ -1,7 +1,8 @@
 //! The STT → agent → TTS conversation of one session: the session task of `stt_tts` pipelines.
 //!
-//! It reads what the realtime thread produced (events and speech frames) once per frame period,
-//! streams each turn to STT, runs the host's agent on an agent worker thread with a streaming
+//! It sleeps until something happens: its realtime thread rings when it produced events and speech
+//! frames or made room in the reply ring; providers, the agent and host calls wake it through
+//! their channels. It streams each turn to STT, runs the host's agent on an agent worker thread with a streaming
 //! reply, streams the reply through TTS into the reply ring, and turns all of it into events and
 //! per-turn metrics. Replies are spoken one at a time, in order.
 
@@ -15,13 +16,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{
-    PipelineContext, SessionCommand, SessionPipeline, TurnClock, provider_message, report_drops,
-    sleep_until,
+    HOUSEKEEPING_PERIOD, PipelineContext, SessionCommand, SessionPipeline, TurnClock,
+    provider_message, report_drops, sleep_until,
 };
 use crate::agent::{Agent, History, Reply, ReplyMsg};
 use crate::error::{Error, Result, VbStatus};
 use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
-use crate::provider::stt::SttResult;
+use crate::provider::stt::{SpeechWriter, SttResult, speech_ring};
 use crate::provider::{BoxFuture, SttProvider, SttSink, SttTurn, TtsProvider, TtsRequest};
 use crate::rt::message::{RtControl, RtOutput};
 use crate::telemetry::PROVIDER_AGENT;
@@ -92,7 +93,10 @@ struct ActiveReply {
 
 /// What woke the session task.
 enum Wake {
-    Tick,
+    /// The realtime thread left news.
+    Rung,
+    /// Time to look at what nobody rings for.
+    Housekeeping,
     Command(Option<SessionCommand>),
     Stt(u32, SttResult),
     SttDone(u32, Result<()>),
@@ -109,7 +113,8 @@ struct Conversation {
     agent_timeout: Duration,
     clock: TurnClock,
     /// Audio senders of turns still being spoken.
-    stt_audio: HashMap<u32, mpsc::UnboundedSender<Vec<i16>>>,
+    /// Speech rings of turns still being spoken.
+    stt_audio: HashMap<u32, SpeechWriter>,
     /// Turns whose transcript is not published yet, oldest first: `None` while STT works, then
     /// the final transcript or the failure.
     transcripts: BTreeMap<u32, Option<Result<String>>>,
@@ -171,8 +176,8 @@ impl Conversation {
 
 impl Conversation {
     async fn run(mut self, mut inbox: Inbox) {
-        let mut tick = tokio::time::interval(self.ctx.spec.period());
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_PERIOD);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.ctx
             .events
             .set_state(VbSessionState::VB_STATE_LISTENING);
@@ -180,7 +185,8 @@ impl Conversation {
             let has_room = self.ctx.reply.has_room();
             let agent_deadline = self.active.as_ref().and_then(|r| r.agent_deadline);
             let wake = tokio::select! {
-                _ = tick.tick() => Wake::Tick,
+                () = self.ctx.bell.rung() => Wake::Rung,
+                _ = housekeeping.tick() => Wake::Housekeeping,
                 command = self.ctx.commands.recv() => Wake::Command(command),
                 Some((turn, result)) = inbox.stt_rx.recv() => Wake::Stt(turn, result),
                 Some((turn, done)) = inbox.stt_done_rx.recv() => Wake::SttDone(turn, done),
@@ -190,7 +196,8 @@ impl Conversation {
                 Some((id, done)) = inbox.tts_done_rx.recv() => Wake::TtsDone(id, done),
             };
             match wake {
-                Wake::Tick => self.on_tick(),
+                Wake::Rung => self.on_realtime_news(),
+                Wake::Housekeeping => self.ctx.recorder.report_failures(&mut self.ctx.events),
                 Wake::Command(Some(SessionCommand::Say(text))) => {
                     self.queue.push_back(ReplySource::Say(text));
                     self.start_next_reply();
@@ -214,7 +221,9 @@ impl Conversation {
         self.shutdown();
     }
 
-    fn on_tick(&mut self) {
+    /// Takes everything the realtime thread left: turn events, speech, playout news, drops.
+    fn on_realtime_news(&mut self) {
+        self.ctx.bell.clear();
         while let Ok(output) = self.ctx.from_rt.pop() {
             match output {
                 RtOutput::SpeechStarted { turn, .. } => {
@@ -225,8 +234,14 @@ impl Conversation {
                         .emit(VbEventKind::VB_EVENT_SPEECH_STARTED, |_| {});
                 }
                 RtOutput::Speech(frame) => {
-                    if let Some(tx) = self.stt_audio.get(&frame.turn) {
-                        let _ = tx.send(frame.samples().to_vec());
+                    if let Some(ring) = self.stt_audio.get_mut(&frame.turn) {
+                        let dropped = ring.write(frame.samples());
+                        if dropped > 0 {
+                            self.ctx.events.dropped(
+                                dropped as u64,
+                                "STT speech ring full: the STT provider has not read this turn",
+                            );
+                        }
                     }
                     self.ctx.recorder.speech(frame.turn, frame.samples());
                 }
@@ -269,7 +284,7 @@ impl Conversation {
     }
 
     fn open_stt_turn(&mut self, turn: u32) {
-        let (audio_tx, audio_rx) = mpsc::unbounded_channel();
+        let (audio_tx, audio_rx) = speech_ring(self.ctx.turn_samples);
         self.stt_audio.insert(turn, audio_tx);
         self.transcripts.insert(turn, None);
         let request = SttTurn {
@@ -497,7 +512,10 @@ impl Conversation {
                 self.ctx.shared.wake();
             }
             Some(_) => {}
-            None => reply.audio_open = false,
+            None => {
+                reply.audio_open = false;
+                self.finish_reply_audio_if_done();
+            }
         }
     }
 

@@ -64,12 +64,12 @@ use serde::de::IgnoredAny;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::net::{self, WebSocket};
-use super::stt::{SttProvider, SttSink, SttTurn};
+use super::stt::{SpeechStream, SttProvider, SttSink, SttTurn};
 use super::ws_link::{self, Ending, Frame, Link};
 use super::{BoxFuture, ProviderSetup};
 use crate::config::{RetryConfig, Secret, check_range, parse_section};
 use crate::error::{Error, Result};
+use crate::net::{self, WebSocket};
 
 /// The registry name.
 pub const NAME: &str = "deepgram";
@@ -86,8 +86,10 @@ const KEYS: [&str; 10] = [
     "keep_alive_ms",
     "timeout_ms",
 ];
-/// Audio resent after a reconnection goes out in pieces of this many milliseconds.
-const RESEND_PIECE_MS: u32 = 100;
+/// Audio goes out in pieces of at most this many milliseconds (Deepgram advises 20–100 ms per
+/// message): speech that arrives in a burst (a host pushing a file faster than real time, audio
+/// resent after a reconnection) is still streamed as a live microphone would.
+const PIECE_MS: u32 = 100;
 
 /// Settings of the `deepgram` provider, parsed from `stt_config` (see the module docs).
 #[derive(Debug, Clone, Deserialize)]
@@ -248,6 +250,7 @@ impl SttProvider for DeepgramStt {
                 url: shared.url(turn.sample_rate),
                 rate: turn.sample_rate,
                 audio_rx: turn.audio,
+                fresh: Vec::new(),
                 audio_open: true,
                 audio: Vec::new(),
                 finals: Vec::new(),
@@ -266,7 +269,9 @@ struct TurnRun {
     shared: Arc<Shared>,
     url: String,
     rate: u32,
-    audio_rx: tokio::sync::mpsc::UnboundedReceiver<Vec<i16>>,
+    audio_rx: SpeechStream,
+    /// Audio read from `audio_rx` and not sent yet.
+    fresh: Vec<i16>,
     /// Whether more of the turn's audio may come.
     audio_open: bool,
     /// All of the turn's audio so far.
@@ -308,7 +313,7 @@ impl TurnRun {
     async fn stream(&mut self, socket: WebSocket) -> Result<Ending> {
         let (mut link, mut incoming) = Link::new(NAME, &self.url, self.shared.timeout(), socket);
         let base = self.covered;
-        let piece = (self.rate * RESEND_PIECE_MS / 1000).max(1) as usize;
+        let piece = (self.rate * PIECE_MS / 1000).max(1) as usize;
         for chunk in self.audio[base..].chunks(piece) {
             if let Err(e) = link.send(Message::binary(pcm_bytes(chunk))).await? {
                 return Ok(Ending::Lost(e));
@@ -327,18 +332,22 @@ impl TurnRun {
         }
         loop {
             tokio::select! {
-                chunk = self.audio_rx.recv(), if self.audio_open => {
-                    let sent = match chunk {
-                        Some(pcm) if pcm.is_empty() => continue,
-                        Some(pcm) => {
-                            self.audio.extend_from_slice(&pcm);
-                            link.send(Message::binary(pcm_bytes(&pcm))).await?
+                more = self.audio_rx.recv_into(&mut self.fresh), if self.audio_open => {
+                    let sent = if more {
+                        self.audio.extend_from_slice(&self.fresh);
+                        let pcm = std::mem::take(&mut self.fresh);
+                        let mut sent = Ok(());
+                        for chunk in pcm.chunks(piece) {
+                            sent = link.send(Message::binary(pcm_bytes(chunk))).await?;
+                            if sent.is_err() {
+                                break;
+                            }
                         }
-                        None => {
-                            self.audio_open = false;
-                            answer_by = Some(Instant::now() + timeout);
-                            send_closing(&mut link).await?
-                        }
+                        sent
+                    } else {
+                        self.audio_open = false;
+                        answer_by = Some(Instant::now() + timeout);
+                        send_closing(&mut link).await?
                     };
                     if let Err(e) = sent {
                         return Ok(Ending::Lost(e));

@@ -67,12 +67,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::net::{DEFAULT_TIMEOUT_MS, WebSocket, api_key, connect_websocket, redact_url, scrub};
 use super::openai::{KEY_ENV, api_url};
 use super::{BoxFuture, ProviderSetup, S2sEvent, S2sInput, S2sProvider, S2sSession};
 use crate::config::{RetryConfig, Secret, check_range, parse_section};
+use crate::dsp::resample::StreamResampler;
 use crate::error::{Error, Result, VbStatus};
-use crate::rt::resample::StreamResampler;
+use crate::net::{DEFAULT_TIMEOUT_MS, WebSocket, api_key, connect_websocket, redact_url, scrub};
 
 /// The registry name.
 pub const NAME: &str = "openai-realtime";

@@ -3,14 +3,15 @@
 use tokio::sync::mpsc;
 
 use super::BoxFuture;
+pub use super::speech::{SpeechStream, SpeechWriter, speech_ring};
 use crate::error::Result;
 
 /// One user turn to transcribe.
 pub struct SttTurn {
     /// Rate of the audio (the session's internal rate).
     pub sample_rate: u32,
-    /// Mono PCM chunks as the user speaks; the channel closes when the turn ends.
-    pub audio: mpsc::UnboundedReceiver<Vec<i16>>,
+    /// Mono PCM as the user speaks, through a bounded ring; it ends when the turn ends.
+    pub audio: SpeechStream,
     /// Where results go.
     pub results: SttSink,
 }

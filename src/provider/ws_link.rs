@@ -18,9 +18,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
-use super::net::{self, WebSocket};
 use crate::config::RetryConfig;
 use crate::error::{Error, Result, VbStatus};
+use crate::net::{self, WebSocket};
 
 /// The receiving half of a connection.
 pub type Incoming = SplitStream<WebSocket>;

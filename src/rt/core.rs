@@ -1,5 +1,6 @@
 //! The realtime loop of one session: input ring → resample → processors → VAD → turn detector →
-//! STT ring and events, plus barge-in and playout. Nothing here allocates, locks or blocks.
+//! I/O ring (speech frames and events), plus barge-in and playout. Nothing here allocates, locks
+//! or blocks. After each pass that left news for the I/O side, the loop wakes it ([`IoWake`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,17 +11,20 @@ use super::frame::{FrameSpec, MAX_FRAME_SAMPLES};
 use super::message::{RtControl, RtOutput, SpeechFrame};
 use super::playout::Playout;
 use super::processor::ProcessorChain;
-use super::resample::ChunkResampler;
 use super::shared::{EngineCounters, RtShared};
 use super::turn::{TurnDetector, TurnStep};
 use super::vad::VoiceDetector;
+use super::wake::IoWake;
 use crate::config::BackendConfig;
+use crate::dsp::resample::ChunkResampler;
 
-/// The host's ends of a session's rings (used by `process_audio` / `read_audio`).
-pub struct HostEnds {
-    /// Host-rate input samples into the realtime thread.
+/// The edge's ends of a session's rings: what the session's transport writes user audio into and
+/// reads the agent's audio from (the host's `process_audio` / `read_audio`, or a network
+/// transport on the I/O runtime).
+pub struct EdgeEnds {
+    /// Input samples at the session's input rate, into the realtime thread.
     pub input: rtrb::Producer<i16>,
-    /// Host-rate reply samples out of the realtime thread.
+    /// Reply samples at the session's output rate, out of the realtime thread.
     pub output: rtrb::Consumer<i16>,
 }
 
@@ -60,6 +64,9 @@ pub struct RealtimeLoop {
     control: Receiver<RtControl>,
     shared: Arc<RtShared>,
     counters: Arc<EngineCounters>,
+    io_wake: Arc<dyn IoWake>,
+    /// Something was left for the I/O side during this pass.
+    news: bool,
 }
 
 /// Builds a session's rings and its realtime loop; every buffer is allocated here, once.
@@ -69,7 +76,8 @@ pub fn build_session(
     processors: ProcessorChain,
     shared: Arc<RtShared>,
     counters: Arc<EngineCounters>,
-) -> (HostEnds, IoEnds, RealtimeLoop) {
+    io_wake: Arc<dyn IoWake>,
+) -> (EdgeEnds, IoEnds, RealtimeLoop) {
     let audio = &config.audio;
     let (in_tx, in_rx) = rtrb::RingBuffer::new(FrameSpec::samples_in(
         spec.input_rate,
@@ -124,11 +132,13 @@ pub fn build_session(
         control: control_rx,
         shared,
         counters,
+        io_wake,
+        news: false,
     };
     // One host frame yields at most two internal frames, and a turn start drains the pre-roll.
     rt.io_headroom = rt.turn.preroll_capacity() + 2 + 8;
     debug_assert!(internal_frame <= MAX_FRAME_SAMPLES);
-    let host = HostEnds {
+    let edge = EdgeEnds {
         input: in_tx,
         output: out_rx,
     };
@@ -137,7 +147,7 @@ pub fn build_session(
         reply: reply_tx,
         control: control_tx,
     };
-    (host, io, rt)
+    (edge, io, rt)
 }
 
 impl RealtimeLoop {
@@ -174,8 +184,17 @@ impl RealtimeLoop {
                     .fetch_add(consumed as u64, Ordering::Relaxed);
             }
         }
-        if let Some(event) = self.playout.step(&self.shared, now_us) {
+        let step = self.playout.step(&self.shared, now_us);
+        if let Some(event) = step.event {
             self.emit(event);
+        }
+        // Room in the reply ring is news when the I/O side may have more audio to put there.
+        self.news |= step.refill_wanted;
+        // Drops counted by the edge (`process_audio` into a full ring) are reported by the I/O
+        // side; until it has, every pass reminds it.
+        self.news |= self.shared.input_dropped_unreported.load(Ordering::Relaxed) > 0;
+        if std::mem::take(&mut self.news) {
+            self.io_wake.wake_io();
         }
         consumed
     }
@@ -263,11 +282,13 @@ impl RealtimeLoop {
     fn push_frame(&mut self) {
         let frame = SpeechFrame::new(self.turn_id, &self.frame);
         push_speech(&mut self.to_io, &self.shared, &self.counters, frame);
+        self.news = true;
     }
 
     /// Sends an event; the ring keeps 64 slots beyond the speech frames it can hold, so it only
     /// fills when the I/O side has stalled, and then the loss is counted.
     fn emit(&mut self, event: RtOutput) {
+        self.news = true;
         if self.to_io.push(event).is_err() {
             self.shared
                 .events_dropped_unreported

@@ -6,6 +6,16 @@ use std::sync::atomic::Ordering;
 use super::message::{RtControl, RtOutput};
 use super::shared::RtShared;
 
+/// What one [`Playout::step`] did.
+#[derive(Default, Clone, Copy)]
+pub struct PlayoutStep {
+    /// Playout started or finished.
+    pub event: Option<RtOutput>,
+    /// Reply audio was moved out and the reply ring is at most half full while the reply goes
+    /// on: the I/O side may refill it.
+    pub refill_wanted: bool,
+}
+
 /// The playout stage. Lives on the realtime thread.
 pub struct Playout {
     reply: rtrb::Consumer<i16>,
@@ -67,11 +77,11 @@ impl Playout {
     }
 
     /// Moves as much reply audio as fits into the out ring and reports playout start and end.
-    /// Returns the output event, if any. Realtime-safe.
-    pub fn step(&mut self, shared: &RtShared, now_us: u64) -> Option<RtOutput> {
+    /// Realtime-safe.
+    pub fn step(&mut self, shared: &RtShared, now_us: u64) -> PlayoutStep {
         if self.discarding {
             self.skip_reply();
-            return None;
+            return PlayoutStep::default();
         }
         let n = self.reply.slots().min(self.out.slots());
         let mut event = None;
@@ -94,7 +104,11 @@ impl Playout {
             self.playing = false;
             event = Some(RtOutput::PlayoutFinished { at_us: now_us });
         }
-        event
+        let reply_capacity = self.reply.buffer().capacity();
+        PlayoutStep {
+            event,
+            refill_wanted: n > 0 && !self.reply_done && self.reply.slots() <= reply_capacity / 2,
+        }
     }
 
     fn skip_reply(&mut self) {

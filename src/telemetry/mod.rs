@@ -43,7 +43,6 @@ use tokio::task::JoinHandle;
 use crate::config::{BackendConfig, PipelineType, TelemetryConfig};
 use crate::error::{Error, Result, VbStatus};
 use crate::event::VbTurnMetrics;
-use crate::rt::shared::EngineCounters;
 use metrics::{Attributes, Instrument, Kind, MetricPoints, Registry, Value};
 use otlp::{OtlpClient, Signal};
 use trace::{AttrValue, SpanBuffer, SpanContext, SpanData, unix_now_ns};
@@ -156,6 +155,20 @@ pub struct Collection {
     pub metrics: Vec<MetricPoints>,
 }
 
+/// The engine's totals over every session of a backend, as the realtime threads count them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EngineTotals {
+    /// Internal-rate frames processed.
+    pub frames_processed: u64,
+    /// Frames lost: input overruns, speech frames that found the I/O ring full.
+    pub frames_dropped: u64,
+    /// Frames processed more than one frame period after they arrived.
+    pub deadline_misses: u64,
+}
+
+/// Reads the engine's totals now (relaxed atomic loads; any thread).
+pub type TotalsSource = Arc<dyn Fn() -> EngineTotals + Send + Sync>;
+
 /// The previous collection of one exporter: where its throughput window starts.
 #[derive(Debug)]
 pub(crate) struct ThroughputWindow {
@@ -166,7 +179,7 @@ pub(crate) struct ThroughputWindow {
 impl ThroughputWindow {
     pub(crate) fn new(shared: &Shared) -> Self {
         ThroughputWindow {
-            frames: shared.counters.frames_processed.load(Ordering::Relaxed),
+            frames: (shared.totals)().frames_processed,
             since_unix_ns: unix_now_ns(),
         }
     }
@@ -191,7 +204,7 @@ pub(crate) struct Shared {
     stages: StageProviders,
     registry: Registry,
     spans: SpanBuffer,
-    counters: Arc<EngineCounters>,
+    totals: TotalsSource,
     start_unix_ns: u64,
     otlp: Option<OtlpClient>,
     /// Failed exports: metrics, traces.
@@ -215,10 +228,10 @@ struct Running {
 }
 
 impl Telemetry {
-    /// The telemetry of a backend with `config`, reading the realtime threads' `counters`. An
-    /// OTLP endpoint that is not an http(s) URL is `VB_ERR_INVALID_CONFIG`. Nothing runs until
-    /// [`Telemetry::start`].
-    pub(crate) fn new(config: &BackendConfig, counters: Arc<EngineCounters>) -> Result<Self> {
+    /// The telemetry of a backend with `config`, reading the realtime threads' counts through
+    /// `totals` at each collection. An OTLP endpoint that is not an http(s) URL is
+    /// `VB_ERR_INVALID_CONFIG`. Nothing runs until [`Telemetry::start`].
+    pub(crate) fn new(config: &BackendConfig, totals: TotalsSource) -> Result<Self> {
         let t = &config.telemetry;
         let otlp = t
             .otlp_endpoint
@@ -254,7 +267,7 @@ impl Telemetry {
                     &ERRORS,
                 ]),
                 spans: SpanBuffer::new(otlp.is_some()),
-                counters,
+                totals,
                 start_unix_ns: unix_now_ns(),
                 otlp,
                 export_failures: [AtomicU64::new(0), AtomicU64::new(0)],
@@ -391,8 +404,8 @@ impl Shared {
     /// The registry's metrics plus those read from counters now; moves `window` to now.
     pub(crate) fn collect(&self, window: &mut ThroughputWindow) -> Collection {
         let now = unix_now_ns();
-        let counters = &self.counters;
-        let frames = counters.frames_processed.load(Ordering::Relaxed);
+        let totals = (self.totals)();
+        let frames = totals.frames_processed;
         let elapsed_ns = now.saturating_sub(window.since_unix_ns);
         let throughput = if elapsed_ns == 0 {
             0.0
@@ -414,8 +427,9 @@ impl Shared {
         let count = |n: &AtomicU64| Value::Int(n.load(Ordering::Relaxed) as i64);
         let mut metrics = self.registry.snapshot();
         metrics.push(one(&THROUGHPUT, Value::Double(throughput)));
-        metrics.push(one(&FRAMES_DROPPED, count(&counters.frames_dropped)));
-        metrics.push(one(&DEADLINE_MISSES, count(&counters.deadline_misses)));
+        let total = |n: u64| Value::Int(n as i64);
+        metrics.push(one(&FRAMES_DROPPED, total(totals.frames_dropped)));
+        metrics.push(one(&DEADLINE_MISSES, total(totals.deadline_misses)));
         if self.otlp.is_some() {
             metrics.push(MetricPoints {
                 instrument: &EXPORT_FAILURES,

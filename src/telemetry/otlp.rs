@@ -13,7 +13,7 @@ use super::Collection;
 use super::metrics::{Attributes, Kind, MetricPoints, Value};
 use super::trace::{AttrValue, SpanData};
 use crate::error::{Error, Result};
-use crate::provider::net::redact_url;
+use crate::net::redact_url;
 
 /// How long one export request may take before it counts as failed.
 pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -7,7 +7,7 @@ pub mod pipecat;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use voicebackend::rt::resample::StreamResampler;
+use voicebackend::dsp::resample::StreamResampler;
 use voicebackend::{
     Agent, Backend, Event, Reply, Result, Session, SessionConfig, VbEventKind, VbSessionState,
     VbStatus,

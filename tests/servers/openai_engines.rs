@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use voicebackend::provider::stt::{SttResult, SttSink};
+use voicebackend::dsp::resample::StreamResampler;
+use voicebackend::provider::stt::{SttResult, SttSink, speech_ring};
 use voicebackend::provider::{ProviderRegistry, ProviderSetup, SttProvider, SttTurn, TtsRequest};
-use voicebackend::rt::resample::StreamResampler;
 
 /// The rate of OpenAI's `pcm` audio (speech and realtime).
 pub const OPENAI_RATE: u32 = 24_000;
@@ -103,9 +103,9 @@ pub async fn transcribe(pcm: &[i16], rate: u32) -> String {
     let whisper = tokio::task::spawn_blocking(whisper)
         .await
         .expect("whisper loads");
-    let (audio_tx, audio_rx) = mpsc::unbounded_channel();
+    let (mut audio_tx, audio_rx) = speech_ring(pcm.len());
     let (results_tx, mut results_rx) = mpsc::unbounded_channel();
-    audio_tx.send(pcm.to_vec()).unwrap();
+    audio_tx.write(pcm);
     drop(audio_tx);
     let turn = SttTurn {
         sample_rate: rate,

@@ -88,8 +88,7 @@ impl SttProvider for PitchStt {
         Box::pin(async move {
             let mut audio = Vec::new();
             let mut partial_sent = false;
-            while let Some(chunk) = turn.audio.recv().await {
-                audio.extend_from_slice(&chunk);
+            while turn.audio.recv_into(&mut audio).await {
                 if !partial_sent && audio.len() >= turn.sample_rate as usize / 5 {
                     partial_sent = true;
                     turn.results
@@ -269,7 +268,8 @@ impl S2sProvider for EchoS2s {
     }
 }
 
-/// Answers `turn`: its length as the transcript, "echo" as the text, the audio itself.
+/// Answers `turn`: its length as the transcript, "echo" as the text — complete before any audio,
+/// as a model whose text leads its speech says — then the audio itself.
 fn echo(session: &S2sSession, turn: &[i16], rate: u64) {
     let ms = turn.len() as u64 * 1000 / rate;
     let send = |event| {
@@ -277,6 +277,7 @@ fn echo(session: &S2sSession, turn: &[i16], rate: u64) {
     };
     send(S2sEvent::UserTranscript(format!("{ms} ms of speech")));
     send(S2sEvent::ResponseText("echo".into()));
+    send(S2sEvent::ResponseTextDone);
     for chunk in turn.chunks(320) {
         send(S2sEvent::Audio(chunk.to_vec()));
     }

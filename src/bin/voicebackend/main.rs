@@ -16,9 +16,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use voicebackend::config::HOST_RATES;
+use voicebackend::dsp::resample::StreamResampler;
 use voicebackend::provider::tts::TtsRequest;
 use voicebackend::provider::{ProviderRegistry, ProviderSetup};
-use voicebackend::rt::resample::StreamResampler;
 
 const USAGE: &str = "\
 voicebackend — a realtime voice-agent engine, offline

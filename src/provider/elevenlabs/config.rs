@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Secret, check_range, parse_section};
 use crate::error::{Error, Result};
-use crate::provider::net;
+use crate::net;
 
 /// The keys `tts_config` may have.
 const KEYS: [&str; 8] = [

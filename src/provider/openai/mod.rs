@@ -19,7 +19,7 @@
 //!
 //! Both authenticate with `Authorization: Bearer <key>`. `base_url` is the server's root
 //! (`https://api.openai.com` by default; a trailing `/v1`, as OpenAI's SDKs write it, is
-//! accepted). Failures follow [`crate::provider::net`]'s rules: a refused key (401/403) is
+//! accepted). Failures follow [`crate::net`]'s rules: a refused key (401/403) is
 //! `VB_ERR_UNAUTHORIZED` and is not retried; 429 (except `insufficient_quota`), 5xx, a connection
 //! that cannot be made or breaks mid-answer (`VB_ERR_CONNECTION_FAILED`) and a server that does
 //! not answer in time (`VB_ERR_TIMEOUT`, `timeout_ms` for the answer and again for each piece of
@@ -52,11 +52,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::ProviderSetup;
-use super::net::{DEFAULT_TIMEOUT_MS, api_key, redact_url, scrub};
 use super::stt::SttProvider;
 use super::tts::TtsProvider;
 use crate::config::{RetryConfig, Secret, check_range};
 use crate::error::{Error, Result, VbStatus};
+use crate::net::{DEFAULT_TIMEOUT_MS, api_key, redact_url, scrub};
 
 /// The registry name of both providers.
 pub const NAME: &str = "openai";

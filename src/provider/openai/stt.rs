@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::{Endpoint, NAME, non_empty};
 use crate::config::{Secret, parse_section};
 use crate::error::{Error, Result};
-use crate::provider::net::with_retry;
+use crate::net::with_retry;
 use crate::provider::stt::{SttProvider, SttSink, SttTurn};
 use crate::provider::{BoxFuture, ProviderSetup};
 
@@ -101,10 +101,7 @@ impl SttProvider for OpenAiStt {
                 mut audio,
                 results,
             } = turn;
-            let mut pcm = Vec::new();
-            while let Some(chunk) = audio.recv().await {
-                pcm.extend_from_slice(&chunk);
-            }
+            let pcm = audio.read_to_end().await;
             if pcm.is_empty() {
                 results.final_transcript("");
                 return Ok(());

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::{Endpoint, NAME, SPEECH_RATE, non_empty};
 use crate::config::{Secret, parse_section};
 use crate::error::{Error, Result};
-use crate::provider::net::with_retry;
+use crate::net::with_retry;
 use crate::provider::tts::{SentenceSplitter, TtsProvider, TtsRequest};
 use crate::provider::{BoxFuture, ProviderSetup};
 

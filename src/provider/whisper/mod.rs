@@ -41,8 +41,8 @@ pub use model::{EncoderContext, Transcription, WhisperModel};
 
 use super::stt::{SttProvider, SttTurn};
 use super::{BoxFuture, ProviderSetup};
+use crate::dsp::resample::StreamResampler;
 use crate::error::{Error, Result};
-use crate::rt::resample::StreamResampler;
 
 /// The registry name.
 pub const NAME: &str = "whisper";
@@ -221,11 +221,13 @@ impl SttProvider for WhisperStt {
             let mut resampler = (sample_rate != mel::SAMPLE_RATE)
                 .then(|| StreamResampler::new(sample_rate, mel::SAMPLE_RATE));
             let mut pcm: Vec<i16> = Vec::new();
-            while let Some(chunk) = audio.recv().await {
+            let mut chunk = Vec::new();
+            while audio.recv_into(&mut chunk).await {
                 match resampler.as_mut() {
                     Some(r) => pcm.extend(r.push(&chunk)),
                     None => pcm.extend_from_slice(&chunk),
                 }
+                chunk.clear();
             }
             if let Some(r) = resampler.as_mut() {
                 pcm.extend(r.finish());

@@ -49,9 +49,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use voicebackend::dsp::resample::StreamResampler;
 use voicebackend::provider::espeak::EspeakTts;
 use voicebackend::provider::{TtsProvider, TtsRequest};
-use voicebackend::rt::resample::StreamResampler;
 
 use super::ws_server::{self, Records, ServerThread};
 use protocol::{

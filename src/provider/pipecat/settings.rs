@@ -1,30 +1,20 @@
-//! The `pipecat` backend: every session talks to a Pipecat bot over WebSocket
-//! ([`crate::transport::pipecat`]). The bot listens, transcribes, answers and speaks; the engine
-//! runs its realtime side (resampling, processors, VAD, turn detection, barge-in, playout) and
-//! reports events, so hosts need no agent callback.
+//! The `pipecat` backend's `provider_config`: where the bot is and how long to wait for it.
 //!
-//! `provider_config`: `pipecat_url` (required, `ws://` or `wss://`: the bot's WebSocket URL) and
-//! `timeout_ms` (100–600000, default 10000: each connection attempt, and the wait for the bot to
-//! confirm an interruption). Connections are retried under the backend's `retry` rules. The bot
-//! brings its own STT, agent and TTS, so `stt_provider`, `tts_provider`, `s2s_provider` and their
-//! configs are refused.
+//! `pipecat_url` (required, `ws://` or `wss://`: the bot's WebSocket URL) and `timeout_ms`
+//! (100–600000, default 10000: each connection attempt, and the wait for the bot to confirm an
+//! interruption). Connections are retried under the backend's `retry` rules. The bot brings its
+//! own STT, agent and TTS, so `stt_provider`, `tts_provider`, `s2s_provider` and their configs are
+//! refused: naming them would be silently ignored.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use super::registry::BackendProvider;
+use super::PipecatBot;
 use crate::config::{BackendConfig, check_range, parse_section};
 use crate::error::{Error, Result};
-use crate::pipeline::SessionPipeline;
-use crate::pipeline::s2s::S2sPipeline;
-use crate::provider::net::{DEFAULT_TIMEOUT_MS, redact_url};
-use crate::transport::pipecat::PipecatBot;
-
-/// The `pipecat` backend provider.
-pub struct PipecatBackend;
+use crate::net::{DEFAULT_TIMEOUT_MS, redact_url};
 
 #[derive(Default, Deserialize)]
 struct Settings {
@@ -32,39 +22,32 @@ struct Settings {
     timeout_ms: Option<u32>,
 }
 
-impl BackendProvider for PipecatBackend {
-    fn name(&self) -> &str {
-        "pipecat"
-    }
-
-    fn prepare(&self, config: &BackendConfig) -> Result<Arc<dyn SessionPipeline>> {
-        let settings: Settings = parse_section(
-            "provider_config",
-            &config.provider_config,
-            &["pipecat_url", "timeout_ms"],
-        )?;
-        let url = settings.pipecat_url.ok_or_else(|| {
-            Error::invalid_config(
-                "provider_config.pipecat_url: required (the bot's WebSocket URL, ws:// or wss://)",
-            )
-        })?;
-        check_websocket_url(&url)?;
-        let timeout_ms = settings.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-        check_range(
-            "provider_config.timeout_ms",
-            timeout_ms.into(),
-            100,
-            600_000,
-        )?;
-        refuse_pipeline_providers(config)?;
-        let bot = PipecatBot::new(url, Duration::from_millis(timeout_ms.into()), config.retry);
-        let answer_timeout = Duration::from_millis(config.agent_timeout_ms.into());
-        Ok(Arc::new(S2sPipeline::new(Arc::new(bot), answer_timeout)))
-    }
-
-    fn transports(&self) -> &[&'static str] {
-        &crate::transport::TRANSPORTS
-    }
+/// The bot a `pipecat` backend's sessions talk to, from its validated configuration.
+pub fn bot_from_backend_config(config: &BackendConfig) -> Result<PipecatBot> {
+    let settings: Settings = parse_section(
+        "provider_config",
+        &config.provider_config,
+        &["pipecat_url", "timeout_ms"],
+    )?;
+    let url = settings.pipecat_url.ok_or_else(|| {
+        Error::invalid_config(
+            "provider_config.pipecat_url: required (the bot's WebSocket URL, ws:// or wss://)",
+        )
+    })?;
+    check_websocket_url(&url)?;
+    let timeout_ms = settings.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    check_range(
+        "provider_config.timeout_ms",
+        timeout_ms.into(),
+        100,
+        600_000,
+    )?;
+    refuse_pipeline_providers(config)?;
+    Ok(PipecatBot::new(
+        url,
+        Duration::from_millis(timeout_ms.into()),
+        config.retry,
+    ))
 }
 
 fn check_websocket_url(url: &str) -> Result<()> {
@@ -111,23 +94,25 @@ fn refuse_pipeline_providers(config: &BackendConfig) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::backend::Backend;
+    use super::bot_from_backend_config;
+    use crate::config::BackendConfig;
     use crate::error::VbStatus;
 
+    fn parsed(json: &str) -> crate::error::Result<super::PipecatBot> {
+        bot_from_backend_config(&BackendConfig::from_json(json)?)
+    }
+
     fn refused(json: &str) -> String {
-        let e = Backend::from_json(json).unwrap_err();
+        let e = parsed(json).unwrap_err();
         assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_CONFIG, "{json}");
         e.message().to_owned()
     }
 
     #[test]
     fn a_bot_url_is_all_a_pipecat_backend_needs() {
-        let backend = Backend::from_json(
-            r#"{"provider":"pipecat","provider_config":{"pipecat_url":"ws://127.0.0.1:9/ws"}}"#,
-        )
-        .unwrap();
-        assert_eq!(backend.config().provider, "pipecat");
-        Backend::from_json(
+        parsed(r#"{"provider":"pipecat","provider_config":{"pipecat_url":"ws://127.0.0.1:9/ws"}}"#)
+            .unwrap();
+        parsed(
             r#"{"provider":"pipecat","provider_config":{"pipecat_url":"wss://bot.example/ws","timeout_ms":2500}}"#,
         )
         .unwrap();

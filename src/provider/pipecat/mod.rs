@@ -1,9 +1,10 @@
-//! The Pipecat transport: a session talks to a Pipecat bot over a WebSocket, in the frames of
-//! Pipecat's `ProtobufFrameSerializer` ([`frames`]) with RTVI messages inside ([`rtvi`]).
+//! Pipecat, in one place: a session of the `pipecat` backend talks to a Pipecat bot over a
+//! WebSocket, in the frames of Pipecat's `ProtobufFrameSerializer` ([`frames`]) with RTVI messages
+//! inside ([`rtvi`]); the backend's `provider_config` is read in [`settings`].
 //!
 //! To the session, the bot is a speech-to-speech model that does its own turn-taking, so the
-//! connection implements [`S2sProvider`] and runs in the `s2s` session pipeline
-//! ([`crate::pipeline::s2s`]) on the backend's I/O runtime. What crosses the socket:
+//! connection implements [`S2sProvider`] and runs in the `s2s` session pipeline on the backend's
+//! I/O runtime. What crosses the socket:
 //!
 //! | direction | Pipecat | session |
 //! |---|---|---|
@@ -29,6 +30,7 @@
 
 pub mod frames;
 pub mod rtvi;
+pub mod settings;
 
 use std::pin::pin;
 use std::time::Duration;
@@ -37,12 +39,13 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::{BoxFuture, S2sEvent, S2sInput, S2sProvider, S2sSession};
 use crate::config::RetryConfig;
 use crate::error::{Error, Result, VbStatus};
-use crate::provider::net::{self, WebSocket};
-use crate::provider::{BoxFuture, S2sEvent, S2sInput, S2sProvider, S2sSession};
+use crate::net::{self, WebSocket};
 use frames::Kind;
 use rtvi::RtviEvent;
+pub use settings::bot_from_backend_config;
 
 /// The registry name, and how messages about the bot start.
 const NAME: &str = "pipecat";

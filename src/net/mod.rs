@@ -1,5 +1,7 @@
-//! What the network providers share: API keys, retries with jittered backoff, and WebSocket
-//! connections with a deadline. Everything here runs on the backend's I/O runtime.
+//! What every network client of the engine shares (the providers, the Pipecat and LiveKit
+//! clients, the telemetry exporter): API keys, URLs shown without secrets, retries with jittered
+//! backoff, and WebSocket connections with a deadline. Everything here runs on the backend's I/O
+//! runtime, never on the realtime thread.
 //!
 //! Error statuses follow one rule so that retries and hosts can tell failures apart: a refused
 //! key is `VB_ERR_UNAUTHORIZED` (never retried), a service that cannot be reached is

@@ -1,0 +1,121 @@
+//! What every session of one backend is wired from: the backend kind's recipe (conversation and
+//! transports), the audio processors the host added, the engine counters all realtime threads
+//! bump, and the doorbell that wakes session tasks. The backend layer owns one [`Engine`] and asks
+//! it for each session's [`SessionWiring`].
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use super::bell::Doorbell;
+use super::kinds::{BackendKind, Recipe};
+use super::wiring::SessionWiring;
+use crate::config::{BackendConfig, SessionConfig};
+use crate::error::{Error, Result, VbStatus};
+use crate::rt::processor::{ProcessorChain, ProcessorFactory};
+use crate::rt::shared::EngineCounters;
+use crate::telemetry::{EngineTotals, SessionTelemetry, TotalsSource};
+
+/// The wiring shared by a backend's sessions. Any thread.
+pub struct Engine {
+    config: BackendConfig,
+    recipe: Recipe,
+    processors: Mutex<Vec<ProcessorFactory>>,
+    counters: Arc<EngineCounters>,
+    doorbell: Doorbell,
+}
+
+impl Engine {
+    /// Prepares `kind` with the validated `config` (see [`BackendKind::prepare`]).
+    pub fn new(kind: &dyn BackendKind, config: &BackendConfig) -> Result<Engine> {
+        Ok(Engine {
+            recipe: kind.prepare(config)?,
+            config: config.clone(),
+            processors: Mutex::new(Vec::new()),
+            counters: Arc::new(EngineCounters::default()),
+            doorbell: Doorbell::new(config.max_concurrent_sessions),
+        })
+    }
+
+    /// Adds a custom audio processor; each session gets its own instance. Names must be unique
+    /// and not empty. (Only before the backend starts: the backend checks.)
+    pub fn add_processor(&self, factory: ProcessorFactory) -> Result<()> {
+        let name = factory().name().to_owned();
+        if name.is_empty() {
+            return Err(Error::invalid_argument("processor name must not be empty"));
+        }
+        let mut processors = self.processors.lock().unwrap_or_else(|p| p.into_inner());
+        if processors.iter().any(|f| f().name() == name) {
+            return Err(Error::invalid_argument(format!(
+                "a processor named '{name}' is already added"
+            )));
+        }
+        processors.push(factory);
+        Ok(())
+    }
+
+    /// Whether sessions need the host's agent callback (`stt_tts` conversations).
+    pub fn needs_agent(&self) -> bool {
+        self.recipe.conversation.needs_agent()
+    }
+
+    /// `VB_ERR_PROVIDER_NOT_FOUND` naming the available transports when the backend's sessions
+    /// cannot use `session.transport`.
+    pub fn check_transport(&self, session: &SessionConfig) -> Result<()> {
+        let transports = self.recipe.transports;
+        if transports.contains(&session.transport.as_str()) {
+            return Ok(());
+        }
+        Err(Error::new(
+            VbStatus::VB_ERR_PROVIDER_NOT_FOUND,
+            format!(
+                "transport '{}' is not available on the '{}' backend (available: {})",
+                session.transport,
+                self.config.provider,
+                transports.join(", ")
+            ),
+        ))
+    }
+
+    /// The totals of every session's realtime thread so far.
+    pub fn totals(&self) -> EngineTotals {
+        let c = &self.counters;
+        EngineTotals {
+            frames_processed: c.frames_processed.load(Ordering::Relaxed),
+            frames_dropped: c.frames_dropped.load(Ordering::Relaxed),
+            deadline_misses: c.deadline_misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// [`Engine::totals`] for telemetry, which reads them at each collection.
+    pub fn totals_source(self: &Arc<Self>) -> TotalsSource {
+        let engine = Arc::downgrade(self);
+        Arc::new(move || {
+            engine
+                .upgrade()
+                .map_or_else(EngineTotals::default, |e| e.totals())
+        })
+    }
+
+    /// Wires one session with the validated `session` configuration, whose transport passed
+    /// [`Engine::check_transport`]: its rings, realtime loop, transport ends, event queue and
+    /// conversation, ready to start. Nothing runs yet.
+    pub fn wire(
+        &self,
+        session: &SessionConfig,
+        telemetry: SessionTelemetry,
+    ) -> Result<SessionWiring> {
+        let processors = {
+            let factories = self.processors.lock().unwrap_or_else(|p| p.into_inner());
+            ProcessorChain::from_factories(&factories)
+        };
+        SessionWiring::build(super::wiring::Parts {
+            backend: &self.config,
+            session,
+            processors,
+            counters: self.counters.clone(),
+            bell: self.doorbell.bell()?,
+            conversation: self.recipe.conversation.clone(),
+            telemetry,
+        })
+    }
+}

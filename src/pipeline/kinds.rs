@@ -1,0 +1,103 @@
+//! Kinds of backend (`local`, `pipecat`, …): what each makes of a backend configuration — the
+//! conversation every session runs and the transports its sessions accept. The backend layer
+//! keeps the registry of kinds by name; this is where they are built.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::SessionPipeline;
+use super::s2s::S2sPipeline;
+use super::stt_tts::SttTtsPipeline;
+use crate::config::{BackendConfig, PipelineType, parse_section};
+use crate::error::Result;
+use crate::provider::{ProviderRegistry, ProviderSetup, pipecat};
+use crate::transport;
+
+/// A kind of backend.
+pub trait BackendKind: Send + Sync {
+    /// The registry name.
+    fn name(&self) -> &str;
+    /// Validates `config.provider_config` and the pipeline settings and returns what every session
+    /// of the backend runs. Unknown providers give `VB_ERR_PROVIDER_NOT_FOUND`.
+    fn prepare(&self, config: &BackendConfig) -> Result<Recipe>;
+}
+
+/// What every session of one backend runs.
+pub struct Recipe {
+    /// The session task: STT → agent → TTS, or a speech-to-speech model.
+    pub conversation: Arc<dyn SessionPipeline>,
+    /// Transport names its sessions accept (`SessionConfig::transport`).
+    pub transports: &'static [&'static str],
+}
+
+/// The kinds built into the library.
+pub fn builtin() -> Vec<Arc<dyn BackendKind>> {
+    vec![Arc::new(Local), Arc::new(Pipecat)]
+}
+
+/// The embedded backend: the whole pipeline runs in this process, audio comes through the host
+/// calls, providers come from the provider registry.
+pub struct Local;
+
+impl BackendKind for Local {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn prepare(&self, config: &BackendConfig) -> Result<Recipe> {
+        #[derive(Default, serde::Deserialize)]
+        struct NoSettings {}
+        let _: NoSettings = parse_section("provider_config", &config.provider_config, &[])?;
+        Ok(Recipe {
+            conversation: local_conversation(config)?,
+            transports: &[transport::HOST],
+        })
+    }
+}
+
+/// The conversation of a backend whose STT, TTS or S2S providers run under this engine (named in
+/// `stt_provider`, `tts_provider` or `s2s_provider`).
+pub fn local_conversation(config: &BackendConfig) -> Result<Arc<dyn SessionPipeline>> {
+    config.require_pipeline_providers()?;
+    let providers = ProviderRegistry::global();
+    let named = |name: &Option<String>| name.clone().unwrap_or_default();
+    let setup = |section| ProviderSetup {
+        config: section,
+        retry: config.retry,
+    };
+    let agent_timeout = Duration::from_millis(config.agent_timeout_ms.into());
+    Ok(match config.pipeline_type {
+        PipelineType::SttTts => {
+            let stt =
+                providers.create_stt(&named(&config.stt_provider), &setup(&config.stt_config))?;
+            let tts =
+                providers.create_tts(&named(&config.tts_provider), &setup(&config.tts_config))?;
+            Arc::new(SttTtsPipeline::new(stt, tts, agent_timeout))
+        }
+        PipelineType::S2s => {
+            let model =
+                providers.create_s2s(&named(&config.s2s_provider), &setup(&config.s2s_config))?;
+            Arc::new(S2sPipeline::new(model, agent_timeout))
+        }
+    })
+}
+
+/// Every session talks to a Pipecat bot (see [`crate::provider::pipecat`]): the bot listens,
+/// answers and speaks; the engine runs its realtime side and reports events, so hosts need no
+/// agent callback.
+pub struct Pipecat;
+
+impl BackendKind for Pipecat {
+    fn name(&self) -> &str {
+        "pipecat"
+    }
+
+    fn prepare(&self, config: &BackendConfig) -> Result<Recipe> {
+        let bot = pipecat::bot_from_backend_config(config)?;
+        let answer_timeout = Duration::from_millis(config.agent_timeout_ms.into());
+        Ok(Recipe {
+            conversation: Arc::new(S2sPipeline::new(Arc::new(bot), answer_timeout)),
+            transports: &[transport::HOST],
+        })
+    }
+}
