@@ -223,6 +223,18 @@ typedef struct VbHealth {
    * Running sessions whose realtime thread got elevated (realtime) scheduling.
    */
   uint32_t realtime_threads_elevated;
+  /**
+   * Audio packets network transports (LiveKit, WebRTC) received, all sessions.
+   */
+  uint64_t media_packets_received;
+  /**
+   * Of those, packets that never arrived in time: their audio was concealed or rebuilt.
+   */
+  uint64_t media_packets_lost;
+  /**
+   * 20 ms frames the decoders filled in (concealment, or in-band FEC).
+   */
+  uint64_t media_frames_concealed;
 } VbHealth;
 
 /**

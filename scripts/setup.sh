@@ -2,7 +2,7 @@
 # Installs what voicebackend needs on a fresh Debian machine, then the offline models.
 # Safe to re-run: every step checks first and skips what is already there.
 #
-#   Debian: a C/C++ toolchain, pkg-config, libespeak-ng (embedded TTS), espeak-ng and sox (the
+#   Debian: a C/C++ toolchain, pkg-config, libopus (WebRTC media), libespeak-ng (embedded TTS), espeak-ng and sox (the
 #           demo's sample conversation), unzip, cmake, ninja and GoogleTest (the C++ binding),
 #           python3-venv and pip (model download, the Pipecat test bot's venv).
 #   Rust:   cargo (preinstalled with rustup on these machines; Debian's cargo otherwise).
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-PACKAGES=(build-essential pkg-config libespeak-ng-dev espeak-ng sox unzip binutils cmake ninja-build libgtest-dev python3-venv python3-pip)
+PACKAGES=(build-essential pkg-config libopus-dev libespeak-ng-dev espeak-ng sox unzip binutils cmake ninja-build libgtest-dev python3-venv python3-pip)
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

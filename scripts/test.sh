@@ -9,6 +9,13 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
+# The LiveKit tests' independent peers: livekit-server v1.13.5 (built from the Go module proxy once,
+# ~4 min), the Go SDK participant, and headless Chromium with livekit-client from npm.
+echo "test: LiveKit peers (scripts/livekit-server.sh, tests/livekit/peer, tests/livekit/browser)"
+scripts/livekit-server.sh install >/dev/null
+tests/livekit/peer/build.sh >/dev/null
+tests/livekit/browser/setup.sh
+
 echo "test: cargo fmt --check"
 cargo fmt --check
 echo "test: cargo clippy"

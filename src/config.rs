@@ -400,9 +400,12 @@ pub struct SessionConfig {
     /// How audio enters and leaves: `"host"` (default) means the host calls.
     #[serde(default = "default_transport")]
     pub transport: String,
-    /// Where a network transport connects.
+    /// Where a network transport connects (on `livekit`, replaces `provider_config.url`).
     #[serde(default)]
     pub connection_url: Option<String>,
+    /// The room a network transport joins (`livekit` with `transport: "webrtc"`).
+    #[serde(default)]
+    pub room: Option<String>,
     /// Access token checked by the backend's auth hook (a secret: `Debug` prints `***`; never
     /// serialized, so never persisted).
     #[serde(default, skip_serializing)]
@@ -428,6 +431,7 @@ impl Default for SessionConfig {
             user_id: String::new(),
             transport: default_transport(),
             connection_url: None,
+            room: None,
             auth_token: None,
             admission_wait_ms: 0,
             input_sample_rate: default_host_rate(),

@@ -15,7 +15,7 @@ use common::*;
 use servers::deepgram::{DeepgramServer, DeepgramServerOptions};
 use servers::elevenlabs::{ElevenLabsServer, ElevenLabsServerOptions, VOICE_ID};
 use servers::openai_http::OpenAiHttpServer;
-use voicebackend::rt::resample::StreamResampler;
+use voicebackend::dsp::resample::StreamResampler;
 use voicebackend::{Backend, Event, Reply, SessionConfig, VbEventKind as K, VbSessionState as S};
 
 const HOST_RATE: u32 = 48000;

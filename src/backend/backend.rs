@@ -373,6 +373,9 @@ impl Backend {
             frames_dropped,
             deadline_misses,
             realtime_threads_elevated: live.iter().filter(|s| s.is_elevated()).count() as u32,
+            media_packets_received: totals.media_packets_received,
+            media_packets_lost: totals.media_packets_lost,
+            media_frames_concealed: totals.media_frames_concealed,
         }
     }
 }

@@ -168,7 +168,10 @@ async fn connect_once(
             .map_err(|e| Error::internal(format!("{provider}: header name: {e}")))?;
         request.headers_mut().insert(name, value);
     }
-    match tokio::time::timeout(timeout, tokio_tungstenite::connect_async(request)).await {
+    // Nagle's algorithm would hold small messages back behind unacknowledged ones (tens of ms):
+    // every socket here carries realtime traffic.
+    let connecting = tokio_tungstenite::connect_async_with_config(request, None, true);
+    match tokio::time::timeout(timeout, connecting).await {
         Err(_) => Err(Error::new(
             VbStatus::VB_ERR_TIMEOUT,
             format!(

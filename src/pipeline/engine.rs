@@ -14,6 +14,7 @@ use crate::error::{Error, Result, VbStatus};
 use crate::rt::processor::{ProcessorChain, ProcessorFactory};
 use crate::rt::shared::EngineCounters;
 use crate::telemetry::{EngineTotals, SessionTelemetry, TotalsSource};
+use crate::transport::MediaTransport;
 
 /// The wiring shared by a backend's sessions. Any thread.
 pub struct Engine {
@@ -59,11 +60,15 @@ impl Engine {
     }
 
     /// `VB_ERR_PROVIDER_NOT_FOUND` naming the available transports when the backend's sessions
-    /// cannot use `session.transport`.
+    /// cannot use `session.transport`; `VB_ERR_INVALID_CONFIG` when a network transport cannot
+    /// work with the session's settings.
     pub fn check_transport(&self, session: &SessionConfig) -> Result<()> {
         let transports = self.recipe.transports;
         if transports.contains(&session.transport.as_str()) {
-            return Ok(());
+            return match self.media_for(session) {
+                Some(media) => media.check_session(session),
+                None => Ok(()),
+            };
         }
         Err(Error::new(
             VbStatus::VB_ERR_PROVIDER_NOT_FOUND,
@@ -76,6 +81,14 @@ impl Engine {
         ))
     }
 
+    /// The network transport that carries `session`, if it names one.
+    fn media_for(&self, session: &SessionConfig) -> Option<&Arc<dyn MediaTransport>> {
+        self.recipe
+            .media
+            .as_ref()
+            .filter(|media| media.name() == session.transport)
+    }
+
     /// The totals of every session's realtime thread so far.
     pub fn totals(&self) -> EngineTotals {
         let c = &self.counters;
@@ -83,6 +96,9 @@ impl Engine {
             frames_processed: c.frames_processed.load(Ordering::Relaxed),
             frames_dropped: c.frames_dropped.load(Ordering::Relaxed),
             deadline_misses: c.deadline_misses.load(Ordering::Relaxed),
+            media_packets_received: c.media_packets_received.load(Ordering::Relaxed),
+            media_packets_lost: c.media_packets_lost.load(Ordering::Relaxed),
+            media_frames_concealed: c.media_frames_concealed.load(Ordering::Relaxed),
         }
     }
 
@@ -111,6 +127,7 @@ impl Engine {
         SessionWiring::build(super::wiring::Parts {
             backend: &self.config,
             session,
+            media: self.media_for(session).cloned(),
             processors,
             counters: self.counters.clone(),
             bell: self.doorbell.bell()?,

@@ -43,6 +43,8 @@ pub fn event_queue() -> (Sender<Event>, Receiver<Event>) {
 /// errors and played turns. Lives on the session task.
 pub struct EventSink {
     tx: Sender<Event>,
+    /// A copy of every event for the session's network transport (captions, agent state).
+    tap: Option<tokio::sync::mpsc::UnboundedSender<Event>>,
     shared: Arc<RtShared>,
     state: Arc<StateCell>,
     lost: u64,
@@ -59,11 +61,18 @@ impl EventSink {
     ) -> Self {
         EventSink {
             tx,
+            tap: None,
             shared,
             state,
             lost: 0,
             telemetry,
         }
+    }
+
+    /// Also sends a copy of every event to `tap`.
+    pub fn with_tap(mut self, tap: tokio::sync::mpsc::UnboundedSender<Event>) -> Self {
+        self.tap = Some(tap);
+        self
     }
 
     /// Session-clock microseconds now.
@@ -74,6 +83,16 @@ impl EventSink {
     /// The current state.
     pub fn state(&self) -> VbSessionState {
         self.state.get()
+    }
+
+    /// The conversation is over (the transport's peer left, or it failed for good): state
+    /// `VB_STATE_STOPPED`, announced with `reason`.
+    pub fn end(&mut self, reason: String) {
+        if self.state.swap(VbSessionState::VB_STATE_STOPPED) != VbSessionState::VB_STATE_STOPPED {
+            self.emit(VbEventKind::VB_EVENT_STATE_CHANGED, |e| {
+                e.text = Some(reason)
+            });
+        }
     }
 
     /// Changes the state and emits `VB_EVENT_STATE_CHANGED` when it differs.
@@ -102,6 +121,9 @@ impl EventSink {
             if self.tx.send(notice).is_ok() {
                 self.lost = 0;
             }
+        }
+        if let Some(tap) = &self.tap {
+            let _ = tap.send(event.clone());
         }
         if self.tx.len() >= EVENT_QUEUE_CAPACITY {
             self.lost += 1;

@@ -11,7 +11,8 @@ use super::stt_tts::SttTtsPipeline;
 use crate::config::{BackendConfig, PipelineType, parse_section};
 use crate::error::Result;
 use crate::provider::{ProviderRegistry, ProviderSetup, pipecat};
-use crate::transport;
+use crate::transport::livekit::{self, LiveKit};
+use crate::transport::{self, MediaTransport};
 
 /// A kind of backend.
 pub trait BackendKind: Send + Sync {
@@ -28,11 +29,13 @@ pub struct Recipe {
     pub conversation: Arc<dyn SessionPipeline>,
     /// Transport names its sessions accept (`SessionConfig::transport`).
     pub transports: &'static [&'static str],
+    /// The network transport that carries the sessions naming it, if the kind has one.
+    pub media: Option<Arc<dyn MediaTransport>>,
 }
 
 /// The kinds built into the library.
 pub fn builtin() -> Vec<Arc<dyn BackendKind>> {
-    vec![Arc::new(Local), Arc::new(Pipecat)]
+    vec![Arc::new(Local), Arc::new(Pipecat), Arc::new(LiveKitKind)]
 }
 
 /// The embedded backend: the whole pipeline runs in this process, audio comes through the host
@@ -51,6 +54,7 @@ impl BackendKind for Local {
         Ok(Recipe {
             conversation: local_conversation(config)?,
             transports: &[transport::HOST],
+            media: None,
         })
     }
 }
@@ -98,6 +102,27 @@ impl BackendKind for Pipecat {
         Ok(Recipe {
             conversation: Arc::new(S2sPipeline::new(Arc::new(bot), answer_timeout)),
             transports: &[transport::HOST],
+            media: None,
+        })
+    }
+}
+
+/// Every session joins a LiveKit room as the agent participant ([`crate::transport::livekit`]):
+/// the room's audio runs through this engine's pipeline (STT → agent → TTS, or S2S), as on
+/// `local`.
+pub struct LiveKitKind;
+
+impl BackendKind for LiveKitKind {
+    fn name(&self) -> &str {
+        livekit::NAME
+    }
+
+    fn prepare(&self, config: &BackendConfig) -> Result<Recipe> {
+        let transport = LiveKit::from_backend_config(config)?;
+        Ok(Recipe {
+            conversation: local_conversation(config)?,
+            transports: &[livekit::TRANSPORT],
+            media: Some(Arc::new(transport)),
         })
     }
 }

@@ -22,6 +22,7 @@ use crossbeam_channel::Sender;
 use tokio::sync::mpsc;
 
 pub use crate::rt::processor::{AudioProcessor, ProcessorFactory};
+use crate::transport::TransportNews;
 pub use crate::transport::edge::PushOutcome;
 pub use engine::Engine;
 pub use wiring::{SessionWiring, Start};
@@ -75,6 +76,53 @@ pub struct PipelineContext {
     pub runtime: tokio::runtime::Handle,
     /// Records finished turns (history, session store).
     pub recorder: TurnRecorder,
+    /// News from the session's network transport, when it has one.
+    pub transport: Option<TransportInbox>,
+}
+
+/// What a session's network transport tells its session task.
+pub struct TransportInbox {
+    /// The transport's name, for errors and telemetry (`livekit`).
+    pub name: String,
+    /// Its news.
+    pub news: mpsc::UnboundedReceiver<TransportNews>,
+}
+
+impl PipelineContext {
+    /// Handles news from the transport: errors become error events; the end of the conversation
+    /// (the user left, the room closed) becomes state `STOPPED` with the reason. Returns whether
+    /// the conversation is over.
+    pub fn on_transport_news(&mut self, news: TransportNews) -> bool {
+        let name = self
+            .transport
+            .as_ref()
+            .map_or_else(String::new, |t| t.name.clone());
+        match news {
+            TransportNews::Error(e) => {
+                self.events.provider_error(&name, e.status(), e.message());
+                false
+            }
+            TransportNews::Ended { reason, error } => {
+                if let Some(e) = error {
+                    self.events.provider_error(&name, e.status(), e.message());
+                }
+                self.events.end(reason);
+                true
+            }
+        }
+    }
+}
+
+/// The next news of a session's transport; pending forever without a transport (or once it
+/// has gone).
+pub async fn next_transport_news(inbox: &mut Option<TransportInbox>) -> TransportNews {
+    match inbox {
+        Some(inbox) => match inbox.news.recv().await {
+            Some(news) => news,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
 }
 
 /// A kind of session pipeline (what a backend provider runs per session).

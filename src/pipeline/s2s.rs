@@ -15,12 +15,13 @@ use tokio::sync::mpsc;
 use super::history::TurnRecorder;
 use super::{
     HOUSEKEEPING_PERIOD, PipelineContext, SessionCommand, SessionPipeline, TurnClock,
-    provider_message, report_drops, sleep_until,
+    next_transport_news, provider_message, report_drops, sleep_until,
 };
 use crate::error::{Result, VbStatus};
 use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
 use crate::provider::{BoxFuture, S2sEvent, S2sInput, S2sProvider, S2sSession};
 use crate::rt::message::{RtControl, RtOutput};
+use crate::transport::TransportNews;
 
 /// The `s2s` pipeline with its model.
 pub struct S2sPipeline {
@@ -70,6 +71,8 @@ enum Wake {
     Rung,
     /// Time to look at what nobody rings for.
     Housekeeping,
+    /// News from the network transport.
+    Transport(TransportNews),
     Command(Option<SessionCommand>),
     Model(Option<S2sEvent>),
     ModelEnded(Result<()>),
@@ -112,6 +115,7 @@ async fn run_session(
         let take_output = model_open && ctx.reply.has_room() && !(turn_open && response.is_none());
         let wake = tokio::select! {
             () = ctx.bell.rung() => Wake::Rung,
+            news = next_transport_news(&mut ctx.transport) => Wake::Transport(news),
             _ = housekeeping.tick() => Wake::Housekeeping,
             command = ctx.commands.recv() => Wake::Command(command),
             event = events_rx.recv(), if take_output => Wake::Model(event),
@@ -120,6 +124,11 @@ async fn run_session(
         };
         match wake {
             Wake::Housekeeping => ctx.recorder.report_failures(&mut ctx.events),
+            Wake::Transport(news) => {
+                if ctx.on_transport_news(news) {
+                    break;
+                }
+            }
             Wake::Rung => {
                 ctx.bell.clear();
                 while let Ok(output) = ctx.from_rt.pop() {

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::{
     HOUSEKEEPING_PERIOD, PipelineContext, SessionCommand, SessionPipeline, TurnClock,
-    provider_message, report_drops, sleep_until,
+    next_transport_news, provider_message, report_drops, sleep_until,
 };
 use crate::agent::{Agent, History, Reply, ReplyMsg};
 use crate::error::{Error, Result, VbStatus};
@@ -26,6 +26,7 @@ use crate::provider::stt::{SpeechWriter, SttResult, speech_ring};
 use crate::provider::{BoxFuture, SttProvider, SttSink, SttTurn, TtsProvider, TtsRequest};
 use crate::rt::message::{RtControl, RtOutput};
 use crate::telemetry::PROVIDER_AGENT;
+use crate::transport::TransportNews;
 
 /// The `stt_tts` pipeline with its providers.
 pub struct SttTtsPipeline {
@@ -97,6 +98,8 @@ enum Wake {
     Rung,
     /// Time to look at what nobody rings for.
     Housekeeping,
+    /// News from the network transport.
+    Transport(TransportNews),
     Command(Option<SessionCommand>),
     Stt(u32, SttResult),
     SttDone(u32, Result<()>),
@@ -186,6 +189,7 @@ impl Conversation {
             let agent_deadline = self.active.as_ref().and_then(|r| r.agent_deadline);
             let wake = tokio::select! {
                 () = self.ctx.bell.rung() => Wake::Rung,
+                news = next_transport_news(&mut self.ctx.transport) => Wake::Transport(news),
                 _ = housekeeping.tick() => Wake::Housekeeping,
                 command = self.ctx.commands.recv() => Wake::Command(command),
                 Some((turn, result)) = inbox.stt_rx.recv() => Wake::Stt(turn, result),
@@ -198,6 +202,11 @@ impl Conversation {
             match wake {
                 Wake::Rung => self.on_realtime_news(),
                 Wake::Housekeeping => self.ctx.recorder.report_failures(&mut self.ctx.events),
+                Wake::Transport(news) => {
+                    if self.ctx.on_transport_news(news) {
+                        break;
+                    }
+                }
                 Wake::Command(Some(SessionCommand::Say(text))) => {
                     self.queue.push_back(ReplySource::Say(text));
                     self.start_next_reply();

@@ -21,7 +21,7 @@ use super::bell::Bell;
 use super::events::{EventSink, StateCell, event_queue};
 use super::history::TurnRecorder;
 use super::reply_audio::ReplyAudio;
-use super::{PipelineContext, SessionCommand, SessionPipeline};
+use super::{PipelineContext, SessionCommand, SessionPipeline, TransportInbox};
 use crate::agent::Agent;
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result};
@@ -34,15 +34,24 @@ use crate::rt::thread::spawn_realtime_thread;
 use crate::telemetry::SessionTelemetry;
 use crate::transport::edge::{self, PushOutcome};
 use crate::transport::host::HostAudio;
+use crate::transport::{BoxFuture, MediaEdge, MediaLink, MediaTransport};
 
 /// How long `stop` waits for the session task to end (it ends within one wake-up; a runtime that
 /// is shutting down drops it).
 const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `stop` waits for a network transport to leave (say goodbye to its peer).
+const TRANSPORT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The copy of a network session's audio that `read_audio` returns holds this much.
+const MONITOR_MS: u32 = 2000;
+/// Why `process_audio` fails on a session that a network transport feeds.
+const NO_HOST_INPUT: &str = "process_audio: this session's audio comes from its network transport (read_audio gives a copy of what the agent says)";
 
 /// What [`SessionWiring::build`] takes.
 pub(crate) struct Parts<'a> {
     pub backend: &'a BackendConfig,
     pub session: &'a SessionConfig,
+    /// The network transport that carries the session, if it is not the host.
+    pub media: Option<Arc<dyn MediaTransport>>,
     pub processors: ProcessorChain,
     pub counters: Arc<EngineCounters>,
     pub bell: Bell,
@@ -75,6 +84,8 @@ pub struct SessionWiring {
     events: Receiver<Event>,
     commands: mpsc::UnboundedSender<SessionCommand>,
     conversation: Arc<dyn SessionPipeline>,
+    /// The session's settings (a network transport reads its room, user, URL).
+    session: SessionConfig,
     lifecycle: Mutex<Lifecycle>,
 }
 
@@ -83,6 +94,7 @@ enum Lifecycle {
     Running {
         rt_thread: JoinHandle<()>,
         task_done: crossbeam_channel::Receiver<()>,
+        link: Option<MediaLink>,
     },
     Stopped,
 }
@@ -94,12 +106,20 @@ struct Pending {
     events: EventSink,
     commands: mpsc::UnboundedReceiver<SessionCommand>,
     bell: Bell,
+    /// The network transport and its end of the session, until it connects.
+    media: Option<(Arc<dyn MediaTransport>, MediaEdge)>,
+    transport: Option<TransportInbox>,
 }
 
 impl SessionWiring {
     /// Builds every ring, buffer and stage of the session (all allocation happens here, once).
     pub(crate) fn build(parts: Parts) -> Result<SessionWiring> {
-        let spec = FrameSpec::new(&parts.backend.audio, parts.session);
+        let mut spec = FrameSpec::new(&parts.backend.audio, parts.session);
+        if let Some(media) = &parts.media {
+            // The transport's audio is the session's, both ways.
+            spec.input_rate = media.sample_rate();
+            spec.output_rate = media.sample_rate();
+        }
         let shared = Arc::new(RtShared::default());
         let (edge_ends, io, rt) = build_session(
             parts.backend,
@@ -113,13 +133,36 @@ impl SessionWiring {
             edge_ends,
             spec.input_frame(),
             shared.clone(),
-            parts.counters,
+            parts.counters.clone(),
         );
-        let host = HostAudio::new(writer, reader);
         let state = Arc::new(StateCell::new(VbSessionState::VB_STATE_IDLE));
         let (events_tx, events_rx) = event_queue();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let events = EventSink::new(events_tx, shared.clone(), state.clone(), parts.telemetry);
+        let mut events = EventSink::new(events_tx, shared.clone(), state.clone(), parts.telemetry);
+        let (host, media, transport) = match parts.media {
+            None => (HostAudio::new(writer, reader), None, None),
+            Some(media) => {
+                let (monitor, monitor_rx) =
+                    rtrb::RingBuffer::new(FrameSpec::samples_in(spec.output_rate, MONITOR_MS));
+                let (tap, tapped) = mpsc::unbounded_channel();
+                let (news, news_rx) = mpsc::unbounded_channel();
+                events = events.with_tap(tap);
+                let edge = MediaEdge {
+                    writer,
+                    reader,
+                    monitor,
+                    events: tapped,
+                    news,
+                    counters: parts.counters,
+                };
+                let inbox = TransportInbox {
+                    name: media.provider_name().to_owned(),
+                    news: news_rx,
+                };
+                let host = HostAudio::monitor_only(monitor_rx, NO_HOST_INPUT);
+                (host, Some((media, edge)), Some(inbox))
+            }
+        };
         // The longest turn, plus a second for the pre-roll and the closing silence.
         let turn_ms = parts.backend.turn.max_turn_ms.saturating_add(1000);
         Ok(SessionWiring {
@@ -131,12 +174,15 @@ impl SessionWiring {
             events: events_rx,
             commands: commands_tx,
             conversation: parts.conversation,
+            session: parts.session.clone(),
             lifecycle: Mutex::new(Lifecycle::Created(Box::new(Pending {
                 rt,
                 io,
                 events,
                 commands: commands_rx,
                 bell: parts.bell,
+                media,
+                transport,
             }))),
         })
     }
@@ -146,8 +192,9 @@ impl SessionWiring {
         self.spec
     }
 
-    /// Starts the realtime thread and the session task. `VB_ERR_INVALID_STATE` when already
-    /// started or stopped.
+    /// Connects the session's network transport, if it has one (its failure is this call's
+    /// error, and the session is then stopped), then starts the realtime thread and the session
+    /// task. `VB_ERR_INVALID_STATE` when already started or stopped.
     pub fn start(&self, start: Start) -> Result<()> {
         let mut lifecycle = self.lock();
         let pending = match std::mem::replace(&mut *lifecycle, Lifecycle::Stopped) {
@@ -168,7 +215,16 @@ impl SessionWiring {
             events,
             commands,
             bell,
+            media,
+            transport,
         } = *pending;
+        let link = match media {
+            Some((media, edge)) => Some(connect_blocking(
+                &start.runtime,
+                media.connect(&self.session, edge),
+            )?),
+            None => None,
+        };
         let name = format!("vb-rt-{}", start.tag);
         let rt_thread = spawn_realtime_thread(name, rt, self.shared.clone(), start.elevate)
             .map_err(|e| Error::internal(format!("could not start the realtime thread: {e}")))?;
@@ -185,6 +241,7 @@ impl SessionWiring {
             commands,
             runtime: start.runtime.clone(),
             recorder: start.recorder,
+            transport,
         };
         let (done_tx, task_done) = crossbeam_channel::bounded(1);
         let session_task = self.conversation.run(ctx);
@@ -195,19 +252,25 @@ impl SessionWiring {
         *lifecycle = Lifecycle::Running {
             rt_thread,
             task_done,
+            link,
         };
         Ok(())
     }
 
-    /// Ends the session task and the realtime thread and waits for both. Idempotent; the state
-    /// becomes `VB_STATE_STOPPED`.
+    /// Closes the network transport (leaving the room), ends the session task and the
+    /// realtime thread, and waits for all three. Idempotent; the state becomes
+    /// `VB_STATE_STOPPED`.
     pub fn stop(&self) {
         let previous = std::mem::replace(&mut *self.lock(), Lifecycle::Stopped);
         if let Lifecycle::Running {
             rt_thread,
             task_done,
+            link,
         } = previous
         {
+            if let Some(link) = link {
+                link.close(TRANSPORT_CLOSE_TIMEOUT);
+            }
             let _ = self.commands.send(SessionCommand::Stop);
             let _ = task_done.recv_timeout(TASK_STOP_TIMEOUT);
             self.shared.shutdown.store(true, Ordering::Release);
@@ -269,4 +332,21 @@ impl SessionWiring {
     fn lock(&self) -> std::sync::MutexGuard<'_, Lifecycle> {
         self.lifecycle.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Runs a transport's connection on the I/O runtime and waits for it on this thread (a host's
+/// `vb_session_start`).
+fn connect_blocking(
+    runtime: &tokio::runtime::Handle,
+    connecting: BoxFuture<'static, Result<MediaLink>>,
+) -> Result<MediaLink> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    runtime.spawn(async move {
+        let _ = tx.send(connecting.await);
+    });
+    rx.recv().unwrap_or_else(|_| {
+        Err(Error::internal(
+            "the transport's connection task was dropped",
+        ))
+    })
 }

@@ -16,6 +16,23 @@ pub struct EngineCounters {
     pub frames_dropped: AtomicU64,
     /// Frames processed more than one frame period after they arrived.
     pub deadline_misses: AtomicU64,
+    /// Audio packets network transports received (WebRTC, …).
+    pub media_packets_received: AtomicU64,
+    /// Audio packets that never arrived in time (each one's audio was rebuilt or concealed).
+    pub media_packets_lost: AtomicU64,
+    /// 20 ms frames filled in by the decoder: concealed, or rebuilt from in-band FEC.
+    pub media_frames_concealed: AtomicU64,
+}
+
+impl EngineCounters {
+    /// Adds what a network transport's receiver saw since it last reported.
+    pub fn add_media(&self, received: u64, lost: u64, concealed: u64) {
+        self.media_packets_received
+            .fetch_add(received, Ordering::Relaxed);
+        self.media_packets_lost.fetch_add(lost, Ordering::Relaxed);
+        self.media_frames_concealed
+            .fetch_add(concealed, Ordering::Relaxed);
+    }
 }
 
 /// Per-session state the host calls, the realtime thread and the I/O side all touch.

@@ -164,6 +164,12 @@ pub struct EngineTotals {
     pub frames_dropped: u64,
     /// Frames processed more than one frame period after they arrived.
     pub deadline_misses: u64,
+    /// Audio packets network transports received.
+    pub media_packets_received: u64,
+    /// Audio packets that never arrived in time.
+    pub media_packets_lost: u64,
+    /// Frames concealed or rebuilt from FEC.
+    pub media_frames_concealed: u64,
 }
 
 /// Reads the engine's totals now (relaxed atomic loads; any thread).

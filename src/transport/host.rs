@@ -10,9 +10,16 @@ use super::edge::{EdgeReader, EdgeWriter, PushOutcome};
 /// The host's two audio endpoints of one session.
 pub struct HostAudio {
     input: Option<SpscCell<EdgeWriter>>,
-    output: SpscCell<EdgeReader>,
+    output: SpscCell<Output>,
     /// Why `push` is refused when there is no input (a network transport feeds the session).
     no_input: &'static str,
+}
+
+enum Output {
+    /// The session's out ring: the host plays the agent.
+    Edge(EdgeReader),
+    /// A copy of what a network transport played.
+    Monitor(rtrb::Consumer<i16>),
 }
 
 impl HostAudio {
@@ -20,17 +27,17 @@ impl HostAudio {
     pub fn new(writer: EdgeWriter, reader: EdgeReader) -> Self {
         HostAudio {
             input: Some(SpscCell::new(writer)),
-            output: SpscCell::new(reader),
+            output: SpscCell::new(Output::Edge(reader)),
             no_input: "",
         }
     }
 
-    /// A network transport feeds the session; the host may only read `reader` (a copy of what
-    /// the agent says). `push` fails with `why`.
-    pub fn read_only(reader: EdgeReader, why: &'static str) -> Self {
+    /// A network transport carries the session's audio; the host may only read `monitor`, a
+    /// copy of what the transport played. `push` fails with `why`.
+    pub fn monitor_only(monitor: rtrb::Consumer<i16>, why: &'static str) -> Self {
         HostAudio {
             input: None,
-            output: SpscCell::new(reader),
+            output: SpscCell::new(Output::Monitor(monitor)),
             no_input: why,
         }
     }
@@ -64,7 +71,19 @@ impl HostAudio {
     pub fn read(&self, out: &mut [i16]) -> Result<usize> {
         realtime_section(|| {
             self.output
-                .with(|r| r.read(out))
+                .with(|output| match output {
+                    Output::Edge(reader) => reader.read(out),
+                    Output::Monitor(ring) => {
+                        let n = out.len().min(ring.slots());
+                        if let Ok(chunk) = ring.read_chunk(n) {
+                            let (a, b) = chunk.as_slices();
+                            out[..a.len()].copy_from_slice(a);
+                            out[a.len()..n].copy_from_slice(b);
+                            chunk.commit_all();
+                        }
+                        n
+                    }
+                })
                 .ok_or_else(concurrent_call)
         })
     }

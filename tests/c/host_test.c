@@ -695,13 +695,13 @@ static void case_bad_input(void)
     size_t needed = 0;
     memset(buf, 'X', sizeof buf);
     CHECK_STATUS(vb_registry_list(buf, 3, &needed), VB_ERR_INVALID_ARGUMENT);
-    CHECK(needed == strlen("[\"local\",\"pipecat\"]") + 1);
+    CHECK(needed == strlen("[\"livekit\",\"local\",\"pipecat\"]") + 1);
     CHECK(buf[0] == 'X' && buf[1] == 'X' && buf[2] == 'X');
     needed = 0;
     CHECK_STATUS(vb_registry_list(NULL, 0, &needed), VB_ERR_INVALID_ARGUMENT);
-    CHECK(needed == strlen("[\"local\",\"pipecat\"]") + 1);
+    CHECK(needed == strlen("[\"livekit\",\"local\",\"pipecat\"]") + 1);
     CHECK_STATUS(vb_registry_list(buf, sizeof buf, &needed), VB_OK);
-    CHECK(strcmp(buf, "[\"local\",\"pipecat\"]") == 0);
+    CHECK(strcmp(buf, "[\"livekit\",\"local\",\"pipecat\"]") == 0);
     CHECK(strcmp(vb_last_error_message(), "") == 0);
 
     /* Backend configuration. */

@@ -2,6 +2,7 @@
 //! waiting for events. Times here are generous upper bounds against hangs, never assertions.
 #![allow(dead_code)]
 
+pub mod livekit;
 pub mod pipecat;
 
 use std::sync::Arc;

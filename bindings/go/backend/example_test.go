@@ -11,7 +11,7 @@ import (
 
 func ExampleRegistry_ListProviders() {
 	fmt.Println(backend.GetRegistry().ListProviders())
-	// Output: [local pipecat]
+	// Output: [livekit local pipecat]
 }
 
 func ExampleBackendError() {
