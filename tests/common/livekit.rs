@@ -334,3 +334,99 @@ pub fn compare(reference: &Path, recording: &Path) -> f64 {
     });
     result["correlation"].as_f64().expect("a correlation")
 }
+
+/// A TCP proxy in front of a server's signal port, whose connections a test can cut (a dropped
+/// signal connection, as a client sees it; media goes to the server directly).
+pub struct CuttableProxy {
+    /// Where clients connect.
+    pub port: u16,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CuttableProxy {
+    /// Forwards 127.0.0.1:`port` to 127.0.0.1:`target`.
+    pub fn start(target: u16) -> CuttableProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (kept, count) = (connections.clone(), accepted.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (mut from, mut to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                kept.lock().unwrap().extend([client, server]);
+            }
+        });
+        CuttableProxy {
+            port,
+            connections,
+            accepted,
+        }
+    }
+
+    /// `ws://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// Cuts every connection open now (both ends see the socket close).
+    pub fn cut(&self) {
+        for stream in self.connections.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Connections made through the proxy so far.
+    pub fn connections_made(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// Deletes `room` on `server` through LiveKit's room service (Twirp, JSON), with an admin token.
+pub fn delete_room(server: &LiveKitServer, room: &str) {
+    use livekit_api::access_token::{AccessToken, VideoGrants};
+    let token = AccessToken::with_api_key(API_KEY, API_SECRET)
+        .with_grants(VideoGrants {
+            room_create: true,
+            room_admin: true,
+            room: room.to_owned(),
+            ..VideoGrants::default()
+        })
+        .to_jwt()
+        .unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/twirp/livekit.RoomService/DeleteRoom",
+        server.port
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "room": room }).to_string())
+            .send()
+            .await
+            .map(|r| r.status())
+    });
+    assert!(
+        status.as_ref().is_ok_and(|s| s.is_success()),
+        "DeleteRoom: {status:?}"
+    );
+}

@@ -4,11 +4,13 @@
 //! voicebackend converse --input in.wav --output out.wav [--realtime] [--stt NAME] [--tts NAME] [--config FILE]
 //! voicebackend say "text" -o out.wav [--voice VOICE] [--rate WPM]
 //! voicebackend transcribe file.wav [--stt NAME] [--config FILE]
+//! voicebackend agent --room NAME [--url URL] [--user IDENTITY] [--once] [--stt NAME] [--tts NAME] [--config FILE]
 //! ```
 
 mod agent;
 mod converse;
 mod report;
+mod room;
 mod signals;
 mod wav;
 
@@ -32,6 +34,11 @@ USAGE:
       Speaks TEXT with the TTS provider into OUT.wav.
   voicebackend transcribe FILE.wav [OPTIONS]
       Cuts FILE.wav into turns and prints each turn's transcript.
+  voicebackend agent --room NAME [--url URL] [--user IDENTITY] [--once] [OPTIONS]
+      Joins the LiveKit room NAME as an agent with the built-in agent and talks with whoever
+      speaks there (or only with IDENTITY); when they leave it waits for the next one (--once:
+      it exits). The server and its keys come from LIVEKIT_URL (or --url), LIVEKIT_API_KEY and
+      LIVEKIT_API_SECRET; --config FILE replaces the whole backend configuration.
 
 OPTIONS:
   --stt NAME        STT provider (default: whisper)
@@ -118,6 +125,7 @@ fn run(args: &[String]) -> Result<(), String> {
         "converse" => converse(&Args::parse(rest, &["realtime"])?),
         "say" => say(&Args::parse(rest, &[])?),
         "transcribe" => transcribe(&Args::parse(rest, &["realtime"])?),
+        "agent" => agent(&Args::parse(rest, &["once"])?),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
@@ -180,6 +188,33 @@ fn converse(args: &Args) -> Result<(), String> {
     wav::write(&PathBuf::from(output), &result.timeline, audio.rate)?;
     println!("Agent audio on the conversation timeline: {output}");
     Ok(())
+}
+
+fn agent(args: &Args) -> Result<(), String> {
+    args.only(&["room", "url", "user", "once", "stt", "tts", "config"])?;
+    let room = args.value(&["room"]).ok_or("agent needs --room NAME")?;
+    let backend_json = match args.value(&["config"]) {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?,
+        None => {
+            let mut provider_config = serde_json::Map::new();
+            if let Some(url) = args.value(&["url"]) {
+                provider_config.insert("url".into(), url.into());
+            }
+            serde_json::json!({
+                "provider": "livekit",
+                "provider_config": provider_config,
+                "stt_provider": args.value(&["stt"]).unwrap_or("whisper"),
+                "tts_provider": args.value(&["tts"]).unwrap_or("espeak"),
+            })
+            .to_string()
+        }
+    };
+    room::run(&room::RoomOptions {
+        backend_json,
+        room: room.to_owned(),
+        user: args.value(&["user"]).unwrap_or_default().to_owned(),
+        once: args.switch("once"),
+    })
 }
 
 fn transcribe(args: &Args) -> Result<(), String> {

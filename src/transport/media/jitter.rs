@@ -31,7 +31,8 @@ const SAMPLES_PER_MS: u32 = 48;
 pub struct JitterStats {
     /// Packets taken in (duplicates and late ones excluded).
     pub received: u64,
-    /// Packets that never arrived in time: each one's frame was rebuilt or concealed.
+    /// Packets that never arrived in time (sequence numbers skipped at playout): each one's
+    /// frame was rebuilt or concealed.
     pub lost: u64,
     /// Lost frames rebuilt from the next packet's FEC.
     pub recovered: u64,
@@ -230,6 +231,14 @@ impl JitterBuffer {
                         .conceal(&mut self.pcm[at..at + samples as usize])?
                 }
             };
+            // Packets between the last one played and this one never came in time (the frames
+            // they held were concealed while waiting).
+            if let Some(last) = self.last_played_seq {
+                let gap = seq.wrapping_sub(last).wrapping_sub(1);
+                if gap < 0x8000 {
+                    self.stats.lost += u64::from(gap);
+                }
+            }
             self.last_played_seq = Some(seq);
             self.concealed_in_a_row = 0;
             self.pcm_len += n;
@@ -482,6 +491,26 @@ mod tests {
         let s = jb.stats();
         assert_eq!((s.duplicates, s.late), (1, 1));
         assert!(s.target_ms > 20, "{s:?}");
+    }
+
+    #[test]
+    fn a_packet_that_never_comes_is_concealed_and_counted_lost() {
+        let p = packets(4);
+        let mut jb = JitterBuffer::new().unwrap();
+        let t0 = Instant::now();
+        let mut out = [0i16; FRAME_20MS];
+        jb.push(0, ts(0), &p[0], t0);
+        jb.pull(&mut out).unwrap();
+        // Packet 1 is lost; at its turn nothing newer is here yet either.
+        jb.pull(&mut out).unwrap();
+        jb.push(2, ts(2), &p[2], t0 + Duration::from_millis(40));
+        jb.pull(&mut out).unwrap();
+        let s = jb.stats();
+        assert_eq!(
+            (s.received, s.lost, s.concealed, s.late),
+            (2, 1, 1, 0),
+            "{s:?}"
+        );
     }
 
     #[test]

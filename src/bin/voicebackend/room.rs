@@ -1,0 +1,90 @@
+//! `voicebackend agent --room NAME`: the built-in agent in a LiveKit room, so that anyone with a
+//! LiveKit server can talk to it from LiveKit's own frontends (the Agents Playground, any app on
+//! `livekit-client`). One conversation at a time: when the user leaves, the agent waits in the
+//! room for the next one (`--once`: it exits instead).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use voicebackend::{Backend, SessionConfig, VbEventKind as K, VbSessionState as S};
+
+use super::agent::RuleAgent;
+use super::signals::stop_requested;
+
+/// What `agent` needs.
+pub struct RoomOptions {
+    /// Backend configuration JSON (provider `livekit`).
+    pub backend_json: String,
+    /// The room to join.
+    pub room: String,
+    /// The participant to listen to ("" for the first to speak).
+    pub user: String,
+    /// End after the first conversation.
+    pub once: bool,
+}
+
+/// Runs the agent in the room until SIGINT/SIGTERM (or, with `once`, the user leaves).
+pub fn run(options: &RoomOptions) -> Result<(), String> {
+    let backend = Backend::from_json(&options.backend_json).map_err(|e| e.to_string())?;
+    backend.start().map_err(|e| e.to_string())?;
+    loop {
+        let config = SessionConfig {
+            transport: "webrtc".into(),
+            room: Some(options.room.clone()),
+            user_id: options.user.clone(),
+            ..SessionConfig::default()
+        };
+        let session = backend
+            .create_session(config, Some(Arc::new(RuleAgent)), None)
+            .map_err(|e| e.to_string())?;
+        session.start().map_err(|e| e.to_string())?;
+        println!("agent: in room '{}', listening", options.room);
+        let ended = converse(&session);
+        let _ = session.stop();
+        if let Some(reason) = &ended {
+            println!("agent: {reason}");
+        }
+        if options.once || ended.is_none() {
+            break;
+        }
+    }
+    backend
+        .stop(Duration::from_secs(5))
+        .map_err(|e| e.to_string())
+}
+
+/// Prints the conversation until the session ends (its reason) or a signal arrives (`None`).
+fn converse(session: &voicebackend::Session) -> Option<String> {
+    let mut buf = vec![0i16; 4800];
+    loop {
+        if stop_requested() {
+            return None;
+        }
+        // The copy of the agent's audio is not needed here: keep its ring empty.
+        while session.read_audio(&mut buf).is_ok_and(|n| n > 0) {}
+        match session.poll_event() {
+            Ok(Some(event)) => match event.kind {
+                K::VB_EVENT_TRANSCRIPT_FINAL => {
+                    println!("user:  {}", event.text.unwrap_or_default())
+                }
+                K::VB_EVENT_AGENT_RESPONSE => {
+                    println!("agent: {}", event.text.unwrap_or_default())
+                }
+                K::VB_EVENT_TURN_METRICS => println!(
+                    "       voice to voice {:.0} ms (stt {:.0}, agent {:.0}, tts {:.0})",
+                    event.metrics.first_output_audio_us as f64 / 1e3,
+                    event.metrics.stt_final_us as f64 / 1e3,
+                    event.metrics.agent_first_text_us as f64 / 1e3,
+                    event.metrics.tts_first_audio_us as f64 / 1e3,
+                ),
+                K::VB_EVENT_ERROR => eprintln!("error: {}", event.text.unwrap_or_default()),
+                K::VB_EVENT_STATE_CHANGED if event.state == S::VB_STATE_STOPPED => {
+                    return Some(event.text.unwrap_or_else(|| "the session ended".into()));
+                }
+                _ => {}
+            },
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Some(e.to_string()),
+        }
+    }
+}
