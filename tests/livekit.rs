@@ -522,3 +522,112 @@ fn ten_percent_packet_loss_keeps_the_conversation_intelligible() {
         "{health:?} after {dropped} dropped"
     );
 }
+
+/// LiveKit's own web SDK as the user: headless Chromium running `livekit-client` (npm, its
+/// defaults: DTX and RED on) with a fake microphone playing eSpeak NG speech, in a network
+/// namespace that has only `lo` and drops 10 % of UDP packets (nftables; this kernel has no
+/// netem), against `voicebackend agent` (the CLI) and livekit-server in the same namespace.
+#[test]
+fn a_browser_on_livekit_client_talks_with_the_cli_agent_and_shows_captions() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("browser-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let question = dir.join("question.wav");
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-v", "en-us", "-w"])
+        .arg(&question)
+        .arg("What is the weather like today?")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let report = dir.join("browser.json");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let script = format!(
+        r#"set -u
+{root}/scripts/livekit-server.sh start 7895 52000 52100 >/dev/null || exit 1
+LIVEKIT_API_KEY=devkey LIVEKIT_API_SECRET=secret {agent} agent --room web --url ws://127.0.0.1:7895 --once >{dir}/agent.log 2>&1 &
+cd {root}/tests/livekit/browser
+node run.mjs --url ws://127.0.0.1:7895 --api-key devkey --api-secret secret --room web --identity web-user \
+  --mic {question} --mic-when "attr:lk.agent.state=listening" --mic-pad-start-ms 1000 --mic-once \
+  --until "attr:lk.agent.state=listening after finals>=2" --duration-ms 45000 --report {report} 2>{dir}/browser.log
+"#,
+        agent = env!("CARGO_BIN_EXE_voicebackend"),
+        dir = dir.display(),
+        question = question.display(),
+        report = report.display(),
+    );
+    let output =
+        std::process::Command::new(format!("{root}/tests/livekit/browser/run-in-netns.sh"))
+            .args(["--loss", "10", "--", "bash", "-c", &script])
+            .output()
+            .expect("run the browser in a network namespace");
+    let logs = || {
+        format!(
+            "{}\n{}\nagent: {}\nbrowser: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            std::fs::read_to_string(dir.join("agent.log")).unwrap_or_default(),
+            std::fs::read_to_string(dir.join("browser.log")).unwrap_or_default()
+        )
+    };
+    assert!(
+        output.status.success(),
+        "the browser run failed: {}",
+        logs()
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    // Captions of both sides, as livekit-client's text stream handler received them.
+    let captions: Vec<(String, String)> = report["textStreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["topic"] == "lk.transcription" && s["identity"] == AGENT)
+        .map(|s| {
+            (
+                s["attributes"]["lk.transcription_final"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+                s["text"].as_str().unwrap_or("").to_lowercase(),
+            )
+        })
+        .collect();
+    assert!(
+        captions
+            .iter()
+            .any(|(f, t)| f == "true" && t.contains("weather") && !t.starts_with("you said")),
+        "the user's words as a caption: {captions:?}\n{}",
+        logs()
+    );
+    assert!(
+        captions
+            .iter()
+            .any(|(f, t)| f == "true" && t.starts_with("you said")),
+        "the agent's reply as a caption: {captions:?}"
+    );
+    // The agent's states, and its voice arriving in the page.
+    let states: Vec<String> = report["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["identity"] == AGENT)
+        .filter_map(|a| {
+            a["attributes"]["lk.agent.state"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    for state in ["thinking", "speaking", "listening"] {
+        assert!(states.iter().any(|s| s == state), "{state} in {states:?}");
+    }
+    let loud_ms: f64 = report["audio"]["remote"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|track| track["frames"].as_array().unwrap().iter())
+        .filter(|f| f["rms"].as_f64().unwrap_or(0.0) > 0.01)
+        .map(|f| f["ms"].as_f64().unwrap_or(20.0))
+        .sum();
+    assert!(loud_ms > 1000.0, "the page heard {loud_ms} ms of the agent");
+}

@@ -247,6 +247,7 @@ impl JitterBuffer {
         }
         let next = self.next_after(play);
         let lost = next.is_some_and(|n| self.sequence_gap_before(n));
+        let newest_end = self.newest_end();
         let frame = &mut self.pcm[at..at + FRAME_20MS];
         match next {
             Some(next) if lost => {
@@ -265,13 +266,30 @@ impl JitterBuffer {
                 self.last_played_seq = self.last_played_seq.map(|s| s.wrapping_add(1));
                 self.concealed_in_a_row = 0;
             }
-            Some(_) => {
-                // The sender paused on purpose (DTX): silence until its next packet.
+            Some(next) => {
+                // The sender paused on purpose (DTX): silence until its next packet — but do not
+                // play out the whole pause when playout fell behind during it: resume at the
+                // target delay behind the newest packet.
+                let next_ts = self.slots[next].ts;
+                if let Some(end) = newest_end {
+                    let resume = end.wrapping_sub(self.target_samples);
+                    if ts_before(play, resume) {
+                        // Skip the rest of the pause; the caller decodes from there.
+                        self.play_ts = Some(if ts_before(next_ts, resume) {
+                            next_ts
+                        } else {
+                            resume
+                        });
+                        return Ok(());
+                    }
+                }
                 frame.fill(0);
             }
             None => {
-                // Nothing buffered: an underrun, or the sender stopped. Conceal briefly, then
-                // silence.
+                // Nothing buffered: the packets are late (or the sender stopped). Fill the frame
+                // — concealment briefly, then silence — without moving playout on, so that the
+                // late packets still play when they come (the delay grows by a frame; it is
+                // caught up later).
                 if self.concealed_in_a_row < MAX_CONCEALED_IN_A_ROW {
                     self.decoder.conceal(frame)?;
                     self.stats.concealed += 1;
@@ -279,6 +297,8 @@ impl JitterBuffer {
                 } else {
                     frame.fill(0);
                 }
+                self.pcm_len += FRAME_20MS;
+                return Ok(());
             }
         }
         self.pcm_len += FRAME_20MS;
@@ -486,11 +506,39 @@ mod tests {
         jb.push(0, ts(0), &p[0], t0);
         jb.push(0, ts(0), &p[0], t0);
         jb.pull(&mut out).unwrap();
-        jb.pull(&mut out).unwrap(); // frame 1 concealed: it has not come
-        jb.push(1, ts(1), &p[1], t0 + Duration::from_millis(60));
+        // 2 overtakes 1: at its turn 1 is given up (rebuilt from 2), so 1 comes too late.
+        jb.push(2, ts(2), &p[2], t0 + Duration::from_millis(20));
+        jb.pull(&mut out).unwrap();
+        jb.push(1, ts(1), &p[1], t0 + Duration::from_millis(40));
         let s = jb.stats();
-        assert_eq!((s.duplicates, s.late), (1, 1));
+        assert_eq!((s.duplicates, s.late, s.lost), (1, 1, 1), "{s:?}");
         assert!(s.target_ms > 20, "{s:?}");
+    }
+
+    #[test]
+    fn packets_held_up_together_all_play_instead_of_being_dropped() {
+        let p = packets(5);
+        let mut jb = JitterBuffer::new().unwrap();
+        let t0 = Instant::now();
+        let mut out = [0i16; FRAME_20MS];
+        jb.push(0, ts(0), &p[0], t0);
+        jb.pull(&mut out).unwrap();
+        // The network stalls for 40 ms: two frames are filled in while waiting...
+        jb.pull(&mut out).unwrap();
+        jb.pull(&mut out).unwrap();
+        // ...then everything arrives at once, and all of it is played.
+        for i in 1..5 {
+            jb.push(i as u16, ts(i), &p[i], t0 + Duration::from_millis(60));
+        }
+        for _ in 1..5 {
+            jb.pull(&mut out).unwrap();
+        }
+        let s = jb.stats();
+        assert_eq!(
+            (s.received, s.lost, s.late, s.concealed),
+            (5, 0, 0, 2),
+            "{s:?}"
+        );
     }
 
     #[test]
@@ -501,35 +549,43 @@ mod tests {
         let mut out = [0i16; FRAME_20MS];
         jb.push(0, ts(0), &p[0], t0);
         jb.pull(&mut out).unwrap();
-        // Packet 1 is lost; at its turn nothing newer is here yet either.
+        // Packet 1 is lost; at its turn nothing newer is here yet: a frame is filled in while
+        // waiting; once 2 is here, 1 is given up and rebuilt from 2's FEC.
         jb.pull(&mut out).unwrap();
         jb.push(2, ts(2), &p[2], t0 + Duration::from_millis(40));
         jb.pull(&mut out).unwrap();
+        jb.pull(&mut out).unwrap();
         let s = jb.stats();
         assert_eq!(
-            (s.received, s.lost, s.concealed, s.late),
-            (2, 1, 1, 0),
+            (s.received, s.lost, s.concealed, s.recovered, s.late),
+            (2, 1, 1, 1, 0),
             "{s:?}"
         );
     }
 
     #[test]
-    fn a_pause_without_a_sequence_gap_is_silence_not_loss() {
+    fn a_pause_without_a_sequence_gap_is_silence_not_loss_and_speech_resumes_on_time() {
         let p = packets(4);
         let mut jb = JitterBuffer::new().unwrap();
         let t0 = Instant::now();
         let mut out = [0i16; FRAME_20MS];
         jb.push(0, ts(0), &p[0], t0);
         jb.pull(&mut out).unwrap();
-        // DTX: the next packet (seq 1) is 10 frames later on the RTP clock.
-        jb.push(1, ts(10), &p[1], t0 + Duration::from_millis(200));
-        for _ in 0..9 {
+        // DTX: the sender says nothing for 9 frames; playout fills in, then goes silent.
+        for i in 0..9 {
             jb.pull(&mut out).unwrap();
-            assert!(out.iter().all(|&s| s == 0));
+            if i >= MAX_CONCEALED_IN_A_ROW {
+                assert!(
+                    out.iter().all(|&s| s == 0),
+                    "frame {i} of the pause is silence"
+                );
+            }
         }
+        // Its next packet (seq 1) is 10 frames later on the RTP clock, and plays at once.
+        jb.push(1, ts(10), &p[1], t0 + Duration::from_millis(200));
         jb.pull(&mut out).unwrap();
-        assert!(out.iter().any(|&s| s != 0));
-        assert_eq!(jb.stats().lost, 0);
+        assert!(out.iter().any(|&s| s != 0), "speech resumes at once");
+        assert_eq!((jb.stats().lost, jb.stats().late), (0, 0));
     }
 
     #[test]

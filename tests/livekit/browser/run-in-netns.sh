@@ -16,7 +16,7 @@
 #
 # Everything a test needs must run inside, e.g.:
 #   run-in-netns.sh --loss 10 -- bash -c '
-#     PID=$(./livekit-server.sh --port 7895); our-agent ... & node run.mjs ...'
+#     PID=$(../../../scripts/livekit-server.sh start 7895 52000 52100); our-agent ... & node run.mjs ...'
 # The exit status is the command's. With --loss, the drop counters go to stderr at the end.
 set -euo pipefail
 

@@ -33,7 +33,7 @@ set +e
 "$HERE/run-in-netns.sh" "${NETNS_ARGS[@]}" -- bash -c '
   set -u
   cd "$HERE"
-  ./livekit-server.sh --port "$PORT" --rtc-ports "$RTC" --log "$OUT/livekit-server.log" >/dev/null || exit 1
+  "$HERE/../../../scripts/livekit-server.sh" start "$PORT" "${RTC%-*}" "${RTC#*-}" >/dev/null || exit 1
   URL=ws://127.0.0.1:$PORT
   # B listens until it has the attribute change that A sends after its text stream, and audio.
   node run.mjs --url "$URL" --api-key devkey --api-secret secret --room selftest --identity listener \
