@@ -527,8 +527,8 @@ mod tests {
         jb.pull(&mut out).unwrap();
         jb.pull(&mut out).unwrap();
         // ...then everything arrives at once, and all of it is played.
-        for i in 1..5 {
-            jb.push(i as u16, ts(i), &p[i], t0 + Duration::from_millis(60));
+        for (i, packet) in p.iter().enumerate().skip(1) {
+            jb.push(i as u16, ts(i), packet, t0 + Duration::from_millis(60));
         }
         for _ in 1..5 {
             jb.pull(&mut out).unwrap();
