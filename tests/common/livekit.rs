@@ -73,6 +73,16 @@ impl LiveKitServer {
         static NEXT_RANGE: AtomicU16 = AtomicU16::new(0);
         let slot = NEXT_RANGE.fetch_add(1, Ordering::Relaxed) % 40;
         let base = 30000 + (std::process::id() % 5) as u16 * 8000 + slot * 200;
+        LiveKitServer::start_with(port, base, base + 199)
+    }
+
+    /// Starts a server for `participants` at once (a load test), alone on this machine's UDP
+    /// ports 20000 and up.
+    pub fn start_for(participants: u16) -> LiveKitServer {
+        LiveKitServer::start_with(free_port(), 20000, 20000 + participants * 2 + 20)
+    }
+
+    fn start_with(port: u16, base: u16, last: u16) -> LiveKitServer {
         let dir = tmp(&format!("livekit-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
         let config = format!(
@@ -81,7 +91,7 @@ impl LiveKitServer {
              use_external_ip: false\n  node_ip: 127.0.0.1\n  enable_loopback_candidate: true\n  \
              ips:\n    includes: [127.0.0.1/32]\n  use_mdns: false\n  stun_servers: [127.0.0.1:3478]\n\
              turn:\n  enabled: false\nlogging:\n  level: info\n",
-            base + 199
+            last
         );
         std::fs::write(dir.join("livekit.yaml"), config).unwrap();
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
@@ -109,6 +119,11 @@ impl LiveKitServer {
     /// `ws://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The server's log so far (for failure messages).
@@ -238,6 +253,31 @@ impl Peer {
     pub fn log(&self) -> String {
         std::fs::read_to_string(tmp(&format!("peer-{}.log", self.name))).unwrap_or_default()
     }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// CPU seconds process `pid` has used so far (user + system, from /proc), 0 once it is gone.
+pub fn cpu_seconds_of(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
 }
 
 impl Drop for Peer {
