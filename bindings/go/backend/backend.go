@@ -43,6 +43,11 @@ type HealthStatus struct {
 	FramesDropped           uint64 // input overruns and pipeline stalls that lost audio, in frames
 	DeadlineMisses          uint64 // frames processed later than one frame period after they arrived
 	RealtimeThreadsElevated int    // running sessions whose realtime thread got SCHED_FIFO
+	// Network transports (LiveKit): audio packets received, packets that never arrived in time,
+	// and 20 ms frames the decoders filled in (concealment or in-band FEC).
+	MediaPacketsReceived uint64
+	MediaPacketsLost     uint64
+	MediaFramesConcealed uint64
 	// Details holds the same counters by their engine names, for generic health endpoints.
 	Details map[string]any
 }
@@ -181,6 +186,9 @@ func (b *Backend) HealthCheck(ctx context.Context) (*HealthStatus, error) {
 		FramesDropped:           uint64(h.frames_dropped),
 		DeadlineMisses:          uint64(h.deadline_misses),
 		RealtimeThreadsElevated: int(h.realtime_threads_elevated),
+		MediaPacketsReceived:    uint64(h.media_packets_received),
+		MediaPacketsLost:        uint64(h.media_packets_lost),
+		MediaFramesConcealed:    uint64(h.media_frames_concealed),
 	}
 	switch h.status {
 	case C.VB_HEALTH_HEALTHY:
@@ -196,6 +204,9 @@ func (b *Backend) HealthCheck(ctx context.Context) (*HealthStatus, error) {
 		"frames_dropped":            hs.FramesDropped,
 		"deadline_misses":           hs.DeadlineMisses,
 		"realtime_threads_elevated": hs.RealtimeThreadsElevated,
+		"media_packets_received":    hs.MediaPacketsReceived,
+		"media_packets_lost":        hs.MediaPacketsLost,
+		"media_frames_concealed":    hs.MediaFramesConcealed,
 	}
 	return hs, nil
 }

@@ -574,3 +574,40 @@ func TestHostAndAgentCloseAtOnce(t *testing.T) {
 	}
 	wantCode(t, s.Say(context.Background(), "hi"), ErrCodeInvalidState, "closed")
 }
+
+// The livekit backend as the seed's examples use it: ProviderConfig {url, api_key, api_secret}
+// and sessions with Transport "webrtc" and a Room. No server listens here: Start reports that
+// after the retry policy, and a session without a Room is refused before anything connects.
+func TestLiveKitSessionsNeedARoomAndReportAnUnreachableServer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b, err := GetRegistry().Create(ctx, "livekit", &Config{
+		ProviderConfig: map[string]any{"url": "ws://127.0.0.1:9", "api_key": "devkey", "api_secret": "secret"},
+		STTProvider:    "test-pitch-stt",
+		TTSProvider:    "test-tone-tts",
+		Extra:          map[string]any{"retry": map[string]any{"max_attempts": 2, "initial_backoff_ms": 10}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	isCode := func(err error, code ErrorCode) bool {
+		var be *BackendError
+		return errors.As(err, &be) && be.Code == code
+	}
+	_, err = b.CreateSession(ctx, &SessionConfig{Transport: "webrtc", AgentCallback: echoAgent})
+	if !isCode(err, ErrCodeInvalidConfig) || !strings.Contains(err.Error(), "room: required") {
+		t.Fatalf("a webrtc session without a room: %v", err)
+	}
+	s, err := b.CreateSession(ctx, &SessionConfig{Transport: "webrtc", Room: "support-42", UserID: "user-123", AgentCallback: echoAgent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Start(ctx); !isCode(err, ErrCodeTimeout) || !strings.Contains(err.Error(), "livekit: the server at ws://127.0.0.1:9") {
+		t.Fatalf("an unreachable server: %v", err)
+	}
+}

@@ -110,9 +110,16 @@ type StreamingAgentCallback func(ctx context.Context, transcript string, reply *
 // SessionConfig configures one session (Backend.CreateSession). Zero values mean "engine
 // default" and are left out of the JSON.
 type SessionConfig struct {
-	UserID        string
-	Transport     string // "host" (default): audio through ProcessAudio / ReceiveAudio
+	UserID string
+	// Transport: "host" (default): audio through ProcessAudio / ReceiveAudio; "webrtc" on the
+	// livekit backend: the agent joins Room and the room carries the audio (ReceiveAudio gives
+	// a copy of what the agent says; ProcessAudio is refused).
+	Transport string
+	// ConnectionURL, when set, replaces the backend's server URL (livekit: provider_config.url).
 	ConnectionURL string
+	// Room is the LiveKit room a "webrtc" session joins; the agent listens to the participant
+	// whose identity is UserID, or else to the first one that publishes a microphone.
+	Room string
 	// AuthToken is checked by the backend's auth hook (Config.AuthHook or the built-in JWT
 	// hook); the session's user id becomes the token's user.
 	AuthToken string
@@ -212,6 +219,7 @@ func (c *SessionConfig) configJSON(op string) ([]byte, error) {
 	j.str("user_id", c.UserID)
 	j.str("transport", c.Transport)
 	j.str("connection_url", c.ConnectionURL)
+	j.str("room", c.Room)
 	j.str("auth_token", c.AuthToken)
 	j.millis("admission_wait_ms", c.AdmissionWait)
 	j.count("input_sample_rate", c.InputSampleRate)
