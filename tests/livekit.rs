@@ -631,3 +631,22 @@ node run.mjs --url ws://127.0.0.1:7895 --api-key devkey --api-secret secret --ro
         .sum();
     assert!(loud_ms > 1000.0, "the page heard {loud_ms} ms of the agent");
 }
+
+#[test]
+fn a_room_that_cannot_be_joined_is_a_clear_error_at_session_start() {
+    // A server that only lets participants into rooms made beforehand.
+    let server = LiveKitServer::start_configured("room:\n  auto_create: false\n");
+    let backend = test_livekit_backend(&server.url(), "");
+    let session = backend
+        .create_session(webrtc_session("never-made", "u"), Some(echo_agent()), None)
+        .unwrap();
+    let e = session.start().unwrap_err();
+    assert_eq!(e.status(), voicebackend::VbStatus::VB_ERR_PROVIDER, "{e}");
+    assert!(
+        e.message().starts_with("livekit: ws://127.0.0.1:")
+            && e.message().ends_with(
+                "refused the WebSocket with HTTP 404 Not Found: requested room does not exist (joining room 'never-made')"
+            ),
+        "{e}"
+    );
+}

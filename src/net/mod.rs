@@ -196,9 +196,19 @@ fn handshake_error(provider: &str, shown_url: &str, error: tungstenite::Error) -
             } else {
                 VbStatus::VB_ERR_PROVIDER
             };
+            // The server's reason, when it gave a short one in words (LiveKit does: "room not
+            // found", "invalid token"); never more than a line of it.
+            let reason = response
+                .body()
+                .as_deref()
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map(|t| t.trim().lines().next().unwrap_or_default().to_owned())
+                .filter(|t| !t.is_empty() && t.len() <= 200)
+                .map(|t| format!(": {t}"))
+                .unwrap_or_default();
             Error::new(
                 code,
-                format!("{provider}: {shown_url} refused the WebSocket with HTTP {status}"),
+                format!("{provider}: {shown_url} refused the WebSocket with HTTP {status}{reason}"),
             )
         }
         other => Error::new(

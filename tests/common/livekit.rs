@@ -66,6 +66,21 @@ impl LiveKitServer {
         LiveKitServer::start_on(free_port())
     }
 
+    /// Starts a server with `extra` lines of its YAML configuration (e.g. `room:` settings).
+    pub fn start_configured(extra: &str) -> LiveKitServer {
+        let server = LiveKitServer::start();
+        if extra.is_empty() {
+            return server;
+        }
+        let mut server = server;
+        server.kill();
+        let config = server.dir.join("livekit.yaml");
+        let yaml = std::fs::read_to_string(&config).unwrap() + extra;
+        std::fs::write(&config, yaml).unwrap();
+        server.respawn();
+        server
+    }
+
     /// Starts a server on `port` (a server restarted on the port of one that was killed).
     pub fn start_on(port: u16) -> LiveKitServer {
         // 2 UDP ports per participant (publisher and subscriber connections); ranges of 200 per
@@ -94,26 +109,28 @@ impl LiveKitServer {
             last
         );
         std::fs::write(dir.join("livekit.yaml"), config).unwrap();
-        let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        let child = Command::new(server_binary())
-            .arg("--config")
-            .arg(dir.join("livekit.yaml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start livekit-server");
+        let child = spawn_server(&dir);
         let server = LiveKitServer { child, port, dir };
+        server.wait_until_listening();
+        server
+    }
+
+    /// Starts the server again with its (maybe changed) configuration.
+    fn respawn(&mut self) {
+        self.child = spawn_server(&self.dir);
+        self.wait_until_listening();
+    }
+
+    fn wait_until_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 Instant::now() < deadline,
                 "livekit-server did not start: {}",
-                server.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        server
     }
 
     /// `ws://127.0.0.1:<port>`.
@@ -142,6 +159,18 @@ impl Drop for LiveKitServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn spawn_server(dir: &Path) -> Child {
+    let log = std::fs::File::create(dir.join("server.log")).unwrap();
+    Command::new(server_binary())
+        .arg("--config")
+        .arg(dir.join("livekit.yaml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start livekit-server")
 }
 
 /// The `livekit` backend config for `url`, with `extra` keys after the provider's.
@@ -435,8 +464,8 @@ impl CuttableProxy {
     }
 }
 
-/// Deletes `room` on `server` through LiveKit's room service (Twirp, JSON), with an admin token.
-pub fn delete_room(server: &LiveKitServer, room: &str) {
+/// Calls LiveKit's room service (Twirp, JSON) on `server` with an admin token for `room`.
+pub fn room_service(server: &LiveKitServer, method: &str, room: &str, body: Value) {
     use livekit_api::access_token::{AccessToken, VideoGrants};
     let token = AccessToken::with_api_key(API_KEY, API_SECRET)
         .with_grants(VideoGrants {
@@ -448,7 +477,7 @@ pub fn delete_room(server: &LiveKitServer, room: &str) {
         .to_jwt()
         .unwrap();
     let url = format!(
-        "http://127.0.0.1:{}/twirp/livekit.RoomService/DeleteRoom",
+        "http://127.0.0.1:{}/twirp/livekit.RoomService/{method}",
         server.port
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -460,13 +489,23 @@ pub fn delete_room(server: &LiveKitServer, room: &str) {
             .post(url)
             .bearer_auth(token)
             .header("content-type", "application/json")
-            .body(serde_json::json!({ "room": room }).to_string())
+            .body(body.to_string())
             .send()
             .await
             .map(|r| r.status())
     });
     assert!(
         status.as_ref().is_ok_and(|s| s.is_success()),
-        "DeleteRoom: {status:?}"
+        "{method}: {status:?}"
+    );
+}
+
+/// Deletes `room` on `server`.
+pub fn delete_room(server: &LiveKitServer, room: &str) {
+    room_service(
+        server,
+        "DeleteRoom",
+        room,
+        serde_json::json!({ "room": room }),
     );
 }

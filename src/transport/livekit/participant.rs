@@ -92,7 +92,14 @@ impl Participant {
     pub async fn join(spec: JoinSpec, edge: MediaEdge) -> Result<Participant> {
         let token = spec.settings.agent_token(&spec.room)?;
         let (joined, signal_tx, signal_rx) =
-            signal::connect(&spec.settings, &spec.url, &token, None).await?;
+            signal::connect(&spec.settings, &spec.url, &token, None)
+                .await
+                .map_err(|e| {
+                    Error::new(
+                        e.status(),
+                        format!("{} (joining room '{}')", e.message(), spec.room),
+                    )
+                })?;
         let Joined::Join(join) = joined else {
             return Err(Error::new(
                 VbStatus::VB_ERR_PROVIDER,
