@@ -10,9 +10,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
-use sha2::Sha256;
 
 use crate::config::Secret;
 use crate::error::{Error, Result, VbStatus};
@@ -66,8 +66,9 @@ pub(crate) fn unauthorized(message: impl Into<String>) -> Error {
 /// (`livekit-api`'s `AccessToken`, `lk token create`, the server SDKs).
 ///
 /// Authentication: the header's `alg` must be `HS256` (`none` and every other algorithm are
-/// refused before any other check); the signature is verified in constant time over the exact
-/// bytes received; `exp` is required and `nbf` honoured, both with [`JWT_LEEWAY_SECS`]; the
+/// refused before any other check); the signature is verified by the `jsonwebtoken` crate
+/// (HMAC-SHA256 from aws-lc, compared in constant time) over the exact bytes received; `exp` is
+/// required and `nbf` honoured, both with [`JWT_LEEWAY_SECS`], on the hook's clock; the
 /// identity `sub` is required and becomes the user id. `iss` (the LiveKit API key) is not
 /// checked: one backend has one key, and the signature already proves it.
 ///
@@ -79,8 +80,9 @@ pub(crate) fn unauthorized(message: impl Into<String>) -> Error {
 /// (no token, no claims) is allowed: its token was verified when it was created. Other
 /// operations are refused.
 pub struct JwtHs256Hook {
-    /// HMAC-SHA256 keyed with the secret; cloned per verification (the key is not kept apart).
-    mac: Hmac<Sha256>,
+    key: DecodingKey,
+    /// HS256 only; time claims are checked on `now`, not by the crate.
+    validation: Validation,
     now: UnixClock,
 }
 
@@ -92,9 +94,16 @@ impl JwtHs256Hook {
 
     /// A hook verifying tokens signed with `secret`, reading the time from `now`.
     pub fn with_clock(secret: &Secret, now: UnixClock) -> Self {
-        let mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
-            .expect("HMAC accepts keys of any length");
-        JwtHs256Hook { mac, now }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        JwtHs256Hook {
+            key: DecodingKey::from_secret(secret.expose().as_bytes()),
+            validation,
+            now,
+        }
     }
 
     /// Verifies `token` (algorithm, signature, `exp`, `nbf`) and returns its claims.
@@ -105,26 +114,30 @@ impl JwtHs256Hook {
                 token.len()
             )));
         }
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        // The algorithm first, with messages that say which one was refused (the crate would
+        // only say "invalid").
+        let parts: Vec<&str> = token.split('.').collect();
+        let [header, _, _] = parts[..] else {
             return Err(unauthorized(
                 "malformed token: a JWT is three base64url parts joined by dots",
             ));
         };
         check_algorithm(&decode_object(header, "header")?)?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| unauthorized("malformed token: the signature is not base64url"))?;
-        let mut mac = self.mac.clone();
-        mac.update(header.as_bytes());
-        mac.update(b".");
-        mac.update(payload.as_bytes());
-        mac.verify_slice(&signature).map_err(|_| {
-            unauthorized("bad signature: the token was not signed with this backend's key")
-        })?;
-        let claims = decode_object(payload, "payload")?;
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => {
+                    unauthorized("bad signature: the token was not signed with this backend's key")
+                }
+                ErrorKind::InvalidToken => {
+                    unauthorized("malformed token: a JWT is three base64url parts joined by dots")
+                }
+                ErrorKind::Base64(_) => unauthorized("malformed token: a part is not base64url"),
+                ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
+                    unauthorized("malformed token: the payload is not a JSON object")
+                }
+                _ => unauthorized("the token was refused by the JWT verifier"),
+            })?
+            .claims;
         let now = (self.now)();
         let exp = time_claim(&claims, "exp")?
             .ok_or_else(|| unauthorized("the token has no exp (expiry) claim"))?;
