@@ -14,6 +14,23 @@ const C_SURFACE: [&str; 4] = [
     "src/ffi/mod.rs",
 ];
 
+/// The shared library's SONAME: the ABI's major version (0 while the crate is 0.x).
+const SONAME: &str = "libvoicebackend.so.0";
+
+/// Programs linked against `target/<profile>/libvoicebackend.so` (the tests, the bindings'
+/// tests, the examples) need `libvoicebackend.so.0` beside it at run time: a link in the profile
+/// directory (the parent of cargo's `build/` directory), made once.
+fn link_soname_in_target_dir(out_dir: &std::path::Path) {
+    let Some(profile_dir) = out_dir.ancestors().nth(3) else {
+        return;
+    };
+    let link = profile_dir.join(SONAME);
+    if std::fs::symlink_metadata(&link).is_err() {
+        #[cfg(unix)]
+        let _ = std::os::unix::fs::symlink("libvoicebackend.so", &link);
+    }
+}
+
 fn main() {
     let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
@@ -46,5 +63,10 @@ fn main() {
             "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
             map.display()
         );
+        // A system library's name: programs record libvoicebackend.so.0 and keep working when a
+        // compatible 0.x replaces the library (scripts/install.sh installs .so.<version> with the
+        // .so.0 and .so links).
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{SONAME}");
+        link_soname_in_target_dir(&out_dir);
     }
 }

@@ -3,15 +3,18 @@
 #
 #   scripts/install.sh [PREFIX]        # PREFIX defaults to /usr/local
 #
-#   PREFIX/lib/libvoicebackend.so, PREFIX/lib/libvoicebackend.a
+#   PREFIX/lib/libvoicebackend.so.VERSION (stripped; SONAME libvoicebackend.so.0), with the links
+#     libvoicebackend.so.0 and libvoicebackend.so, and its debug info split off into
+#     PREFIX/lib/debug/libvoicebackend.so.VERSION.debug (found by gdb through a debuglink)
+#   PREFIX/lib/libvoicebackend.a
 #   PREFIX/include/voicebackend.h, PREFIX/include/voicebackend.hpp
 #   PREFIX/lib/pkgconfig/voicebackend.pc
 #   PREFIX/lib/cmake/voicebackend/voicebackendConfig.cmake, voicebackendConfigVersion.cmake
 #
-# Idempotent: files already identical are left alone, others are replaced atomically (a running
+# Idempotent: files (and links) already as they should be are left alone, others are replaced atomically (a running
 # program that has the old library mapped keeps it). Says what it does. The shared library needs
-# libespeak-ng.so.1 and OpenSSL (libssl3) at load time; static users also link -lespeak-ng -lssl
-# -lcrypto (pkg-config --static says so).
+# libespeak-ng.so.1, libopus.so.0 and OpenSSL (libssl3) at load time; static users also link
+# -lespeak-ng -lopus -lssl -lcrypto (pkg-config --static says so).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -72,8 +75,31 @@ render() {
   rm -f "$tmp"
 }
 
+# link NAME TARGET: PREFIX/lib/NAME -> TARGET, unless it already is.
+link() {
+  local dst="$prefix/lib/$1"
+  if [ -L "$dst" ] && [ "$(readlink "$dst")" = "$2" ]; then
+    say "up to date  $dst -> $2"
+    return
+  fi
+  ln -sfn "$2" "$dst"
+  say "linked      $dst -> $2"
+}
+
 say "voicebackend $version into $prefix"
-put "$release/libvoicebackend.so" "$prefix/lib/libvoicebackend.so" 0755
+# The shared library ships stripped, its debug info beside it in lib/debug (objcopy's
+# debuglink lets gdb and perf find it).
+staging="$(mktemp -d)"
+trap 'rm -rf "$staging"' EXIT
+real="libvoicebackend.so.$version"
+debug="$real.debug"
+objcopy --only-keep-debug "$release/libvoicebackend.so" "$staging/$debug"
+objcopy --strip-debug --strip-unneeded "$release/libvoicebackend.so" "$staging/$real"
+(cd "$staging" && objcopy --add-gnu-debuglink="$debug" "$real")
+put "$staging/$debug" "$prefix/lib/debug/$debug" 0644
+put "$staging/$real" "$prefix/lib/$real" 0755
+link libvoicebackend.so.0 "$real"
+link libvoicebackend.so libvoicebackend.so.0
 put "$release/libvoicebackend.a" "$prefix/lib/libvoicebackend.a" 0644
 put "$repo/include/voicebackend.h" "$prefix/include/voicebackend.h" 0644
 put "$repo/bindings/cpp/voicebackend.hpp" "$prefix/include/voicebackend.hpp" 0644

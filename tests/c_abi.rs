@@ -259,6 +259,20 @@ fn header_functions() -> Vec<String> {
 }
 
 #[test]
+fn the_shared_library_is_named_like_a_system_library() {
+    let library = shared_library();
+    let mut readelf = Command::new("readelf");
+    readelf.arg("-d").arg(&library);
+    let output = run(&mut readelf);
+    assert_success("readelf -d", &readelf, &output);
+    assert!(
+        text(&output.stdout).contains("Library soname: [libvoicebackend.so.0]"),
+        "{}",
+        text(&output.stdout)
+    );
+}
+
+#[test]
 fn shared_library_exports_only_vb_symbols() {
     let library = shared_library();
     let mut nm = Command::new("nm");
@@ -300,6 +314,11 @@ fn build_c_program(name: &str, source: &str) -> (PathBuf, PathBuf) {
     let library_dir = dir.join("lib");
     fs::create_dir_all(&library_dir).expect("create lib dir");
     fs::copy(&built, library_dir.join("libvoicebackend.so")).expect("copy libvoicebackend.so");
+    // Programs record the library's SONAME and look for that name at run time.
+    let soname = library_dir.join("libvoicebackend.so.0");
+    if fs::symlink_metadata(&soname).is_err() {
+        std::os::unix::fs::symlink("libvoicebackend.so", &soname).expect("link the SONAME");
+    }
     let program = dir.join(name);
     // Cargo names a cdylib without a hash, so a build with other features (a plain `cargo build`
     // running meanwhile) overwrites the very file this test run built; say so plainly.

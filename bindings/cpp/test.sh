@@ -32,6 +32,8 @@ for attempt in 1 2 3; do
   cp "$target_dir/debug/libvoicebackend.so" "$build/lib/libvoicebackend.so.tmp"
   if grep -q test-pitch-stt "$build/lib/libvoicebackend.so.tmp"; then
     mv -f "$build/lib/libvoicebackend.so.tmp" "$build/lib/libvoicebackend.so"
+    # Programs record the SONAME (libvoicebackend.so.0) and load that name.
+    ln -sfn libvoicebackend.so "$build/lib/libvoicebackend.so.0"
     copied=1
     break
   fi

@@ -26,7 +26,7 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "scripts/install.sh $prefix"
 "$repo/scripts/install.sh" "$prefix"
-for f in lib/libvoicebackend.so lib/libvoicebackend.a include/voicebackend.h \
+for f in lib/libvoicebackend.so lib/libvoicebackend.so.0 lib/libvoicebackend.a include/voicebackend.h \
   include/voicebackend.hpp lib/pkgconfig/voicebackend.pc \
   lib/cmake/voicebackend/voicebackendConfig.cmake \
   lib/cmake/voicebackend/voicebackendConfigVersion.cmake; do
@@ -37,10 +37,22 @@ step "scripts/install.sh $prefix again (idempotent: everything up to date)"
 again="$("$repo/scripts/install.sh" "$prefix")"
 echo "$again" | grep '^install: ' | grep -v '^install: cargo'
 if echo "$again" | grep -q '^install: installed'; then fail "a second install changed files"; fi
-[ "$(echo "$again" | grep -c '^install: up to date')" = 7 ] || fail "expected 7 files up to date"
+[ "$(echo "$again" | grep -c '^install: up to date')" = 10 ] ||
+  fail "expected 8 files and 2 links up to date"
 
 version="$(awk '/^\[/{p=($0=="[package]")} p&&/^version/{gsub(/.*= *"|".*/,"");print;exit}' \
   "$repo/Cargo.toml")"
+
+step "a system library: SONAME, links, stripped, debug info split off"
+real="$prefix/lib/libvoicebackend.so.$version"
+readelf -d "$real" | grep -q 'Library soname: \[libvoicebackend.so.0\]' || fail "SONAME"
+[ "$(readlink "$prefix/lib/libvoicebackend.so.0")" = "libvoicebackend.so.$version" ] || fail "the .so.0 link"
+[ "$(readlink "$prefix/lib/libvoicebackend.so")" = "libvoicebackend.so.0" ] || fail "the .so link"
+if readelf -S "$real" | grep -q '\.debug_'; then fail "the installed library is not stripped"; fi
+readelf -S "$prefix/lib/debug/libvoicebackend.so.$version.debug" | grep -q '\.debug_line' ||
+  fail "the split debug info has no line tables"
+readelf -x .gnu_debuglink "$real" | grep -q 'libvoicebackend' || fail "no debuglink"
+echo "SONAME libvoicebackend.so.0, stripped ($(stat -c %s "$real") bytes), debug info split off"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 
 step "pkg-config"
@@ -72,8 +84,8 @@ cmake -S "$here/consumer" -B "$work/consumer-cmake" -G Ninja -DCMAKE_PREFIX_PATH
 cmake --build "$work/consumer-cmake"
 "$work/consumer-cmake/consumer" | tee "$work/out-cmake"
 grep -qx "voicebackend $version (ABI 1)" "$work/out-cmake" || fail "CMake consumer output"
-readelf -d "$work/consumer-cmake/consumer" | grep -q 'NEEDED.*\[libvoicebackend.so\]' ||
-  fail "the CMake consumer does not record libvoicebackend.so by name"
+readelf -d "$work/consumer-cmake/consumer" | grep -q 'NEEDED.*\[libvoicebackend.so.0\]' ||
+  fail "the CMake consumer does not record libvoicebackend.so.0 (the SONAME)"
 
 step "bindings/cpp itself against the installed package (find_package mode)"
 cmake -S "$here/.." -B "$work/bindings-cpp" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" \
