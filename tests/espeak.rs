@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use voicebackend::provider::espeak;
+use voicebackend::provider::embedded::espeak;
 use voicebackend::provider::{ProviderRegistry, ProviderSetup, TtsProvider, TtsRequest};
 use voicebackend::{Result, VbStatus};
 

@@ -325,7 +325,7 @@ fn a_bot_that_dies_mid_reply_is_reported_and_the_session_reconnects_to_its_succe
 fn a_frame_that_does_not_decode_is_a_provider_error_and_the_session_goes_on() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
-    use voicebackend::provider::pipecat::frames::{self, Kind};
+    use voicebackend::provider::network::pipecat::frames::{self, Kind};
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

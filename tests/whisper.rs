@@ -15,8 +15,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use voicebackend::VbStatus;
 use voicebackend::dsp::resample::StreamResampler;
+use voicebackend::provider::embedded::whisper::{self, EncoderContext, WhisperModel};
 use voicebackend::provider::stt::{SttResult, SttSink, SttTurn, speech_ring};
-use voicebackend::provider::whisper::{self, EncoderContext, WhisperModel};
 use voicebackend::provider::{ProviderRegistry, ProviderSetup, SttProvider};
 
 const SENTENCES: [&str; 12] = [

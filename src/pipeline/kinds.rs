@@ -10,7 +10,8 @@ use super::s2s::S2sPipeline;
 use super::stt_tts::SttTtsPipeline;
 use crate::config::{BackendConfig, PipelineType, parse_section};
 use crate::error::Result;
-use crate::provider::{ProviderRegistry, ProviderSetup, pipecat};
+use crate::provider::network::pipecat;
+use crate::provider::{ProviderRegistry, ProviderSetup};
 use crate::transport::livekit::{self, LiveKit};
 use crate::transport::{self, MediaTransport};
 
@@ -86,7 +87,7 @@ pub fn local_conversation(config: &BackendConfig) -> Result<Arc<dyn SessionPipel
     })
 }
 
-/// Every session talks to a Pipecat bot (see [`crate::provider::pipecat`]): the bot listens,
+/// Every session talks to a Pipecat bot (see [`crate::provider::network::pipecat`]): the bot listens,
 /// answers and speaks; the engine runs its realtime side and reports events, so hosts need no
 /// agent callback.
 pub struct Pipecat;

@@ -9,33 +9,45 @@ pub fn register(registry: &ProviderRegistry) {
     let _ = registry;
     registry
         .tts
-        .register("espeak", super::espeak::factory())
+        .register("espeak", super::embedded::espeak::factory())
         .expect("valid name");
     registry
         .stt
-        .register("whisper", Arc::new(super::whisper::create))
+        .register("whisper", Arc::new(super::embedded::whisper::create))
         .expect("valid name");
     registry
         .stt
-        .register(super::openai::NAME, Arc::new(super::openai::create_stt))
+        .register(
+            super::network::openai::NAME,
+            Arc::new(super::network::openai::create_stt),
+        )
         .expect("valid name");
     registry
         .tts
-        .register(super::openai::NAME, Arc::new(super::openai::create_tts))
+        .register(
+            super::network::openai::NAME,
+            Arc::new(super::network::openai::create_tts),
+        )
         .expect("valid name");
     registry
         .s2s
         .register(
-            super::openai_realtime::NAME,
-            Arc::new(super::openai_realtime::create),
+            super::network::openai_realtime::NAME,
+            Arc::new(super::network::openai_realtime::create),
         )
         .expect("valid name");
     registry
         .stt
-        .register("deepgram", std::sync::Arc::new(super::deepgram::create))
+        .register(
+            "deepgram",
+            std::sync::Arc::new(super::network::deepgram::create),
+        )
         .expect("valid name");
     registry
         .tts
-        .register("elevenlabs", std::sync::Arc::new(super::elevenlabs::create))
+        .register(
+            "elevenlabs",
+            std::sync::Arc::new(super::network::elevenlabs::create),
+        )
         .expect("valid name");
 }

@@ -1,22 +1,19 @@
-//! Provider traits (STT, TTS, S2S) and the registry that creates providers by name.
+//! Providers: what STT, TTS and S2S engines look like to a session ([`stt`], [`tts`], [`s2s`],
+//! the speech ring [`speech`]), the registry that creates them by name ([`registry`],
+//! [`builtin`]), and the engines themselves: [`embedded`] (offline, in-process) and [`network`]
+//! (vendors' wire protocols).
 //!
 //! Providers run on the backend's tokio runtime (the I/O threads), never on the realtime thread.
 //! Each provider is configured by its own JSON object, validated when the backend is created.
 
 pub mod builtin;
-pub mod deepgram;
-pub mod elevenlabs;
-pub mod espeak;
-pub mod openai;
-pub mod openai_realtime;
-pub mod pipecat;
+pub mod embedded;
+pub mod network;
 pub mod registry;
 pub mod s2s;
 pub mod speech;
 pub mod stt;
 pub mod tts;
-pub mod whisper;
-pub mod ws_link;
 
 use std::future::Future;
 use std::pin::Pin;

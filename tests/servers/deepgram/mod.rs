@@ -49,7 +49,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use voicebackend::config::VadConfig;
 use voicebackend::dsp::resample::StreamResampler;
-use voicebackend::provider::whisper::{self, WhisperModel};
+use voicebackend::provider::embedded::whisper::{self, WhisperModel};
 use voicebackend::rt::vad::VoiceDetector;
 
 use super::ws_server::{self, Records, ServerThread};

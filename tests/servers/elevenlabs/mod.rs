@@ -50,7 +50,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use voicebackend::dsp::resample::StreamResampler;
-use voicebackend::provider::espeak::EspeakTts;
+use voicebackend::provider::embedded::espeak::EspeakTts;
 use voicebackend::provider::{TtsProvider, TtsRequest};
 
 use super::ws_server::{self, Records, ServerThread};

@@ -68,11 +68,11 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::openai::{KEY_ENV, api_url};
-use super::{BoxFuture, ProviderSetup, S2sEvent, S2sInput, S2sProvider, S2sSession};
 use crate::config::{RetryConfig, Secret, check_range, parse_section};
 use crate::dsp::resample::StreamResampler;
 use crate::error::{Error, Result, VbStatus};
 use crate::net::{DEFAULT_TIMEOUT_MS, WebSocket, api_key, connect_websocket, redact_url, scrub};
+use crate::provider::{BoxFuture, ProviderSetup, S2sEvent, S2sInput, S2sProvider, S2sSession};
 
 /// The registry name.
 pub const NAME: &str = "openai-realtime";

@@ -64,12 +64,12 @@ use serde::de::IgnoredAny;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::stt::{SpeechStream, SttProvider, SttSink, SttTurn};
 use super::ws_link::{self, Ending, Frame, Link};
-use super::{BoxFuture, ProviderSetup};
 use crate::config::{RetryConfig, Secret, check_range, parse_section};
 use crate::error::{Error, Result};
 use crate::net::{self, WebSocket};
+use crate::provider::stt::{SpeechStream, SttProvider, SttSink, SttTurn};
+use crate::provider::{BoxFuture, ProviderSetup};
 
 /// The registry name.
 pub const NAME: &str = "deepgram";

@@ -57,12 +57,12 @@ use serde_json::json;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::tts::{TtsProvider, TtsRequest};
 use super::ws_link::{self, Ending, Frame, Link};
-use super::{BoxFuture, ProviderSetup};
 use crate::config::{RetryConfig, Secret};
 use crate::error::{Error, Result};
 use crate::net::{self, WebSocket};
+use crate::provider::tts::{TtsProvider, TtsRequest};
+use crate::provider::{BoxFuture, ProviderSetup};
 
 pub use config::{ElevenLabsConfig, VoiceSettings};
 

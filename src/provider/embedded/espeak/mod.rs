@@ -48,11 +48,11 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::registry::TtsFactory;
-use super::tts::SentenceSplitter;
-use super::{BoxFuture, ProviderSetup, TtsProvider, TtsRequest};
 use crate::config::{check_range, parse_section};
 use crate::error::{Error, Result};
+use crate::provider::registry::TtsFactory;
+use crate::provider::tts::SentenceSplitter;
+use crate::provider::{BoxFuture, ProviderSetup, TtsProvider, TtsRequest};
 use engine::{Engine, JobEvent, VoiceSettings};
 pub use engine::{EspeakStats, stats};
 

@@ -39,10 +39,10 @@ use serde_json::Value;
 
 pub use model::{EncoderContext, Transcription, WhisperModel};
 
-use super::stt::{SttProvider, SttTurn};
-use super::{BoxFuture, ProviderSetup};
 use crate::dsp::resample::StreamResampler;
 use crate::error::{Error, Result};
+use crate::provider::stt::{SttProvider, SttTurn};
+use crate::provider::{BoxFuture, ProviderSetup};
 
 /// The registry name.
 pub const NAME: &str = "whisper";

@@ -39,10 +39,10 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{BoxFuture, S2sEvent, S2sInput, S2sProvider, S2sSession};
 use crate::config::RetryConfig;
 use crate::error::{Error, Result, VbStatus};
 use crate::net::{self, WebSocket};
+use crate::provider::{BoxFuture, S2sEvent, S2sInput, S2sProvider, S2sSession};
 use frames::Kind;
 use rtvi::RtviEvent;
 pub use settings::bot_from_backend_config;

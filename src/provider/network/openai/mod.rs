@@ -51,12 +51,12 @@ use reqwest::{Client, RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::ProviderSetup;
-use super::stt::SttProvider;
-use super::tts::TtsProvider;
 use crate::config::{RetryConfig, Secret, check_range};
 use crate::error::{Error, Result, VbStatus};
 use crate::net::{DEFAULT_TIMEOUT_MS, api_key, redact_url, scrub};
+use crate::provider::ProviderSetup;
+use crate::provider::stt::SttProvider;
+use crate::provider::tts::TtsProvider;
 
 /// The registry name of both providers.
 pub const NAME: &str = "openai";

@@ -490,7 +490,7 @@ fn max_new_tokens(seconds: f64, text_ctx: usize, prompt: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::whisper::ct2::tests::Writer;
+    use crate::provider::embedded::whisper::ct2::tests::Writer;
 
     #[test]
     fn encoder_context_frames() {
