@@ -1,15 +1,16 @@
 //! The STT → agent → TTS conversation of one session: the session task of `stt_tts` pipelines.
 //!
-//! It sleeps until something happens: its realtime thread rings when it produced events and speech
-//! frames or made room in the reply ring; providers, the agent and host calls wake it through
-//! their channels. It streams each turn to STT, runs the host's agent on an agent worker thread with a streaming
-//! reply, streams the reply through TTS into the reply ring, and turns all of it into events and
-//! per-turn metrics. Replies are spoken one at a time, in order.
+//! It sleeps until something happens: its realtime thread rings when it produced events and
+//! speech frames or made room in the reply ring; providers, the agent and host calls wake it
+//! through their channels. Here: the loop, the realtime thread's news, and each user turn through
+//! STT to a transcript delivered in order. The replies — the agent, TTS, playout, barge-in — are
+//! in [`reply`]. Replies are spoken one at a time, in order.
+
+mod reply;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -19,14 +20,14 @@ use super::{
     HOUSEKEEPING_PERIOD, PipelineContext, SessionCommand, SessionPipeline, TurnClock,
     next_transport_news, provider_message, report_drops, sleep_until,
 };
-use crate::agent::{Agent, History, Reply, ReplyMsg};
-use crate::error::{Error, Result, VbStatus};
+use crate::agent::ReplyMsg;
+use crate::error::{Error, Result};
 use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
 use crate::provider::stt::{SpeechWriter, SttResult, speech_ring};
-use crate::provider::{BoxFuture, SttProvider, SttSink, SttTurn, TtsProvider, TtsRequest};
-use crate::rt::message::{RtControl, RtOutput};
-use crate::telemetry::PROVIDER_AGENT;
+use crate::provider::{BoxFuture, SttProvider, SttSink, SttTurn, TtsProvider};
+use crate::rt::message::RtOutput;
 use crate::transport::TransportNews;
+use reply::next_tts_audio;
 
 /// The `stt_tts` pipeline with its providers.
 pub struct SttTtsPipeline {
@@ -386,285 +387,6 @@ impl Conversation {
         }
     }
 
-    fn start_next_reply(&mut self) {
-        if self.active.is_some() {
-            return;
-        }
-        let Some(source) = self.queue.pop_front() else {
-            return;
-        };
-        let id = self.next_reply_id;
-        self.next_reply_id += 1;
-        let cancelled = Arc::new(AtomicBool::new(false));
-        let (text_tx, text_rx) = mpsc::unbounded_channel();
-        let (audio_tx, audio_rx) = mpsc::channel(16);
-        let _ = self.ctx.control.try_send(RtControl::ReplyStarted);
-        let synthesis = self.tts.synthesize(TtsRequest {
-            text: text_rx,
-            audio: audio_tx,
-        });
-        let tts_done = self.tts_done_tx.clone();
-        let tts_task = self.ctx.runtime.spawn(async move {
-            let result = synthesis.await;
-            let _ = tts_done.send((id, result));
-        });
-        let mut reply = ActiveReply {
-            id,
-            turn: None,
-            transcript: String::new(),
-            cancelled: cancelled.clone(),
-            text_tx: Some(text_tx),
-            agent_deadline: None,
-            audio_rx,
-            audio_open: true,
-            tts_task,
-            tts_done: false,
-            full_text: String::new(),
-            audio_pushed: false,
-            finished_sent: false,
-            metrics: VbTurnMetrics::default(),
-        };
-        match source {
-            ReplySource::Agent { turn, transcript } => {
-                reply.turn = Some(turn);
-                reply.agent_deadline = Some(tokio::time::Instant::now() + self.agent_timeout);
-                reply.transcript = transcript.clone();
-                self.ctx
-                    .events
-                    .set_state(VbSessionState::VB_STATE_PROCESSING);
-                let agent = self.ctx.agent.clone();
-                let reply_tx = self.reply_tx.clone();
-                let history = self.ctx.recorder.history();
-                self.ctx.runtime.spawn_blocking(move || {
-                    run_agent(agent, id, &transcript, reply_tx, cancelled, history)
-                });
-            }
-            ReplySource::Say(text) => {
-                if let Some(tx) = reply.text_tx.take() {
-                    let _ = tx.send(text);
-                }
-            }
-        }
-        self.active = Some(reply);
-    }
-
-    fn on_reply_msg(&mut self, id: u64, msg: ReplyMsg) {
-        let now = self.ctx.events.now_us();
-        let Some(reply) = self.active.as_mut().filter(|r| r.id == id) else {
-            // The reply already finished (or was cancelled): its agent's failure still counts.
-            if let ReplyMsg::Returned(Err(e)) = msg {
-                self.ctx.events.provider_error(
-                    PROVIDER_AGENT,
-                    e.status(),
-                    format!("agent: {}", e.message()),
-                );
-            }
-            return;
-        };
-        match msg {
-            ReplyMsg::Text(text) => {
-                if let Some(turn) = reply.turn {
-                    if reply.full_text.is_empty() {
-                        reply.metrics.agent_first_text_us = self.clock.since_speech_end(turn, now);
-                    }
-                }
-                reply.full_text.push_str(&text);
-                if let Some(tx) = &reply.text_tx {
-                    let _ = tx.send(text);
-                }
-            }
-            ReplyMsg::End => self.end_reply_text(),
-            ReplyMsg::Returned(result) => {
-                if let Err(e) = result {
-                    self.ctx.events.provider_error(
-                        PROVIDER_AGENT,
-                        e.status(),
-                        format!("agent: {}", e.message()),
-                    );
-                }
-                self.end_reply_text();
-            }
-        }
-    }
-
-    /// The agent is done writing: let TTS finish and publish the full reply text once.
-    fn end_reply_text(&mut self) {
-        let Some(reply) = self.active.as_mut() else {
-            return;
-        };
-        reply.agent_deadline = None;
-        if reply.text_tx.take().is_some() && reply.turn.is_some() {
-            let text = reply.full_text.clone();
-            self.ctx
-                .events
-                .emit(VbEventKind::VB_EVENT_AGENT_RESPONSE, |e| {
-                    e.text = Some(text)
-                });
-        }
-    }
-
-    fn on_tts_audio(&mut self, chunk: Option<Vec<i16>>) {
-        let now = self.ctx.events.now_us();
-        let rate = self.tts.sample_rate();
-        let Some(reply) = self.active.as_mut() else {
-            return;
-        };
-        match chunk {
-            Some(pcm) if !pcm.is_empty() => {
-                if !reply.audio_pushed {
-                    reply.audio_pushed = true;
-                    if let Some(turn) = reply.turn {
-                        reply.metrics.tts_first_audio_us = self.clock.since_speech_end(turn, now);
-                    }
-                }
-                self.ctx.reply.push(&pcm, rate);
-                self.ctx.shared.wake();
-            }
-            Some(_) => {}
-            None => {
-                reply.audio_open = false;
-                self.finish_reply_audio_if_done();
-            }
-        }
-    }
-
-    fn on_tts_done(&mut self, id: u64, done: Result<()>) {
-        let Some(reply) = self.active.as_mut().filter(|r| r.id == id) else {
-            return;
-        };
-        reply.tts_done = true;
-        if let Err(e) = done {
-            self.ctx.events.provider_error(
-                self.tts.name(),
-                e.status(),
-                provider_message("tts", self.tts.name(), e.message()),
-            );
-        }
-        self.finish_reply_audio_if_done();
-    }
-
-    /// Once TTS is done and all its audio reached the reply ring, tell playout that nothing more
-    /// comes. A reply without audio completes at once.
-    fn finish_reply_audio_if_done(&mut self) {
-        let Some(reply) = self.active.as_mut() else {
-            return;
-        };
-        if !reply.tts_done || reply.audio_open || reply.finished_sent {
-            return;
-        }
-        self.ctx.reply.finish();
-        if !self.ctx.reply.is_drained() {
-            return;
-        }
-        reply.finished_sent = true;
-        let _ = self.ctx.control.try_send(RtControl::ReplyFinished);
-        self.ctx.shared.wake();
-        if !reply.audio_pushed {
-            self.complete_reply();
-        }
-    }
-
-    fn on_playout_started(&mut self, at_us: u64) {
-        let Some(reply) = self.active.as_mut() else {
-            return;
-        };
-        self.ctx.events.set_state(VbSessionState::VB_STATE_SPEAKING);
-        if let Some(turn) = reply.turn {
-            reply.metrics.stt_final_us = self.clock.stt_final_since_speech_end(turn);
-            reply.metrics.first_output_audio_us = self.clock.since_speech_end(turn, at_us);
-            let metrics = reply.metrics;
-            self.ctx.events.turn_metrics(turn, at_us, metrics);
-        }
-    }
-
-    /// The active reply has been played (or had nothing to play): start the next one.
-    fn complete_reply(&mut self) {
-        if let Some(reply) = self.active.take() {
-            if let Some(turn) = reply.turn {
-                self.clock.forget(turn);
-                let recorder = &mut self.ctx.recorder;
-                recorder.finished(turn, reply.transcript, reply.full_text, false);
-            }
-        }
-        self.back_to_listening_if_idle();
-        self.start_next_reply();
-    }
-
-    /// Barge-in: cancel the agent and TTS, drop queued replies, resume playout on the new turn.
-    /// `from_host` is `vb_session_interrupt`, which also flushes playout itself.
-    fn cancel_reply(&mut self, from_host: bool) {
-        let dropped = self.drop_active_reply();
-        let had_reply = dropped.is_some() || !self.queue.is_empty();
-        if let Some(reply) = dropped {
-            self.record_cut_short(reply);
-        }
-        // Turns still waiting for their reply were heard: they stay in the history, unanswered.
-        for source in self.queue.drain(..) {
-            if let ReplySource::Agent { turn, transcript } = source {
-                self.ctx
-                    .recorder
-                    .finished(turn, transcript, String::new(), true);
-            }
-        }
-        self.ctx.reply.clear();
-        if from_host {
-            let _ = self.ctx.control.try_send(RtControl::Interrupt);
-        }
-        let _ = self.ctx.control.try_send(RtControl::ReplyCancelled);
-        self.ctx.shared.wake();
-        if had_reply || !from_host {
-            self.ctx
-                .events
-                .emit(VbEventKind::VB_EVENT_INTERRUPTED, |_| {});
-        }
-        self.ctx
-            .events
-            .set_state(VbSessionState::VB_STATE_LISTENING);
-    }
-
-    /// The agent overran `agent_timeout_ms`: its reply is cancelled (it sees
-    /// `Reply::is_cancelled`), whatever it already said stops, and the session goes on with the
-    /// next queued reply or back to listening.
-    fn on_agent_timeout(&mut self) {
-        let Some(reply) = self.drop_active_reply() else {
-            return;
-        };
-        self.record_cut_short(reply);
-        self.ctx.reply.clear();
-        let _ = self.ctx.control.try_send(RtControl::Interrupt);
-        let _ = self.ctx.control.try_send(RtControl::ReplyCancelled);
-        self.ctx.shared.wake();
-        let ms = self.agent_timeout.as_millis();
-        self.ctx.events.provider_error(
-            PROVIDER_AGENT,
-            VbStatus::VB_ERR_TIMEOUT,
-            format!(
-                "agent: no complete reply within {ms} ms (agent_timeout_ms); the turn is dropped"
-            ),
-        );
-        self.back_to_listening_if_idle();
-        self.start_next_reply();
-    }
-
-    /// Cancels the active reply's agent and TTS and forgets its turn; returns it, if any.
-    fn drop_active_reply(&mut self) -> Option<ActiveReply> {
-        let reply = self.active.take()?;
-        reply.cancelled.store(true, Ordering::Release);
-        reply.tts_task.abort();
-        if let Some(turn) = reply.turn {
-            self.clock.forget(turn);
-        }
-        Some(reply)
-    }
-
-    /// Records a reply that was cut short (barge-in, interrupt, agent timeout) in the history.
-    fn record_cut_short(&mut self, reply: ActiveReply) {
-        if let Some(turn) = reply.turn {
-            let recorder = &mut self.ctx.recorder;
-            recorder.finished(turn, reply.transcript, reply.full_text, true);
-        }
-    }
-
     fn back_to_listening_if_idle(&mut self) {
         if self.active.is_none() && self.queue.is_empty() {
             self.ctx
@@ -678,37 +400,4 @@ impl Conversation {
         self.stt_audio.clear();
         self.ctx.events.set_state(VbSessionState::VB_STATE_STOPPED);
     }
-}
-
-/// Waits for the active reply's next TTS chunk; pending forever when there is none.
-async fn next_tts_audio(active: &mut Option<ActiveReply>) -> Option<Vec<i16>> {
-    match active {
-        Some(reply) if reply.audio_open => reply.audio_rx.recv().await,
-        _ => std::future::pending().await,
-    }
-}
-
-/// Runs the host's agent for one transcript on an agent worker thread; its panics become errors.
-fn run_agent(
-    agent: Option<Arc<dyn Agent>>,
-    id: u64,
-    transcript: &str,
-    reply_tx: mpsc::UnboundedSender<(u64, ReplyMsg)>,
-    cancelled: Arc<AtomicBool>,
-    history: Arc<History>,
-) {
-    let mut reply = Reply::new(id, reply_tx.clone(), cancelled, history);
-    let result = match agent {
-        Some(agent) => std::panic::catch_unwind(AssertUnwindSafe(|| {
-            agent.on_transcript(transcript, &mut reply)
-        }))
-        .unwrap_or_else(|_| {
-            Err(Error::new(
-                VbStatus::VB_ERR_PANIC,
-                "the agent callback panicked",
-            ))
-        }),
-        None => Err(Error::invalid_state("this session has no agent")),
-    };
-    let _ = reply_tx.send((id, ReplyMsg::Returned(result)));
 }

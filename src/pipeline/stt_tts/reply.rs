@@ -1,0 +1,332 @@
+//! The reply half of the conversation: queued replies started one at a time, the host's agent
+//! run on an agent worker with a streaming reply, its text through TTS into the reply ring,
+//! playout, and how a reply ends — played, interrupted (barge-in, the host), or timed out.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::mpsc;
+
+use super::{ActiveReply, Conversation, ReplySource};
+use crate::agent::{Agent, History, Reply, ReplyMsg};
+use crate::error::{Error, Result, VbStatus};
+use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
+use crate::pipeline::provider_message;
+use crate::provider::TtsRequest;
+use crate::rt::message::RtControl;
+use crate::telemetry::PROVIDER_AGENT;
+
+impl Conversation {
+    pub(super) fn start_next_reply(&mut self) {
+        if self.active.is_some() {
+            return;
+        }
+        let Some(source) = self.queue.pop_front() else {
+            return;
+        };
+        let id = self.next_reply_id;
+        self.next_reply_id += 1;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let (text_tx, text_rx) = mpsc::unbounded_channel();
+        let (audio_tx, audio_rx) = mpsc::channel(16);
+        let _ = self.ctx.control.try_send(RtControl::ReplyStarted);
+        let synthesis = self.tts.synthesize(TtsRequest {
+            text: text_rx,
+            audio: audio_tx,
+        });
+        let tts_done = self.tts_done_tx.clone();
+        let tts_task = self.ctx.runtime.spawn(async move {
+            let result = synthesis.await;
+            let _ = tts_done.send((id, result));
+        });
+        let mut reply = ActiveReply {
+            id,
+            turn: None,
+            transcript: String::new(),
+            cancelled: cancelled.clone(),
+            text_tx: Some(text_tx),
+            agent_deadline: None,
+            audio_rx,
+            audio_open: true,
+            tts_task,
+            tts_done: false,
+            full_text: String::new(),
+            audio_pushed: false,
+            finished_sent: false,
+            metrics: VbTurnMetrics::default(),
+        };
+        match source {
+            ReplySource::Agent { turn, transcript } => {
+                reply.turn = Some(turn);
+                reply.agent_deadline = Some(tokio::time::Instant::now() + self.agent_timeout);
+                reply.transcript = transcript.clone();
+                self.ctx
+                    .events
+                    .set_state(VbSessionState::VB_STATE_PROCESSING);
+                let agent = self.ctx.agent.clone();
+                let reply_tx = self.reply_tx.clone();
+                let history = self.ctx.recorder.history();
+                self.ctx.runtime.spawn_blocking(move || {
+                    run_agent(agent, id, &transcript, reply_tx, cancelled, history)
+                });
+            }
+            ReplySource::Say(text) => {
+                if let Some(tx) = reply.text_tx.take() {
+                    let _ = tx.send(text);
+                }
+            }
+        }
+        self.active = Some(reply);
+    }
+
+    pub(super) fn on_reply_msg(&mut self, id: u64, msg: ReplyMsg) {
+        let now = self.ctx.events.now_us();
+        let Some(reply) = self.active.as_mut().filter(|r| r.id == id) else {
+            // The reply already finished (or was cancelled): its agent's failure still counts.
+            if let ReplyMsg::Returned(Err(e)) = msg {
+                self.ctx.events.provider_error(
+                    PROVIDER_AGENT,
+                    e.status(),
+                    format!("agent: {}", e.message()),
+                );
+            }
+            return;
+        };
+        match msg {
+            ReplyMsg::Text(text) => {
+                if let Some(turn) = reply.turn {
+                    if reply.full_text.is_empty() {
+                        reply.metrics.agent_first_text_us = self.clock.since_speech_end(turn, now);
+                    }
+                }
+                reply.full_text.push_str(&text);
+                if let Some(tx) = &reply.text_tx {
+                    let _ = tx.send(text);
+                }
+            }
+            ReplyMsg::End => self.end_reply_text(),
+            ReplyMsg::Returned(result) => {
+                if let Err(e) = result {
+                    self.ctx.events.provider_error(
+                        PROVIDER_AGENT,
+                        e.status(),
+                        format!("agent: {}", e.message()),
+                    );
+                }
+                self.end_reply_text();
+            }
+        }
+    }
+
+    /// The agent is done writing: let TTS finish and publish the full reply text once.
+    pub(super) fn end_reply_text(&mut self) {
+        let Some(reply) = self.active.as_mut() else {
+            return;
+        };
+        reply.agent_deadline = None;
+        if reply.text_tx.take().is_some() && reply.turn.is_some() {
+            let text = reply.full_text.clone();
+            self.ctx
+                .events
+                .emit(VbEventKind::VB_EVENT_AGENT_RESPONSE, |e| {
+                    e.text = Some(text)
+                });
+        }
+    }
+
+    pub(super) fn on_tts_audio(&mut self, chunk: Option<Vec<i16>>) {
+        let now = self.ctx.events.now_us();
+        let rate = self.tts.sample_rate();
+        let Some(reply) = self.active.as_mut() else {
+            return;
+        };
+        match chunk {
+            Some(pcm) if !pcm.is_empty() => {
+                if !reply.audio_pushed {
+                    reply.audio_pushed = true;
+                    if let Some(turn) = reply.turn {
+                        reply.metrics.tts_first_audio_us = self.clock.since_speech_end(turn, now);
+                    }
+                }
+                self.ctx.reply.push(&pcm, rate);
+                self.ctx.shared.wake();
+            }
+            Some(_) => {}
+            None => {
+                reply.audio_open = false;
+                self.finish_reply_audio_if_done();
+            }
+        }
+    }
+
+    pub(super) fn on_tts_done(&mut self, id: u64, done: Result<()>) {
+        let Some(reply) = self.active.as_mut().filter(|r| r.id == id) else {
+            return;
+        };
+        reply.tts_done = true;
+        if let Err(e) = done {
+            self.ctx.events.provider_error(
+                self.tts.name(),
+                e.status(),
+                provider_message("tts", self.tts.name(), e.message()),
+            );
+        }
+        self.finish_reply_audio_if_done();
+    }
+
+    /// Once TTS is done and all its audio reached the reply ring, tell playout that nothing more
+    /// comes. A reply without audio completes at once.
+    pub(super) fn finish_reply_audio_if_done(&mut self) {
+        let Some(reply) = self.active.as_mut() else {
+            return;
+        };
+        if !reply.tts_done || reply.audio_open || reply.finished_sent {
+            return;
+        }
+        self.ctx.reply.finish();
+        if !self.ctx.reply.is_drained() {
+            return;
+        }
+        reply.finished_sent = true;
+        let _ = self.ctx.control.try_send(RtControl::ReplyFinished);
+        self.ctx.shared.wake();
+        if !reply.audio_pushed {
+            self.complete_reply();
+        }
+    }
+
+    pub(super) fn on_playout_started(&mut self, at_us: u64) {
+        let Some(reply) = self.active.as_mut() else {
+            return;
+        };
+        self.ctx.events.set_state(VbSessionState::VB_STATE_SPEAKING);
+        if let Some(turn) = reply.turn {
+            reply.metrics.stt_final_us = self.clock.stt_final_since_speech_end(turn);
+            reply.metrics.first_output_audio_us = self.clock.since_speech_end(turn, at_us);
+            let metrics = reply.metrics;
+            self.ctx.events.turn_metrics(turn, at_us, metrics);
+        }
+    }
+
+    /// The active reply has been played (or had nothing to play): start the next one.
+    pub(super) fn complete_reply(&mut self) {
+        if let Some(reply) = self.active.take() {
+            if let Some(turn) = reply.turn {
+                self.clock.forget(turn);
+                let recorder = &mut self.ctx.recorder;
+                recorder.finished(turn, reply.transcript, reply.full_text, false);
+            }
+        }
+        self.back_to_listening_if_idle();
+        self.start_next_reply();
+    }
+
+    /// Barge-in: cancel the agent and TTS, drop queued replies, resume playout on the new turn.
+    /// `from_host` is `vb_session_interrupt`, which also flushes playout itself.
+    pub(super) fn cancel_reply(&mut self, from_host: bool) {
+        let dropped = self.drop_active_reply();
+        let had_reply = dropped.is_some() || !self.queue.is_empty();
+        if let Some(reply) = dropped {
+            self.record_cut_short(reply);
+        }
+        // Turns still waiting for their reply were heard: they stay in the history, unanswered.
+        for source in self.queue.drain(..) {
+            if let ReplySource::Agent { turn, transcript } = source {
+                self.ctx
+                    .recorder
+                    .finished(turn, transcript, String::new(), true);
+            }
+        }
+        self.ctx.reply.clear();
+        if from_host {
+            let _ = self.ctx.control.try_send(RtControl::Interrupt);
+        }
+        let _ = self.ctx.control.try_send(RtControl::ReplyCancelled);
+        self.ctx.shared.wake();
+        if had_reply || !from_host {
+            self.ctx
+                .events
+                .emit(VbEventKind::VB_EVENT_INTERRUPTED, |_| {});
+        }
+        self.ctx
+            .events
+            .set_state(VbSessionState::VB_STATE_LISTENING);
+    }
+
+    /// The agent overran `agent_timeout_ms`: its reply is cancelled (it sees
+    /// `Reply::is_cancelled`), whatever it already said stops, and the session goes on with the
+    /// next queued reply or back to listening.
+    pub(super) fn on_agent_timeout(&mut self) {
+        let Some(reply) = self.drop_active_reply() else {
+            return;
+        };
+        self.record_cut_short(reply);
+        self.ctx.reply.clear();
+        let _ = self.ctx.control.try_send(RtControl::Interrupt);
+        let _ = self.ctx.control.try_send(RtControl::ReplyCancelled);
+        self.ctx.shared.wake();
+        let ms = self.agent_timeout.as_millis();
+        self.ctx.events.provider_error(
+            PROVIDER_AGENT,
+            VbStatus::VB_ERR_TIMEOUT,
+            format!(
+                "agent: no complete reply within {ms} ms (agent_timeout_ms); the turn is dropped"
+            ),
+        );
+        self.back_to_listening_if_idle();
+        self.start_next_reply();
+    }
+
+    /// Cancels the active reply's agent and TTS and forgets its turn; returns it, if any.
+    pub(super) fn drop_active_reply(&mut self) -> Option<ActiveReply> {
+        let reply = self.active.take()?;
+        reply.cancelled.store(true, Ordering::Release);
+        reply.tts_task.abort();
+        if let Some(turn) = reply.turn {
+            self.clock.forget(turn);
+        }
+        Some(reply)
+    }
+
+    /// Records a reply that was cut short (barge-in, interrupt, agent timeout) in the history.
+    pub(super) fn record_cut_short(&mut self, reply: ActiveReply) {
+        if let Some(turn) = reply.turn {
+            let recorder = &mut self.ctx.recorder;
+            recorder.finished(turn, reply.transcript, reply.full_text, true);
+        }
+    }
+}
+
+/// Waits for the active reply's next TTS chunk; pending forever when there is none.
+pub(super) async fn next_tts_audio(active: &mut Option<ActiveReply>) -> Option<Vec<i16>> {
+    match active {
+        Some(reply) if reply.audio_open => reply.audio_rx.recv().await,
+        _ => std::future::pending().await,
+    }
+}
+
+/// Runs the host's agent for one transcript on an agent worker thread; its panics become errors.
+fn run_agent(
+    agent: Option<Arc<dyn Agent>>,
+    id: u64,
+    transcript: &str,
+    reply_tx: mpsc::UnboundedSender<(u64, ReplyMsg)>,
+    cancelled: Arc<AtomicBool>,
+    history: Arc<History>,
+) {
+    let mut reply = Reply::new(id, reply_tx.clone(), cancelled, history);
+    let result = match agent {
+        Some(agent) => std::panic::catch_unwind(AssertUnwindSafe(|| {
+            agent.on_transcript(transcript, &mut reply)
+        }))
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                VbStatus::VB_ERR_PANIC,
+                "the agent callback panicked",
+            ))
+        }),
+        None => Err(Error::invalid_state("this session has no agent")),
+    };
+    let _ = reply_tx.send((id, ReplyMsg::Returned(result)));
+}
