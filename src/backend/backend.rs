@@ -12,14 +12,29 @@ use super::health::{VbHealth, VbHealthStatus};
 use super::limits::RateLimiter;
 use super::persist::{RecoveredSession, SessionStore, StoredSession};
 use super::privacy::PrivacyPolicy;
-use super::registry::backend_registry;
 use super::session::{EventCallback, Session, SessionInner, SessionParts};
 use crate::agent::{Agent, History};
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result, VbStatus};
 use crate::event::VbSessionState;
+use crate::pipeline::kinds::{self, BackendKind};
 use crate::pipeline::{Engine, ProcessorFactory};
+use crate::registry::NameMap;
 use crate::telemetry::Telemetry;
+
+/// The process-wide backend registry: backend kinds by name (`local`, `pipecat`, `livekit`, …),
+/// built by the pipeline layer ([`crate::pipeline::kinds`]).
+pub fn backend_registry() -> &'static NameMap<Arc<dyn BackendKind>> {
+    static GLOBAL: std::sync::OnceLock<NameMap<Arc<dyn BackendKind>>> = std::sync::OnceLock::new();
+    GLOBAL.get_or_init(|| {
+        let map: NameMap<Arc<dyn BackendKind>> = NameMap::new("backend");
+        for kind in kinds::builtin() {
+            let name = kind.name().to_owned();
+            map.register(&name, kind).expect("valid name");
+        }
+        map
+    })
+}
 
 /// Worker threads of the I/O runtime (provider I/O and session tasks).
 const IO_THREADS: usize = 2;

@@ -1,5 +1,5 @@
-//! The backend layer: registry, backends, sessions, health, admission (auth, rate limits),
-//! persistence, privacy.
+//! The backend layer: the registry of backend kinds, backends, sessions, health, admission
+//! (auth, rate limits), persistence, privacy.
 
 mod admission;
 pub mod auth;
@@ -9,16 +9,15 @@ pub mod health;
 pub mod limits;
 pub mod persist;
 pub mod privacy;
-pub mod registry;
 pub mod session;
 
 pub use crate::pipeline::kinds::BackendKind;
 pub use crate::pipeline::{AudioProcessor, ProcessorFactory, PushOutcome};
 pub use auth::{AuthHook, AuthResult, JwtHs256Hook};
 pub use backend::Backend;
+pub use backend::backend_registry;
 pub use health::{VbHealth, VbHealthStatus};
 pub use limits::{RateLimiter, TokenBuckets};
 pub use persist::{RecoveredSession, StoredAudio, StoredSession};
 pub use privacy::{DataKind, DataOwner, PrivacyPolicy};
-pub use registry::backend_registry;
 pub use session::{EventCallback, Session};
