@@ -488,8 +488,13 @@ fn stop_with_drain_refuses_new_sessions_and_lets_the_reply_in_flight_finish() {
     let backend = test_backend("");
     let session = session_at(&backend, 16000);
     push_all(&session, &utterance(150.0, 600, 16000), 16000);
+    // The reply text and the start of its audio may be reported in either order (playout can
+    // start while the agent is still returning): wait for both.
+    let (mut speaking, mut responded) = (false, false);
     let events = events_until(&session, |e| {
-        e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING
+        speaking |= e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING;
+        responded |= e.kind == K::VB_EVENT_AGENT_RESPONSE;
+        speaking && responded
     });
     let reply = texts(&events, K::VB_EVENT_AGENT_RESPONSE).remove(0);
     // A host keeps playing while the backend drains; another host tries to open a session.
