@@ -391,6 +391,30 @@ typedef struct VbCallbacks {
   void (*on_event)(void *user_data, const struct VbEvent *event);
 } VbCallbacks;
 
+/**
+ * The host's hook for sessions that arrive by themselves: a LiveKit worker's dispatched jobs
+ * (and, later, browser and phone calls). See `vb_backend_set_incoming`.
+ */
+typedef struct VbIncoming {
+  /**
+   * Passed back to `on_session`.
+   */
+  void *user_data;
+  /**
+   * I/O thread, one call per arriving session, possibly concurrently. `session` was opened
+   * by the backend (not started); `info_json` describes it, e.g. `{"source":
+   * "livekit-dispatch", "room": "…", "participant": "…", "job_id": "…"}`. Fill `*callbacks`
+   * (zeroed on entry) and return `VB_OK` to take it: the backend then starts it, and the
+   * host owns it as if `vb_session_create` had made it (free it with `vb_session_free` once
+   * it has stopped). Any other status refuses the call: the backend frees the session (do
+   * not keep the pointer) and the call fails with that status.
+   */
+  enum VbStatus (*on_session)(void *user_data,
+                              struct VbSession *session,
+                              const char *info_json,
+                              struct VbCallbacks *callbacks);
+} VbIncoming;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -524,6 +548,40 @@ enum VbStatus vb_backend_recovered_sessions(const struct VbBackend *backend,
  * `backend` is NULL or a live backend.
  */
 enum VbStatus vb_backend_flush_store(struct VbBackend *backend);
+
+/**
+ * Installs the host's hook for sessions that arrive by themselves. Without one, a LiveKit
+ * worker refuses every job. Only before `vb_backend_start` (`VB_ERR_INVALID_STATE` after). The
+ * struct is copied; `user_data` must stay valid until the backend is freed. Thread-safe.
+ *
+ * # Safety
+ * `backend` is NULL or a live backend; `incoming` is NULL or a valid struct.
+ */
+enum VbStatus vb_backend_set_incoming(struct VbBackend *backend, const struct VbIncoming *incoming);
+
+/**
+ * Calls the room service of a `livekit` backend's server (LiveKit's Twirp API, with admin
+ * tokens signed from the backend's key and secret). `request_json` is one of
+ * `{"op":"create_room","room":R}`, `{"op":"list_rooms"}`, `{"op":"delete_room","room":R}`,
+ * `{"op":"list_participants","room":R}`, `{"op":"remove_participant","room":R,"identity":I}`,
+ * `{"op":"create_dispatch","room":R,"agent_name":A,"metadata":M}`; the answer, written to
+ * `buf` like `vb_registry_list` writes (`*needed` gets its size with the NUL), is
+ * `{"room":{name,sid,num_participants,created_at}}`, `{"rooms":[…]}`,
+ * `{"participants":[{identity,sid,kind,state},…]}`, `{"dispatch_id":"…"}` or `{}`.
+ * `VB_ERR_INVALID_CONFIG` on another backend, `VB_ERR_NOT_FOUND` for an unknown room,
+ * `VB_ERR_UNAUTHORIZED` for refused keys, `VB_ERR_CONNECTION_FAILED` for an unreachable
+ * server. Blocks the calling thread for the request (the backend's `timeout_ms` at most);
+ * any state; thread-safe.
+ *
+ * # Safety
+ * `backend` is NULL or a live backend; `request_json` is NULL or NUL-terminated; `buf` is NULL
+ * or valid for `capacity` bytes; `needed` is NULL or valid for one write.
+ */
+enum VbStatus vb_backend_room_service(const struct VbBackend *backend,
+                                      const char *request_json,
+                                      char *buf,
+                                      size_t capacity,
+                                      size_t *needed);
 
 /**
  * Creates a session on a running backend. `session_config_json` may be NULL (all defaults).

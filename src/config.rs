@@ -406,6 +406,11 @@ pub struct SessionConfig {
     /// The room a network transport joins (`livekit` with `transport: "webrtc"`).
     #[serde(default)]
     pub room: Option<String>,
+    /// A token to join `room` with instead of one the backend mints from its keys (on
+    /// `livekit`: a dispatched job's token, or one the host obtained elsewhere). A secret:
+    /// `Debug` prints `***`, never serialized, so never persisted.
+    #[serde(default, skip_serializing)]
+    pub connection_token: Option<Secret>,
     /// Access token checked by the backend's auth hook (a secret: `Debug` prints `***`; never
     /// serialized, so never persisted).
     #[serde(default, skip_serializing)]
@@ -432,6 +437,7 @@ impl Default for SessionConfig {
             transport: default_transport(),
             connection_url: None,
             room: None,
+            connection_token: None,
             auth_token: None,
             admission_wait_ms: 0,
             input_sample_rate: default_host_rate(),

@@ -124,6 +124,14 @@ impl Admission {
         Ok(config.user_id.clone())
     }
 
+    /// A session that arrived by itself (dispatched to this backend by a server that holds the
+    /// credentials, e.g. a LiveKit job): no token to check; the rate limiter applies. Returns
+    /// the user id.
+    pub(crate) fn admit_arrival(&self, config: &SessionConfig) -> Result<String> {
+        self.limit(&config.user_id, config.admission_wait_ms)?;
+        Ok(config.user_id.clone())
+    }
+
     /// Takes one admission of `user_id` from the rate limiter, waiting up to `wait_ms`.
     fn limit(&self, user_id: &str, wait_ms: u32) -> Result<()> {
         let limiter = self

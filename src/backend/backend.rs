@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::admission::Admission;
 use super::auth::{AuthHook, SESSION_CREATE};
 use super::health::{VbHealth, VbHealthStatus};
+use super::incoming::{BackendArrivals, IncomingHandler};
 use super::limits::RateLimiter;
 use super::persist::{RecoveredSession, SessionStore, StoredSession};
 use super::privacy::PrivacyPolicy;
@@ -18,7 +19,7 @@ use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result, VbStatus};
 use crate::event::VbSessionState;
 use crate::pipeline::kinds::{self, BackendKind};
-use crate::pipeline::{Engine, ProcessorFactory};
+use crate::pipeline::{Engine, Listener, ProcessorFactory, RoomService};
 use crate::registry::NameMap;
 use crate::telemetry::Telemetry;
 
@@ -60,6 +61,10 @@ pub(crate) struct BackendInner {
     /// Auth hook and rate limiter of new sessions.
     pub(crate) admission: Admission,
     telemetry: Telemetry,
+    /// The host's hook for sessions that arrive by themselves.
+    incoming: Mutex<Option<Arc<dyn IncomingHandler>>>,
+    /// The backend's transport taking calls (a LiveKit worker), while running.
+    listener: Mutex<Option<Box<dyn Listener>>>,
     next_key: AtomicU64,
     /// (frames_dropped, deadline_misses) at the last health check.
     last_check: Mutex<(u64, u64)>,
@@ -88,6 +93,8 @@ impl Backend {
                 state: Mutex::new(BackendState::Created),
                 sessions: Mutex::new(HashMap::new()),
                 telemetry,
+                incoming: Mutex::new(None),
+                listener: Mutex::new(None),
                 next_key: AtomicU64::new(1),
                 last_check: Mutex::new((0, 0)),
                 store,
@@ -118,6 +125,22 @@ impl Backend {
     pub fn set_auth_hook(&self, hook: Arc<dyn AuthHook>) -> Result<()> {
         self.inner.before_start("the auth hook can only be set")?;
         self.inner.admission.set_hook(hook);
+        Ok(())
+    }
+
+    /// The room service of this backend's LiveKit server (create, list and delete rooms, list
+    /// and remove participants, dispatch agents). `VB_ERR_INVALID_CONFIG` on other backends.
+    /// Any state; each call blocks its thread (not from async code).
+    pub fn room_service(&self) -> Result<RoomService> {
+        RoomService::from_backend_config(&self.inner.config)
+    }
+
+    /// Installs the host's hook for sessions that arrive by themselves (a LiveKit worker's
+    /// dispatched jobs): see [`IncomingHandler`]. Only before `start`.
+    pub fn set_incoming(&self, handler: Arc<dyn IncomingHandler>) -> Result<()> {
+        self.inner
+            .before_start("the incoming-session hook can only be set")?;
+        *lock(&self.inner.incoming) = Some(handler);
         Ok(())
     }
 
@@ -153,6 +176,11 @@ impl Backend {
             .build()
             .map_err(|e| Error::internal(format!("could not start the I/O runtime: {e}")))?;
         self.inner.telemetry.start(runtime.handle())?;
+        let arrivals = Arc::new(BackendArrivals {
+            backend: Arc::downgrade(&self.inner),
+        });
+        let listener = self.inner.engine.listen(arrivals, runtime.handle())?;
+        *lock(&self.inner.listener) = listener;
         *state = BackendState::Running(runtime);
         Ok(())
     }
@@ -167,7 +195,9 @@ impl Backend {
                 BackendState::Running(runtime) => {
                     *state = BackendState::Draining(runtime.handle().clone());
                     drop(state);
-                    self.drain(drain);
+                    let deadline = Instant::now() + drain;
+                    self.drain_listener(deadline);
+                    self.drain(deadline.saturating_duration_since(Instant::now()));
                     self.inner.stop_all_sessions();
                     self.inner.telemetry.stop();
                     runtime.shutdown_background();
@@ -187,6 +217,19 @@ impl Backend {
         }
         self.inner.stop_all_sessions();
         Ok(())
+    }
+
+    /// A listening transport takes no new calls; those under way may finish until `deadline`;
+    /// then it stops listening.
+    fn drain_listener(&self, deadline: Instant) {
+        let Some(listener) = lock(&self.inner.listener).take() else {
+            return;
+        };
+        listener.drain();
+        while listener.busy() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        listener.stop();
     }
 
     fn drain(&self, drain: Duration) {
@@ -315,33 +358,7 @@ impl Backend {
         inner.accepts_sessions()?;
         inner.check_session_limit(&sessions)?;
         let key = inner.next_key.fetch_add(1, Ordering::Relaxed);
-        let id = resumed.map_or_else(|| new_session_id(key), |r| r.session_id.clone());
-        let wiring = inner.engine.wire(&config, inner.telemetry.session(&id))?;
-        let history = Arc::new(History::new(
-            resumed.map(|r| r.history.clone()).unwrap_or_default(),
-        ));
-        let persisted = inner.store.as_ref().map(|store| {
-            let policy = inner
-                .privacy
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-            let created = resumed.map(|r| r.created_at_ms);
-            let internal_rate = wiring.spec().internal_rate;
-            store.session(&id, &config, created, internal_rate, policy)
-        });
-        let session = Session::assemble(SessionParts {
-            key,
-            id,
-            config,
-            history,
-            persisted,
-            wiring,
-            needs_agent: inner.engine.needs_agent(),
-            agent,
-            on_event,
-            backend: Arc::downgrade(inner),
-        });
+        let session = inner.assemble(key, config, resumed, agent, on_event)?;
         sessions.insert(key, Arc::downgrade(&session.inner));
         Ok(session)
     }
@@ -411,6 +428,67 @@ impl Drop for Backend {
 }
 
 impl BackendInner {
+    /// The host's hook for sessions that arrive, if it set one.
+    pub(crate) fn incoming_handler(&self) -> Option<Arc<dyn IncomingHandler>> {
+        lock(&self.incoming).clone()
+    }
+
+    /// Sessions created and not yet stopped.
+    pub(crate) fn active_session_count(&self) -> u32 {
+        lock(&self.sessions).len() as u32
+    }
+
+    /// Opens a session that arrived by itself (not started; no agent yet: the host gives it).
+    pub(crate) fn open_arrival(self: &Arc<Self>, mut config: SessionConfig) -> Result<Session> {
+        config.validate()?;
+        self.accepts_sessions()?;
+        self.engine.check_transport(&config)?;
+        self.check_session_limit(&lock(&self.sessions))?;
+        config.user_id = self.admission.admit_arrival(&config)?;
+        let mut sessions = lock(&self.sessions);
+        self.accepts_sessions()?;
+        self.check_session_limit(&sessions)?;
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let session = self.assemble(key, config, None, None, None)?;
+        sessions.insert(key, Arc::downgrade(&session.inner));
+        Ok(session)
+    }
+
+    /// Wires and assembles session `key` (a new one, or `resumed` under its id and with its
+    /// history); the caller registers it.
+    fn assemble(
+        self: &Arc<Self>,
+        key: u64,
+        config: SessionConfig,
+        resumed: Option<&StoredSession>,
+        agent: Option<Arc<dyn Agent>>,
+        on_event: Option<EventCallback>,
+    ) -> Result<Session> {
+        let id = resumed.map_or_else(|| new_session_id(key), |r| r.session_id.clone());
+        let wiring = self.engine.wire(&config, self.telemetry.session(&id))?;
+        let history = Arc::new(History::new(
+            resumed.map(|r| r.history.clone()).unwrap_or_default(),
+        ));
+        let persisted = self.store.as_ref().map(|store| {
+            let policy = lock(&self.privacy).clone();
+            let created = resumed.map(|r| r.created_at_ms);
+            let internal_rate = wiring.spec().internal_rate;
+            store.session(&id, &config, created, internal_rate, policy)
+        });
+        Ok(Session::assemble(SessionParts {
+            key,
+            id,
+            config,
+            history,
+            persisted,
+            wiring,
+            needs_agent: self.engine.needs_agent(),
+            agent,
+            on_event,
+            backend: Arc::downgrade(self),
+        }))
+    }
+
     fn lock_state(&self) -> std::sync::MutexGuard<'_, BackendState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -476,6 +554,10 @@ impl BackendInner {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// `sess-<key>-<16 random hex digits>`: unique in the process, unguessable across processes.

@@ -6,6 +6,7 @@ pub mod auth;
 #[allow(clippy::module_inception)]
 pub mod backend;
 pub mod health;
+pub mod incoming;
 pub mod limits;
 pub mod persist;
 pub mod privacy;
@@ -17,6 +18,7 @@ pub use auth::{AuthHook, AuthResult, JwtHs256Hook};
 pub use backend::Backend;
 pub use backend::backend_registry;
 pub use health::{VbHealth, VbHealthStatus};
+pub use incoming::{Accepted, IncomingHandler};
 pub use limits::{RateLimiter, TokenBuckets};
 pub use persist::{RecoveredSession, StoredAudio, StoredSession};
 pub use privacy::{DataKind, DataOwner, PrivacyPolicy};

@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -53,13 +53,16 @@ pub struct Session {
 
 pub(crate) struct SessionInner {
     pub(crate) key: u64,
-    id: String,
+    pub(crate) id: String,
     config: SessionConfig,
     wiring: SessionWiring,
     needs_agent: bool,
     run_state: AtomicU8,
-    on_event: Option<EventCallback>,
-    agent: Option<Arc<dyn Agent>>,
+    /// Push delivery of events, when the host asked for it (at creation, or when it took a
+    /// session that arrived by itself).
+    on_event: OnceLock<EventCallback>,
+    /// The host's agent, set the same way.
+    agent: OnceLock<Arc<dyn Agent>>,
     /// Counts agent calls in flight; `stop` closes it and waits for them.
     agent_gate: Arc<AgentGate>,
     /// The thread delivering events to `on_event`, while the session runs.
@@ -97,8 +100,8 @@ impl Session {
                 wiring: parts.wiring,
                 needs_agent: parts.needs_agent,
                 run_state: AtomicU8::new(CREATED),
-                on_event: parts.on_event,
-                agent: parts.agent,
+                on_event: parts.on_event.map(OnceLock::from).unwrap_or_default(),
+                agent: parts.agent.map(OnceLock::from).unwrap_or_default(),
                 agent_gate: Arc::new(AgentGate::default()),
                 event_thread: Mutex::new(None),
                 stopping: Mutex::new(()),
@@ -177,7 +180,7 @@ impl Session {
     /// The next event, if any (non-blocking). `VB_ERR_INVALID_STATE` when events are pushed to an
     /// event callback instead.
     pub fn poll_event(&self) -> Result<Option<Event>> {
-        if self.inner.on_event.is_some() {
+        if self.inner.on_event.get().is_some() {
             return Err(Error::invalid_state(
                 "events go to the session's event callback; there is nothing to poll",
             ));
@@ -238,7 +241,28 @@ impl SessionInner {
         self.wiring.command(call, command)
     }
 
-    fn start(&self) -> Result<()> {
+    /// The host took a session that arrived by itself: its agent and event callback, before it
+    /// starts. `VB_ERR_INVALID_ARGUMENT` when the conversation needs an agent and none came.
+    pub(crate) fn accept(
+        &self,
+        agent: Option<Arc<dyn Agent>>,
+        on_event: Option<EventCallback>,
+    ) -> Result<()> {
+        if self.needs_agent && agent.is_none() && self.agent.get().is_none() {
+            return Err(Error::invalid_argument(
+                "this backend runs an stt_tts pipeline: the session needs an agent (on_transcript)",
+            ));
+        }
+        if let Some(agent) = agent {
+            let _ = self.agent.set(agent);
+        }
+        if let Some(on_event) = on_event {
+            let _ = self.on_event.set(on_event);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn start(&self) -> Result<()> {
         let backend = self
             .backend
             .upgrade()
@@ -250,14 +274,14 @@ impl SessionInner {
         self.wiring.start(Start {
             tag: self.key,
             runtime,
-            agent: self.agent.clone().map(|agent| self.gated(agent)),
+            agent: self.agent.get().cloned().map(|agent| self.gated(agent)),
             recorder: TurnRecorder::new(
                 self.history.clone(),
                 self.persisted.clone().map(|p| p as Arc<dyn TurnLog>),
             ),
             elevate: backend.config.audio.realtime_priority,
         })?;
-        if let Some(callback) = self.on_event.clone() {
+        if let Some(callback) = self.on_event.get().cloned() {
             let events = self.wiring.events().clone();
             let key = self.key;
             let thread = std::thread::Builder::new()

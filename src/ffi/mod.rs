@@ -5,6 +5,8 @@
 //! untouched and `vb_last_error_message()` says why. No panic crosses the boundary.
 
 pub mod backend;
+pub mod incoming;
+pub mod rooms;
 pub mod session;
 pub mod version;
 

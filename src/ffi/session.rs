@@ -171,9 +171,9 @@ pub unsafe extern "C" fn vb_session_create(
 }
 
 /// The host's `VbCallbacks` as the Rust API takes them.
-struct HostCallbacks {
-    agent: Option<Arc<dyn Agent>>,
-    on_event: Option<EventCallback>,
+pub(super) struct HostCallbacks {
+    pub(super) agent: Option<Arc<dyn Agent>>,
+    pub(super) on_event: Option<EventCallback>,
     /// The handle the C agent passes to `on_transcript`, set by `hand_out`.
     handle: Arc<AtomicPtr<VbSession>>,
 }
@@ -181,7 +181,7 @@ struct HostCallbacks {
 impl HostCallbacks {
     /// # Safety
     /// `callbacks` is NULL or valid for one read.
-    unsafe fn new(callbacks: *const VbCallbacks) -> HostCallbacks {
+    pub(super) unsafe fn new(callbacks: *const VbCallbacks) -> HostCallbacks {
         // SAFETY: forwarded caller contract.
         let callbacks = unsafe { callbacks.as_ref() }.copied();
         let user_data = HostPtr(callbacks.map_or(ptr::null_mut(), |c| c.user_data));
@@ -223,6 +223,21 @@ impl HostCallbacks {
         self.handle.store(handle, Ordering::Release);
         // SAFETY: valid for one write per the caller's contract.
         unsafe { *out = handle };
+    }
+
+    /// Points the agent at `handle` (a session boxed before its callbacks were known).
+    pub(super) fn attach(&self, handle: *mut VbSession) {
+        self.handle.store(handle, Ordering::Release);
+    }
+}
+
+impl VbSession {
+    /// Boxes `session` into a C handle the host owns (frees with `vb_session_free`).
+    pub(super) fn into_raw(session: Session) -> *mut VbSession {
+        Box::into_raw(Box::new(VbSession {
+            session,
+            polled_text: Mutex::new(None),
+        }))
     }
 }
 

@@ -14,7 +14,7 @@ use crate::error::{Error, Result, VbStatus};
 use crate::rt::processor::{ProcessorChain, ProcessorFactory};
 use crate::rt::shared::EngineCounters;
 use crate::telemetry::{EngineTotals, SessionTelemetry, TotalsSource};
-use crate::transport::MediaTransport;
+use crate::transport::{Arrivals, Listener, MediaTransport};
 
 /// The wiring shared by a backend's sessions. Any thread.
 pub struct Engine {
@@ -87,6 +87,19 @@ impl Engine {
             .media
             .as_ref()
             .filter(|media| media.name() == session.transport)
+    }
+
+    /// Starts the backend's network transport taking calls, if it is configured to (a LiveKit
+    /// worker); `arrivals` opens the sessions they bring.
+    pub fn listen(
+        &self,
+        arrivals: Arc<dyn Arrivals>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Option<Box<dyn Listener>>> {
+        match &self.recipe.media {
+            Some(media) => media.listen(arrivals, runtime),
+            None => Ok(None),
+        }
     }
 
     /// The totals of every session's realtime thread so far.

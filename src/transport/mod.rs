@@ -7,6 +7,7 @@
 //!   runtime: [`livekit`] joins a LiveKit room as the agent participant. They share the media
 //!   edge ([`media`]: Opus, jitter buffer).
 
+pub mod cpu_load;
 pub mod edge;
 pub mod host;
 pub mod livekit;
@@ -14,6 +15,7 @@ pub mod media;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
@@ -48,6 +50,55 @@ pub trait MediaTransport: Send + Sync {
         session: &SessionConfig,
         edge: MediaEdge,
     ) -> BoxFuture<'static, Result<MediaLink>>;
+    /// Starts taking calls that arrive by themselves, when the backend is configured to (a
+    /// LiveKit worker): each becomes a session through `arrivals`. `Ok(None)` when the transport
+    /// only makes the calls sessions ask for (the default). Blocks until listening or failed
+    /// (the error `vb_backend_start` returns); not on the I/O runtime.
+    fn listen(
+        &self,
+        arrivals: Arc<dyn Arrivals>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Option<Box<dyn Listener>>> {
+        let _ = (arrivals, runtime);
+        Ok(None)
+    }
+}
+
+/// Where a listening transport brings the sessions that arrive by themselves (the backend).
+pub trait Arrivals: Send + Sync {
+    /// Whether a host takes such sessions at all (a worker that nobody would serve refuses
+    /// every job).
+    fn accepting(&self) -> bool;
+    /// Opens a session from `config`, hands it to the host with `info` (a JSON object describing
+    /// the call) and starts it once the host took it. Blocks until the session has joined its
+    /// call or failed to: call it from a blocking thread (`spawn_blocking`), never from an async
+    /// task. The error is the host's refusal or why the session could not start.
+    fn arrive(&self, config: SessionConfig, info: serde_json::Value) -> Result<Arc<dyn Arrived>>;
+    /// Sessions of the backend not yet stopped (all of them, not only those that arrived).
+    fn active_sessions(&self) -> u32;
+}
+
+/// A session that arrived, as its listener follows it.
+pub trait Arrived: Send + Sync {
+    /// The session's id.
+    fn id(&self) -> String;
+    /// Whether the session has stopped (the peer left, the host stopped it, or it failed).
+    fn is_over(&self) -> bool;
+    /// Stops the session (the server ended the call). Blocks: a blocking thread only.
+    fn end(&self);
+}
+
+/// A transport taking calls for a backend (a LiveKit worker registered for jobs), while the
+/// backend runs. Any thread but the I/O runtime's.
+pub trait Listener: Send + Sync {
+    /// Takes no new calls from now on (the server is told the worker is full); calls under way
+    /// go on.
+    fn drain(&self);
+    /// Whether calls taken are still under way.
+    fn busy(&self) -> bool;
+    /// Stops listening (unregisters) and waits briefly for that; calls under way are the
+    /// backend's to stop.
+    fn stop(&self);
 }
 
 /// What a media transport gets of one session.

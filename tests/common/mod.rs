@@ -4,6 +4,7 @@
 
 pub mod livekit;
 pub mod pipecat;
+pub mod worker;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -5,12 +5,15 @@
 //! voicebackend say "text" -o out.wav [--voice VOICE] [--rate WPM]
 //! voicebackend transcribe file.wav [--stt NAME] [--config FILE]
 //! voicebackend agent --room NAME [--url URL] [--user IDENTITY] [--once] [--stt NAME] [--tts NAME] [--config FILE]
+//! voicebackend agent --worker [--agent-name NAME] [--max-jobs N] [--url URL] [--stt NAME] [--tts NAME] [--config FILE]
+//! voicebackend rooms list | create ROOM | delete ROOM | participants ROOM | remove ROOM IDENTITY | dispatch ROOM [--agent-name NAME] [--metadata TEXT]
 //! ```
 
 mod agent;
 mod converse;
 mod report;
 mod room;
+mod rooms;
 mod signals;
 mod wav;
 
@@ -39,6 +42,14 @@ USAGE:
       speaks there (or only with IDENTITY); when they leave it waits for the next one (--once:
       it exits). The server and its keys come from LIVEKIT_URL (or --url), LIVEKIT_API_KEY and
       LIVEKIT_API_SECRET; --config FILE replaces the whole backend configuration.
+  voicebackend agent --worker [--agent-name NAME] [--max-jobs N] [OPTIONS]
+      Registers with the LiveKit server as an agent worker: the server dispatches rooms to it
+      (every new room; with --agent-name only explicit dispatches to NAME), each one a
+      conversation with the built-in agent. SIGINT/SIGTERM drains: conversations under way
+      finish (up to 10 minutes), no new ones come, then it exits.
+  voicebackend rooms list | create ROOM | delete ROOM | participants ROOM
+  voicebackend rooms remove ROOM IDENTITY | dispatch ROOM [--agent-name NAME] [--metadata TEXT]
+      LiveKit's room service (same server and keys as `agent`): prints the answer as JSON.
 
 OPTIONS:
   --stt NAME        STT provider (default: whisper)
@@ -125,7 +136,8 @@ fn run(args: &[String]) -> Result<(), String> {
         "converse" => converse(&Args::parse(rest, &["realtime"])?),
         "say" => say(&Args::parse(rest, &[])?),
         "transcribe" => transcribe(&Args::parse(rest, &["realtime"])?),
-        "agent" => agent(&Args::parse(rest, &["once"])?),
+        "agent" => agent(&Args::parse(rest, &["once", "worker"])?),
+        "rooms" => rooms::run(&Args::parse(rest, &[])?),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
@@ -191,30 +203,61 @@ fn converse(args: &Args) -> Result<(), String> {
 }
 
 fn agent(args: &Args) -> Result<(), String> {
-    args.only(&["room", "url", "user", "once", "stt", "tts", "config"])?;
-    let room = args.value(&["room"]).ok_or("agent needs --room NAME")?;
-    let backend_json = match args.value(&["config"]) {
-        Some(path) => std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?,
-        None => {
-            let mut provider_config = serde_json::Map::new();
-            if let Some(url) = args.value(&["url"]) {
-                provider_config.insert("url".into(), url.into());
-            }
-            serde_json::json!({
-                "provider": "livekit",
-                "provider_config": provider_config,
-                "stt_provider": args.value(&["stt"]).unwrap_or("whisper"),
-                "tts_provider": args.value(&["tts"]).unwrap_or("espeak"),
-            })
-            .to_string()
+    if args.switch("worker") {
+        args.only(&[
+            "worker",
+            "agent-name",
+            "max-jobs",
+            "url",
+            "stt",
+            "tts",
+            "config",
+        ])?;
+        let mut worker = serde_json::Map::new();
+        if let Some(name) = args.value(&["agent-name"]) {
+            worker.insert("agent_name".into(), name.into());
         }
-    };
+        if let Some(max) = args.value(&["max-jobs"]) {
+            let max: u32 = max
+                .parse()
+                .map_err(|_| format!("--max-jobs {max}: not a number"))?;
+            worker.insert("max_jobs".into(), max.into());
+        }
+        let json = livekit_backend_json(args, Some(worker.into()))?;
+        return room::run_worker(&json, std::time::Duration::from_secs(600));
+    }
+    args.only(&["room", "url", "user", "once", "stt", "tts", "config"])?;
+    let room = args
+        .value(&["room"])
+        .ok_or("agent needs --room NAME (or --worker)")?;
     room::run(&room::RoomOptions {
-        backend_json,
+        backend_json: livekit_backend_json(args, None)?,
         room: room.to_owned(),
         user: args.value(&["user"]).unwrap_or_default().to_owned(),
         once: args.switch("once"),
     })
+}
+
+/// The `livekit` backend configuration: `--config FILE`, or `--url` (else `LIVEKIT_URL`) with
+/// `--stt`/`--tts` and, for a worker, its `worker` section.
+fn livekit_backend_json(args: &Args, worker: Option<serde_json::Value>) -> Result<String, String> {
+    if let Some(path) = args.value(&["config"]) {
+        return std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"));
+    }
+    let mut provider_config = serde_json::Map::new();
+    if let Some(url) = args.value(&["url"]) {
+        provider_config.insert("url".into(), url.into());
+    }
+    if let Some(worker) = worker {
+        provider_config.insert("worker".into(), worker);
+    }
+    Ok(serde_json::json!({
+        "provider": "livekit",
+        "provider_config": provider_config,
+        "stt_provider": args.value(&["stt"]).unwrap_or("whisper"),
+        "tts_provider": args.value(&["tts"]).unwrap_or("espeak"),
+    })
+    .to_string())
 }
 
 fn transcribe(args: &Args) -> Result<(), String> {

@@ -2,11 +2,16 @@
 //! LiveKit server can talk to it from LiveKit's own frontends (the Agents Playground, any app on
 //! `livekit-client`). One conversation at a time: when the user leaves, the agent waits in the
 //! room for the next one (`--once`: it exits instead).
+//!
+//! `voicebackend agent --worker`: the same agent as a LiveKit agent worker — the server
+//! dispatches rooms to it, each becomes a conversation of its own; SIGINT/SIGTERM drains (the
+//! conversations under way finish, no new ones come) and exits.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use voicebackend::{Backend, SessionConfig, VbEventKind as K, VbSessionState as S};
+use voicebackend::backend::{Accepted, IncomingHandler};
+use voicebackend::{Backend, Session, SessionConfig, VbEventKind as K, VbSessionState as S};
 
 use super::agent::RuleAgent;
 use super::signals::stop_requested;
@@ -51,6 +56,59 @@ pub fn run(options: &RoomOptions) -> Result<(), String> {
     backend
         .stop(Duration::from_secs(5))
         .map_err(|e| e.to_string())
+}
+
+/// Runs the agent as a LiveKit worker (the backend configured with `provider_config.worker`)
+/// until SIGINT/SIGTERM, then drains for at most `drain`.
+pub fn run_worker(backend_json: &str, drain: Duration) -> Result<(), String> {
+    let backend = Backend::from_json(backend_json).map_err(|e| e.to_string())?;
+    backend
+        .set_incoming(Arc::new(Conversations))
+        .map_err(|e| e.to_string())?;
+    backend.start().map_err(|e| e.to_string())?;
+    println!("worker: registered, waiting for rooms (Ctrl-C drains and exits)");
+    while !stop_requested() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("worker: draining (conversations under way finish)");
+    backend.stop(drain).map_err(|e| e.to_string())?;
+    println!("worker: stopped");
+    Ok(())
+}
+
+/// Takes every dispatched room with the built-in agent; one thread prints each conversation.
+struct Conversations;
+
+impl IncomingHandler for Conversations {
+    fn on_session(
+        &self,
+        session: Session,
+        info: &serde_json::Value,
+    ) -> voicebackend::Result<Accepted> {
+        let room = info["room"].as_str().unwrap_or_default().to_owned();
+        std::thread::Builder::new()
+            .name(format!("room {room}"))
+            .spawn(move || {
+                // Wait for the backend to start the session, then follow it to its end.
+                while session.state() == S::VB_STATE_IDLE {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                if session.state() == S::VB_STATE_STOPPED {
+                    return; // it could not join: the job failed, the server was told why
+                }
+                println!("agent: joined room '{room}'");
+                let ended = converse(&session);
+                println!(
+                    "agent: left room '{room}': {}",
+                    ended.unwrap_or_else(|| "stopped".into())
+                );
+            })
+            .map_err(|e| voicebackend::Error::internal(format!("no thread for the room: {e}")))?;
+        Ok(Accepted {
+            agent: Some(Arc::new(RuleAgent)),
+            on_event: None,
+        })
+    }
 }
 
 /// Prints the conversation until the session ends (its reason) or a signal arrives (`None`).

@@ -10,6 +10,8 @@
 //! | [`room`] | who is in the room, whom the agent listens to |
 //! | [`data`] | captions (`lk.transcription` text streams) and `lk.agent.state` |
 //! | [`participant`] | the session's task: all of the above, and the 20 ms media clock |
+//! | [`worker`] | worker mode: registered for jobs the server dispatches |
+//! | [`rooms`] | the room service for hosts (create, list, delete, dispatch) |
 //!
 //! Sessions name it with `transport: "webrtc"` and a `room`; audio is 48 kHz both ways.
 //! `vb_session_start` returns once the agent has joined the room (or why it could not).
@@ -18,8 +20,10 @@ pub mod data;
 pub mod participant;
 pub mod peer;
 pub mod room;
+pub mod rooms;
 pub mod settings;
 pub mod signal;
+pub mod worker;
 
 use std::panic::AssertUnwindSafe;
 
@@ -28,8 +32,11 @@ use futures_util::FutureExt as _;
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result, VbStatus};
 use crate::transport::media::opus::OPUS_RATE;
-use crate::transport::{BoxFuture, MediaEdge, MediaLink, MediaTransport, TransportNews};
+use crate::transport::{
+    Arrivals, BoxFuture, Listener, MediaEdge, MediaLink, MediaTransport, TransportNews,
+};
 use participant::{JoinSpec, Participant};
+pub use rooms::RoomService;
 pub use settings::{NAME, Settings};
 
 /// The session `transport` value of LiveKit sessions.
@@ -88,6 +95,7 @@ impl MediaTransport for LiveKit {
             url,
             room: session.room.clone().unwrap_or_default(),
             user_id: session.user_id.clone(),
+            token: session.connection_token.clone(),
         });
         let news = edge.news.clone();
         Box::pin(async move {
@@ -113,5 +121,17 @@ impl MediaTransport for LiveKit {
             });
             Ok(MediaLink::new(close, finished))
         })
+    }
+
+    fn listen(
+        &self,
+        arrivals: std::sync::Arc<dyn Arrivals>,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Option<Box<dyn Listener>>> {
+        let Some(worker) = self.settings.worker.clone() else {
+            return Ok(None);
+        };
+        let worker = worker::Worker::start(self.settings.clone(), worker, arrivals, runtime)?;
+        Ok(Some(Box::new(worker)))
     }
 }

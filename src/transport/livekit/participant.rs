@@ -45,6 +45,8 @@ pub struct JoinSpec {
     pub room: String,
     /// The session's `user_id`: whom to listen to.
     pub user_id: String,
+    /// The session's `connection_token`, joined with instead of a minted one.
+    pub token: Option<Secret>,
 }
 
 /// Why the participant's loop ended.
@@ -90,7 +92,10 @@ impl Participant {
     /// for a server that cannot be reached, `VB_ERR_CONNECTION_FAILED` for a room that cannot be
     /// joined.
     pub async fn join(spec: JoinSpec, edge: MediaEdge) -> Result<Participant> {
-        let token = spec.settings.agent_token(&spec.room)?;
+        let token = match &spec.token {
+            Some(token) => token.clone(),
+            None => spec.settings.agent_token(&spec.room)?,
+        };
         let (joined, signal_tx, signal_rx) =
             signal::connect(&spec.settings, &spec.url, &token, None)
                 .await

@@ -8,6 +8,7 @@
 //! | `agent_identity` | `voicebackend-agent` | the agent participant's identity in every room |
 //! | `opus_complexity` | 5 | 0–10: CPU spent encoding the agent's voice (0.1 ms per frame at 5) |
 //! | `timeout_ms` | 10000 | 100–600000: each connection attempt, and the wait for the room to answer |
+//! | `worker` | absent | present: register as an agent worker and take dispatched jobs ([`WorkerSettings`]) |
 //!
 //! Connections are retried under the backend's `retry` rules. A session's `connection_url`
 //! replaces `url`.
@@ -31,14 +32,41 @@ const TOKEN_TTL: Duration = Duration::from_secs(6 * 3600);
 /// The participant attribute LiveKit's frontends read the agent's state from.
 pub const AGENT_STATE: &str = "lk.agent.state";
 
-const KEYS: [&str; 6] = [
+const KEYS: [&str; 7] = [
     "url",
     "api_key",
     "api_secret",
     "agent_identity",
     "opus_complexity",
     "timeout_ms",
+    "worker",
 ];
+const WORKER_KEYS: [&str; 3] = ["agent_name", "max_jobs", "load_threshold"];
+
+/// `provider_config.worker`: the backend registers with the server as an agent worker and takes
+/// the jobs it dispatches (see [`super::worker`]).
+///
+/// | key | default | meaning |
+/// |---|---|---|
+/// | `agent_name` | `""` | empty: every new room; a name: only explicit dispatches to that name |
+/// | `max_jobs` | 0 | jobs at once at most (0: limited by load and `max_concurrent_sessions` only) |
+/// | `load_threshold` | 0.75 | 0.05–1: at this measured load the worker reports itself full |
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerSettings {
+    /// The agent name dispatches name.
+    pub agent_name: String,
+    /// Jobs at once at most (0: no limit of its own).
+    pub max_jobs: u32,
+    /// The load (0–1) from which the worker takes no more jobs.
+    pub load_threshold: f32,
+}
+
+#[derive(Default, Deserialize)]
+struct RawWorker {
+    agent_name: Option<String>,
+    max_jobs: Option<u32>,
+    load_threshold: Option<f64>,
+}
 
 #[derive(Default, Deserialize)]
 struct Raw {
@@ -48,6 +76,7 @@ struct Raw {
     agent_identity: Option<String>,
     opus_complexity: Option<u8>,
     timeout_ms: Option<u32>,
+    worker: Option<serde_json::Value>,
 }
 
 /// The validated settings.
@@ -67,6 +96,8 @@ pub struct Settings {
     pub timeout: Duration,
     /// How connections are retried.
     pub retry: RetryConfig,
+    /// Worker mode, when configured.
+    pub worker: Option<WorkerSettings>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -77,6 +108,7 @@ impl std::fmt::Debug for Settings {
             .field("api_secret", &self.api_secret)
             .field("identity", &self.identity)
             .field("opus_complexity", &self.opus_complexity)
+            .field("worker", &self.worker)
             .finish()
     }
 }
@@ -133,7 +165,43 @@ impl Settings {
             opus_complexity,
             timeout: Duration::from_millis(timeout_ms.into()),
             retry: config.retry,
+            worker: raw.worker.as_ref().map(worker_settings).transpose()?,
         })
+    }
+
+    /// The token a worker registers with: an `agent` video grant and nothing else (it cannot
+    /// join rooms; jobs come with their own tokens).
+    pub fn worker_token(&self) -> Result<Secret> {
+        #[derive(serde::Serialize)]
+        struct Claims<'a> {
+            iss: &'a str,
+            sub: &'a str,
+            nbf: u64,
+            exp: u64,
+            video: AgentGrant,
+        }
+        #[derive(serde::Serialize)]
+        struct AgentGrant {
+            agent: bool,
+        }
+        // livekit-api's VideoGrants has no `agent` field: the claims are written here.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let claims = Claims {
+            iss: self.api_key.expose(),
+            sub: &self.identity,
+            nbf: now.saturating_sub(10),
+            exp: now + TOKEN_TTL.as_secs(),
+            video: AgentGrant { agent: true },
+        };
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(self.api_secret.expose().as_bytes()),
+        )
+        .map(Secret::new)
+        .map_err(|e| Error::invalid_config(format!("{NAME}: could not sign a token: {e}")))
     }
 
     /// A token for the agent to join `room`: publish, subscribe, publish data, set its own
@@ -162,6 +230,25 @@ impl Settings {
             .map(Secret::new)
             .map_err(|e| Error::invalid_config(format!("{NAME}: could not sign a token: {e}")))
     }
+}
+
+fn worker_settings(raw: &serde_json::Value) -> Result<WorkerSettings> {
+    let raw: RawWorker = parse_section("provider_config.worker", raw, &WORKER_KEYS)?;
+    let agent_name = raw.agent_name.unwrap_or_default();
+    if !agent_name.is_empty() {
+        check_name("provider_config.worker.agent_name", &agent_name)?;
+    }
+    let load_threshold = raw.load_threshold.unwrap_or(0.75);
+    if !(0.05..=1.0).contains(&load_threshold) {
+        return Err(Error::invalid_config(format!(
+            "provider_config.worker.load_threshold: {load_threshold} is not between 0.05 and 1"
+        )));
+    }
+    Ok(WorkerSettings {
+        agent_name,
+        max_jobs: raw.max_jobs.unwrap_or(0),
+        load_threshold: load_threshold as f32,
+    })
 }
 
 /// The WebSocket base of a LiveKit URL: `ws`/`wss` as given, `http`/`https` mapped to them; no
@@ -246,7 +333,15 @@ mod tests {
             ),
             (
                 r#"{"url":"ws://x","api_key":"k","api_secret":"s","room":"r"}"#,
-                "provider_config.room: unknown key (it takes url, api_key, api_secret, agent_identity, opus_complexity, timeout_ms)",
+                "provider_config.room: unknown key (it takes url, api_key, api_secret, agent_identity, opus_complexity, timeout_ms, worker)",
+            ),
+            (
+                r#"{"url":"ws://x","api_key":"k","api_secret":"s","worker":{"load_threshold":2}}"#,
+                "provider_config.worker.load_threshold: 2 is not between 0.05 and 1",
+            ),
+            (
+                r#"{"url":"ws://x","api_key":"k","api_secret":"s","worker":{"jobs":2}}"#,
+                "provider_config.worker.jobs: unknown key (it takes agent_name, max_jobs, load_threshold)",
             ),
         ] {
             let e = settings(config).expect_err(config);

@@ -1,0 +1,365 @@
+//! LiveKit agent workers: voicebackend processes registered with a real livekit-server
+//! (v1.13.5, loopback only) through LiveKit's agent protocol, taking the rooms it dispatches.
+//! Workers are separate OS processes — a C host of the library (`tests/c/livekit_worker.c`) —
+//! and every user is LiveKit's own Go SDK (`tests/livekit/peer`) speaking in its room.
+#![cfg(feature = "test-providers")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::livekit::{LiveKitServer, Peer, backend_json, wav};
+use common::worker::WorkerProcess;
+use serde_json::Value;
+use voicebackend::backend::{Accepted, IncomingHandler};
+use voicebackend::{Backend, Session, VbStatus};
+
+/// A worker backend on `server` with the test providers (cheap: twelve rooms fit on two cores)
+/// and `worker` as its worker section.
+fn worker_json(server: &LiveKitServer, worker: &str) -> String {
+    backend_json(&server.url(), "").replacen(
+        r#""api_secret":"secret"}"#,
+        &format!(
+            r#""api_secret":"secret","worker":{worker}}},"stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts""#
+        ),
+        1,
+    )
+}
+
+/// A user in `room` who waits for the agent to listen, then speaks a voiced buzz at each of
+/// `at_ms` (on the clock started by the agent's subscription) and stays `duration_ms`.
+fn user(server: &LiveKitServer, room: &str, at_ms: &[u32], duration_ms: u32) -> Peer {
+    // Written once: peers of concurrent tests read it.
+    static BUZZ: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let buzz = BUZZ.get_or_init(|| wav("worker-buzz", &common::speech(150.0, 800, 48_000), 48_000));
+    let mut args: Vec<String> = vec!["--wait-subscriber".into()];
+    for at in at_ms {
+        args.push("--speak".into());
+        args.push(format!("{}@{at}", buzz.display()));
+    }
+    args.extend(["--duration-ms".into(), duration_ms.to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Peer::start(server, room, &format!("user-{room}"), &args)
+}
+
+/// Whether the user heard the agent after its utterance number `turn` ended.
+fn heard_a_reply_to(report: &Value, turn: usize) -> bool {
+    let Some(utterance) = report["utterances"].get(turn) else {
+        return false;
+    };
+    let end = utterance["start_ms"].as_f64().unwrap() + utterance["audio_ms"].as_f64().unwrap();
+    report["audible"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|span| span["start_ms"].as_f64().unwrap() > end)
+}
+
+/// Identities of the agents that joined the user's room.
+fn agents_seen(report: &Value) -> Vec<String> {
+    let mut agents: Vec<String> = report["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["event"] == "joined" && p["kind"] == "agent")
+        .map(|p| p["identity"].as_str().unwrap().to_owned())
+        .collect();
+    agents.dedup();
+    agents
+}
+
+/// The twelve-room test runs alone (its users, workers and server fill two cores); the others
+/// share the machine.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared_machine() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits until `done`; on time-out, panics with `what()` (computed then, with what was seen).
+fn wait_until(what: impl Fn() -> String, patience: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + patience;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} within {patience:?}",
+            what()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn rooms_are_spread_over_worker_processes_as_their_capacity_allows_one_agent_each() {
+    let _alone = MACHINE.write().unwrap_or_else(|p| p.into_inner());
+    let server = LiveKitServer::start();
+    // Four jobs each: a full worker reports itself full and refuses, so the server asks another.
+    let config = worker_json(&server, r#"{"max_jobs":4}"#);
+    let first = WorkerProcess::registered("first", &config);
+    let second = WorkerProcess::registered("second", &config);
+    let rooms: Vec<String> = (0..12).map(|i| format!("spread-{i}")).collect();
+    let mut users = Vec::new();
+    for room in &rooms[..6] {
+        users.push(user(&server, room, &[500], 30_000));
+    }
+    let taken = |workers: &[&WorkerProcess]| workers.iter().map(|w| w.rooms().len()).sum::<usize>();
+    wait_until(
+        || {
+            format!(
+                "two workers take six rooms (they took {:?})",
+                [first.rooms(), second.rooms()]
+            )
+        },
+        Duration::from_secs(60),
+        || taken(&[&first, &second]) == 6,
+    );
+    // A third worker joins while those conversations go on; six more rooms arrive.
+    let third = WorkerProcess::registered("third", &config);
+    for room in &rooms[6..] {
+        users.push(user(&server, room, &[500], 20_000));
+    }
+    let workers = [&first, &second, &third];
+    wait_until(
+        || {
+            format!(
+                "three workers take twelve rooms (they took {:?})",
+                workers.map(|w| w.rooms())
+            )
+        },
+        Duration::from_secs(60),
+        || taken(&workers) == 12,
+    );
+
+    // Every room got exactly one agent, from exactly one worker; each worker is full.
+    let mut owner: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for worker in workers {
+        for room in worker.rooms() {
+            owner.entry(room).or_default().push(worker.name.clone());
+        }
+    }
+    assert_eq!(owner.keys().cloned().collect::<Vec<_>>(), {
+        let mut sorted = rooms.clone();
+        sorted.sort();
+        sorted
+    });
+    assert!(owner.values().all(|w| w.len() == 1), "{owner:?}");
+    for worker in workers {
+        assert_eq!(
+            worker.rooms().len(),
+            4,
+            "{}: {:?}",
+            worker.name,
+            worker.lines()
+        );
+    }
+    // And every user was answered by that one agent.
+    for (room, peer) in rooms.iter().zip(users) {
+        let report = peer.finish(Duration::from_secs(60));
+        assert!(heard_a_reply_to(&report, 0), "{room}: no reply heard");
+        assert_eq!(
+            agents_seen(&report).len(),
+            1,
+            "{room}: {:?}",
+            agents_seen(&report)
+        );
+    }
+    for worker in workers {
+        worker.wait_for(|l| l.starts_with("ended "), Duration::from_secs(30));
+    }
+}
+
+#[test]
+fn a_killed_workers_room_is_dispatched_again_and_the_user_is_answered_by_the_next_worker() {
+    let _shared = shared_machine();
+    let server = LiveKitServer::start();
+    let config = worker_json(&server, "{}");
+    let mut doomed = WorkerProcess::registered("doomed", &config);
+    // Two utterances, 9 s apart; the worker dies after answering the first.
+    let peer = user(&server, "rescue", &[500, 9_500], 14_000);
+    doomed.wait_for(|l| l.starts_with("turn rescue "), Duration::from_secs(20));
+    doomed.kill();
+    let survivor = WorkerProcess::registered("survivor", &config);
+    // livekit-server 1.13.5 does not dispatch a dead worker's jobs again by itself (it only
+    // forgets them): the operator's room service does, and the server picks the worker.
+    let backend = Backend::from_json(&config).unwrap();
+    let dispatch = backend
+        .room_service()
+        .unwrap()
+        .create_dispatch("rescue", "", "")
+        .unwrap();
+    assert!(dispatch.starts_with("AD_"), "{dispatch}");
+    survivor.wait_for(|l| l.starts_with("job rescue "), Duration::from_secs(20));
+    survivor.wait_for(|l| l.starts_with("turn rescue "), Duration::from_secs(20));
+    let report = peer.finish(Duration::from_secs(40));
+    assert!(heard_a_reply_to(&report, 0), "the first worker answered");
+    assert!(heard_a_reply_to(&report, 1), "the second worker answered");
+    assert_eq!(agents_seen(&report).len(), 2, "{:?}", agents_seen(&report));
+}
+
+#[test]
+fn a_draining_worker_finishes_its_conversation_takes_no_new_room_and_exits() {
+    let _shared = shared_machine();
+    let server = LiveKitServer::start();
+    let config = worker_json(&server, "{}");
+    let mut draining = WorkerProcess::registered("draining", &config);
+    let peer = user(&server, "long-talk", &[500, 5_000], 8_000);
+    draining.wait_for(|l| l.starts_with("job long-talk "), Duration::from_secs(20));
+    let other = WorkerProcess::registered("other", &config);
+    draining.terminate();
+    // While it drains, a new room goes to the other worker.
+    std::thread::sleep(Duration::from_millis(500));
+    let newcomer = user(&server, "newcomer", &[500], 4_000);
+    other.wait_for(|l| l.starts_with("job newcomer "), Duration::from_secs(20));
+    // The conversation under way goes on to its end: the second turn is answered too.
+    let report = peer.finish(Duration::from_secs(30));
+    assert!(heard_a_reply_to(&report, 1), "answered while draining");
+    draining.wait_for(|l| l == "drained", Duration::from_secs(30));
+    assert!(draining.wait_exit(Duration::from_secs(10)).success());
+    assert_eq!(draining.rooms(), vec!["long-talk".to_owned()]);
+    assert_eq!(draining.words_after("ended "), vec!["long-talk".to_owned()]);
+    newcomer.finish(Duration::from_secs(30));
+}
+
+#[test]
+fn a_worker_with_a_wrong_secret_is_refused_at_start_with_a_clear_error() {
+    let _shared = shared_machine();
+    let server = LiveKitServer::start();
+    let config =
+        worker_json(&server, "{}").replace(r#""api_secret":"secret""#, r#""api_secret":"wrong""#);
+    let mut worker = WorkerProcess::start("wrong-secret", &config, false);
+    assert_eq!(worker.wait_exit(Duration::from_secs(20)).code(), Some(1));
+    let stderr = worker.stderr();
+    assert!(
+        stderr.contains("vb_backend_start: VB_ERR_UNAUTHORIZED")
+            && stderr.contains("registering as an agent worker at ws://127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("wrong"),
+        "the secret is never printed: {stderr}"
+    );
+}
+
+#[test]
+fn a_named_worker_gets_only_explicit_dispatches_through_the_room_service() {
+    let _shared = shared_machine();
+    let server = LiveKitServer::start();
+    let config = worker_json(&server, r#"{"agent_name":"concierge"}"#);
+    let worker = WorkerProcess::registered("concierge", &config);
+    let rooms = Backend::from_json(&config).unwrap().room_service().unwrap();
+    rooms.create_room("lobby").unwrap();
+    let peer = user(&server, "lobby", &[500], 6_000);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        worker.rooms().is_empty(),
+        "a named worker takes no room by itself"
+    );
+    assert!(
+        rooms
+            .list_rooms()
+            .unwrap()
+            .iter()
+            .any(|r| r.name == "lobby")
+    );
+    rooms
+        .create_dispatch("lobby", "concierge", "{\"vip\":true}")
+        .unwrap();
+    worker.wait_for(|l| l.starts_with("turn lobby "), Duration::from_secs(20));
+    let participants = rooms.list_participants("lobby").unwrap();
+    let kinds: Vec<&str> = participants.iter().map(|p| p.kind.as_str()).collect();
+    assert!(
+        kinds.contains(&"agent") && kinds.contains(&"standard"),
+        "{participants:?}"
+    );
+    let report = peer.finish(Duration::from_secs(30));
+    assert!(heard_a_reply_to(&report, 0));
+    rooms.delete_room("lobby").unwrap();
+    let e = rooms.delete_room("lobby").unwrap_err();
+    assert_eq!(e.status(), VbStatus::VB_ERR_NOT_FOUND, "{e}");
+}
+
+#[test]
+fn a_host_that_refuses_the_session_fails_the_job_and_no_agent_joins() {
+    let _shared = shared_machine();
+    let server = LiveKitServer::start();
+    let config = worker_json(&server, "{}");
+    let refusing = WorkerProcess::start("refusing", &config, true);
+    refusing.wait_for(|l| l == "registered", Duration::from_secs(20));
+    let peer = user(&server, "unwelcome", &[500], 4_000);
+    refusing.wait_for(|l| l == "refused unwelcome", Duration::from_secs(20));
+    let report = peer.finish(Duration::from_secs(30));
+    assert!(
+        agents_seen(&report).is_empty(),
+        "{:?}",
+        agents_seen(&report)
+    );
+    assert!(refusing.rooms().is_empty());
+}
+
+/// A Rust host's hook: takes sessions with the echo agent, counts them, keeps them.
+struct Keeper {
+    taken: AtomicUsize,
+    sessions: std::sync::Mutex<Vec<(Value, Session)>>,
+}
+
+impl IncomingHandler for Keeper {
+    fn on_session(&self, session: Session, info: &Value) -> voicebackend::Result<Accepted> {
+        self.taken.fetch_add(1, Ordering::SeqCst);
+        self.sessions.lock().unwrap().push((info.clone(), session));
+        Ok(Accepted {
+            agent: Some(common::echo_agent()),
+            on_event: None,
+        })
+    }
+}
+
+#[test]
+fn a_dispatched_session_reaches_a_rust_host_with_what_the_job_says() {
+    let _shared = shared_machine();
+    let server = LiveKitServer::start();
+    let backend = Backend::from_json(&worker_json(&server, "{}")).unwrap();
+    let keeper = Arc::new(Keeper {
+        taken: AtomicUsize::new(0),
+        sessions: std::sync::Mutex::new(Vec::new()),
+    });
+    backend.set_incoming(keeper.clone()).unwrap();
+    backend.start().unwrap();
+    let e = backend.set_incoming(keeper.clone()).unwrap_err();
+    assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_STATE);
+    let peer = user(&server, "rust-host", &[500], 4_000);
+    wait_until(
+        || "the session arrives".into(),
+        Duration::from_secs(20),
+        || keeper.taken.load(Ordering::SeqCst) == 1,
+    );
+    {
+        let sessions = keeper.sessions.lock().unwrap();
+        let (info, session) = &sessions[0];
+        assert_eq!(info["source"], "livekit-dispatch");
+        assert_eq!(info["room"], "rust-host");
+        assert!(
+            info["job_id"].as_str().unwrap().starts_with("AJ_"),
+            "{info}"
+        );
+        assert_eq!(session.config().transport, "webrtc");
+        assert_eq!(session.config().room.as_deref(), Some("rust-host"));
+        assert_eq!(backend.active_sessions(), 1);
+    }
+    let report = peer.finish(Duration::from_secs(30));
+    assert!(heard_a_reply_to(&report, 0));
+    // The user left: the session stopped by itself; the host frees it.
+    wait_until(
+        || "the session ends".into(),
+        Duration::from_secs(10),
+        || {
+            keeper.sessions.lock().unwrap()[0].1.state()
+                == voicebackend::VbSessionState::VB_STATE_STOPPED
+        },
+    );
+    keeper.sessions.lock().unwrap().clear();
+    assert_eq!(backend.active_sessions(), 0);
+    backend.stop(Duration::from_secs(5)).unwrap();
+}
