@@ -16,12 +16,13 @@
 // only for a real error: a full input ring is reported through the accepted count, so they do
 // not allocate on the realtime path.
 //
-// Threads (as in the C contract): Backend's calls are thread-safe, except add_processor (one
-// thread, before start(); it keeps the function in the object). Per Session, one thread at a time
-// calls process_audio, one read_audio, one poll_event; start/stop/say/interrupt are
-// thread-safe. Callbacks run on engine threads, never the caller's:
+// Threads (as in the C contract): Backend's calls are thread-safe, except add_processor and
+// set_incoming (one thread, before start(); they keep the function in the object). Per Session,
+// one thread at a time calls process_audio, one read_audio, one poll_event;
+// start/stop/say/interrupt are thread-safe. Callbacks run on engine threads, never the caller's:
 // - the agent on an agent worker thread (it may block; Session's destructor waits for it),
 // - the event handler on the session's event thread,
+// - the incoming handler (set_incoming) on an engine I/O thread, possibly concurrently,
 // - processors on the realtime threads of every session, concurrently: a processor must be
 //   safe to call from several threads at once and must not block or allocate.
 // Exceptions thrown by callbacks never reach the engine: a throwing agent ends its turn with
@@ -202,7 +203,32 @@ using EventHandler = std::function<void(const Event& event)>;
 /// An audio processor: in place, pcm[0..samples) at sample_rate. Realtime threads, concurrently.
 using Processor = std::function<void(int16_t* pcm, size_t samples, uint32_t sample_rate)>;
 
+/// How the host runs a session that arrived by itself (Backend::set_incoming): its agent, a
+/// whole-reply Agent or a StreamingAgent (at most one; none on an s2s backend), and optionally an
+/// event handler (without one, poll_event()).
+struct SessionHandlers {
+  Agent agent;
+  StreamingAgent streaming;
+  EventHandler on_event;
+};
+
+class Session;
+
+/// The host's hook for sessions that arrive by themselves (Backend::set_incoming). It gets the
+/// session, not started, and info_json describing it, e.g. {"source":"livekit-dispatch",
+/// "room":"…","participant":"…","job_id":"AJ_…","dispatch_id":"…","agent_name":"…",
+/// "metadata":"…"}. To take the session, keep it (move it into your own storage) and return its
+/// handlers: the backend then starts it. To refuse, let it go (do not keep it) and return
+/// std::nullopt, or throw (a voicebackend::Error refuses with its status).
+using IncomingHandler =
+    std::function<std::optional<SessionHandlers>(Session session, const std::string& info_json)>;
+
 namespace detail {
+
+// An arriving session while the incoming handler runs: the engine still owns it.
+struct Arrival {
+  bool dropped = false;  // the handler let the Session go
+};
 
 // What the C callbacks of one session reach through user_data. Heap-allocated by Session so
 // that its address survives moves of the Session object.
@@ -210,6 +236,7 @@ struct SessionCallbacks {
   Agent agent;
   StreamingAgent streaming;
   EventHandler on_event;
+  Arrival* arrival = nullptr;  // set while the incoming handler decides
 
   static VbStatus on_transcript_trampoline(void* user_data, VbSession* /*session*/,
                                            const char* transcript, VbReply* reply) noexcept {
@@ -244,6 +271,9 @@ struct SessionCallbacks {
     }
   }
 };
+
+VbStatus on_session_trampoline(void* user_data, VbSession* handle, const char* info_json,
+                               VbCallbacks* callbacks) noexcept;
 
 inline void processor_trampoline(void* user_data, int16_t* pcm, size_t samples,
                                  uint32_t sample_rate) noexcept {
@@ -342,10 +372,19 @@ class Session {
 
  private:
   friend class Backend;
+  friend VbStatus detail::on_session_trampoline(void*, VbSession*, const char*,
+                                                VbCallbacks*) noexcept;
   Session(VbSession* handle, std::unique_ptr<detail::SessionCallbacks> callbacks) noexcept
       : handle_(handle), callbacks_(std::move(callbacks)) {}
 
   void reset() noexcept {
+    if (callbacks_ && callbacks_->arrival != nullptr) {
+      // An arriving session its incoming handler let go: the engine frees it (refused).
+      callbacks_->arrival->dropped = true;
+      handle_ = nullptr;
+      callbacks_.reset();
+      return;
+    }
     // The session first (after vb_session_free no callback runs), then what callbacks reach.
     vb_session_free(std::exchange(handle_, nullptr));
     callbacks_.reset();
@@ -354,6 +393,52 @@ class Session {
   VbSession* handle_ = nullptr;
   std::unique_ptr<detail::SessionCallbacks> callbacks_;
 };
+
+namespace detail {
+
+// VbIncoming.on_session: user_data is the Backend's IncomingHandler. Ownership follows the
+// Session object: if the handler let it go, the session is refused (the engine frees it); if
+// the handler kept it, it is the host's (VB_OK), and without handlers it is stopped first so
+// that it never runs (the backend's start of it then fails, and so does the job).
+inline VbStatus on_session_trampoline(void* user_data, VbSession* handle, const char* info_json,
+                                      VbCallbacks* callbacks) noexcept {
+  const auto* handler = static_cast<const IncomingHandler*>(user_data);
+  Arrival arrival;
+  SessionCallbacks* reached = nullptr;
+  std::optional<SessionHandlers> handlers;
+  VbStatus refusal = VB_ERR_UNAUTHORIZED;  // refused by the host
+  try {
+    auto owned = std::make_unique<SessionCallbacks>();
+    owned->arrival = &arrival;
+    reached = owned.get();
+    handlers = (*handler)(Session(handle, std::move(owned)), info_json != nullptr ? info_json : "");
+  } catch (const Error& e) {
+    refusal = e.status() != VB_OK ? e.status() : VB_ERR_PROVIDER;
+    handlers.reset();
+  } catch (...) {
+    refusal = VB_ERR_PROVIDER;
+    handlers.reset();
+  }
+  if (reached == nullptr) return VB_ERR_INTERNAL;  // allocation failed: nothing holds handle
+  if (arrival.dropped) return handlers ? VB_ERR_INVALID_STATE : refusal;
+  // The host keeps the Session (reached lives as long as it does).
+  reached->arrival = nullptr;
+  if (!handlers) {
+    vb_session_stop(handle);
+    return VB_OK;
+  }
+  reached->agent = std::move(handlers->agent);
+  reached->streaming = std::move(handlers->streaming);
+  reached->on_event = std::move(handlers->on_event);
+  callbacks->user_data = reached;
+  callbacks->on_transcript = (reached->agent || reached->streaming)
+                                 ? &SessionCallbacks::on_transcript_trampoline
+                                 : nullptr;
+  callbacks->on_event = reached->on_event ? &SessionCallbacks::on_event_trampoline : nullptr;
+  return VB_OK;
+}
+
+}  // namespace detail
 
 /// A configured engine. Move-only; the destructor stops and frees it (its sessions stop).
 class Backend {
@@ -367,12 +452,15 @@ class Backend {
   Backend(const Backend&) = delete;
   Backend& operator=(const Backend&) = delete;
   Backend(Backend&& other) noexcept
-      : handle_(std::exchange(other.handle_, nullptr)), processors_(std::move(other.processors_)) {}
+      : handle_(std::exchange(other.handle_, nullptr)),
+        processors_(std::move(other.processors_)),
+        incoming_(std::move(other.incoming_)) {}
   Backend& operator=(Backend&& other) noexcept {
     if (this != &other) {
       reset();
       handle_ = std::exchange(other.handle_, nullptr);
       processors_ = std::move(other.processors_);
+      incoming_ = std::move(other.incoming_);
     }
     return *this;
   }
@@ -413,6 +501,57 @@ class Backend {
     processors_.reserve(processors_.size() + 1);  // the push_back below cannot throw
     detail::check(vb_backend_add_processor(handle_, &processor));
     processors_.push_back(std::move(stored));
+  }
+
+  /// Installs the hook for sessions that arrive by themselves: on a livekit backend in worker
+  /// mode (provider_config "worker": {"agent_name","max_jobs","load_threshold"}), one per job
+  /// the LiveKit server dispatches to it. Only before start(); the function is kept by this
+  /// Backend until it is freed. It runs on an engine I/O thread, possibly concurrently for
+  /// different sessions. See IncomingHandler: keep the Session and return its handlers to take
+  /// it (the backend starts it; do not start() it yourself; destroy it once it has stopped,
+  /// VB_STATE_STOPPED, e.g. when its room closed), or let it go and return std::nullopt to
+  /// refuse (VB_ERR_UNAUTHORIZED, or the status of a thrown Error). A Session kept with
+  /// std::nullopt is stopped and never runs (the job fails); it is still yours to destroy. On
+  /// an stt_tts backend, handlers without an agent fail the job the same way.
+  void set_incoming(IncomingHandler handler) {
+    auto stored = std::make_unique<IncomingHandler>(std::move(handler));
+    VbIncoming incoming{};
+    incoming.user_data = stored.get();
+    incoming.on_session = *stored ? &detail::on_session_trampoline : nullptr;
+    detail::check(vb_backend_set_incoming(handle_, &incoming));
+    // Nothing arrived yet (only before start): the previous handler, if any, can go.
+    incoming_ = std::move(stored);
+  }
+
+  /// Calls the room service of a livekit backend's server and returns its JSON answer.
+  /// request_json is one of {"op":"create_room","room":R}, {"op":"list_rooms"},
+  /// {"op":"delete_room","room":R}, {"op":"list_participants","room":R},
+  /// {"op":"remove_participant","room":R,"identity":I},
+  /// {"op":"create_dispatch","room":R,"agent_name":A,"metadata":M}; the answer is
+  /// {"room":{name,sid,num_participants,created_at}}, {"rooms":[…]},
+  /// {"participants":[{identity,sid,kind,state},…]}, {"dispatch_id":"…"} or {}. Throws Error:
+  /// VB_ERR_INVALID_CONFIG on another backend, VB_ERR_NOT_FOUND for an unknown room,
+  /// VB_ERR_CONNECTION_FAILED for an unreachable server, VB_ERR_INVALID_ARGUMENT for a bad
+  /// request. Blocks for the request (provider_config.timeout_ms at most); any state.
+  std::string room_service(std::string_view request_json) const {
+    const std::string request = detail::c_string(request_json, "request_json");
+    // Big enough for every answer but long lists: a request is repeated only when its answer
+    // did not fit, and the answers of writes (a dispatch) are far smaller.
+    std::string buf(16 * 1024, '\0');
+    for (;;) {
+      size_t needed = 0;
+      VbStatus status =
+          vb_backend_room_service(handle_, request.c_str(), buf.data(), buf.size(), &needed);
+      if (status == VB_OK) {
+        buf.resize(std::char_traits<char>::length(buf.c_str()));
+        return buf;
+      }
+      if (status == VB_ERR_INVALID_ARGUMENT && needed > buf.size()) {
+        buf.assign(needed, '\0');
+        continue;
+      }
+      detail::throw_last_error(status);
+    }
   }
 
   /// A session whose agent answers each transcript with one string. session_json "" means all
@@ -460,13 +599,15 @@ class Backend {
   }
 
   void reset() noexcept {
-    // The backend first (its sessions stop, no processor runs any more), then the processors.
+    // The backend first (its sessions stop, no processor or hook runs any more), then them.
     vb_backend_free(std::exchange(handle_, nullptr));
     processors_.clear();
+    incoming_.reset();
   }
 
   VbBackend* handle_ = nullptr;
   std::vector<std::unique_ptr<Processor>> processors_;
+  std::unique_ptr<IncomingHandler> incoming_;
 };
 
 }  // namespace voicebackend

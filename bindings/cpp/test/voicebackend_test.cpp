@@ -692,3 +692,163 @@ TEST(Session, SayInterruptAndIds) {
   ASSERT_TRUE(host.wait_for(has_event(VB_EVENT_INTERRUPTED, mark)));
   ASSERT_TRUE(host.wait_for(reached(VB_STATE_LISTENING, mark)));
 }
+
+// ---- Sessions that arrive by themselves, and the LiveKit room service (no server needed) ----
+
+namespace {
+
+/// A livekit backend whose server does not exist (nothing listens on port 9), failing fast.
+std::string unreachable_livekit(const std::string& provider_extra = "") {
+  return R"({"provider":"livekit","provider_config":{"url":"ws://127.0.0.1:9","api_key":"devkey",)"
+         R"("api_secret":"secret","timeout_ms":300)" +
+         (provider_extra.empty() ? std::string() : "," + provider_extra) +
+         R"(},"stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts",)"
+         R"("retry":{"max_attempts":2,"initial_backoff_ms":10}})";
+}
+
+VbStatus no_agent(void*, VbSession*, const char*, VbReply*) { return VB_OK; }
+
+/// A session as the engine opens one that arrives (not started), still the engine's.
+VbSession* arriving_session(vb::Backend& backend) {
+  VbCallbacks callbacks{};
+  callbacks.on_transcript = &no_agent;
+  VbSession* handle = nullptr;
+  vb::detail::check(vb_session_create(backend.native_handle(), nullptr, &callbacks, &handle));
+  return handle;
+}
+
+const char* const kInfo =
+    R"({"source":"livekit-dispatch","room":"r1","participant":"p1","job_id":"AJ_1"})";
+
+}  // namespace
+
+TEST(Incoming, WorkerStartReportsAnUnreachableServer) {
+  vb::Backend backend(unreachable_livekit(R"("worker":{"agent_name":"cpp-test","max_jobs":2})"));
+  std::atomic<int> calls{0};
+  backend.set_incoming([&](vb::Session, const std::string&) -> std::optional<vb::SessionHandlers> {
+    ++calls;
+    return std::nullopt;
+  });
+  auto e = error_of([&] { backend.start(); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_CONNECTION_FAILED);
+  EXPECT_TRUE(contains(e->message(), "registering as an agent worker at ws://127.0.0.1:9"))
+      << e->message();
+  EXPECT_EQ(calls.load(), 0);
+}
+
+TEST(Incoming, OnlyBeforeStart) {
+  vb::Backend backend(config());
+  backend.start();
+  auto e = error_of([&] {
+    backend.set_incoming([](vb::Session, const std::string&) { return std::nullopt; });
+  });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_STATE);
+}
+
+// The hook as the engine calls it: ownership follows the Session object.
+TEST(Incoming, OwnershipFollowsTheSession) {
+  vb::Backend backend(config());
+  backend.start();
+  std::mutex mu;
+  std::optional<vb::Session> kept;
+  std::string seen_info;
+  std::vector<vb::Event> events;
+
+  // Let go, nullopt: refused; the handle is still the engine's (freed here as the engine would).
+  vb::IncomingHandler refuse = [&](vb::Session s, const std::string& info) {
+    EXPECT_TRUE(s.valid());
+    EXPECT_FALSE(s.id().empty());
+    seen_info = info;
+    return std::optional<vb::SessionHandlers>();
+  };
+  VbSession* handle = arriving_session(backend);
+  VbCallbacks callbacks{};
+  EXPECT_EQ(vb::detail::on_session_trampoline(&refuse, handle, kInfo, &callbacks),
+            VB_ERR_UNAUTHORIZED);
+  EXPECT_EQ(seen_info, kInfo);
+  EXPECT_TRUE(callbacks.user_data == nullptr);
+  EXPECT_EQ(vb_session_state(handle), VB_STATE_IDLE);  // not freed, not stopped
+  vb_session_free(handle);
+
+  // A thrown Error refuses with its status; other exceptions with VB_ERR_PROVIDER.
+  using Answer = std::optional<vb::SessionHandlers>;
+  vb::IncomingHandler full = [](vb::Session, const std::string&) -> Answer {
+    throw vb::Error(VB_ERR_SESSION_LIMIT, "full");
+  };
+  vb::IncomingHandler broken = [](vb::Session, const std::string&) -> Answer {
+    throw std::runtime_error("broken");
+  };
+  handle = arriving_session(backend);
+  EXPECT_EQ(vb::detail::on_session_trampoline(&full, handle, kInfo, &callbacks),
+            VB_ERR_SESSION_LIMIT);
+  EXPECT_EQ(vb::detail::on_session_trampoline(&broken, handle, kInfo, &callbacks),
+            VB_ERR_PROVIDER);
+  // Handlers for a session not kept: refused too (nobody would own it).
+  vb::IncomingHandler forgetful = [](vb::Session, const std::string&) {
+    return std::optional<vb::SessionHandlers>(vb::SessionHandlers{});
+  };
+  EXPECT_EQ(vb::detail::on_session_trampoline(&forgetful, handle, kInfo, &callbacks),
+            VB_ERR_INVALID_STATE);
+  vb_session_free(handle);
+
+  // Kept, with handlers: taken; the callbacks reach the handlers.
+  vb::IncomingHandler take = [&](vb::Session s, const std::string&) {
+    std::lock_guard<std::mutex> lock(mu);
+    kept = std::move(s);
+    vb::SessionHandlers h;
+    h.agent = [](const std::string& t) { return t; };
+    h.on_event = [&](const vb::Event& e) { events.push_back(e); };
+    return std::optional<vb::SessionHandlers>(std::move(h));
+  };
+  handle = arriving_session(backend);
+  EXPECT_EQ(vb::detail::on_session_trampoline(&take, handle, kInfo, &callbacks), VB_OK);
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_TRUE(kept->native_handle() == handle);
+  EXPECT_TRUE(callbacks.user_data != nullptr);
+  EXPECT_TRUE(callbacks.on_transcript != nullptr);
+  ASSERT_TRUE(callbacks.on_event != nullptr);
+  VbEvent event{};
+  event.kind = VB_EVENT_SPEECH_STARTED;
+  callbacks.on_event(callbacks.user_data, &event);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, VB_EVENT_SPEECH_STARTED);
+  kept->start();  // as the backend does after VB_OK
+  EXPECT_NE(vb_session_state(kept->native_handle()), VB_STATE_STOPPED);
+  kept.reset();  // the host frees it: vb_session_free
+
+  // Kept, but nullopt: the host owns it, stopped, so that it never runs.
+  callbacks = VbCallbacks{};
+  vb::IncomingHandler keep_but_refuse = [&](vb::Session s, const std::string&) {
+    kept = std::move(s);
+    return std::optional<vb::SessionHandlers>();
+  };
+  handle = arriving_session(backend);
+  EXPECT_EQ(vb::detail::on_session_trampoline(&keep_but_refuse, handle, kInfo, &callbacks),
+            VB_OK);
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(vb_session_state(kept->native_handle()), VB_STATE_STOPPED);
+  EXPECT_TRUE(callbacks.on_transcript == nullptr);
+  EXPECT_TRUE(error_of([&] { kept->start(); }).has_value());
+  kept.reset();
+}
+
+TEST(RoomService, NeedsALiveKitServer) {
+  vb::Backend local(config());
+  auto e = error_of([&] { local.room_service(R"({"op":"list_rooms"})"); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_CONFIG);
+
+  vb::Backend livekit(unreachable_livekit());
+  e = error_of([&] { livekit.room_service(R"({"op":"list_rooms"})"); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_CONNECTION_FAILED);
+  EXPECT_TRUE(contains(e->message(), "list_rooms at http://127.0.0.1:9")) << e->message();
+  e = error_of([&] { livekit.room_service(R"({"op":"no_such_op"})"); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_ARGUMENT);
+  e = error_of([&] { livekit.room_service(std::string("{\"op\":\"list_rooms\"}\0x", 20)); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->status(), VB_ERR_INVALID_ARGUMENT);
+}

@@ -67,6 +67,11 @@ type Backend struct {
 
 	// hooks are the Go auth hook and rate limiter (nil without either); freed after c.
 	hooks *hostHooks
+	// incoming is the handle of Config.OnSession's VbIncoming (0 without one); freed after c.
+	incoming cgo.Handle
+	// ctx is OnSession's context; cancelled by Stop and Close.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu       sync.Mutex
 	refuse   bool // Close has begun: no new sessions
@@ -76,7 +81,9 @@ type Backend struct {
 }
 
 func newBackend(c *C.VbBackend, cfg *Config, hooks *hostHooks) *Backend {
-	return &Backend{c: c, cfg: cfg, hooks: hooks, sessions: map[*Session]struct{}{}}
+	b := &Backend{c: c, cfg: cfg, hooks: hooks, sessions: map[*Session]struct{}{}}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	return b
 }
 
 func closedBackend(op string) error {
@@ -117,6 +124,7 @@ func (b *Backend) Stop(ctx context.Context) error {
 		}
 	}
 	ms := min(drain.Milliseconds(), math.MaxUint32)
+	b.cancel()
 	b.stopping.Lock()
 	defer b.stopping.Unlock()
 	b.life.RLock()
@@ -151,6 +159,7 @@ func (b *Backend) Close() error {
 	b.mu.Lock()
 	b.refuse = true
 	b.mu.Unlock()
+	b.cancel()
 	for _, s := range b.snapshot() {
 		_ = s.Close()
 	}
@@ -159,6 +168,9 @@ func (b *Backend) Close() error {
 	C.vb_backend_free(b.c)
 	b.c = nil
 	b.hooks.release()
+	if b.incoming != 0 {
+		b.incoming.Delete()
+	}
 	b.life.Unlock()
 	b.stopping.Unlock()
 	return nil

@@ -54,6 +54,11 @@ type Config struct {
 	// RateLimiter, when set, admits new sessions by rate (see RateLimiter); it replaces the
 	// engine's built-in token buckets.
 	RateLimiter RateLimiter
+	// OnSession, when set, takes the sessions that arrive by themselves: on the livekit
+	// backend in worker mode (ProviderConfig "worker": {"agent_name", "max_jobs",
+	// "load_threshold"}), one per job the LiveKit server dispatches (vb_backend_set_incoming).
+	// See OnSessionFunc.
+	OnSession OnSessionFunc
 	// Extra is merged into the JSON last (one level deep for objects), for engine keys this
 	// struct does not name yet, or to send a value whose Go zero value would be left out (e.g.
 	// Extra: map[string]any{"turn": map[string]any{"min_speech_ms": 0}}). Unknown keys are an
@@ -117,6 +122,10 @@ type SessionConfig struct {
 	Transport string
 	// ConnectionURL, when set, replaces the backend's server URL (livekit: provider_config.url).
 	ConnectionURL string
+	// ConnectionToken is a LiveKit access token to join Room with, instead of one the backend
+	// signs from its api_key and api_secret (e.g. a token a job dispatch or another service
+	// handed out).
+	ConnectionToken string
 	// Room is the LiveKit room a "webrtc" session joins; the agent listens to the participant
 	// whose identity is UserID, or else to the first one that publishes a microphone.
 	Room string
@@ -219,6 +228,7 @@ func (c *SessionConfig) configJSON(op string) ([]byte, error) {
 	j.str("user_id", c.UserID)
 	j.str("transport", c.Transport)
 	j.str("connection_url", c.ConnectionURL)
+	j.str("connection_token", c.ConnectionToken)
 	j.str("room", c.Room)
 	j.str("auth_token", c.AuthToken)
 	j.millis("admission_wait_ms", c.AdmissionWait)

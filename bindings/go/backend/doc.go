@@ -32,6 +32,13 @@
 // session (the binding recognizes the callback's OS thread and does not wait for itself).
 // There are no finalizers: a handle keeps its session reachable until Close.
 //
+// # LiveKit
+//
+// On the livekit backend, sessions with Transport "webrtc" join a Room. With a "worker" section
+// in its ProviderConfig the backend registers as a LiveKit agent worker, and every job the
+// server dispatches arrives at Config.OnSession (see OnSessionFunc). Backend.Rooms is the
+// server's room service: rooms, participants and agent dispatches.
+//
 // # Errors
 //
 // Every failure is a *BackendError with a Code (one per engine status) and a Message naming the

@@ -85,7 +85,14 @@ func (r *Registry) Create(ctx context.Context, name string, cfg *Config) (*Backe
 	if saved.Provider == "" {
 		saved.Provider = name
 	}
-	return newBackend(out, &saved, hooks), nil
+	b := newBackend(out, &saved, hooks)
+	if err := installIncoming(op, b); err != nil {
+		C.vb_backend_free(out)
+		hooks.release()
+		b.cancel()
+		return nil, err
+	}
+	return b, nil
 }
 
 // ctxErr is ctx.Err(), tolerating a nil ctx.

@@ -73,6 +73,11 @@ type Session struct {
 
 	finishOnce sync.Once
 	closing    atomic.Bool
+
+	// incoming: the session arrived by itself (Config.OnSession); the binding closes it once it
+	// has stopped. arriving (guarded by life): OnSession runs, c is still the engine's.
+	incoming bool
+	arriving bool
 }
 
 func newSession(ctx context.Context, b *Backend, cfg *SessionConfig) *Session {
@@ -274,14 +279,21 @@ func (s *Session) free() {
 	s.cancel()
 	s.life.Lock()
 	if s.c != nil {
-		C.vb_session_free(s.c)
+		if !s.arriving { // an arriving session is the engine's to free until OnSession took it
+			C.vb_session_free(s.c)
+		}
 		s.c = nil
-		C.free(unsafe.Pointer(s.accepted))
-		s.accepted = nil
+		s.releaseC()
 	}
 	s.life.Unlock()
 	s.finish()
 	s.handle.Delete()
+}
+
+// releaseC frees the binding's C memory of the session (s.life held for writing).
+func (s *Session) releaseC() {
+	C.free(unsafe.Pointer(s.accepted))
+	s.accepted = nil
 }
 
 // finish ends the Go side once the engine session has stopped: the audio reader exits, the
@@ -490,6 +502,11 @@ func (s *Session) deliver(ev *C.VbEvent) {
 	case s.events <- e:
 	default:
 		s.droppedEvents.Add(1)
+	}
+	if s.incoming && e.Kind == EventStateChanged && e.State == StateStopped {
+		// Its job ended: nobody else may know that it is over. Not on this (the event) thread,
+		// which the engine's stop waits for.
+		go s.Close()
 	}
 }
 
