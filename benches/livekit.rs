@@ -13,7 +13,13 @@
 //!   (dropped frames, deadline misses, media packets lost and concealed) and what the users
 //!   received (packets, losses, concealment of the agent's track).
 //!
-//! Run: `scripts/bench-livekit.sh` (both), or
+//! - `dispatch N` (default 50): a worker-mode backend (in this process) takes N rooms the server
+//!   dispatches, five at a time; its host greets each user (`say`) as soon as the session has
+//!   started. Prints, per room and as p50/p95, the time from the job reaching the host
+//!   (`on_session`) to the user hearing the agent's first audio — the agent joining the room,
+//!   ICE, DTLS, publishing, TTS and Opus included.
+//!
+//! Run: `scripts/bench-livekit.sh` (all three), or
 //! `cargo bench --features test-providers --bench livekit -- latency 10`.
 
 use std::sync::Arc;
@@ -35,7 +41,8 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("latency") | None => latency(arg(&args, 10)),
         Some("scale") => scale(arg(&args, 100)),
-        Some(other) => panic!("unknown mode {other}: latency [TURNS] | scale [N]"),
+        Some("dispatch") => dispatch(arg(&args, 50)),
+        Some(other) => panic!("unknown mode {other}: latency [TURNS] | scale [N] | dispatch [N]"),
     }
 }
 
@@ -319,4 +326,106 @@ fn scale(n: usize) {
         turns
     });
     println!("turns answered: {turns} (8 per user)");
+}
+
+/// Milliseconds since the Unix epoch (the Go users report absolute times the same way).
+fn unix_ms() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// The host of the dispatch bench: takes every session, notes when, greets the user.
+struct Greeter {
+    taken: std::sync::Mutex<std::collections::HashMap<String, f64>>,
+}
+
+impl voicebackend::backend::IncomingHandler for Greeter {
+    fn on_session(
+        &self,
+        session: Session,
+        info: &serde_json::Value,
+    ) -> voicebackend::Result<voicebackend::backend::Accepted> {
+        let room = info["room"].as_str().unwrap_or_default().to_owned();
+        self.taken.lock().unwrap().insert(room, unix_ms());
+        std::thread::spawn(move || {
+            while session.state() == voicebackend::VbSessionState::VB_STATE_IDLE {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let _ = session.say("Hello there, welcome to the demo room. How can I help you today?");
+            let mut buf = vec![0i16; 4800];
+            while session.state() != voicebackend::VbSessionState::VB_STATE_STOPPED {
+                while session.read_audio(&mut buf).is_ok_and(|n| n > 0) {}
+                while let Ok(Some(_)) = session.poll_event() {}
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Ok(voicebackend::backend::Accepted {
+            agent: Some(common::echo_agent()),
+            on_event: None,
+        })
+    }
+}
+
+fn dispatch(n: usize) {
+    // Two peer connections per participant, two participants per room; ports are freed late.
+    let server = LiveKitServer::start_for(4 * n as u16);
+    let json = backend_json(
+        &server.url(),
+        r#","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts","persistence":{"path":"/tmp/voicebackend-bench-dispatch.redb"}"#,
+    )
+    .replacen(r#""api_secret":"secret"}"#, r#""api_secret":"secret","worker":{}}"#, 1);
+    let _ = std::fs::remove_file("/tmp/voicebackend-bench-dispatch.redb");
+    let backend = Backend::from_json(&json).unwrap();
+    let greeter = Arc::new(Greeter {
+        taken: std::sync::Mutex::new(std::collections::HashMap::new()),
+    });
+    backend.set_incoming(greeter.clone()).unwrap();
+    backend.start().unwrap();
+    let mut delays = Vec::new();
+    let mut missed = Vec::new();
+    for batch in (0..n).collect::<Vec<_>>().chunks(5) {
+        let peers: Vec<(String, Peer)> = batch
+            .iter()
+            .map(|i| {
+                let room = format!("dispatch-{i}");
+                let peer = Peer::start(
+                    &server,
+                    &room,
+                    &format!("user-{i}"),
+                    &["--duration-ms", "6000"],
+                );
+                (room, peer)
+            })
+            .collect();
+        for (room, peer) in peers {
+            let report = peer.finish(Duration::from_secs(30));
+            let taken = greeter.taken.lock().unwrap().get(&room).copied();
+            match (taken, report["first_audible_ms"].as_f64()) {
+                (Some(taken), Some(first)) => {
+                    let heard = report["join_started_unix_ms"].as_f64().unwrap() + first;
+                    delays.push(heard - taken);
+                }
+                (taken, _) => {
+                    let why = if taken.is_none() {
+                        "no job reached the host"
+                    } else {
+                        "the user heard no greeting"
+                    };
+                    println!("{room}: {why}");
+                    missed.push(room.clone());
+                }
+            }
+        }
+    }
+    println!("job reaching the host -> the user hears the agent (ms): {delays:.0?}");
+    println!("rooms without a greeting: {missed:?}");
+    println!(
+        "rooms: {n}; p50 / p95: {:.0} / {:.0} ms",
+        percentile(&mut delays.clone(), 0.5),
+        percentile(&mut delays, 0.95)
+    );
+    backend.stop(Duration::from_secs(5)).unwrap();
 }

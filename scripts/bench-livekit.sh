@@ -14,3 +14,5 @@ echo "bench-livekit: latency (10 turns)"
 cargo bench --features test-providers --bench livekit -- latency 10
 echo "bench-livekit: scale (${1:-50} sessions)"
 cargo bench --features test-providers --bench livekit -- scale "${1:-50}"
+echo "bench-livekit: dispatch (50 rooms to a worker)"
+cargo bench --features test-providers --bench livekit -- dispatch 50

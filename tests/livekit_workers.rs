@@ -363,3 +363,42 @@ fn a_dispatched_session_reaches_a_rust_host_with_what_the_job_says() {
     assert_eq!(backend.active_sessions(), 0);
     backend.stop(Duration::from_secs(5)).unwrap();
 }
+
+#[test]
+fn a_worker_registers_again_when_its_connection_to_the_server_is_lost() {
+    let _shared = shared_machine();
+    let mut server = LiveKitServer::start();
+    let port = server.port;
+    let worker = WorkerProcess::registered("faithful", &worker_json(&server, "{}"));
+    // The server goes away and comes back on the same port: the worker finds it again.
+    server.kill();
+    let server = LiveKitServer::start_on(port);
+    let peer = user(&server, "after-restart", &[500], 5_000);
+    worker.wait_for(
+        |l| l.starts_with("turn after-restart "),
+        Duration::from_secs(40),
+    );
+    let report = peer.finish(Duration::from_secs(30));
+    assert!(heard_a_reply_to(&report, 0));
+}
+
+#[test]
+fn the_room_service_refuses_a_wrong_secret_as_unauthorized() {
+    let _shared = shared_machine();
+    let server = LiveKitServer::start();
+    let config =
+        worker_json(&server, "{}").replace(r#""api_secret":"secret""#, r#""api_secret":"wrong""#);
+    let e = Backend::from_json(&config)
+        .unwrap()
+        .room_service()
+        .unwrap()
+        .list_rooms()
+        .unwrap_err();
+    assert_eq!(e.status(), VbStatus::VB_ERR_UNAUTHORIZED, "{e}");
+    assert!(
+        e.message()
+            .starts_with("livekit: list_rooms at http://127.0.0.1:"),
+        "{e}"
+    );
+    assert!(!e.message().contains("wrong"), "{e}");
+}

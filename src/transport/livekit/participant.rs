@@ -6,7 +6,8 @@
 //! Every 20 ms the media clock takes one frame of the user's audio out of the jitter buffer into
 //! the session's input ring, and one frame of the agent's audio out of the session's out ring
 //! into the encoder and onto the published track (nothing is sent while the agent is silent; a
-//! barge-in empties the out ring, so the track falls silent within a frame).
+//! barge-in empties the out ring, so the track falls silent within a frame). Until the published
+//! track is connected the agent's audio waits in the out ring.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -83,6 +84,8 @@ pub struct Participant {
     ticks: u64,
     /// Whether the previous tick sent audio (the next one after a pause starts a talkspurt).
     sending: bool,
+    /// Whether a published track that never connected was reported.
+    publish_stalled_reported: bool,
     events: Vec<PeerEvent>,
 }
 
@@ -136,6 +139,7 @@ impl Participant {
             captions: Captions::new(&spec.settings.identity),
             queued_data: std::collections::VecDeque::new(),
             ticks: 0,
+            publish_stalled_reported: false,
             sending: false,
             events: Vec::new(),
             edge,
@@ -282,6 +286,24 @@ impl Participant {
             self.edge.writer.push(&frame);
         }
         self.count_media();
+        if !self.publisher.can_send_audio() {
+            // The agent's audio waits in its ring until the track can carry it (a greeting said
+            // at once is heard whole, not lost to the handshake).
+            self.sending = false;
+            let waited = Duration::from_millis(self.ticks * 20);
+            if !self.publish_stalled_reported && waited > self.spec.settings.timeout {
+                self.publish_stalled_reported = true;
+                self.report(Error::new(
+                    VbStatus::VB_ERR_CONNECTION_FAILED,
+                    format!(
+                        "{NAME}: the agent's track in room '{}' did not connect within {} ms (ICE/DTLS): the user cannot hear the agent",
+                        self.spec.room,
+                        self.spec.settings.timeout.as_millis()
+                    ),
+                ));
+            }
+            return Ok(());
+        }
         let n = self.edge.reader.read(&mut frame);
         if n == 0 {
             self.sending = false;

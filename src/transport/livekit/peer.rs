@@ -58,6 +58,8 @@ pub struct Peer {
     pending_offer: Option<SdpPendingOffer>,
     audio_mid: Option<Mid>,
     reliable: Option<ChannelId>,
+    /// ICE and DTLS are up (until ICE reports the server lost).
+    connected: bool,
 }
 
 fn webrtc_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -108,6 +110,7 @@ impl Peer {
             pending_offer: None,
             audio_mid: None,
             reliable: None,
+            connected: false,
         })
     }
 
@@ -132,9 +135,17 @@ impl Peer {
 
     fn on_event(&mut self, event: Event, events: &mut Vec<PeerEvent>) {
         match event {
-            Event::Connected => events.push(PeerEvent::Connected),
+            Event::Connected => {
+                self.connected = true;
+                events.push(PeerEvent::Connected)
+            }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.connected = false;
                 events.push(PeerEvent::Disconnected)
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Connected) => {
+                // Back after a disconnection (DTLS stayed up).
+                self.connected = self.rtc.is_connected();
             }
             Event::MediaAdded(added) => self.resume_nack(added.mid),
             Event::MediaData(data) if data.params.spec().codec == Codec::Opus => {
@@ -297,6 +308,11 @@ impl Peer {
         channel
             .write(true, bytes)
             .map_err(|e| webrtc_error("sending data", e))
+    }
+
+    /// Whether the published audio track can carry audio now (negotiated, ICE and DTLS up).
+    pub fn can_send_audio(&self) -> bool {
+        self.connected && self.audio_mid.is_some()
     }
 
     /// Whether the publisher's data channel is open.

@@ -277,6 +277,14 @@ fn service_error(op: &str, url: &str, e: ServiceError) -> Error {
             },
             format!("{}: {}", code.code, code.msg),
         ),
+        // livekit-server answers a refused token with a plain-text 401, which the client then
+        // fails to read as a Twirp error: the only non-Twirp error answer it gives.
+        ServiceError::Twirp(ServerError::Request(r)) if r.is_decode() => (
+            VbStatus::VB_ERR_UNAUTHORIZED,
+            format!(
+                "the server refused the request without a Twirp error (it answers so when it refuses the key: check api_key and api_secret): {r}"
+            ),
+        ),
         ServiceError::Twirp(ServerError::Request(r)) if r.is_timeout() => {
             (VbStatus::VB_ERR_TIMEOUT, r.to_string())
         }
