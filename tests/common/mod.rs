@@ -2,6 +2,7 @@
 //! waiting for events. Times here are generous upper bounds against hangs, never assertions.
 #![allow(dead_code)]
 
+pub mod admission;
 pub mod livekit;
 pub mod pipecat;
 pub mod worker;
