@@ -203,6 +203,16 @@ pub fn echo_agent() -> Arc<dyn Agent> {
     })
 }
 
+/// An agent that answers every turn with `text`, written in pieces as an LLM would stream it.
+pub fn agent_saying(text: &'static str) -> Arc<dyn Agent> {
+    Arc::new(move |_: &str, reply: &mut Reply| -> Result<()> {
+        for piece in text.split_inclusive(' ').collect::<Vec<_>>().chunks(3) {
+            reply.write(&piece.concat())?;
+        }
+        reply.end()
+    })
+}
+
 /// A started session with `rate` in and out and the echo agent.
 pub fn session_at(backend: &Backend, rate: u32) -> Session {
     let config = SessionConfig {

@@ -156,6 +156,11 @@ impl OpenAiHttpServer {
         }
     }
 
+    /// Requests held by [`Fault::Stall`] so far (they are never answered, nor recorded).
+    pub fn stalled(&self) -> usize {
+        self.shared.stalled.load(Ordering::SeqCst)
+    }
+
     /// The requests so far to `path`.
     pub fn requests_to(&self, path: &str) -> Vec<HttpRequestRecord> {
         let all = self.requests();

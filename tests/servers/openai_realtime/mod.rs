@@ -58,6 +58,8 @@ struct Shared {
     events: Mutex<Vec<Value>>,
     connections: AtomicUsize,
     refused: AtomicUsize,
+    /// The HTTP status of each handshake refused with one, in order.
+    refusals: Mutex<Vec<u16>>,
     realtime_pace: AtomicBool,
 }
 
@@ -77,6 +79,7 @@ impl OpenAiRealtimeServer {
             events: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
+            refusals: Mutex::new(Vec::new()),
             realtime_pace: AtomicBool::new(true),
         });
         let state = shared.clone();
@@ -136,6 +139,11 @@ impl OpenAiRealtimeServer {
     pub fn refused_handshakes(&self) -> usize {
         self.shared.refused.load(Ordering::Relaxed)
     }
+
+    /// The HTTP status of each handshake refused so far, in order.
+    pub fn refusals(&self) -> Vec<u16> {
+        self.shared.refusals.lock().unwrap().clone()
+    }
 }
 
 /// What the connection's loop writes to the socket.
@@ -158,7 +166,10 @@ async fn serve_connection(shared: Arc<Shared>, tcp: TcpStream) {
     // The error type is tungstenite's handshake callback's.
     #[allow(clippy::result_large_err)]
     let check = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-        model = handshake::check(request, &shared.api_key)?;
+        model = handshake::check(request, &shared.api_key).inspect_err(|refusal| {
+            let status = refusal.status().as_u16();
+            shared.refusals.lock().unwrap().push(status);
+        })?;
         Ok(response)
     };
     let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, check).await else {
