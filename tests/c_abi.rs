@@ -1,7 +1,8 @@
 #![cfg(feature = "test-providers")]
 //! The C ABI as a C host sees it: the committed header is the generated one, it compiles as C11
-//! and C++17, the shared library exports only `vb_*`, and the C host program
-//! (`tests/c/host_test.c`) passes against the library built with the test providers.
+//! and C++17, the shared library exports only `vb_*`, and the C host program (`tests/c/host_test/`: the
+//! runner `host_test.c`, its helpers `host.c`/`host_test.h` and one file of cases per area)
+//! passes against the library built with the test providers.
 //!
 //! Run with `cargo test --features test-providers --test c_abi -- --nocapture`. Needs `cc`,
 //! `c++` and `nm` on the PATH.
@@ -304,9 +305,32 @@ fn shared_library_exports_only_vb_symbols() {
     );
 }
 
-/// Compiles the C program `source` (a path in the repository) against the library built with
-/// the test providers, in a fresh scratch directory; returns the directory and the program.
-fn build_c_program(name: &str, source: &str) -> (PathBuf, PathBuf) {
+/// The C host test program's sources: every `.c` file in `tests/c/host_test`, in name order.
+fn host_test_sources() -> Vec<String> {
+    let dir = manifest_path("tests/c/host_test");
+    let mut sources: Vec<String> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| {
+            entry
+                .expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.ends_with(".c"))
+        .map(|name| format!("tests/c/host_test/{name}"))
+        .collect();
+    sources.sort();
+    assert!(
+        sources.contains(&"tests/c/host_test/host_test.c".to_owned()),
+        "{sources:?}"
+    );
+    sources
+}
+
+/// Compiles the C program made of `sources` (paths in the repository) against the library built
+/// with the test providers, in a fresh scratch directory; returns the directory and the program.
+fn build_c_program(name: &str, sources: &[String]) -> (PathBuf, PathBuf) {
     let dir = scratch_dir(name);
     // A private copy of the library, so that another cargo invocation rewriting
     // target/<profile> while the program runs cannot swap it underneath.
@@ -337,7 +361,7 @@ fn build_c_program(name: &str, source: &str) -> (PathBuf, PathBuf) {
     cc.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1"])
         .arg("-I")
         .arg(manifest_path("include"))
-        .arg(manifest_path(source))
+        .args(sources.iter().map(|source| manifest_path(source)))
         .arg("-o")
         .arg(&program)
         .arg(format!("-L{}", library_dir.display()))
@@ -345,7 +369,7 @@ fn build_c_program(name: &str, source: &str) -> (PathBuf, PathBuf) {
         .arg(format!("-Wl,-rpath,{}", library_dir.display()))
         .args(["-lpthread", "-lm"]);
     let output = run(&mut cc);
-    assert_success(&format!("compiling {source}"), &cc, &output);
+    assert_success(&format!("compiling {}", sources.join(" ")), &cc, &output);
 
     (dir, program)
 }
@@ -361,7 +385,7 @@ fn c_command(dir: &Path, program: &Path) -> Command {
 
 #[test]
 fn c_host_program_passes() {
-    let (dir, program) = build_c_program("host_test", "tests/c/host_test.c");
+    let (dir, program) = build_c_program("host_test", &host_test_sources());
     let built = shared_library();
     let output = run(&mut c_command(&dir, &program));
     let stdout = text(&output.stdout);
@@ -382,7 +406,7 @@ fn c_host_program_passes() {
 /// argument (none: the embedded providers) and returns what it printed.
 fn run_minimal_host(name: &str, config: Option<&str>, pcm: &[i16]) -> String {
     use std::io::Write;
-    let (dir, program) = build_c_program(name, "examples/minimal_host.c");
+    let (dir, program) = build_c_program(name, &["examples/minimal_host.c".to_owned()]);
     let mut host = c_command(&dir, &program);
     host.args(config)
         .stdin(std::process::Stdio::piped())

@@ -1,16 +1,18 @@
 //! The `openai` STT and TTS providers in full sessions against the local OpenAI-protocol HTTP
-//! server (`tests/servers/openai_http.rs`), which answers as OpenAI's audio API documents and is
+//! server (`tests/servers/openai_http/`), which answers as OpenAI's audio API documents and is
 //! backed by the embedded Whisper and eSpeak NG engines: real transcripts of real speech, real
-//! speech back. The error paths are the server's: a refused key, an unreadable answer, a
-//! rejected request, an answer cut mid-stream, a server that stalls.
+//! speech back, streamed partials, transient server errors retried, a self-hosted `base_url`,
+//! barge-in. The faults the server can inject (a refused key, a rejected request, an unreadable
+//! answer, a stall, an answer cut mid-stream) and a missing key are OpenAI's rows of the fault
+//! matrix, `tests/provider_faults.rs`.
 
 mod common;
 mod servers;
 
 use common::*;
 use servers::openai_engines::{Fault, hear};
-use servers::openai_http::{OpenAiHttpServer, SPEECH_PIECE};
-use voicebackend::{Backend, VbEventKind as K, VbSessionState as S, VbStatus};
+use servers::openai_http::OpenAiHttpServer;
+use voicebackend::{Backend, VbEventKind as K, VbSessionState as S};
 
 const KEY: &str = "sk-local-test-0123456789abcdef";
 
@@ -113,161 +115,6 @@ fn streamed_transcriptions_report_partials_before_the_final() {
 }
 
 #[test]
-fn a_refused_key_is_unauthorized_naming_the_provider_and_the_session_keeps_listening() {
-    let server = OpenAiHttpServer::start("sk-the-right-key-0000");
-    let backend = backend(&server, "", "");
-    let session = session_at(&backend, 16000);
-    say_as_user(&session, "Hello there.");
-    let events = events_until(&session, is_error);
-    let error = events.last().unwrap();
-    assert_eq!(error.error, VbStatus::VB_ERR_UNAUTHORIZED);
-    let text = error.text.clone().unwrap();
-    assert!(text.starts_with("stt openai: "), "{text}");
-    assert!(
-        text.contains("refused the API key (HTTP 401 Unauthorized, invalid_api_key)"),
-        "{text}"
-    );
-    assert!(
-        !text.contains(KEY) && !text.contains(&KEY[KEY.len() - 4..]),
-        "{text}"
-    );
-    events_until(&session, back_to_listening);
-    assert_eq!(server.requests().len(), 1, "a refused key is not retried");
-    assert!(!server.requests()[0].authorized);
-
-    session.say("Are you there?").unwrap();
-    let events = events_until(&session, is_error);
-    let error = events.last().unwrap();
-    assert_eq!(error.error, VbStatus::VB_ERR_UNAUTHORIZED);
-    assert!(error.text.as_deref().unwrap().starts_with("tts openai: "));
-    assert_eq!(session.state(), S::VB_STATE_LISTENING);
-}
-
-#[test]
-fn an_unreadable_transcription_is_a_provider_error() {
-    let server = OpenAiHttpServer::start(KEY);
-    server.fail_next(Fault::Malformed, 1);
-    let backend = backend(&server, "", "");
-    let session = session_at(&backend, 16000);
-    say_as_user(&session, "Good morning.");
-    let events = events_until(&session, is_error);
-    let error = events.last().unwrap();
-    assert_eq!(error.error, VbStatus::VB_ERR_PROVIDER);
-    let text = error.text.clone().unwrap();
-    assert!(
-        text.contains("unreadable transcription from http://127.0.0.1:"),
-        "{text}"
-    );
-    assert_eq!(
-        server.requests().len(),
-        1,
-        "an unreadable answer is not retried"
-    );
-    events_until(&session, back_to_listening);
-}
-
-#[test]
-fn a_rejected_speech_request_is_a_provider_error_with_the_servers_message() {
-    let server = OpenAiHttpServer::start(KEY);
-    let backend = backend(&server, "", r#","voice":"robot""#);
-    let session = session_at(&backend, 16000);
-    session.say("Hello.").unwrap();
-    let events = events_until(&session, is_error);
-    let error = events.last().unwrap();
-    assert_eq!(error.error, VbStatus::VB_ERR_PROVIDER);
-    let text = error.text.clone().unwrap();
-    assert!(
-        text.contains(
-            "answered HTTP 400 Bad Request: Invalid value: 'robot'. Supported values are:"
-        ),
-        "{text}"
-    );
-    assert_eq!(
-        server.requests().len(),
-        1,
-        "a rejected request is not retried"
-    );
-}
-
-#[test]
-fn speech_that_is_not_audio_is_a_provider_error() {
-    let server = OpenAiHttpServer::start(KEY);
-    server.fail_next(Fault::Malformed, 1);
-    let backend = backend(&server, "", "");
-    let session = session_at(&backend, 16000);
-    session.say("Hello.").unwrap();
-    let events = events_until(&session, is_error);
-    let error = events.last().unwrap();
-    assert_eq!(error.error, VbStatus::VB_ERR_PROVIDER);
-    assert!(
-        error
-            .text
-            .as_deref()
-            .unwrap()
-            .contains("Content-Type application/json where PCM audio was expected"),
-        "{:?}",
-        error.text
-    );
-}
-
-#[test]
-fn a_transcription_cut_mid_answer_is_retried_and_the_turn_is_transcribed() {
-    let server = OpenAiHttpServer::start(KEY);
-    server.fail_next(Fault::DropMidStream, 1);
-    let backend = backend(&server, "", "");
-    let session = session_at(&backend, 16000);
-    say_as_user(&session, "Please call me back.");
-    let events = events_until(&session, |e| {
-        e.kind == K::VB_EVENT_TRANSCRIPT_FINAL || is_error(e)
-    });
-    let last = events.last().unwrap();
-    assert_eq!(last.kind, K::VB_EVENT_TRANSCRIPT_FINAL, "{:?}", last.text);
-    assert!(
-        last.text
-            .as_deref()
-            .unwrap()
-            .to_lowercase()
-            .contains("call")
-    );
-    // The agent's reply may already be asking for speech: count the transcriptions.
-    let requests = server.requests_to("/v1/audio/transcriptions");
-    assert_eq!(requests.len(), 2);
-    assert_eq!(requests[0].fault, Some(Fault::DropMidStream));
-    assert_eq!(requests[1].fault, None);
-}
-
-#[test]
-fn speech_cut_mid_stream_resumes_where_it_broke_off() {
-    let server = OpenAiHttpServer::start(KEY);
-    let backend = backend(&server, "", "");
-    let session = session_at(&backend, 16000);
-    let sentence = "This sentence is long enough to be cut in the middle of its audio.";
-    session.say(sentence).unwrap();
-    let (_, whole) = play_until(&session, reply_finished());
-    server.fail_next(Fault::DropMidStream, 1);
-    session.say(sentence).unwrap();
-    let (events, resumed) = play_until(&session, reply_finished());
-    assert!(!kinds(&events).contains(&K::VB_EVENT_ERROR));
-    let speech = server.requests_to("/v1/audio/speech");
-    assert_eq!(speech.len(), 3, "the cut sentence was asked for again");
-    assert_eq!(speech[1].fault, Some(Fault::DropMidStream));
-    assert!(
-        speech[1].audio_bytes > 4 * SPEECH_PIECE,
-        "cut after two pieces or more"
-    );
-    // eSpeak NG's output length varies by a few samples between syntheses: the resumed reply is
-    // as long as the synthesis it finished (the retry), to within resampling. Audio lost or
-    // repeated at the cut would be thousands of samples.
-    let expected = whole.len() as f64 * speech[2].audio_bytes as f64 / speech[0].audio_bytes as f64;
-    assert!(
-        (resumed.len() as f64 - expected).abs() < 50.0,
-        "{} samples played, {expected:.0} expected",
-        resumed.len()
-    );
-    assert_eq!(hear(&resumed), hear(&whole), "the same words, once");
-}
-
-#[test]
 fn transient_server_errors_are_retried() {
     let server = OpenAiHttpServer::start(KEY);
     server.fail_next(
@@ -299,43 +146,6 @@ fn transient_server_errors_are_retried() {
 }
 
 #[test]
-fn a_stalled_server_is_a_timeout_and_the_session_keeps_listening() {
-    let server = OpenAiHttpServer::start(KEY);
-    server.fail_all(Fault::Stall);
-    let backend = backend(&server, r#","timeout_ms":300"#, r#","timeout_ms":300"#);
-    let session = session_at(&backend, 16000);
-    say_as_user(&session, "Is anybody there?");
-    let events = events_until(&session, is_error);
-    let error = events.last().unwrap();
-    assert_eq!(error.error, VbStatus::VB_ERR_TIMEOUT);
-    let text = error.text.clone().unwrap();
-    assert!(
-        text.contains("no answer from http://127.0.0.1:")
-            && text.ends_with("/v1/audio/transcriptions within 300 ms (after 3 attempts)"),
-        "{text}"
-    );
-    events_until(&session, back_to_listening);
-
-    session.say("Hello.").unwrap();
-    let events = events_until(&session, is_error);
-    assert_eq!(events.last().unwrap().error, VbStatus::VB_ERR_TIMEOUT);
-    assert!(
-        events
-            .last()
-            .unwrap()
-            .text
-            .as_deref()
-            .unwrap()
-            .starts_with("tts openai: ")
-    );
-    server.clear_faults();
-    session.say("Hello again.").unwrap();
-    let (events, audio) = play_until(&session, reply_finished());
-    assert!(!kinds(&events).contains(&K::VB_EVENT_ERROR));
-    assert!(rms(&audio) > 300.0, "the server answers again");
-}
-
-#[test]
 fn a_self_hosted_base_url_with_v1_works() {
     let server = OpenAiHttpServer::start(KEY);
     let url = format!("{}/v1", server.base_url());
@@ -353,25 +163,6 @@ fn a_self_hosted_base_url_with_v1_works() {
     assert_eq!(request.path, "/v1/audio/speech");
     assert_eq!(request.json.as_ref().unwrap()["speed"], 1.25);
     assert_eq!(request.json.as_ref().unwrap()["model"], "tts-1");
-}
-
-#[test]
-fn a_missing_key_is_an_invalid_config_at_backend_creation() {
-    let json = r#"{"provider":"local","stt_provider":"openai","tts_provider":"openai",
-                   "tts_config":{"api_key":"sk-1"}}"#;
-    match std::env::var("OPENAI_API_KEY") {
-        // Without the vendor's variable, the key must come from the config.
-        Err(_) => {
-            let e = Backend::from_json(json).expect_err("refused");
-            assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_CONFIG);
-            assert_eq!(
-                e.message(),
-                "stt_config.api_key: missing (set it or the OPENAI_API_KEY environment variable)"
-            );
-        }
-        // With it, the variable supplies the key.
-        Ok(_) => assert!(Backend::from_json(json).is_ok()),
-    }
 }
 
 #[test]

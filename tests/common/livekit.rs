@@ -180,6 +180,40 @@ pub fn backend_json(url: &str, extra: &str) -> String {
     )
 }
 
+/// The agent's identity in the rooms.
+pub const AGENT: &str = "voicebackend-agent";
+
+/// A `webrtc` session of `user` in `room`.
+pub fn webrtc_session(room: &str, user: &str) -> voicebackend::SessionConfig {
+    voicebackend::SessionConfig {
+        transport: "webrtc".into(),
+        room: Some(room.into()),
+        user_id: user.into(),
+        ..voicebackend::SessionConfig::default()
+    }
+}
+
+/// A started livekit backend on `url` with the embedded providers and `extra` config keys.
+pub fn test_livekit_backend(url: &str, extra: &str) -> voicebackend::Backend {
+    let backend = voicebackend::Backend::from_json(&backend_json(
+        url,
+        &format!(r#","stt_provider":"whisper","tts_provider":"espeak"{extra}"#),
+    ))
+    .unwrap();
+    backend.start().unwrap();
+    backend
+}
+
+/// eSpeak NG speech of `text` as a WAV file for the peer.
+pub fn spoken(name: &str, text: &str) -> PathBuf {
+    wav(name, &super::espeak_speech(text, "en-us"), 16000)
+}
+
+/// `file` to be spoken `ms` after the peer starts (its `--speak` argument).
+pub fn at(file: &Path, ms: u32) -> String {
+    format!("{}@{ms}", file.display())
+}
+
 /// The Go peer's binary (built once per test process by its script; ~5 s when up to date).
 fn peer_binary() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

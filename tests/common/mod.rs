@@ -2,6 +2,7 @@
 //! waiting for events. Times here are generous upper bounds against hangs, never assertions.
 #![allow(dead_code)]
 
+pub mod admission;
 pub mod livekit;
 pub mod pipecat;
 pub mod worker;
@@ -198,6 +199,16 @@ pub fn echo_agent() -> Arc<dyn Agent> {
     Arc::new(|transcript: &str, reply: &mut Reply| -> Result<()> {
         reply.write("you said ")?;
         reply.write(transcript)?;
+        reply.end()
+    })
+}
+
+/// An agent that answers every turn with `text`, written in pieces as an LLM would stream it.
+pub fn agent_saying(text: &'static str) -> Arc<dyn Agent> {
+    Arc::new(move |_: &str, reply: &mut Reply| -> Result<()> {
+        for piece in text.split_inclusive(' ').collect::<Vec<_>>().chunks(3) {
+            reply.write(&piece.concat())?;
+        }
         reply.end()
     })
 }
