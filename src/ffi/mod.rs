@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod incoming;
+pub mod log;
 pub mod rooms;
 pub mod session;
 pub mod version;
