@@ -1,11 +1,11 @@
 //! Log records for the host's own logger: `vb_set_log_callback`.
 
-use std::ffi::{CString, c_char, c_void};
+use std::ffi::{c_char, c_void};
 
 use tracing::Level;
 use tracing::level_filters::LevelFilter;
 
-use super::{HostPtr, guard};
+use super::{HostPtr, c_string, guard};
 use crate::error::Error;
 use crate::logging::{self, LogRecord};
 
@@ -111,9 +111,4 @@ fn level_number(level: Level) -> i32 {
         Level::DEBUG => VbLogLevel::VB_LOG_DEBUG,
         Level::TRACE => VbLogLevel::VB_LOG_TRACE,
     }) as i32
-}
-
-/// `text` as a C string (a NUL inside becomes a space).
-fn c_string(text: &str) -> CString {
-    CString::new(text.replace('\0', " ")).unwrap_or_default()
 }
