@@ -181,6 +181,38 @@ typedef enum VbSessionState {
 } VbSessionState;
 
 /**
+ * The level of a log record, and the most verbose level a host wants.
+ */
+typedef enum VbLogLevel {
+  /**
+   * No records (as `max_level`).
+   */
+  VB_LOG_OFF = 0,
+  /**
+   * Something failed: a session's error, an export that failed for good.
+   */
+  VB_LOG_ERROR = 1,
+  /**
+   * Something went wrong and was handled: a retry, a lost connection being resumed, dropped
+   * audio, a failed OTLP export.
+   */
+  VB_LOG_WARN = 2,
+  /**
+   * The life of backends and sessions: started, stopped, admitted, refused, reconnected.
+   */
+  VB_LOG_INFO = 3,
+  /**
+   * What each session does: states, speech, transcripts (when the privacy policy allows),
+   * turn latencies, connections.
+   */
+  VB_LOG_DEBUG = 4,
+  /**
+   * Everything, other crates' details included where the filter lets them through.
+   */
+  VB_LOG_TRACE = 5,
+} VbLogLevel;
+
+/**
  * A configured engine (opaque). Create with `vb_backend_create`, free with `vb_backend_free`.
  */
 typedef struct VbBackend VbBackend;
@@ -415,6 +447,17 @@ typedef struct VbIncoming {
                               struct VbCallbacks *callbacks);
 } VbIncoming;
 
+/**
+ * Receives one log record. `level` is a `VbLogLevel` (1 error … 5 trace); `target` is where it
+ * comes from (a module path such as "voicebackend::provider::ws_link"); `message` is the text,
+ * prefixed by the spans it happened in (`session{session.id=sess-…}:turn{turn=2}: …`). Both
+ * strings are NUL-terminated UTF-8, valid only during the call.
+ */
+typedef void (*VbLogCallback)(void *user_data,
+                              int32_t level,
+                              const char *target,
+                              const char *message);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -558,6 +601,29 @@ enum VbStatus vb_backend_flush_store(struct VbBackend *backend);
  * `backend` is NULL or a live backend; `incoming` is NULL or a valid struct.
  */
 enum VbStatus vb_backend_set_incoming(struct VbBackend *backend, const struct VbIncoming *incoming);
+
+/**
+ * Sends the library's log records to `callback` (NULL: to nobody; `max_level` `VB_LOG_OFF`
+ * does the same): records at `max_level` or more severe, and among those only what the filter
+ * in the environment variable `VB_LOG` (else `RUST_LOG`; `tracing-subscriber`'s `EnvFilter`
+ * syntax, e.g. `voicebackend=debug,warn`) lets through; without one, the library's records and
+ * other libraries' warnings and errors. Calling it again replaces the callback and level.
+ *
+ * Threading: records are formatted on the engine thread that logs them (never the realtime
+ * thread, never inside `vb_session_process_audio` / `vb_session_read_audio`) and queued; one
+ * library thread calls `callback`, one record at a time, in order. A callback that does not
+ * keep up loses records rather than slowing the engine: beyond 4096 waiting, records are
+ * dropped, and once the queue drains the callback gets a `VB_LOG_WARN` record saying how many.
+ * After this function returns the previous callback is never called again, so its `user_data`
+ * may be freed (called from inside the callback, the new one takes over after the current
+ * record). `user_data` must stay valid until the callback is replaced.
+ *
+ * The first call installs the process's global `tracing` subscriber: `VB_ERR_INVALID_STATE`
+ * when the process has one already (a Rust host's own, which then receives the records), and
+ * `VB_ERR_INVALID_CONFIG` when `VB_LOG` is not a valid filter. `VB_ERR_INVALID_ARGUMENT` for a
+ * `max_level` outside 0–5. Thread-safe.
+ */
+enum VbStatus vb_set_log_callback(VbLogCallback callback, void *user_data, int32_t max_level);
 
 /**
  * Calls the room service of a `livekit` backend's server (LiveKit's Twirp API, with admin

@@ -6,7 +6,7 @@
 //! [`Agent`], TTS) and reports [`Event`]s. The C ABI in [`ffi`] exposes the same API.
 //!
 //! Layers, top to bottom: [`ffi`] → [`backend`] → [`pipeline`] → [`rt`], [`provider`],
-//! [`transport`]. See `README.md` for examples.
+//! [`transport`]; [`telemetry`] and [`logging`] beside them. See `README.md` for examples.
 
 #![warn(missing_docs)]
 
@@ -17,6 +17,7 @@ pub mod dsp;
 pub mod error;
 pub mod event;
 pub mod ffi;
+pub mod logging;
 pub mod net;
 pub mod pipeline;
 pub mod provider;

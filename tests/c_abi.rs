@@ -1,8 +1,8 @@
 #![cfg(feature = "test-providers")]
 //! The C ABI as a C host sees it: the committed header is the generated one, it compiles as C11
-//! and C++17, the shared library exports only `vb_*`, and the C host program (`tests/c/host_test/`: the
-//! runner `host_test.c`, its helpers `host.c`/`host_test.h` and one file of cases per area)
-//! passes against the library built with the test providers.
+//! and C++17, the shared library exports only `vb_*`, and the C host programs pass against the
+//! library built with the test providers: `tests/c/host_test/` (the runner `host_test.c`, its
+//! helpers `host.c`/`host_test.h` and one file of cases per area) and `tests/c/log_test.c`.
 //!
 //! Run with `cargo test --features test-providers --test c_abi -- --nocapture`. Needs `cc`,
 //! `c++` and `nm` on the PATH.
@@ -399,6 +399,23 @@ fn c_host_program_passes() {
         built.display()
     );
     // Kept on failure for a look (it holds a copy of the library, so not on success).
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_c_host_receives_log_records_through_its_callback() {
+    let (dir, program) = build_c_program("log_test", &["tests/c/log_test.c".to_owned()]);
+    let output = run(c_command(&dir, &program)
+        .env_remove("VB_LOG")
+        .env_remove("RUST_LOG"));
+    let stdout = text(&output.stdout);
+    println!("{stdout}");
+    eprint!("{}", text(&output.stderr));
+    assert!(
+        output.status.success() && stdout.contains(" passed, 0 failed"),
+        "the C log program failed ({}); its output is above",
+        output.status
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 

@@ -1,6 +1,7 @@
 //! The realtime path never allocates: a global allocator counts every allocation and free made
 //! while a thread is inside realtime work (the realtime loop of every session thread, and the two
-//! audio calls), during a conversation with turns, replies, barge-in, a greeting and an overrun.
+//! audio calls), during a conversation with turns, replies, barge-in, a greeting and an overrun —
+//! with every log record forwarded, so that logging inside realtime work would be counted too.
 #![cfg(feature = "test-providers")]
 
 mod common;
@@ -48,6 +49,13 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 #[test]
 fn the_realtime_loop_and_the_audio_calls_never_touch_the_heap() {
+    // Everything is logged, as with a host's log callback at its most verbose: a record made
+    // inside realtime work would be formatted there, and counted.
+    voicebackend::logging::forward(
+        Some(Box::new(|_: &voicebackend::logging::LogRecord| {})),
+        voicebackend::logging::LevelFilter::TRACE,
+    )
+    .unwrap();
     // 48 kHz in and out: resampling on both edges; a long reply so that barge-in happens.
     let backend = test_backend("");
     let agent = Arc::new(|_: &str, reply: &mut Reply| -> voicebackend::Result<()> {

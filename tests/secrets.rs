@@ -1,12 +1,14 @@
 //! API keys, signing keys and access tokens never leak: one conversation runs with every place a
 //! secret could escape switched on (network providers with a key, a refused key, JWT auth with a
-//! refused token, OTLP export, the Prometheus endpoint, the session store), everything the engine
-//! wrote is collected, and the secrets are searched for in it.
+//! refused token, OTLP export, the Prometheus endpoint, the session store, every log record at
+//! the most verbose level), everything the engine wrote is collected, and the secrets are searched
+//! for in it.
 #![cfg(feature = "test-providers")]
 
 mod common;
 mod servers;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -14,6 +16,7 @@ use livekit_api::access_token::{AccessToken, VideoGrants};
 use servers::openai_http::OpenAiHttpServer;
 use servers::otlp::{OtlpReceiver, scrape};
 use voicebackend::config::Secret;
+use voicebackend::logging::{self, LevelFilter, LogRecord};
 use voicebackend::{Backend, Event, SessionConfig, VbEventKind as K, VbStatus};
 
 const OPENAI_KEY: &str = "sk-leaktest-openai-7f3a9c2d";
@@ -94,6 +97,17 @@ fn keys_tokens_and_signing_keys_appear_in_no_event_error_export_or_store() {
     let good_token = token("alice", JWT_SECRET);
     let forged_token = token("mallory", "not-the-signing-key");
     let mut seen = Seen::default();
+    // Every log record, as a host's log callback at its most verbose would get them.
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = log.clone();
+    logging::forward(
+        Some(Box::new(move |r: &LogRecord| {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&format!("{} {} {}\n", r.level, r.target, r.message));
+        })),
+        LevelFilter::TRACE,
+    )
+    .unwrap();
 
     let json = backend_json(
         &server,
@@ -180,6 +194,21 @@ fn keys_tokens_and_signing_keys_appear_in_no_event_error_export_or_store() {
     assert_eq!(events.last().unwrap().error, VbStatus::VB_ERR_UNAUTHORIZED);
     seen.events(&events);
     backend.stop(Duration::ZERO).unwrap();
+
+    // The log: once the last record (the second backend stopping) has reached the sink.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while log.lock().unwrap().matches("backend stopped").count() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = log.lock().unwrap().clone();
+    assert!(log.contains("session refused"), "{log}");
+    assert!(log.contains("session started"), "{log}");
+    seen.note(&log);
 
     let signature = |t: &str| t.rsplit('.').next().unwrap().to_owned();
     let (good_signature, forged_signature) = (signature(&good_token), signature(&forged_token));

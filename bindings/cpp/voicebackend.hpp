@@ -29,6 +29,9 @@
 // VB_ERR_PROVIDER (reported as a VB_EVENT_ERROR event); exceptions from event handlers and
 // processors are swallowed.
 //
+// Logging: set_log_handler sends the library's log records to a std::function (on the library's
+// log thread).
+//
 // Lifetimes: a Session does not keep its Backend alive. Freeing the backend first stops its
 // sessions (their calls then fail with VB_ERR_INVALID_STATE); destroying them afterwards is
 // fine. Do not destroy a Session (or its Backend) from inside one of its own callbacks.
@@ -43,6 +46,7 @@
 #include <iterator>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -285,6 +289,52 @@ inline void processor_trampoline(void* user_data, int16_t* pcm, size_t samples,
 }
 
 }  // namespace detail
+
+/// Receives the library's log records: level, target (the library module, e.g.
+/// "voicebackend::provider::ws_link") and message, valid during the call. Called on the
+/// library's log thread, one record at a time; exceptions are swallowed.
+using LogHandler =
+    std::function<void(VbLogLevel level, std::string_view target, std::string_view message)>;
+
+namespace detail {
+
+struct LogState {
+  std::mutex mutex;
+  std::unique_ptr<LogHandler> handler;
+};
+
+inline LogState& log_state() {
+  static LogState state;
+  return state;
+}
+
+inline void log_trampoline(void* user_data, int32_t level, const char* target,
+                           const char* message) noexcept {
+  try {
+    (*static_cast<const LogHandler*>(user_data))(static_cast<VbLogLevel>(level),
+                                                 target != nullptr ? target : "",
+                                                 message != nullptr ? message : "");
+  } catch (...) {
+    // Never into the engine.
+  }
+}
+
+}  // namespace detail
+
+/// Sends the library's log records at max_level and more severe to handler (an empty handler
+/// stops them), in the host's own logger: vb_set_log_callback. VB_LOG and RUST_LOG filter
+/// further; transcripts appear only where the backend's privacy settings allow. A slow handler
+/// loses records (and is told how many) rather than slowing sessions. Once this returns, the
+/// previous handler is never called again. Thread-safe; do not call it from inside a handler.
+inline void set_log_handler(LogHandler handler, VbLogLevel max_level = VB_LOG_INFO) {
+  auto& state = detail::log_state();
+  std::lock_guard<std::mutex> lock(state.mutex);
+  std::unique_ptr<LogHandler> next;
+  if (handler) next = std::make_unique<LogHandler>(std::move(handler));
+  detail::check(vb_set_log_callback(next ? detail::log_trampoline : nullptr, next.get(),
+                                    next ? max_level : VB_LOG_OFF));
+  state.handler = std::move(next);  // the previous handler is no longer called: free it
+}
 
 /// One conversation. Move-only; the destructor stops and frees it (waiting for a running agent
 /// call to return). Created by Backend::create_session.

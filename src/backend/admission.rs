@@ -146,3 +146,18 @@ impl Admission {
         Ok(())
     }
 }
+
+/// Logs an admission decision — the admitted user id, or the refusal with its reason (which
+/// never quotes the token or a key) — and passes it on. In the caller's span.
+pub(crate) fn logged(admitted: Result<String>, resumed: bool) -> Result<String> {
+    match admitted {
+        Ok(user_id) => {
+            tracing::debug!(user_id = %user_id, resumed, "session admitted");
+            Ok(user_id)
+        }
+        Err(e) => {
+            tracing::info!(code = e.status().name(), "session refused: {}", e.message());
+            Err(e)
+        }
+    }
+}

@@ -6,18 +6,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use super::admission::Admission;
+use super::admission::{Admission, logged};
 use super::auth::{AuthHook, SESSION_CREATE};
 use super::health::{VbHealth, VbHealthStatus};
 use super::incoming::{BackendArrivals, IncomingHandler};
 use super::limits::RateLimiter;
 use super::persist::{RecoveredSession, SessionStore, StoredSession};
-use super::privacy::PrivacyPolicy;
+use super::privacy::{DataKind, DataOwner, PrivacyPolicy};
 use super::session::{EventCallback, Session, SessionInner, SessionParts};
 use crate::agent::{Agent, History};
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result, VbStatus};
 use crate::event::VbSessionState;
+use crate::logging::LogPolicy;
 use crate::pipeline::kinds::{self, BackendKind};
 use crate::pipeline::{Engine, Listener, ProcessorFactory, RoomService};
 use crate::registry::NameMap;
@@ -70,8 +71,10 @@ pub(crate) struct BackendInner {
     last_check: Mutex<(u64, u64)>,
     /// The session store; `None` when persistence is off.
     store: Option<SessionStore>,
-    /// What sessions may persist; replaceable until the backend starts.
+    /// What sessions may persist and log; replaceable until the backend starts.
     privacy: Mutex<Arc<dyn PrivacyPolicy>>,
+    /// The backend's `tracing` span: its control calls and its sessions' spans are in it.
+    span: tracing::Span,
 }
 
 impl Backend {
@@ -85,6 +88,7 @@ impl Backend {
         let telemetry = Telemetry::new(&config, engine.totals_source())?;
         let store = SessionStore::open(&config.persistence)?;
         let privacy: Arc<dyn PrivacyPolicy> = Arc::new(config.privacy);
+        let span = tracing::error_span!(parent: None, "backend", provider = %config.provider);
         Ok(Backend {
             inner: Arc::new(BackendInner {
                 admission: Admission::new(&config),
@@ -99,6 +103,7 @@ impl Backend {
                 last_check: Mutex::new((0, 0)),
                 store,
                 privacy: Mutex::new(privacy),
+                span,
             }),
         })
     }
@@ -182,6 +187,9 @@ impl Backend {
         let listener = self.inner.engine.listen(arrivals, runtime.handle())?;
         *lock(&self.inner.listener) = listener;
         *state = BackendState::Running(runtime);
+        self.inner
+            .span
+            .in_scope(|| tracing::info!("backend started"));
         Ok(())
     }
 
@@ -202,6 +210,9 @@ impl Backend {
                     self.inner.telemetry.stop();
                     runtime.shutdown_background();
                     *self.inner.lock_state() = BackendState::Stopped;
+                    self.inner
+                        .span
+                        .in_scope(|| tracing::info!("backend stopped"));
                     // The stopped sessions completed: their records are gone once this returns.
                     return self.flush_store();
                 }
@@ -348,10 +359,13 @@ impl Backend {
         // At the limit, refuse before admission takes a rate-limit token; admission runs host
         // hooks, so it cannot hold the sessions lock.
         inner.check_session_limit(&inner.sessions.lock().unwrap_or_else(|p| p.into_inner()))?;
-        config.user_id = match resumed {
-            None => inner.admission.admit(&config, SESSION_CREATE)?,
-            Some(_) => inner.admission.admit_resumed(&config)?,
+        let admitted = match resumed {
+            None => inner.admission.admit(&config, SESSION_CREATE),
+            Some(_) => inner.admission.admit_resumed(&config),
         };
+        config.user_id = inner
+            .span
+            .in_scope(|| logged(admitted, resumed.is_some()))?;
         let mut sessions = inner.sessions.lock().unwrap_or_else(|p| p.into_inner());
         // Again under the sessions lock: a stop that began during admission has either refused
         // us here or will find this session when it stops them all.
@@ -444,7 +458,8 @@ impl BackendInner {
         self.accepts_sessions()?;
         self.engine.check_transport(&config)?;
         self.check_session_limit(&lock(&self.sessions))?;
-        config.user_id = self.admission.admit_arrival(&config)?;
+        let admitted = self.admission.admit_arrival(&config);
+        config.user_id = self.span.in_scope(|| logged(admitted, false))?;
         let mut sessions = lock(&self.sessions);
         self.accepts_sessions()?;
         self.check_session_limit(&sessions)?;
@@ -465,16 +480,32 @@ impl BackendInner {
         on_event: Option<EventCallback>,
     ) -> Result<Session> {
         let id = resumed.map_or_else(|| new_session_id(key), |r| r.session_id.clone());
-        let wiring = self.engine.wire(&config, self.telemetry.session(&id))?;
+        let policy = lock(&self.privacy).clone();
+        let owner = DataOwner {
+            session_id: &id,
+            user_id: &config.user_id,
+            metadata: &config.metadata,
+        };
+        let log_policy = LogPolicy {
+            transcripts: policy.may_log(DataKind::Transcript, &owner),
+            agent_text: policy.may_log(DataKind::AgentText, &owner),
+        };
+        let span = tracing::error_span!(parent: &self.span, "session", session.id = %id);
+        let wiring = self.engine.wire(
+            &config,
+            self.telemetry.session(&id),
+            span.clone(),
+            log_policy,
+        )?;
         let history = Arc::new(History::new(
             resumed.map(|r| r.history.clone()).unwrap_or_default(),
         ));
         let persisted = self.store.as_ref().map(|store| {
-            let policy = lock(&self.privacy).clone();
             let created = resumed.map(|r| r.created_at_ms);
             let internal_rate = wiring.spec().internal_rate;
             store.session(&id, &config, created, internal_rate, policy)
         });
+        span.in_scope(|| tracing::info!(resumed = resumed.is_some(), "session created"));
         Ok(Session::assemble(SessionParts {
             key,
             id,

@@ -299,6 +299,9 @@ impl SessionInner {
             *self.event_thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
         }
         self.run_state.store(RUNNING, Ordering::Release);
+        self.wiring
+            .span()
+            .in_scope(|| tracing::info!("session started"));
         Ok(())
     }
 
@@ -321,6 +324,11 @@ impl SessionInner {
             (!own_callback).then(|| self.stopping.lock().unwrap_or_else(|p| p.into_inner()));
         let was_running = self.run_state.swap(STOPPED, Ordering::AcqRel) == RUNNING;
         self.wiring.stop();
+        if was_running {
+            self.wiring
+                .span()
+                .in_scope(|| tracing::info!("session stopped"));
+        }
         if was_running {
             self.agent_gate.close_and_wait(usize::from(own_callback));
         }

@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod incoming;
+pub mod log;
 pub mod rooms;
 pub mod session;
 pub mod version;
@@ -46,13 +47,17 @@ fn record(result: Result<()>) -> VbStatus {
                 VbStatus::VB_OK
             }
             Err(e) => {
-                last.owned =
-                    Some(CString::new(e.to_string().replace('\0', " ")).unwrap_or_default());
+                last.owned = Some(c_string(&e.to_string()));
                 last.current = Current::Owned;
                 e.status()
             }
         }
     })
+}
+
+/// `text` as a C string (a NUL inside becomes a space).
+fn c_string(text: &str) -> CString {
+    CString::new(text.replace('\0', " ")).unwrap_or_default()
 }
 
 /// Records a failure whose message is static (used on the realtime-safe audio path).

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::backend::VbBackend;
-use super::{HostPtr, fill_buffer, guard, record, record_static, required_ref, required_str};
+use super::{
+    HostPtr, c_string, fill_buffer, guard, record, record_static, required_ref, required_str,
+};
 use crate::agent::{Agent, Reply};
 use crate::backend::{EventCallback, Session};
 use crate::config::SessionConfig;
@@ -86,10 +88,7 @@ impl VbEvent {
 }
 
 fn event_text(event: &Event) -> Option<CString> {
-    event
-        .text
-        .as_ref()
-        .map(|t| CString::new(t.replace('\0', " ")).unwrap_or_default())
+    event.text.as_deref().map(c_string)
 }
 
 /// The C agent: calls `on_transcript` with a `VbReply` wrapping the Rust reply.
@@ -107,7 +106,7 @@ type RawTranscriptFn =
 
 impl Agent for CAgent {
     fn on_transcript(&self, transcript: &str, reply: &mut Reply) -> Result<()> {
-        let text = CString::new(transcript.replace('\0', " ")).unwrap_or_default();
+        let text = c_string(transcript);
         let mut c_reply = VbReply { reply };
         // SAFETY: `VbStatus` is a `repr(C)` enum, passed and returned exactly like a C `int`, so
         // the two function pointer types have the same ABI.

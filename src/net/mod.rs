@@ -125,7 +125,15 @@ where
         match attempt().await {
             Ok(value) => return Ok(value),
             Err(e) if is_transient(&e) && tries < retry.max_attempts => {
-                tokio::time::sleep(backoff(retry, tries)).await;
+                let wait = backoff(retry, tries);
+                tracing::warn!(
+                    attempt = tries,
+                    max_attempts = retry.max_attempts,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "{}; retrying",
+                    e.message()
+                );
+                tokio::time::sleep(wait).await;
             }
             Err(e) if tries > 1 => {
                 return Err(Error::new(
@@ -179,7 +187,10 @@ async fn connect_once(
                 timeout.as_millis()
             ),
         )),
-        Ok(Ok((socket, _response))) => Ok(socket),
+        Ok(Ok((socket, _response))) => {
+            tracing::debug!(provider, url = %shown, "WebSocket connected");
+            Ok(socket)
+        }
         Ok(Err(e)) => Err(handshake_error(provider, &shown, e)),
     }
 }

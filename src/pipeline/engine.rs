@@ -11,6 +11,7 @@ use super::kinds::{BackendKind, Recipe};
 use super::wiring::SessionWiring;
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result, VbStatus};
+use crate::logging::LogPolicy;
 use crate::rt::processor::{ProcessorChain, ProcessorFactory};
 use crate::rt::shared::EngineCounters;
 use crate::telemetry::{EngineTotals, SessionTelemetry, TotalsSource};
@@ -127,11 +128,14 @@ impl Engine {
 
     /// Wires one session with the validated `session` configuration, whose transport passed
     /// [`Engine::check_transport`]: its rings, realtime loop, transport ends, event queue and
-    /// conversation, ready to start. Nothing runs yet.
+    /// conversation, ready to start. Nothing runs yet. Its task and transport run in `span`; its
+    /// log records show what `log_policy` allows of the conversation.
     pub fn wire(
         &self,
         session: &SessionConfig,
         telemetry: SessionTelemetry,
+        span: tracing::Span,
+        log_policy: LogPolicy,
     ) -> Result<SessionWiring> {
         let processors = {
             let factories = self.processors.lock().unwrap_or_else(|p| p.into_inner());
@@ -146,6 +150,8 @@ impl Engine {
             bell: self.doorbell.bell()?,
             conversation: self.recipe.conversation.clone(),
             telemetry,
+            span,
+            log_policy,
         })
     }
 }

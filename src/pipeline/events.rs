@@ -7,6 +7,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::VbStatus;
 use crate::event::{Event, VbEventKind, VbSessionState, VbTurnMetrics};
+use crate::logging::LogPolicy;
 use crate::rt::shared::RtShared;
 use crate::telemetry::{PROVIDER_ENGINE, SessionTelemetry};
 
@@ -39,8 +40,9 @@ pub fn event_queue() -> (Sender<Event>, Receiver<Event>) {
     crossbeam_channel::unbounded()
 }
 
-/// Writes events with the current state and time stamp, and tells the session's telemetry about
-/// errors and played turns. Lives on the session task.
+/// Writes events with the current state and time stamp, tells the session's telemetry about
+/// errors and played turns, and logs each event (in the session's span: the session task runs in
+/// it), with the conversation's text only where `log_policy` allows. Lives on the session task.
 pub struct EventSink {
     tx: Sender<Event>,
     /// A copy of every event for the session's network transport (captions, agent state).
@@ -49,15 +51,17 @@ pub struct EventSink {
     state: Arc<StateCell>,
     lost: u64,
     telemetry: SessionTelemetry,
+    log_policy: LogPolicy,
 }
 
 impl EventSink {
-    /// A sink writing into `tx` and observed by `telemetry`.
+    /// A sink writing into `tx`, observed by `telemetry`, logging what `log_policy` allows.
     pub fn new(
         tx: Sender<Event>,
         shared: Arc<RtShared>,
         state: Arc<StateCell>,
         telemetry: SessionTelemetry,
+        log_policy: LogPolicy,
     ) -> Self {
         EventSink {
             tx,
@@ -66,6 +70,7 @@ impl EventSink {
             state,
             lost: 0,
             telemetry,
+            log_policy,
         }
     }
 
@@ -108,6 +113,7 @@ impl EventSink {
     pub fn emit(&mut self, kind: VbEventKind, fill: impl FnOnce(&mut Event)) {
         let mut event = Event::new(kind, self.now_us(), self.state.get());
         fill(&mut event);
+        log_event(&event, self.log_policy);
         if self.lost > 0 && self.tx.len() < EVENT_QUEUE_CAPACITY - 1 {
             let mut notice =
                 Event::new(VbEventKind::VB_EVENT_ERROR, event.timestamp_us, event.state).with_text(
@@ -118,6 +124,12 @@ impl EventSink {
                 );
             notice.error = VbStatus::VB_ERR_BUFFER_FULL;
             self.telemetry.error(notice.error, PROVIDER_ENGINE);
+            tracing::warn!(
+                provider = PROVIDER_ENGINE,
+                code = notice.error.name(),
+                "{}",
+                notice.text.as_deref().unwrap_or_default()
+            );
             if self.tx.send(notice).is_ok() {
                 self.lost = 0;
             }
@@ -143,6 +155,7 @@ impl EventSink {
     pub fn provider_error(&mut self, provider: &str, status: VbStatus, message: impl Into<String>) {
         self.telemetry.error(status, provider);
         let message = message.into();
+        tracing::warn!(provider, code = status.name(), "{message}");
         self.emit(VbEventKind::VB_EVENT_ERROR, |e| {
             e.error = status;
             e.text = Some(message);
@@ -164,5 +177,44 @@ impl EventSink {
             e.dropped_samples = samples;
             e.text = Some(what.to_owned());
         });
+    }
+}
+
+/// Logs an event of the session (errors are logged where they are raised, with their provider).
+/// Transcripts and replies appear only when `policy` allows it; otherwise their length does.
+fn log_event(event: &Event, policy: LogPolicy) {
+    use VbEventKind as K;
+    let text = event.text.as_deref().unwrap_or_default();
+    let chars = text.chars().count();
+    match event.kind {
+        K::VB_EVENT_STATE_CHANGED => {
+            tracing::debug!(state = ?event.state, reason = event.text.as_deref(), "state changed")
+        }
+        K::VB_EVENT_SPEECH_STARTED => tracing::debug!("user speech started"),
+        K::VB_EVENT_SPEECH_STOPPED => tracing::debug!("user speech stopped"),
+        K::VB_EVENT_TRANSCRIPT_PARTIAL => match LogPolicy::gate(policy.transcripts, text) {
+            Some(transcript) => tracing::trace!(transcript, "partial transcript"),
+            None => tracing::trace!(chars, "partial transcript"),
+        },
+        K::VB_EVENT_TRANSCRIPT_FINAL => match LogPolicy::gate(policy.transcripts, text) {
+            Some(transcript) => tracing::debug!(transcript, "final transcript"),
+            None => tracing::debug!(chars, "final transcript"),
+        },
+        K::VB_EVENT_AGENT_RESPONSE => match LogPolicy::gate(policy.agent_text, text) {
+            Some(reply) => tracing::debug!(reply, "agent response"),
+            None => tracing::debug!(chars, "agent response"),
+        },
+        K::VB_EVENT_INTERRUPTED => tracing::debug!("interrupted: the user spoke over the reply"),
+        K::VB_EVENT_TURN_METRICS => tracing::debug!(
+            voice_to_voice_ms = event.metrics.first_output_audio_us / 1000,
+            stt_ms = event.metrics.stt_final_us / 1000,
+            agent_ms = event.metrics.agent_first_text_us / 1000,
+            tts_ms = event.metrics.tts_first_audio_us / 1000,
+            "turn played"
+        ),
+        K::VB_EVENT_AUDIO_DROPPED => {
+            tracing::warn!(samples = event.dropped_samples, "audio dropped: {text}")
+        }
+        K::VB_EVENT_ERROR => {}
     }
 }

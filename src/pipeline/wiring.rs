@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use super::bell::Bell;
 use super::events::{EventSink, StateCell, event_queue};
@@ -26,6 +27,7 @@ use crate::agent::Agent;
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result};
 use crate::event::{Event, VbSessionState};
+use crate::logging::LogPolicy;
 use crate::rt::core::{IoEnds, RealtimeLoop, build_session};
 use crate::rt::frame::FrameSpec;
 use crate::rt::processor::ProcessorChain;
@@ -57,6 +59,10 @@ pub(crate) struct Parts<'a> {
     pub bell: Bell,
     pub conversation: Arc<dyn SessionPipeline>,
     pub telemetry: SessionTelemetry,
+    /// The session's `tracing` span: its task and transport run in it.
+    pub span: tracing::Span,
+    /// What of the conversation its log records may show.
+    pub log_policy: LogPolicy,
 }
 
 /// What [`SessionWiring::start`] takes: what only exists once the backend runs.
@@ -86,6 +92,7 @@ pub struct SessionWiring {
     conversation: Arc<dyn SessionPipeline>,
     /// The session's settings (a network transport reads its room, user, URL).
     session: SessionConfig,
+    span: tracing::Span,
     lifecycle: Mutex<Lifecycle>,
 }
 
@@ -138,7 +145,13 @@ impl SessionWiring {
         let state = Arc::new(StateCell::new(VbSessionState::VB_STATE_IDLE));
         let (events_tx, events_rx) = event_queue();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let mut events = EventSink::new(events_tx, shared.clone(), state.clone(), parts.telemetry);
+        let mut events = EventSink::new(
+            events_tx,
+            shared.clone(),
+            state.clone(),
+            parts.telemetry,
+            parts.log_policy,
+        );
         let (host, media, transport) = match parts.media {
             None => (HostAudio::new(writer, reader), None, None),
             Some(media) => {
@@ -175,6 +188,7 @@ impl SessionWiring {
             commands: commands_tx,
             conversation: parts.conversation,
             session: parts.session.clone(),
+            span: parts.span,
             lifecycle: Mutex::new(Lifecycle::Created(Box::new(Pending {
                 rt,
                 io,
@@ -185,6 +199,11 @@ impl SessionWiring {
                 transport,
             }))),
         })
+    }
+
+    /// The session's `tracing` span.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     /// The frame geometry.
@@ -221,7 +240,11 @@ impl SessionWiring {
         let link = match media {
             Some((media, edge)) => Some(connect_blocking(
                 &start.runtime,
-                media.connect(&self.session, edge),
+                Box::pin(
+                    media
+                        .connect(&self.session, edge)
+                        .instrument(self.span.clone()),
+                ),
             )?),
             None => None,
         };
@@ -245,10 +268,13 @@ impl SessionWiring {
         };
         let (done_tx, task_done) = crossbeam_channel::bounded(1);
         let session_task = self.conversation.run(ctx);
-        start.runtime.spawn(async move {
-            session_task.await;
-            let _ = done_tx.send(());
-        });
+        start.runtime.spawn(
+            async move {
+                session_task.await;
+                let _ = done_tx.send(());
+            }
+            .instrument(self.span.clone()),
+        );
         *lifecycle = Lifecycle::Running {
             rt_thread,
             task_done,

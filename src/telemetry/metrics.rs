@@ -1,24 +1,30 @@
-//! A small metrics registry: counters, up-down counters, gauges and fixed-bucket histograms, each
-//! with attribute sets. Written by the session tasks and the telemetry task on the I/O runtime
-//! (never by the realtime thread: what it counts is read from its atomics at collection), read by
-//! the exporters.
+//! The metric instruments of one exporter's pipeline: an OpenTelemetry SDK meter provider with one
+//! reader (the OTLP periodic reader or the Prometheus exporter), its instruments, and the
+//! observable instruments that read the engine's counters at collection.
+//!
+//! Each exporter has a pipeline of its own rather than both readers sharing one provider:
+//! `backend.throughput` is the rate since *that exporter's* previous collection (a shared
+//! callback could not tell which reader asks), and the Prometheus pipeline renames
+//! `backend.errors.total` so that the exporter's `_total` suffix is not doubled. Recording into
+//! two pipelines costs one more aggregation per turn or error, never anything per frame.
+//!
+//! Recorded by the session tasks and the backend's control calls (never by the realtime thread:
+//! what it counts is read from its atomics when a reader collects).
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// What kind of instrument a metric is.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Kind {
-    /// A monotonic cumulative count.
-    Counter,
-    /// A cumulative count that goes up and down.
-    UpDownCounter,
-    /// A value sampled at collection.
-    Gauge,
-    /// A distribution over fixed, ascending bucket upper bounds (inclusive); values above the last
-    /// bound fall into an overflow bucket.
-    Histogram(&'static [f64]),
-}
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _, UpDownCounter};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{Instrument as SdkInstrument, SdkMeterProvider, Stream};
+
+use super::otlp::{ExportCounters, Signal};
+use super::{EngineTotals, TotalsSource};
+use crate::error::VbStatus;
+use crate::event::VbTurnMetrics;
 
 /// The identity of a metric.
 #[derive(Debug)]
@@ -27,180 +33,305 @@ pub struct Instrument {
     pub name: &'static str,
     /// What it measures.
     pub description: &'static str,
-    /// UCUM unit, e.g. `ms`, `1`, `{frame}/s`.
+    /// UCUM unit, e.g. `ms`, `{frame}/s`.
     pub unit: &'static str,
-    /// Counter, up-down counter, gauge or histogram.
-    pub kind: Kind,
 }
 
-/// The attributes of a data point: key/value pairs, kept sorted by key.
-pub type Attributes = Vec<(&'static str, String)>;
+/// Upper bounds (ms) of the latency histograms' buckets.
+pub static LATENCY_BUCKETS_MS: [f64; 18] = [
+    5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 750.0, 1000.0, 1500.0,
+    2000.0, 3000.0, 5000.0, 10000.0,
+];
 
-/// The value of one data point.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    /// A counter or up-down counter.
-    Int(i64),
-    /// A gauge.
-    Double(f64),
-    /// A histogram.
-    Histogram(HistogramValue),
+const fn latency(name: &'static str, description: &'static str) -> Instrument {
+    Instrument {
+        name,
+        description,
+        unit: "ms",
+    }
 }
 
-/// What a histogram data point holds.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HistogramValue {
-    /// One count per bucket: `bounds.len() + 1`, the last one for values above every bound.
-    pub bucket_counts: Vec<u64>,
-    /// Values recorded.
-    pub count: u64,
-    /// Their sum.
-    pub sum: f64,
-    /// The smallest (meaningless while `count` is 0).
-    pub min: f64,
-    /// The largest (meaningless while `count` is 0).
-    pub max: f64,
+/// `backend.latency` (histogram).
+pub static LATENCY: Instrument = latency(
+    "backend.latency",
+    "Voice to voice latency per turn: end of user speech to the first reply sample readable by the host",
+);
+/// `backend.stt.latency` (histogram).
+pub static STT_LATENCY: Instrument = latency(
+    "backend.stt.latency",
+    "End of user speech to the final transcript",
+);
+/// `backend.agent.latency` (histogram).
+pub static AGENT_LATENCY: Instrument = latency(
+    "backend.agent.latency",
+    "Final transcript to the agent's first reply text",
+);
+/// `backend.tts.latency` (histogram).
+pub static TTS_LATENCY: Instrument = latency(
+    "backend.tts.latency",
+    "The agent's first reply text to the first synthesized audio",
+);
+/// `backend.sessions.active` (up-down counter).
+pub static SESSIONS_ACTIVE: Instrument = Instrument {
+    name: "backend.sessions.active",
+    description: "Sessions created and not yet stopped",
+    unit: "{session}",
+};
+/// `backend.errors.total` (counter).
+pub static ERRORS: Instrument = Instrument {
+    name: "backend.errors.total",
+    description: "Error events of sessions by status code and provider",
+    unit: "{error}",
+};
+/// `backend.throughput` (observable gauge).
+pub static THROUGHPUT: Instrument = Instrument {
+    name: "backend.throughput",
+    description: "Frames processed by the realtime threads per second since the previous collection",
+    unit: "{frame}/s",
+};
+/// `backend.frames.dropped` (observable counter).
+pub static FRAMES_DROPPED: Instrument = Instrument {
+    name: "backend.frames.dropped",
+    description: "Frames lost to input overruns or a stalled pipeline",
+    unit: "{frame}",
+};
+/// `backend.deadline.misses` (observable counter).
+pub static DEADLINE_MISSES: Instrument = Instrument {
+    name: "backend.deadline.misses",
+    description: "Frames processed more than one frame period after they arrived",
+    unit: "{frame}",
+};
+/// `backend.telemetry.export.failures` (observable counter, by `signal`).
+pub static EXPORT_FAILURES: Instrument = Instrument {
+    name: "backend.telemetry.export.failures",
+    description: "OTLP export requests that failed or were refused",
+    unit: "{request}",
+};
+/// `backend.telemetry.spans.dropped` (observable counter).
+pub static SPANS_DROPPED: Instrument = Instrument {
+    name: "backend.telemetry.spans.dropped",
+    description: "Finished spans dropped because too many were waiting for export",
+    unit: "{span}",
+};
+
+/// The instrumentation scope of everything the engine records.
+pub(crate) fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
 }
 
-impl HistogramValue {
-    fn empty(bounds: &[f64]) -> Self {
-        HistogramValue {
-            bucket_counts: vec![0; bounds.len() + 1],
-            count: 0,
-            sum: 0.0,
-            min: 0.0,
-            max: 0.0,
+/// What the observable instruments of a pipeline read at collection.
+#[derive(Clone)]
+pub(crate) struct Observed {
+    /// The realtime threads' totals.
+    pub totals: TotalsSource,
+    /// OTLP's own counters, when OTLP is configured.
+    pub export: Option<Arc<ExportCounters>>,
+}
+
+/// One exporter's meter provider and the instruments recorded into it.
+pub(crate) struct Pipeline {
+    provider: SdkMeterProvider,
+    instruments: Instruments,
+}
+
+impl Pipeline {
+    /// A provider for `resource` with `reader` as its only reader. `prometheus` renames
+    /// `backend.errors.total` to `backend.errors` in this pipeline (the Prometheus exporter adds
+    /// `_total` to every counter).
+    pub(crate) fn new(
+        reader: impl MetricReader,
+        resource: Resource,
+        observed: Observed,
+        prometheus: bool,
+    ) -> Pipeline {
+        let mut builder = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_reader(reader);
+        if prometheus {
+            builder = builder.with_view(|instrument: &SdkInstrument| {
+                (instrument.name() == ERRORS.name)
+                    .then(|| Stream::builder().with_name("backend.errors").build().ok())
+                    .flatten()
+            });
+        }
+        let provider = builder.build();
+        let meter = provider.meter_with_scope(scope());
+        let instruments = Instruments::new(&meter);
+        observe(&meter, observed);
+        Pipeline {
+            provider,
+            instruments,
         }
     }
 
-    fn record(&mut self, bounds: &[f64], value: f64) {
-        // The first bound at or above the value: bounds are inclusive upper limits.
-        let bucket = bounds.partition_point(|&bound| bound < value);
-        self.bucket_counts[bucket] += 1;
-        if self.count == 0 {
-            self.min = value;
-            self.max = value;
+    /// Its instruments (cheap to clone: handles into the provider).
+    pub(crate) fn instruments(&self) -> &Instruments {
+        &self.instruments
+    }
+
+    /// Collects and exports one last time (the OTLP reader) and stops, waiting at most
+    /// `timeout`. Blocking.
+    pub(crate) fn shutdown(&self, timeout: Duration) {
+        let _ = self.provider.shutdown_with_timeout(timeout);
+    }
+}
+
+/// The instruments the engine records into (the observable ones live in their callbacks).
+#[derive(Clone)]
+pub(crate) struct Instruments {
+    latency: Histogram<f64>,
+    stt_latency: Histogram<f64>,
+    agent_latency: Histogram<f64>,
+    tts_latency: Histogram<f64>,
+    sessions_active: UpDownCounter<i64>,
+    errors: Counter<u64>,
+}
+
+impl Instruments {
+    fn new(meter: &Meter) -> Self {
+        let histogram = |i: &'static Instrument| {
+            meter
+                .f64_histogram(i.name)
+                .with_description(i.description)
+                .with_unit(i.unit)
+                .with_boundaries(LATENCY_BUCKETS_MS.to_vec())
+                .build()
+        };
+        let sessions_active = meter
+            .i64_up_down_counter(SESSIONS_ACTIVE.name)
+            .with_description(SESSIONS_ACTIVE.description)
+            .with_unit(SESSIONS_ACTIVE.unit)
+            .build();
+        // A data point from the start: exporters show 0 before the first session.
+        sessions_active.add(0, &[]);
+        Instruments {
+            latency: histogram(&LATENCY),
+            stt_latency: histogram(&STT_LATENCY),
+            agent_latency: histogram(&AGENT_LATENCY),
+            tts_latency: histogram(&TTS_LATENCY),
+            sessions_active,
+            errors: meter
+                .u64_counter(ERRORS.name)
+                .with_description(ERRORS.description)
+                .with_unit(ERRORS.unit)
+                .build(),
+        }
+    }
+
+    /// A session was created (`+1`) or stopped (`-1`).
+    pub(crate) fn session(&self, delta: i64) {
+        self.sessions_active.add(delta, &[]);
+    }
+
+    /// An error event of `status` raised by `provider`.
+    pub(crate) fn error(&self, status: VbStatus, provider: &str) {
+        self.errors.add(
+            1,
+            &[
+                KeyValue::new("code", status.name()),
+                KeyValue::new("provider", provider.to_owned()),
+            ],
+        );
+    }
+
+    /// The latencies of a played turn: voice to voice, and the share of each stage that
+    /// happened (`stages`: each stage's own duration, µs).
+    pub(crate) fn turn(&self, m: &VbTurnMetrics, stages: &[Option<u64>; 3]) {
+        let ms = |us: u64| us as f64 / 1000.0;
+        self.latency.record(ms(m.first_output_audio_us), &[]);
+        for (histogram, took) in [&self.stt_latency, &self.agent_latency, &self.tts_latency]
+            .into_iter()
+            .zip(stages)
+        {
+            if let Some(us) = took {
+                histogram.record(ms(*us), &[]);
+            }
+        }
+    }
+}
+
+/// Registers the observable instruments: throughput and the realtime threads' counters (read
+/// through `observed.totals`), and with OTLP its failures and dropped spans.
+fn observe(meter: &Meter, observed: Observed) {
+    let totals = observed.totals.clone();
+    let window = Mutex::new(Window::new((totals)()));
+    meter
+        .f64_observable_gauge(THROUGHPUT.name)
+        .with_description(THROUGHPUT.description)
+        .with_unit(THROUGHPUT.unit)
+        .with_callback(move |gauge| {
+            let now = (totals)();
+            let rate = window
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .advance(now);
+            gauge.observe(rate, &[]);
+        })
+        .build();
+    let counter = |i: &'static Instrument, read: fn(&EngineTotals) -> u64| {
+        let totals = observed.totals.clone();
+        meter
+            .u64_observable_counter(i.name)
+            .with_description(i.description)
+            .with_unit(i.unit)
+            .with_callback(move |counter| counter.observe(read(&(totals)()), &[]))
+            .build();
+    };
+    counter(&FRAMES_DROPPED, |t| t.frames_dropped);
+    counter(&DEADLINE_MISSES, |t| t.deadline_misses);
+    let Some(export) = observed.export else {
+        return;
+    };
+    let failures = export.clone();
+    meter
+        .u64_observable_counter(EXPORT_FAILURES.name)
+        .with_description(EXPORT_FAILURES.description)
+        .with_unit(EXPORT_FAILURES.unit)
+        .with_callback(move |counter| {
+            for signal in [Signal::Metrics, Signal::Traces] {
+                let attributes = [KeyValue::new("signal", signal.name())];
+                counter.observe(failures.failures(signal), &attributes);
+            }
+        })
+        .build();
+    meter
+        .u64_observable_counter(SPANS_DROPPED.name)
+        .with_description(SPANS_DROPPED.description)
+        .with_unit(SPANS_DROPPED.unit)
+        .with_callback(move |counter| {
+            counter.observe(export.spans_dropped.load(Ordering::Relaxed), &[])
+        })
+        .build();
+}
+
+/// Where one pipeline's throughput window starts: the frames processed then, and when.
+struct Window {
+    frames: u64,
+    since: Instant,
+}
+
+impl Window {
+    fn new(totals: EngineTotals) -> Self {
+        Window {
+            frames: totals.frames_processed,
+            since: Instant::now(),
+        }
+    }
+
+    /// Frames per second from the window's start to now (`totals` read now); the next window
+    /// starts here.
+    fn advance(&mut self, totals: EngineTotals) -> f64 {
+        let next = Window::new(totals);
+        let seconds = next.since.duration_since(self.since).as_secs_f64();
+        let frames = next.frames.saturating_sub(self.frames);
+        *self = next;
+        if seconds > 0.0 {
+            frames as f64 / seconds
         } else {
-            self.min = self.min.min(value);
-            self.max = self.max.max(value);
+            0.0
         }
-        self.count += 1;
-        self.sum += value;
-    }
-}
-
-/// One metric and its data points at collection.
-#[derive(Debug, Clone)]
-pub struct MetricPoints {
-    /// The metric.
-    pub instrument: &'static Instrument,
-    /// Its data points, ordered by attributes.
-    pub points: Vec<(Attributes, Value)>,
-}
-
-/// The registry of one backend. Every method may be called from any thread except the realtime
-/// thread (they take a short lock).
-#[derive(Debug)]
-pub struct Registry {
-    series: Mutex<Vec<Series>>,
-}
-
-#[derive(Debug)]
-struct Series {
-    instrument: &'static Instrument,
-    points: BTreeMap<Attributes, Value>,
-}
-
-impl Registry {
-    /// A registry of `instruments`. Those that are not counters start with one zero data point
-    /// without attributes, so that exporters show them before anything happened.
-    pub fn new(instruments: &[&'static Instrument]) -> Self {
-        let series = instruments
-            .iter()
-            .map(|&instrument| {
-                let mut points = BTreeMap::new();
-                if instrument.kind != Kind::Counter {
-                    points.insert(Vec::new(), zero(instrument.kind));
-                }
-                Series { instrument, points }
-            })
-            .collect();
-        Registry {
-            series: Mutex::new(series),
-        }
-    }
-
-    /// Adds `delta` to a counter or up-down counter.
-    pub fn add(&self, instrument: &Instrument, attributes: Attributes, delta: i64) {
-        self.update(instrument, attributes, |value| {
-            if let Value::Int(total) = value {
-                *total += delta;
-            }
-        });
-    }
-
-    /// Records `value` into a histogram.
-    pub fn record(&self, instrument: &Instrument, attributes: Attributes, value: f64) {
-        let Kind::Histogram(bounds) = instrument.kind else {
-            return;
-        };
-        self.update(instrument, attributes, |point| {
-            if let Value::Histogram(histogram) = point {
-                histogram.record(bounds, value);
-            }
-        });
-    }
-
-    /// Replaces the value of a data point (observed counters and gauges).
-    pub fn set(&self, instrument: &Instrument, attributes: Attributes, value: Value) {
-        self.update(instrument, attributes, |point| *point = value);
-    }
-
-    /// Every metric with its data points; metrics without any are left out.
-    pub fn snapshot(&self) -> Vec<MetricPoints> {
-        let series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        series
-            .iter()
-            .filter(|s| !s.points.is_empty())
-            .map(|s| MetricPoints {
-                instrument: s.instrument,
-                points: s
-                    .points
-                    .iter()
-                    .map(|(attributes, value)| (attributes.clone(), value.clone()))
-                    .collect(),
-            })
-            .collect()
-    }
-
-    fn update(
-        &self,
-        instrument: &Instrument,
-        mut attributes: Attributes,
-        f: impl FnOnce(&mut Value),
-    ) {
-        attributes.sort();
-        let mut series = self.series.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(series) = series
-            .iter_mut()
-            .find(|s| s.instrument.name == instrument.name)
-        else {
-            debug_assert!(false, "{} is not registered", instrument.name);
-            return;
-        };
-        f(series
-            .points
-            .entry(attributes)
-            .or_insert_with(|| zero(instrument.kind)));
-    }
-}
-
-/// The starting value of a data point of `kind`.
-fn zero(kind: Kind) -> Value {
-    match kind {
-        Kind::Counter | Kind::UpDownCounter => Value::Int(0),
-        Kind::Gauge => Value::Double(0.0),
-        Kind::Histogram(bounds) => Value::Histogram(HistogramValue::empty(bounds)),
     }
 }
 
@@ -208,52 +339,17 @@ fn zero(kind: Kind) -> Value {
 mod tests {
     use super::*;
 
-    static LATENCY: Instrument = Instrument {
-        name: "test.latency",
-        description: "",
-        unit: "ms",
-        kind: Kind::Histogram(&[10.0, 100.0]),
-    };
-    static ERRORS: Instrument = Instrument {
-        name: "test.errors",
-        description: "",
-        unit: "1",
-        kind: Kind::Counter,
-    };
-
     #[test]
-    fn a_value_on_a_bound_counts_in_that_bound_s_bucket() {
-        let registry = Registry::new(&[&LATENCY]);
-        for value in [10.0, 10.5, 100.0, 250.0, 3.0] {
-            registry.record(&LATENCY, Vec::new(), value);
-        }
-        let snapshot = registry.snapshot();
-        let Value::Histogram(h) = &snapshot[0].points[0].1 else {
-            panic!("not a histogram")
+    fn the_throughput_window_restarts_at_each_collection() {
+        let at = |frames_processed| EngineTotals {
+            frames_processed,
+            ..EngineTotals::default()
         };
-        assert_eq!(h.bucket_counts, [2, 2, 1]);
-        assert_eq!((h.count, h.sum, h.min, h.max), (5, 373.5, 3.0, 250.0));
-    }
-
-    #[test]
-    fn counters_appear_per_attribute_set_once_touched() {
-        let registry = Registry::new(&[&LATENCY, &ERRORS]);
-        assert_eq!(
-            registry.snapshot().len(),
-            1,
-            "an untouched counter is left out"
-        );
-        let attrs = |p: &str| vec![("provider", p.to_owned()), ("code", "X".to_owned())];
-        registry.add(&ERRORS, attrs("a"), 1);
-        registry.add(&ERRORS, attrs("b"), 1);
-        registry.add(&ERRORS, attrs("a"), 1);
-        let snapshot = registry.snapshot();
-        let errors = &snapshot[1];
-        assert_eq!(errors.instrument.name, "test.errors");
-        let sorted = |p: &str| vec![("code", "X".to_owned()), ("provider", p.to_owned())];
-        assert_eq!(
-            errors.points,
-            [(sorted("a"), Value::Int(2)), (sorted("b"), Value::Int(1))]
-        );
+        let mut window = Window::new(at(10));
+        std::thread::sleep(Duration::from_millis(20));
+        let rate = window.advance(at(30));
+        assert!(rate > 0.0 && rate <= 20.0 / 0.02, "{rate}");
+        assert_eq!(window.frames, 30);
+        assert_eq!(window.advance(at(30)), 0.0, "nothing processed since");
     }
 }

@@ -1,5 +1,6 @@
-//! OpenTelemetry metrics and traces of a backend, exported over OTLP/HTTP (protobuf) and as a
-//! Prometheus text endpoint.
+//! OpenTelemetry metrics and traces of a backend, recorded with the OpenTelemetry SDK
+//! (`opentelemetry_sdk`), exported over OTLP/HTTP with protobuf bodies (`opentelemetry-otlp`) and
+//! as a Prometheus text endpoint (`opentelemetry-prometheus`).
 //!
 //! Metrics (names of the Go API this project descends from):
 //! - `backend.latency` (histogram, ms): voice to voice per turn, the end of user speech to the
@@ -23,9 +24,11 @@
 //! to voice interval, with children `stt`, `agent` and `tts` whose times come from the turn's
 //! metrics. Spans carry ids, counts and provider names, never transcript text or secrets.
 //!
-//! Threads: the session tasks (through the event sink) and the backend's control calls update
-//! the registry and hand over finished spans; the exporters run on the backend's I/O runtime. The
-//! realtime thread only bumps its atomic counters, which are read here at collection.
+//! Threads: the session tasks (through the event sink) and the backend's control calls record
+//! into the SDK's instruments and end spans; the SDK's periodic reader and batch span processor
+//! export from threads of their own (one each per backend with OTLP), their HTTP requests running
+//! on the backend's I/O runtime; the Prometheus endpoint collects on the I/O runtime. The realtime
+//! thread only bumps its atomic counters, which are read here at collection.
 
 pub mod metrics;
 pub mod otlp;
@@ -33,104 +36,21 @@ pub mod prometheus;
 pub mod trace;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::Notify;
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::PeriodicReader;
 use tokio::task::JoinHandle;
 
 use crate::config::{BackendConfig, PipelineType, TelemetryConfig};
 use crate::error::{Error, Result, VbStatus};
 use crate::event::VbTurnMetrics;
-use metrics::{Attributes, Instrument, Kind, MetricPoints, Registry, Value};
-use otlp::{OtlpClient, Signal};
-use trace::{AttrValue, SpanBuffer, SpanContext, SpanData, unix_now_ns};
-
-/// Upper bounds (ms) of the latency histograms' buckets.
-pub static LATENCY_BUCKETS_MS: [f64; 18] = [
-    5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 400.0, 500.0, 750.0, 1000.0, 1500.0,
-    2000.0, 3000.0, 5000.0, 10000.0,
-];
-
-const fn latency(name: &'static str, description: &'static str) -> Instrument {
-    Instrument {
-        name,
-        description,
-        unit: "ms",
-        kind: Kind::Histogram(&LATENCY_BUCKETS_MS),
-    }
-}
-
-/// `backend.latency`.
-pub static LATENCY: Instrument = latency(
-    "backend.latency",
-    "Voice to voice latency per turn: end of user speech to the first reply sample readable by the host",
-);
-/// `backend.stt.latency`.
-pub static STT_LATENCY: Instrument = latency(
-    "backend.stt.latency",
-    "End of user speech to the final transcript",
-);
-/// `backend.agent.latency`.
-pub static AGENT_LATENCY: Instrument = latency(
-    "backend.agent.latency",
-    "Final transcript to the agent's first reply text",
-);
-/// `backend.tts.latency`.
-pub static TTS_LATENCY: Instrument = latency(
-    "backend.tts.latency",
-    "The agent's first reply text to the first synthesized audio",
-);
-/// `backend.sessions.active`.
-pub static SESSIONS_ACTIVE: Instrument = Instrument {
-    name: "backend.sessions.active",
-    description: "Sessions created and not yet stopped",
-    unit: "{session}",
-    kind: Kind::UpDownCounter,
-};
-/// `backend.errors.total`.
-pub static ERRORS: Instrument = Instrument {
-    name: "backend.errors.total",
-    description: "Error events of sessions by status code and provider",
-    unit: "{error}",
-    kind: Kind::Counter,
-};
-/// `backend.throughput`.
-pub static THROUGHPUT: Instrument = Instrument {
-    name: "backend.throughput",
-    description: "Frames processed by the realtime threads per second since the previous collection",
-    unit: "{frame}/s",
-    kind: Kind::Gauge,
-};
-/// `backend.frames.dropped`.
-pub static FRAMES_DROPPED: Instrument = Instrument {
-    name: "backend.frames.dropped",
-    description: "Frames lost to input overruns or a stalled pipeline",
-    unit: "{frame}",
-    kind: Kind::Counter,
-};
-/// `backend.deadline.misses`.
-pub static DEADLINE_MISSES: Instrument = Instrument {
-    name: "backend.deadline.misses",
-    description: "Frames processed more than one frame period after they arrived",
-    unit: "{frame}",
-    kind: Kind::Counter,
-};
-/// `backend.telemetry.export.failures`.
-pub static EXPORT_FAILURES: Instrument = Instrument {
-    name: "backend.telemetry.export.failures",
-    description: "OTLP export requests that failed or were refused",
-    unit: "{request}",
-    kind: Kind::Counter,
-};
-/// `backend.telemetry.spans.dropped`.
-pub static SPANS_DROPPED: Instrument = Instrument {
-    name: "backend.telemetry.spans.dropped",
-    description: "Finished spans dropped because too many were waiting for export",
-    unit: "{span}",
-    kind: Kind::Counter,
-};
+pub use metrics::LATENCY_BUCKETS_MS;
+use metrics::{Instruments, Observed, Pipeline};
+use otlp::{Endpoint, ExportCounters, RuntimeHttpClient, Signal};
+use trace::{SessionSpan, Stage, Tracing};
 
 /// The `provider` of errors raised by the host's agent.
 pub const PROVIDER_AGENT: &str = "agent";
@@ -139,21 +59,6 @@ pub const PROVIDER_ENGINE: &str = "engine";
 
 /// How long stopping waits for the final export beyond its own request timeout.
 const FLUSH_GRACE: Duration = Duration::from_secs(1);
-
-/// What an exporter reads at one instant.
-#[derive(Debug, Clone)]
-pub struct Collection {
-    /// Resource attributes: `service.name`, `backend.provider`.
-    pub resource: Attributes,
-    /// Start of the cumulative counts (the backend's creation), Unix ns.
-    pub start_unix_ns: u64,
-    /// Start of the window the gauges were sampled over (the previous collection), Unix ns.
-    pub window_start_unix_ns: u64,
-    /// When this collection was made, Unix ns.
-    pub time_unix_ns: u64,
-    /// Every metric with its data points.
-    pub metrics: Vec<MetricPoints>,
-}
 
 /// The engine's totals over every session of a backend, as the realtime threads count them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -175,22 +80,6 @@ pub struct EngineTotals {
 /// Reads the engine's totals now (relaxed atomic loads; any thread).
 pub type TotalsSource = Arc<dyn Fn() -> EngineTotals + Send + Sync>;
 
-/// The previous collection of one exporter: where its throughput window starts.
-#[derive(Debug)]
-pub(crate) struct ThroughputWindow {
-    frames: u64,
-    since_unix_ns: u64,
-}
-
-impl ThroughputWindow {
-    pub(crate) fn new(shared: &Shared) -> Self {
-        ThroughputWindow {
-            frames: (shared.totals)().frames_processed,
-            since_unix_ns: unix_now_ns(),
-        }
-    }
-}
-
 /// The telemetry of one backend. Cheap to share; every method may be called from any thread but
 /// the realtime thread.
 pub struct Telemetry {
@@ -204,17 +93,13 @@ struct StageProviders {
     tts: Option<String>,
 }
 
-pub(crate) struct Shared {
+struct Shared {
     config: TelemetryConfig,
-    resource: Attributes,
+    resource: Resource,
     stages: StageProviders,
-    registry: Registry,
-    spans: SpanBuffer,
     totals: TotalsSource,
-    start_unix_ns: u64,
-    otlp: Option<OtlpClient>,
-    /// Failed exports: metrics, traces.
-    export_failures: [AtomicU64; 2],
+    otlp: Option<Endpoint>,
+    counters: Arc<ExportCounters>,
     run: Mutex<Run>,
 }
 
@@ -227,10 +112,13 @@ enum Run {
 }
 
 struct Running {
-    backend_span: SpanContext,
-    started_unix_ns: u64,
+    /// The exporters' meter pipelines: Prometheus and/or OTLP.
+    pipelines: Vec<Pipeline>,
+    /// Their instruments, which sessions record into.
+    instruments: Arc<[Instruments]>,
+    /// With OTLP.
+    tracing: Option<Arc<Tracing>>,
     prometheus: Option<(SocketAddr, JoinHandle<()>)>,
-    exporter: Option<(Arc<Notify>, crossbeam_channel::Receiver<()>)>,
 }
 
 impl Telemetry {
@@ -242,7 +130,7 @@ impl Telemetry {
         let otlp = t
             .otlp_endpoint
             .as_deref()
-            .map(OtlpClient::new)
+            .map(Endpoint::parse)
             .transpose()?;
         let stages = match config.pipeline_type {
             PipelineType::SttTts => StageProviders {
@@ -256,27 +144,20 @@ impl Telemetry {
                 tts: config.s2s_provider.clone(),
             },
         };
+        let resource = Resource::builder_empty()
+            .with_attributes([
+                KeyValue::new("service.name", t.service_name.clone()),
+                KeyValue::new("backend.provider", config.provider.clone()),
+            ])
+            .build();
         Ok(Telemetry {
             shared: Arc::new(Shared {
                 config: t.clone(),
-                resource: vec![
-                    ("service.name", t.service_name.clone()),
-                    ("backend.provider", config.provider.clone()),
-                ],
+                resource,
                 stages,
-                registry: Registry::new(&[
-                    &LATENCY,
-                    &STT_LATENCY,
-                    &AGENT_LATENCY,
-                    &TTS_LATENCY,
-                    &SESSIONS_ACTIVE,
-                    &ERRORS,
-                ]),
-                spans: SpanBuffer::new(otlp.is_some()),
                 totals,
-                start_unix_ns: unix_now_ns(),
                 otlp,
-                export_failures: [AtomicU64::new(0), AtomicU64::new(0)],
+                counters: Arc::new(ExportCounters::default()),
                 run: Mutex::new(Run::Idle),
             }),
         })
@@ -287,70 +168,92 @@ impl Telemetry {
     /// periodic OTLP export. Runs on the thread that starts the backend.
     pub(crate) fn start(&self, runtime: &tokio::runtime::Handle) -> Result<()> {
         let shared = &self.shared;
+        let observed = Observed {
+            totals: shared.totals.clone(),
+            export: shared.otlp.is_some().then(|| shared.counters.clone()),
+        };
+        let mut pipelines = Vec::new();
         let prometheus = match &shared.config.prometheus_addr {
             Some(configured) => {
                 let listener = prometheus::bind(configured)?;
-                let address = listener.local_addr().map_err(|e| {
+                let invalid = |e: std::io::Error| {
                     Error::invalid_config(format!("telemetry.prometheus_addr: '{configured}': {e}"))
-                })?;
-                let _entered = runtime.enter();
-                let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| {
-                    Error::invalid_config(format!("telemetry.prometheus_addr: '{configured}': {e}"))
-                })?;
+                };
+                let address = listener.local_addr().map_err(invalid)?;
+                let listener = {
+                    let _entered = runtime.enter();
+                    tokio::net::TcpListener::from_std(listener).map_err(invalid)?
+                };
+                let (reader, registry) = prometheus::exporter()?;
+                pipelines.push(Pipeline::new(
+                    reader,
+                    shared.resource.clone(),
+                    observed.clone(),
+                    true,
+                ));
                 Some((
                     address,
-                    runtime.spawn(prometheus::serve(
-                        listener,
-                        shared.clone(),
-                        ThroughputWindow::new(shared),
-                    )),
+                    runtime.spawn(prometheus::serve(listener, registry)),
                 ))
             }
             None => None,
         };
-        let exporter = shared.otlp.is_some().then(|| {
-            let stop = Arc::new(Notify::new());
-            let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-            let window = ThroughputWindow::new(shared);
-            runtime.spawn(export_periodically(
-                shared.clone(),
-                window,
-                stop.clone(),
-                done_tx,
-            ));
-            (stop, done_rx)
-        });
+        let tracing = match &shared.otlp {
+            Some(endpoint) => {
+                let client = RuntimeHttpClient::new(runtime.clone())?;
+                let interval = Duration::from_millis(shared.config.export_interval_ms.into());
+                let exporter =
+                    otlp::metric_exporter(endpoint, client.clone(), shared.counters.clone())?;
+                let reader = PeriodicReader::builder(exporter)
+                    .with_interval(interval)
+                    .build();
+                pipelines.push(Pipeline::new(
+                    reader,
+                    shared.resource.clone(),
+                    observed,
+                    false,
+                ));
+                let exporter = otlp::span_exporter(endpoint, client, shared.counters.clone())?;
+                Some(Arc::new(Tracing::start(
+                    exporter,
+                    shared.resource.clone(),
+                    interval,
+                    shared.counters.clone(),
+                )))
+            }
+            None => None,
+        };
+        let instruments = pipelines.iter().map(|p| p.instruments().clone()).collect();
         *shared.lock_run() = Run::Running(Running {
-            backend_span: SpanContext::new_root(),
-            started_unix_ns: unix_now_ns(),
+            pipelines,
+            instruments,
+            tracing,
             prometheus,
-            exporter,
         });
         Ok(())
     }
 
-    /// Ends the backend span, stops the Prometheus endpoint and makes the final OTLP export,
-    /// waiting for it at most its request timeout (an unreachable endpoint delays stopping by
-    /// no more). Call after every session has stopped, before the runtime shuts down; on the
-    /// thread that stops the backend.
+    /// Ends the backend span, stops the Prometheus endpoint and makes the final OTLP exports of
+    /// metrics and spans (side by side), waiting for them at most their request timeout (an
+    /// unreachable endpoint delays stopping by no more). Call after every session has stopped,
+    /// before the runtime shuts down; on the thread that stops the backend.
     pub(crate) fn stop(&self) {
         let Run::Running(running) = std::mem::replace(&mut *self.shared.lock_run(), Run::Stopped)
         else {
             return;
         };
-        self.shared.spans.push(SpanData::new(
-            running.backend_span,
-            "backend",
-            running.started_unix_ns,
-            unix_now_ns(),
-        ));
-        if let Some((_, task)) = running.prometheus {
+        if let Some((_, task)) = &running.prometheus {
             task.abort();
         }
-        if let Some((stop, done)) = running.exporter {
-            stop.notify_one();
-            let _ = done.recv_timeout(otlp::EXPORT_TIMEOUT + FLUSH_GRACE);
-        }
+        let timeout = otlp::EXPORT_TIMEOUT + FLUSH_GRACE;
+        std::thread::scope(|scope| {
+            if let Some(tracing) = &running.tracing {
+                scope.spawn(|| tracing.shutdown(timeout));
+            }
+            for pipeline in &running.pipelines {
+                scope.spawn(|| pipeline.shutdown(timeout));
+            }
+        });
     }
 
     /// Where the Prometheus endpoint listens, while the backend runs and one is configured
@@ -364,27 +267,27 @@ impl Telemetry {
 
     /// OTLP export requests that failed so far (unreachable endpoint, a status other than 2xx).
     pub fn export_failures(&self) -> u64 {
-        self.shared
-            .export_failures
-            .iter()
-            .map(|n| n.load(Ordering::Relaxed))
-            .sum()
+        let counters = &self.shared.counters;
+        counters.failures(Signal::Metrics) + counters.failures(Signal::Traces)
     }
 
     /// The telemetry of a new session: counts it active and opens its span until the returned
     /// value is dropped. Called by `Backend::create_session`.
     pub(crate) fn session(&self, session_id: &str) -> SessionTelemetry {
-        let backend_span = match &*self.shared.lock_run() {
-            Run::Running(running) => Some(running.backend_span),
-            _ => None,
+        let (instruments, span) = match &*self.shared.lock_run() {
+            Run::Running(running) => (
+                running.instruments.clone(),
+                running.tracing.as_ref().map(|t| t.session(session_id)),
+            ),
+            _ => (Arc::from(Vec::new()), None),
         };
-        self.shared.registry.add(&SESSIONS_ACTIVE, Vec::new(), 1);
+        for pipeline in instruments.iter() {
+            pipeline.session(1);
+        }
         SessionTelemetry {
             shared: self.shared.clone(),
-            span: SpanContext::new_root(),
-            backend_span,
-            start_unix_ns: unix_now_ns(),
-            session_id: session_id.to_owned(),
+            instruments,
+            span,
             turns: 0,
             errors: 0,
         }
@@ -395,124 +298,14 @@ impl Shared {
     fn lock_run(&self) -> std::sync::MutexGuard<'_, Run> {
         self.run.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    fn record_error(&self, status: VbStatus, provider: &str) {
-        self.registry.add(
-            &ERRORS,
-            vec![
-                ("code", status.name().to_owned()),
-                ("provider", provider.to_owned()),
-            ],
-            1,
-        );
-    }
-
-    /// The registry's metrics plus those read from counters now; moves `window` to now.
-    pub(crate) fn collect(&self, window: &mut ThroughputWindow) -> Collection {
-        let now = unix_now_ns();
-        let totals = (self.totals)();
-        let frames = totals.frames_processed;
-        let elapsed_ns = now.saturating_sub(window.since_unix_ns);
-        let throughput = if elapsed_ns == 0 {
-            0.0
-        } else {
-            frames.saturating_sub(window.frames) as f64 * 1e9 / elapsed_ns as f64
-        };
-        let window_start_unix_ns = std::mem::replace(
-            window,
-            ThroughputWindow {
-                frames,
-                since_unix_ns: now,
-            },
-        )
-        .since_unix_ns;
-        let one = |instrument, value| MetricPoints {
-            instrument,
-            points: vec![(Vec::new(), value)],
-        };
-        let count = |n: &AtomicU64| Value::Int(n.load(Ordering::Relaxed) as i64);
-        let mut metrics = self.registry.snapshot();
-        metrics.push(one(&THROUGHPUT, Value::Double(throughput)));
-        let total = |n: u64| Value::Int(n as i64);
-        metrics.push(one(&FRAMES_DROPPED, total(totals.frames_dropped)));
-        metrics.push(one(&DEADLINE_MISSES, total(totals.deadline_misses)));
-        if self.otlp.is_some() {
-            metrics.push(MetricPoints {
-                instrument: &EXPORT_FAILURES,
-                points: [Signal::Metrics, Signal::Traces]
-                    .into_iter()
-                    .zip(&self.export_failures)
-                    .map(|(signal, n)| (vec![("signal", signal.name().to_owned())], count(n)))
-                    .collect(),
-            });
-            metrics.push(one(&SPANS_DROPPED, Value::Int(self.spans.dropped() as i64)));
-        }
-        Collection {
-            resource: self.resource.clone(),
-            start_unix_ns: self.start_unix_ns,
-            window_start_unix_ns,
-            time_unix_ns: now,
-            metrics,
-        }
-    }
-
-    /// One OTLP export: every metric, and the spans finished since the previous export.
-    async fn export(&self, otlp: &OtlpClient, window: &mut ThroughputWindow) {
-        let metrics = otlp::encode_metrics(&self.collect(window));
-        let spans = self.spans.take();
-        let traces = async {
-            spans.is_empty()
-                || otlp
-                    .post(Signal::Traces, otlp::encode_spans(&self.resource, &spans))
-                    .await
-        };
-        let (metrics_ok, traces_ok) = tokio::join!(otlp.post(Signal::Metrics, metrics), traces);
-        for (ok, failures) in [metrics_ok, traces_ok]
-            .into_iter()
-            .zip(&self.export_failures)
-        {
-            if !ok {
-                failures.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-/// The OTLP export task: every `telemetry.export_interval_ms`, and once more when told to stop.
-/// Throughput is measured from `window` on.
-async fn export_periodically(
-    shared: Arc<Shared>,
-    mut window: ThroughputWindow,
-    stop: Arc<Notify>,
-    done: crossbeam_channel::Sender<()>,
-) {
-    let Some(otlp) = shared.otlp.as_ref() else {
-        return;
-    };
-    let period = Duration::from_millis(shared.config.export_interval_ms.into());
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let last = tokio::select! {
-            _ = tick.tick() => false,
-            _ = stop.notified() => true,
-        };
-        shared.export(otlp, &mut window).await;
-        if last {
-            break;
-        }
-    }
-    let _ = done.send(());
 }
 
 /// The telemetry of one session, owned by its event sink on the session task. Dropping it (when
 /// the session stops) ends the session span and counts the session inactive.
 pub struct SessionTelemetry {
     shared: Arc<Shared>,
-    span: SpanContext,
-    backend_span: Option<SpanContext>,
-    start_unix_ns: u64,
-    session_id: String,
+    instruments: Arc<[Instruments]>,
+    span: Option<SessionSpan>,
     turns: i64,
     errors: i64,
 }
@@ -522,84 +315,78 @@ impl SessionTelemetry {
     /// [`PROVIDER_ENGINE`]).
     pub fn error(&mut self, status: VbStatus, provider: &str) {
         self.errors += 1;
-        self.shared.record_error(status, provider);
+        for pipeline in self.instruments.iter() {
+            pipeline.error(status, provider);
+        }
     }
 
     /// A turn's reply started playing at `played_at_us` on the session clock (read as `now_us`):
     /// records its latencies and, with OTLP, its `turn` span and stage spans.
     pub fn turn_played(&mut self, turn: u32, played_at_us: u64, now_us: u64, m: &VbTurnMetrics) {
         self.turns += 1;
-        let registry = &self.shared.registry;
-        let ms = |us: u64| us as f64 / 1000.0;
-        registry.record(&LATENCY, Vec::new(), ms(m.first_output_audio_us));
-        let spans = &self.shared.spans;
-        // The end of user speech in Unix time; stage times are offsets from it.
-        let speech_end_us = played_at_us.saturating_sub(m.first_output_audio_us);
-        let speech_end_ns =
-            unix_now_ns().saturating_sub(now_us.saturating_sub(speech_end_us) * 1000);
-        let turn_span = self.span.new_child();
-        let providers = &self.shared.stages;
-        let stages = [
-            (&STT_LATENCY, "stt", m.stt_final_us, &providers.stt),
-            (
-                &AGENT_LATENCY,
-                "agent",
-                m.agent_first_text_us,
-                &providers.agent,
-            ),
-            (&TTS_LATENCY, "tts", m.tts_first_audio_us, &providers.tts),
-        ];
+        // Each stage's own share: end of speech → final transcript → first agent text → first
+        // TTS audio; a stage that did not happen (0) has none.
+        let mut stages = [None; 3];
+        let mut offsets = [0; 3];
         let mut previous_us = 0;
-        for (instrument, name, done_us, provider) in stages {
+        for (i, done_us) in [m.stt_final_us, m.agent_first_text_us, m.tts_first_audio_us]
+            .into_iter()
+            .enumerate()
+        {
             if done_us == 0 {
-                continue; // the stage did not happen
+                continue;
             }
-            let took_us = done_us.saturating_sub(previous_us);
-            registry.record(instrument, Vec::new(), ms(took_us));
-            if spans.enabled() {
-                let start = speech_end_ns + previous_us * 1000;
-                let mut span =
-                    SpanData::new(turn_span.new_child(), name, start, start + took_us * 1000);
-                span.parent = Some(turn_span.span_id);
-                if let Some(provider) = provider {
-                    span.attributes
-                        .push(("provider", AttrValue::Str(provider.clone())));
-                }
-                spans.push(span);
-            }
+            stages[i] = Some(done_us.saturating_sub(previous_us));
+            offsets[i] = previous_us;
             previous_us = previous_us.max(done_us);
         }
-        if spans.enabled() {
-            let mut span = SpanData::new(
-                turn_span,
-                "turn",
-                speech_end_ns,
-                speech_end_ns + m.first_output_audio_us * 1000,
-            );
-            span.parent = Some(self.span.span_id);
-            span.attributes
-                .push(("turn.number", AttrValue::Int(i64::from(turn))));
-            spans.push(span);
+        for pipeline in self.instruments.iter() {
+            pipeline.turn(m, &stages);
         }
+        let Some(span) = &self.span else {
+            return;
+        };
+        // The end of user speech in Unix time; stage times are offsets from it.
+        let ago = Duration::from_micros(
+            now_us.saturating_sub(played_at_us.saturating_sub(m.first_output_audio_us)),
+        );
+        let speech_end = SystemTime::now()
+            .checked_sub(ago)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let providers = &self.shared.stages;
+        let names = [
+            ("stt", &providers.stt),
+            ("agent", &providers.agent),
+            ("tts", &providers.tts),
+        ];
+        let stage_spans: Vec<Stage<'_>> = names
+            .iter()
+            .zip(stages.iter().zip(offsets))
+            .filter_map(|((name, provider), (took, offset))| {
+                Some(Stage {
+                    name,
+                    provider: provider.as_deref(),
+                    offset: Duration::from_micros(offset),
+                    took: Duration::from_micros((*took)?),
+                })
+            })
+            .collect();
+        span.turn(
+            turn,
+            speech_end,
+            Duration::from_micros(m.first_output_audio_us),
+            &stage_spans,
+        );
     }
 }
 
 impl Drop for SessionTelemetry {
     fn drop(&mut self) {
-        self.shared.registry.add(&SESSIONS_ACTIVE, Vec::new(), -1);
-        if !self.shared.spans.enabled() {
-            return;
+        for pipeline in self.instruments.iter() {
+            pipeline.session(-1);
         }
-        let mut span = SpanData::new(self.span, "session", self.start_unix_ns, unix_now_ns());
-        span.links.extend(self.backend_span);
-        span.attributes = vec![
-            (
-                "session.id",
-                AttrValue::Str(std::mem::take(&mut self.session_id)),
-            ),
-            ("session.turns", AttrValue::Int(self.turns)),
-            ("session.errors", AttrValue::Int(self.errors)),
-        ];
-        self.shared.spans.push(span);
+        if let Some(span) = &self.span {
+            span.end(self.turns, self.errors);
+        }
     }
 }

@@ -1,189 +1,190 @@
-//! Spans: trace and span ids, finished spans with their times (Unix nanoseconds), parent, links,
-//! attributes and links, and the bounded buffer that holds them until the OTLP exporter takes
-//! them. Spans are recorded by the session tasks and the backend's control calls, never by the
+//! Spans, through the OpenTelemetry SDK's tracer: the `backend` span, one `session` span per
+//! session (the root of its own trace, linked to the backend span), and per played turn a `turn`
+//! span with `stt`, `agent` and `tts` children whose times come from the turn's metrics. The SDK's
+//! batch span processor exports them over OTLP; a bound in front of it counts the spans it has to
+//! drop.
+//!
+//! Spans are made with explicit start and end times (a turn is measured by the realtime thread's
+//! clock, and known only once its reply plays), which is why they are built with the SDK's tracer
+//! and not through `tracing` spans (`tracing-opentelemetry` times a span by when it is entered
+//! and closed). Recorded by the session tasks and the backend's control calls, never by the
 //! realtime thread.
 
-use std::hash::{BuildHasher, RandomState};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::trace::{Link, Span as _, TraceContextExt, Tracer as _, TracerProvider as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracer, SdkTracerProvider, Span, SpanData,
+    SpanProcessor,
+};
+
+use super::metrics::scope;
+use super::otlp::ExportCounters;
 
 /// Finished spans waiting for export, at most; beyond that new spans are dropped and counted.
 pub const MAX_PENDING_SPANS: usize = 4096;
 
-/// Nanoseconds since the Unix epoch now (0 for a clock set before 1970).
-pub fn unix_now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+/// The tracer of a backend and its `backend` span, while OTLP is configured and the backend runs.
+pub(crate) struct Tracing {
+    provider: SdkTracerProvider,
+    tracer: SdkTracer,
+    backend: Context,
 }
 
-/// A random non-zero 64-bit value (SipHash of a process-wide counter under the standard library's
-/// randomly seeded keys: unique in the process, unpredictable across processes).
-fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    loop {
-        let value = RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed));
-        if value != 0 {
-            return value;
+impl Tracing {
+    /// A tracer exporting through `exporter` every `interval`, and the `backend` span, started
+    /// now.
+    pub(crate) fn start(
+        exporter: impl opentelemetry_sdk::trace::SpanExporter + 'static,
+        resource: Resource,
+        interval: Duration,
+        counters: Arc<ExportCounters>,
+    ) -> Tracing {
+        let batch = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_max_queue_size(MAX_PENDING_SPANS)
+                    .with_scheduled_delay(interval)
+                    .build(),
+            )
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_resource(resource)
+            .with_span_processor(Bounded {
+                inner: batch,
+                counters,
+            })
+            .build();
+        let tracer = provider.tracer_with_scope(scope());
+        let backend = tracer
+            .span_builder("backend")
+            .start_with_context(&tracer, &Context::new());
+        Tracing {
+            provider,
+            tracer,
+            backend: Context::new().with_span(backend),
         }
+    }
+
+    /// The span of a new session, started now: the root of its own trace (a backend lives far
+    /// longer than a trace should), linked to the backend span.
+    pub(crate) fn session(&self, session_id: &str) -> SessionSpan {
+        let link = Link::with_context(self.backend.span().span_context().clone());
+        let span = self
+            .tracer
+            .span_builder("session")
+            .with_links(vec![link])
+            .with_attributes([KeyValue::new("session.id", session_id.to_owned())])
+            .start_with_context(&self.tracer, &Context::new());
+        SessionSpan {
+            tracer: self.tracer.clone(),
+            cx: Context::new().with_span(span),
+        }
+    }
+
+    /// Ends the backend span and exports every span still waiting, waiting at most `timeout`.
+    /// Blocking.
+    pub(crate) fn shutdown(&self, timeout: Duration) {
+        self.backend.span().end();
+        let _ = self.provider.shutdown_with_timeout(timeout);
     }
 }
 
-/// Where a span sits: its trace and its own id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpanContext {
-    /// 16 random bytes shared by every span of the trace.
-    pub trace_id: [u8; 16],
-    /// 8 random bytes.
-    pub span_id: [u8; 8],
-}
-
-impl SpanContext {
-    /// The root span of a new trace.
-    pub fn new_root() -> Self {
-        let mut trace_id = [0; 16];
-        trace_id[..8].copy_from_slice(&random_u64().to_be_bytes());
-        trace_id[8..].copy_from_slice(&random_u64().to_be_bytes());
-        SpanContext {
-            trace_id,
-            span_id: random_u64().to_be_bytes(),
-        }
-    }
-
-    /// A new span in the same trace.
-    pub fn new_child(&self) -> Self {
-        SpanContext {
-            trace_id: self.trace_id,
-            span_id: random_u64().to_be_bytes(),
-        }
-    }
-}
-
-/// The value of a span attribute.
-#[derive(Debug, Clone, PartialEq)]
-pub enum AttrValue {
-    /// A string.
-    Str(String),
-    /// An integer.
-    Int(i64),
-}
-
-/// A finished span.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SpanData {
-    /// Its trace and id.
-    pub context: SpanContext,
-    /// The parent span's id (same trace), `None` for a root.
-    pub parent: Option<[u8; 8]>,
-    /// What it covers: `backend`, `session`, `turn`, `stt`, `agent`, `tts`.
+/// One stage of a turn for its span: its name, the provider that ran it, its start as an offset
+/// from the end of user speech, and how long it took.
+pub(crate) struct Stage<'a> {
     pub name: &'static str,
-    /// Start, Unix nanoseconds.
-    pub start_unix_ns: u64,
-    /// End, Unix nanoseconds.
-    pub end_unix_ns: u64,
-    /// Details; never secrets, never transcript text.
-    pub attributes: Vec<(&'static str, AttrValue)>,
-    /// Spans of other traces this one relates to.
-    pub links: Vec<SpanContext>,
+    pub provider: Option<&'a str>,
+    pub offset: Duration,
+    pub took: Duration,
 }
 
-impl SpanData {
-    /// A span `name` at `context` from `start` to `end` (Unix ns) without details.
-    pub fn new(
-        context: SpanContext,
-        name: &'static str,
-        start_unix_ns: u64,
-        end_unix_ns: u64,
-    ) -> Self {
-        SpanData {
-            context,
-            parent: None,
-            name,
-            start_unix_ns,
-            end_unix_ns,
-            attributes: Vec::new(),
-            links: Vec::new(),
+/// The span of one session; ended by [`SessionSpan::end`].
+pub(crate) struct SessionSpan {
+    tracer: SdkTracer,
+    cx: Context,
+}
+
+impl SessionSpan {
+    /// A played turn: its `turn` span from `speech_end` for `voice_to_voice`, child of the
+    /// session span, and a child span per stage.
+    pub(crate) fn turn(
+        &self,
+        number: u32,
+        speech_end: SystemTime,
+        voice_to_voice: Duration,
+        stages: &[Stage<'_>],
+    ) {
+        let turn = self
+            .tracer
+            .span_builder("turn")
+            .with_start_time(speech_end)
+            .with_attributes([KeyValue::new("turn.number", i64::from(number))])
+            .start_with_context(&self.tracer, &self.cx);
+        let turn = self.cx.with_span(turn);
+        for stage in stages {
+            let start = speech_end + stage.offset;
+            let mut builder = self.tracer.span_builder(stage.name).with_start_time(start);
+            if let Some(provider) = stage.provider {
+                builder = builder.with_attributes([KeyValue::new("provider", provider.to_owned())]);
+            }
+            builder
+                .start_with_context(&self.tracer, &turn)
+                .end_with_timestamp(start + stage.took);
         }
+        turn.span().end_with_timestamp(speech_end + voice_to_voice);
+    }
+
+    /// Ends the session span now with its counts.
+    pub(crate) fn end(&self, turns: i64, errors: i64) {
+        let span = self.cx.span();
+        span.set_attributes([
+            KeyValue::new("session.turns", turns),
+            KeyValue::new("session.errors", errors),
+        ]);
+        span.end();
     }
 }
 
-/// Finished spans until the exporter takes them. A buffer that is not `enabled` (no OTLP
-/// endpoint: nobody would read them) keeps nothing.
+/// Bounds the spans waiting for export to [`MAX_PENDING_SPANS`] in front of the SDK's batch
+/// processor (whose own count of what it drops is not readable), counting what it drops.
 #[derive(Debug)]
-pub struct SpanBuffer {
-    enabled: bool,
-    spans: Mutex<Vec<SpanData>>,
-    dropped: AtomicU64,
+struct Bounded {
+    inner: BatchSpanProcessor,
+    counters: Arc<ExportCounters>,
 }
 
-impl SpanBuffer {
-    /// An empty buffer; `enabled` says whether spans are kept at all.
-    pub fn new(enabled: bool) -> Self {
-        SpanBuffer {
-            enabled,
-            spans: Mutex::new(Vec::new()),
-            dropped: AtomicU64::new(0),
-        }
+impl SpanProcessor for Bounded {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.inner.on_start(span, cx);
     }
 
-    /// Whether spans are kept (callers may skip building them otherwise).
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
-    /// Keeps a finished span, or counts it as dropped when [`MAX_PENDING_SPANS`] are waiting.
-    pub fn push(&self, span: SpanData) {
-        if !self.enabled {
+    fn on_end(&self, span: SpanData) {
+        // Pending spans leave the count when the exporter takes them (`otlp::Counted`), so the
+        // batch processor's queue, of the same size, never overflows.
+        let pending = &self.counters.spans_pending;
+        if pending.fetch_add(1, Ordering::Relaxed) >= MAX_PENDING_SPANS {
+            pending.fetch_sub(1, Ordering::Relaxed);
+            self.counters.spans_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let mut spans = self.spans.lock().unwrap_or_else(|p| p.into_inner());
-        if spans.len() >= MAX_PENDING_SPANS {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        } else {
-            spans.push(span);
-        }
+        self.inner.on_end(span);
     }
 
-    /// Takes every waiting span, oldest first.
-    pub fn take(&self) -> Vec<SpanData> {
-        std::mem::take(&mut *self.spans.lock().unwrap_or_else(|p| p.into_inner()))
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
     }
 
-    /// Spans dropped because the buffer was full.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_non_zero_and_children_share_the_trace() {
-        let root = SpanContext::new_root();
-        let child = root.new_child();
-        assert_ne!(root.trace_id, [0; 16]);
-        assert_ne!(root.span_id, [0; 8]);
-        assert_eq!(child.trace_id, root.trace_id);
-        assert_ne!(child.span_id, root.span_id);
-        assert_ne!(SpanContext::new_root().trace_id, root.trace_id);
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
     }
 
-    #[test]
-    fn a_full_buffer_drops_and_counts_and_a_disabled_one_keeps_nothing() {
-        let buffer = SpanBuffer::new(true);
-        let span = SpanData::new(SpanContext::new_root(), "turn", 1, 2);
-        for _ in 0..MAX_PENDING_SPANS + 3 {
-            buffer.push(span.clone());
-        }
-        assert_eq!(buffer.dropped(), 3);
-        assert_eq!(buffer.take().len(), MAX_PENDING_SPANS);
-        assert!(buffer.take().is_empty());
-        let off = SpanBuffer::new(false);
-        off.push(span);
-        assert!(off.take().is_empty());
-        assert_eq!(off.dropped(), 0);
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
     }
 }

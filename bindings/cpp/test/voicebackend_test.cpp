@@ -852,3 +852,49 @@ TEST(RoomService, NeedsALiveKitServer) {
   ASSERT_TRUE(e.has_value());
   EXPECT_EQ(e->status(), VB_ERR_INVALID_ARGUMENT);
 }
+
+TEST(Logging, HandlerReceivesRecordsUntilRemoved) {
+  struct Seen {
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::vector<std::pair<VbLogLevel, std::string>> records;
+  };
+  auto seen = std::make_shared<Seen>();
+  vb::set_log_handler(
+      [seen](VbLogLevel level, std::string_view target, std::string_view message) {
+        std::lock_guard<std::mutex> lock(seen->mutex);
+        seen->records.emplace_back(level, std::string(target) + " " + std::string(message));
+        seen->changed.notify_all();
+      },
+      VB_LOG_INFO);
+  {
+    vb::Backend backend(config());
+    backend.start();
+  }
+  {
+    std::unique_lock<std::mutex> lock(seen->mutex);
+    const bool stopped = seen->changed.wait_for(lock, kPatience, [&] {
+      return std::any_of(seen->records.begin(), seen->records.end(), [](const auto& r) {
+        return r.second.find("backend stopped") != std::string::npos;
+      });
+    });
+    EXPECT_TRUE(stopped);
+    for (const auto& r : seen->records) {
+      EXPECT_LE(r.first, VB_LOG_INFO);
+      EXPECT_EQ(r.second.rfind("voicebackend", 0), 0u);
+    }
+  }
+  vb::set_log_handler(nullptr);
+  size_t count = 0;
+  {
+    std::lock_guard<std::mutex> lock(seen->mutex);
+    count = seen->records.size();
+  }
+  {
+    vb::Backend backend(config());
+    backend.start();
+  }
+  std::this_thread::sleep_for(100ms);
+  std::lock_guard<std::mutex> lock(seen->mutex);
+  EXPECT_EQ(seen->records.size(), count);
+}

@@ -64,11 +64,25 @@ flight finishes, the output is written. A second signal exits at once.
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     signals::install();
+    log_to_stderr();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("voicebackend: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// With `VB_LOG` (or `RUST_LOG`) set, the engine's log records that it lets through go to
+/// stderr, e.g. `VB_LOG=voicebackend=debug voicebackend converse …`.
+fn log_to_stderr() {
+    use voicebackend::logging::{self, LevelFilter, LogRecord};
+    if logging::env_directives().is_some() {
+        let stderr =
+            Box::new(|r: &LogRecord| eprintln!("{:>5} {}: {}", r.level, r.target, r.message));
+        if let Err(e) = logging::forward(Some(stderr), LevelFilter::TRACE) {
+            eprintln!("voicebackend: logging: {e}");
         }
     }
 }

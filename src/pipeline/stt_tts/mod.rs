@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use super::{
     HOUSEKEEPING_PERIOD, PipelineContext, SessionCommand, SessionPipeline, TurnClock,
@@ -304,10 +305,13 @@ impl Conversation {
         };
         let future = self.stt.transcribe(request);
         let done = self.stt_done_tx.clone();
-        self.ctx.runtime.spawn(async move {
-            let result = future.await;
-            let _ = done.send((turn, result));
-        });
+        self.ctx.runtime.spawn(
+            async move {
+                let result = future.await;
+                let _ = done.send((turn, result));
+            }
+            .instrument(tracing::error_span!("turn", turn)),
+        );
     }
 
     fn on_stt_result(&mut self, turn: u32, result: SttResult) {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use super::{ActiveReply, Conversation, ReplySource};
 use crate::agent::{Agent, History, Reply, ReplyMsg};
@@ -27,6 +28,11 @@ impl Conversation {
         };
         let id = self.next_reply_id;
         self.next_reply_id += 1;
+        // The reply's TTS and agent run in the span of the turn they answer.
+        let span = match &source {
+            ReplySource::Agent { turn, .. } => tracing::error_span!("turn", turn = *turn),
+            ReplySource::Say(_) => tracing::error_span!("say"),
+        };
         let cancelled = Arc::new(AtomicBool::new(false));
         let (text_tx, text_rx) = mpsc::unbounded_channel();
         let (audio_tx, audio_rx) = mpsc::channel(16);
@@ -36,10 +42,13 @@ impl Conversation {
             audio: audio_tx,
         });
         let tts_done = self.tts_done_tx.clone();
-        let tts_task = self.ctx.runtime.spawn(async move {
-            let result = synthesis.await;
-            let _ = tts_done.send((id, result));
-        });
+        let tts_task = self.ctx.runtime.spawn(
+            async move {
+                let result = synthesis.await;
+                let _ = tts_done.send((id, result));
+            }
+            .instrument(span.clone()),
+        );
         let mut reply = ActiveReply {
             id,
             turn: None,
@@ -68,7 +77,9 @@ impl Conversation {
                 let reply_tx = self.reply_tx.clone();
                 let history = self.ctx.recorder.history();
                 self.ctx.runtime.spawn_blocking(move || {
-                    run_agent(agent, id, &transcript, reply_tx, cancelled, history)
+                    span.in_scope(|| {
+                        run_agent(agent, id, &transcript, reply_tx, cancelled, history)
+                    })
                 });
             }
             ReplySource::Say(text) => {

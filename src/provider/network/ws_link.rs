@@ -185,12 +185,24 @@ pub async fn before_reconnecting(
 ) -> Result<()> {
     *reconnections += 1;
     if *reconnections >= retry.max_attempts {
+        tracing::warn!(
+            reconnections = *reconnections,
+            "{}; giving up",
+            lost.message()
+        );
         return Err(Error::new(
             lost.status(),
             format!("{} (after {reconnections} reconnections)", lost.message()),
         ));
     }
-    tokio::time::sleep(net::backoff(retry, *reconnections)).await;
+    let wait = net::backoff(retry, *reconnections);
+    tracing::info!(
+        reconnection = *reconnections,
+        retry_in_ms = wait.as_millis() as u64,
+        "{}; reconnecting",
+        lost.message()
+    );
+    tokio::time::sleep(wait).await;
     Ok(())
 }
 

@@ -465,6 +465,7 @@ impl Participant {
         .await
         {
             Ok((_, tx, rx)) => {
+                tracing::info!("{NAME}: the signal connection is resumed");
                 self.signal_tx = tx;
                 self.signal_rx = rx;
                 self.last_heard = Instant::now();
