@@ -16,7 +16,11 @@
 //!    voice-to-voice latency of the turns (`VB_EVENT_TURN_METRICS`).
 //!
 //! Run: `VB_SCALE_SECONDS=20 cargo bench --features test-providers --bench scale [-- 100 500]`
-//! Other knobs: `VB_SCALE_RATE` (host rate in and out, default 48000).
+//! Other knobs: `VB_SCALE_RATE` (host rate in and out, default 48000), `VB_SCALE_RT_THREADS`
+//! (`audio.realtime_threads`: 0, the default, is one realtime thread per session; N a pool of N;
+//! a list such as `0,2` runs each), `VB_SCALE_INPUT` (`speech`, the default: the 4 s cycle above;
+//! `noise`: quiet white noise in every frame, no speech, so no turns: the cost of the realtime
+//! path alone).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
@@ -60,6 +64,16 @@ fn session_counts() -> Vec<usize> {
         }
     }
     vec![100, 500]
+}
+
+/// `audio.realtime_threads` values to run (`VB_SCALE_RT_THREADS`, default 0).
+fn rt_thread_modes() -> Vec<u32> {
+    let parsed: Vec<u32> = std::env::var("VB_SCALE_RT_THREADS")
+        .unwrap_or_default()
+        .split([',', ' '])
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    if parsed.is_empty() { vec![0] } else { parsed }
 }
 
 fn priority_modes() -> Vec<bool> {
@@ -118,6 +132,8 @@ fn thread_group(tid: u32, comm: &str) -> &'static str {
         "realtime"
     } else if comm.starts_with("vb-io") {
         "io runtime"
+    } else if comm.starts_with("vb-doorbell") {
+        "doorbell"
     } else {
         "other"
     }
@@ -218,7 +234,14 @@ fn print_groups(
 }
 
 /// One configuration, in this (child) process; prints its report and one summary line.
-fn run_child(n: usize, priority: bool, seconds: f64, idle_seconds: f64, rate: u32) {
+fn run_child(
+    n: usize,
+    priority: bool,
+    rt_threads: u32,
+    seconds: f64,
+    idle_seconds: f64,
+    rate: u32,
+) {
     let frame_len = (rate as u64 * FRAME_MS / 1000) as usize;
     let speech: Vec<Vec<i16>> = common::speech(150.0, 1000, rate)
         .chunks_exact(frame_len)
@@ -226,9 +249,26 @@ fn run_child(n: usize, priority: bool, seconds: f64, idle_seconds: f64, rate: u3
         .collect();
     assert_eq!(speech.len(), SPEECH_FRAMES);
     let silence = vec![0i16; frame_len];
+    // `VB_SCALE_INPUT=noise`: every frame is quiet white noise (about -50 dBFS: the VAD hears no
+    // speech), a different stretch for each of 50 frames.
+    let noise_input = std::env::var("VB_SCALE_INPUT").is_ok_and(|v| v.trim() == "noise");
+    let mut seed = 0x9e37_79b9u32;
+    let noise: Vec<Vec<i16>> = (0..SPEECH_FRAMES)
+        .map(|_| {
+            (0..frame_len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    (seed >> 24) as i16 - 128
+                })
+                .collect()
+        })
+        .collect();
 
     let json = format!(
-        r#"{{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts","max_concurrent_sessions":1000,"rate_limit":{{"sessions_per_second":0}},"audio":{{"realtime_priority":{priority}}}}}"#
+        r#"{{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts","max_concurrent_sessions":{},"rate_limit":{{"sessions_per_second":0}},"audio":{{"realtime_priority":{priority},"realtime_threads":{rt_threads}}}}}"#,
+        n.max(1000)
     );
     let backend = Backend::from_json(&json).expect("backend config");
     backend.start().expect("backend start");
@@ -256,8 +296,13 @@ fn run_child(n: usize, priority: bool, seconds: f64, idle_seconds: f64, rate: u3
     let per_idle = rss_idle.saturating_sub(rss_before) as f64 / n as f64;
 
     println!(
-        "\n-- {n} sessions, realtime_priority {priority} ({} threads elevated) --",
-        backend.health().realtime_threads_elevated
+        "\n-- {n} sessions, realtime_priority {priority} ({} sessions on elevated threads), {} --",
+        backend.health().realtime_threads_elevated,
+        if rt_threads == 0 {
+            "one realtime thread per session".to_owned()
+        } else {
+            format!("a pool of {rt_threads} realtime threads")
+        }
     );
     println!("create+start of {n} sessions: {create_s:.2} s");
     println!(
@@ -316,7 +361,9 @@ fn run_child(n: usize, priority: bool, seconds: f64, idle_seconds: f64, rate: u3
         lags.push(lag);
         for (i, s) in sessions.iter().enumerate() {
             let phase = (tick + i * CYCLE_FRAMES / n.max(1)) % CYCLE_FRAMES;
-            let frame = if phase < SPEECH_FRAMES {
+            let frame = if noise_input {
+                &noise[phase % SPEECH_FRAMES]
+            } else if phase < SPEECH_FRAMES {
                 &speech[phase]
             } else {
                 &silence
@@ -418,7 +465,7 @@ fn run_child(n: usize, priority: bool, seconds: f64, idle_seconds: f64, rate: u3
     );
     println!("RSS after the run: {rss_after} KiB; stop+drop of all sessions: {stop_s:.2} s");
     println!(
-        "{SUMMARY_TAG}{n} {} {} {cpu_pct:.3} {idle_cpu_pct:.3} {per_idle:.1} {misses} {} {:.2} {:.0} {:.1}",
+        "{SUMMARY_TAG}{n} {rt_threads} {} {} {cpu_pct:.3} {idle_cpu_pct:.3} {per_idle:.1} {misses} {} {:.2} {:.0} {:.1}",
         if priority { "on" } else { "off" },
         h1.realtime_threads_elevated,
         dropped + push_dropped,
@@ -433,10 +480,13 @@ fn main() {
     let idle_seconds = env_f64("VB_SCALE_IDLE_SECONDS", 5.0);
     let rate = env_f64("VB_SCALE_RATE", 48000.0) as u32;
     if let Ok(child) = std::env::var("VB_SCALE_CHILD") {
-        let (n, priority) = child.split_once(',').expect("VB_SCALE_CHILD=<n>,<on|off>");
+        let mut parts = child.split(',');
+        let (n, priority, rt_threads) = (parts.next(), parts.next(), parts.next());
         run_child(
-            n.parse().expect("session count"),
-            priority == "on",
+            n.and_then(|n| n.parse().ok())
+                .expect("VB_SCALE_CHILD=<n>,<on|off>,<rt threads>"),
+            priority == Some("on"),
+            rt_threads.and_then(|t| t.parse().ok()).unwrap_or(0),
             seconds,
             idle_seconds,
             rate,
@@ -446,20 +496,34 @@ fn main() {
 
     let counts = session_counts();
     let modes = priority_modes();
+    let pools = rt_thread_modes();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let input = if std::env::var("VB_SCALE_INPUT").is_ok_and(|v| v.trim() == "noise") {
+        "quiet noise, no speech"
+    } else {
+        "4 s cycle per session: 1 s speech, 3 s silence"
+    };
     println!(
         "scale: sessions {counts:?}, realtime_priority {modes:?}, {seconds} s of audio at {rate} Hz \
-         (4 s cycle per session: 1 s speech, 3 s silence), {cores} cores; one child process per configuration"
+         ({input}), audio.realtime_threads {pools:?}, {cores} cores; one child process per configuration"
     );
     let exe = std::env::current_exe().expect("current_exe");
     let mut summaries = Vec::new();
-    for &n in &counts {
-        for &priority in &modes {
-            eprintln!("scale: running {n} sessions, realtime_priority {priority} ...");
+    let runs = counts.iter().flat_map(|&n| {
+        let pools = &pools;
+        modes
+            .iter()
+            .flat_map(move |&p| pools.iter().map(move |&t| (n, p, t)))
+    });
+    for (n, priority, rt_threads) in runs {
+        {
+            eprintln!(
+                "scale: running {n} sessions, realtime_priority {priority}, realtime_threads {rt_threads} ..."
+            );
             let mut child = Command::new(&exe)
                 .env(
                     "VB_SCALE_CHILD",
-                    format!("{n},{}", if priority { "on" } else { "off" }),
+                    format!("{n},{},{rt_threads}", if priority { "on" } else { "off" }),
                 )
                 .stdout(Stdio::piped())
                 .spawn()
@@ -480,8 +544,9 @@ fn main() {
         "\n== summary (targets: no deadline misses, no dropped frames; CPU per session: % of one core) =="
     );
     println!(
-        "{:>8} {:>8} {:>8} {:>10} {:>10} {:>12} {:>7} {:>8} {:>10} {:>9} {:>14}",
+        "{:>8} {:>10} {:>8} {:>8} {:>10} {:>10} {:>12} {:>7} {:>8} {:>10} {:>9} {:>14}",
         "sessions",
+        "rt threads",
         "priority",
         "elevated",
         "cpu%/sess",
@@ -497,6 +562,7 @@ fn main() {
         let f: Vec<&str> = s.split_whitespace().collect();
         if let [
             n,
+            pool,
             prio,
             elev,
             cpu,
@@ -510,7 +576,8 @@ fn main() {
         ] = f[..]
         {
             println!(
-                "{n:>8} {prio:>8} {elev:>8} {cpu:>10} {idle:>10} {rss:>12} {misses:>7} {dropped:>8} {processed:>9}% {v2v:>7}ms {lag:>12}ms"
+                "{n:>8} {:>10} {prio:>8} {elev:>8} {cpu:>10} {idle:>10} {rss:>12} {misses:>7} {dropped:>8} {processed:>9}% {v2v:>7}ms {lag:>12}ms",
+                if pool == "0" { "own" } else { pool }
             );
         }
     }

@@ -11,6 +11,8 @@ use crate::error::{Error, Result};
 
 /// Internal sample rates the realtime core runs at (what VAD and STT want).
 pub const INTERNAL_RATES: [u32; 2] = [8000, 16000];
+/// Most threads `audio.realtime_threads` may ask for.
+pub const MAX_REALTIME_THREADS: u32 = 64;
 /// Sample rates a host may use at the edges.
 pub const HOST_RATES: [u32; 6] = [8000, 16000, 24000, 32000, 44100, 48000];
 /// Frame durations the realtime core supports.
@@ -311,6 +313,12 @@ pub struct AudioConfig {
     pub reply_buffer_ms: u32,
     /// Ask the OS for realtime scheduling of the session threads (default true).
     pub realtime_priority: bool,
+    /// Where the sessions' realtime loops run: 0 (default) gives every session its own realtime
+    /// thread, woken by each frame; 1–64 runs every session's loop on a pool of that many
+    /// realtime threads, each waking every half frame period and running all its loops (fewer
+    /// wake-ups for many sessions, up to half a frame more input latency). See
+    /// [`crate::rt::pool`].
+    pub realtime_threads: u32,
 }
 
 impl Default for AudioConfig {
@@ -322,6 +330,7 @@ impl Default for AudioConfig {
             output_buffer_ms: 200,
             reply_buffer_ms: 2000,
             realtime_priority: true,
+            realtime_threads: 0,
         }
     }
 }
@@ -608,6 +617,12 @@ impl BackendConfig {
             100,
             60_000,
         )?;
+        check_range(
+            "audio.realtime_threads",
+            a.realtime_threads.into(),
+            0,
+            MAX_REALTIME_THREADS.into(),
+        )?;
         check_range("vad.mode", self.vad.mode.into(), 0, 3)?;
         check_range("vad.start_ms", self.vad.start_ms.into(), 0, 1000)?;
         check_range("vad.stop_ms", self.vad.stop_ms.into(), 0, 2000)?;
@@ -886,6 +901,20 @@ mod tests {
             r#"{"provider":"local","stt_provider":"a","tts_provider":"b","audio":{"frame_ms":25}}"#,
         );
         assert!(m.starts_with("audio.frame_ms: 25 is not one of"), "{m}");
+        let m = err(
+            r#"{"provider":"local","stt_provider":"a","tts_provider":"b","audio":{"realtime_threads":65}}"#,
+        );
+        assert_eq!(m, "audio.realtime_threads: 65 is above the maximum 64");
+        let m = err(
+            r#"{"provider":"local","stt_provider":"a","tts_provider":"b","audio":{"realtime_threads":-1}}"#,
+        );
+        assert!(m.starts_with("audio.realtime_threads"), "{m}");
+        let ok = BackendConfig::from_json(
+            r#"{"provider":"local","stt_provider":"a","tts_provider":"b","audio":{"realtime_threads":2}}"#,
+        )
+        .unwrap();
+        assert_eq!(ok.audio.realtime_threads, 2);
+        assert_eq!(AudioConfig::default().realtime_threads, 0);
     }
 
     #[test]

@@ -56,8 +56,43 @@ fn the_realtime_loop_and_the_audio_calls_never_touch_the_heap() {
         voicebackend::logging::LevelFilter::TRACE,
     )
     .unwrap();
-    // 48 kHz in and out: resampling on both edges; a long reply so that barge-in happens.
-    let backend = test_backend("");
+    // One thread per session (the default), then a pool of two realtime threads serving the
+    // sessions: the pool threads' passes (admitting loops, handing them back, running them) are
+    // realtime sections too.
+    for threads in [0, 2] {
+        converse_with_barge_in_and_overrun(threads);
+        assert_eq!(
+            REALTIME_HEAP_OPS.load(Ordering::Relaxed),
+            0,
+            "heap operations inside realtime sections (audio.realtime_threads {threads})"
+        );
+    }
+
+    // The C entry points add only pointer checks, panic catching and the status record.
+    c_audio_calls_stay_off_the_heap();
+    assert_eq!(
+        REALTIME_HEAP_OPS.load(Ordering::Relaxed),
+        0,
+        "heap operations in the C audio calls"
+    );
+
+    // The check itself works: a realtime section that allocates is caught.
+    realtime_section(|| drop(std::hint::black_box(vec![0u8; 64])));
+    assert_eq!(
+        REALTIME_HEAP_OPS.load(Ordering::Relaxed),
+        2,
+        "one alloc and one free caught"
+    );
+    let _ = VbStatus::VB_OK;
+}
+
+/// A conversation at 48 kHz in and out (resampling on both edges) with a greeting, a long reply
+/// that the next turn barges in on, and an input overrun; a second session starts and stops
+/// meanwhile, so that a pool admits and hands back loops while others run.
+fn converse_with_barge_in_and_overrun(realtime_threads: u32) {
+    let backend = test_backend(&format!(
+        r#""audio":{{"realtime_threads":{realtime_threads}}}"#
+    ));
     let agent = Arc::new(|_: &str, reply: &mut Reply| -> voicebackend::Result<()> {
         reply.write(&"a fairly long answer. ".repeat(8))?;
         reply.end()
@@ -67,15 +102,21 @@ fn the_realtime_loop_and_the_audio_calls_never_touch_the_heap() {
         output_sample_rate: 48000,
         ..SessionConfig::default()
     };
-    let session = backend.create_session(config, Some(agent), None).unwrap();
+    let session = backend
+        .create_session(config.clone(), Some(agent.clone()), None)
+        .unwrap();
     session.start().unwrap();
+    assert_realtime_threads(realtime_threads);
     session.say("Welcome.").unwrap();
     let mut played = Vec::new();
     push_realtime(&session, &utterance(140.0, 700, 48000), 48000, &mut played);
     events_until(&session, |e| {
         e.kind == K::VB_EVENT_STATE_CHANGED && e.state == S::VB_STATE_SPEAKING
     });
+    let other = backend.create_session(config, Some(agent), None).unwrap();
+    other.start().unwrap();
     push_realtime(&session, &utterance(230.0, 700, 48000), 48000, &mut played);
+    other.stop().unwrap();
     let events = events_until(&session, |e| {
         e.kind == K::VB_EVENT_TRANSCRIPT_FINAL && e.text.as_deref().unwrap_or("").contains("230")
     });
@@ -96,28 +137,47 @@ fn the_realtime_loop_and_the_audio_calls_never_touch_the_heap() {
         health.frames_processed > 100,
         "the realtime loop ran: {health:?}"
     );
-    assert_eq!(
-        REALTIME_HEAP_OPS.load(Ordering::Relaxed),
-        0,
-        "heap operations inside realtime sections"
-    );
+}
 
-    // The C entry points add only pointer checks, panic catching and the status record.
-    c_audio_calls_stay_off_the_heap();
-    assert_eq!(
-        REALTIME_HEAP_OPS.load(Ordering::Relaxed),
-        0,
-        "heap operations in the C audio calls"
-    );
-
-    // The check itself works: a realtime section that allocates is caught.
-    realtime_section(|| drop(std::hint::black_box(vec![0u8; 64])));
-    assert_eq!(
-        REALTIME_HEAP_OPS.load(Ordering::Relaxed),
-        2,
-        "one alloc and one free caught"
-    );
-    let _ = VbStatus::VB_OK;
+/// The session loops run where the mode says: on `vb-rt-pool-*` threads with a pool, on their
+/// own `vb-rt-<session>` threads without. (A new thread names itself once it runs: polled.)
+fn assert_realtime_threads(pool_threads: u32) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+            .map(|n| n.trim().to_owned())
+            .collect();
+        let pool = names
+            .iter()
+            .filter(|n| n.starts_with("vb-rt-pool-"))
+            .count();
+        let own = names
+            .iter()
+            .filter(|n| {
+                n.strip_prefix("vb-rt-")
+                    .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+            })
+            .count();
+        let ok = if pool_threads == 0 {
+            own >= 1 && pool == 0
+        } else {
+            pool >= 1 && pool <= pool_threads as usize && own == 0
+        };
+        if ok {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "realtime_threads {pool_threads}: {names:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Drives a session through the C ABI, with the two audio calls made inside realtime sections.

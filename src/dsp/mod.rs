@@ -4,4 +4,6 @@
 //! Nothing here is async, and nothing here knows about sessions. Which functions are
 //! realtime-safe is said on each.
 
+pub mod decimate;
+pub mod interpolate;
 pub mod resample;

@@ -1,9 +1,14 @@
 //! Sample-rate conversion at the edges of a session (rubato, windowed sinc).
 //!
-//! [`ChunkResampler`] converts fixed-size chunks without allocating: the realtime thread uses it
-//! for the host's input frames. [`StreamResampler`] wraps it for chunks of any size on the I/O side
-//! (reply audio from TTS to the host's output rate).
+//! [`ChunkResampler`] converts fixed-size chunks without allocating. [`FrameResampler`] picks the
+//! cheapest good converter for a pair of rates: the exact-ratio FIR decimator ([`Decimator`],
+//! 48 → 16 kHz and the like) or interpolator ([`Interpolator`], 24 → 48 kHz and the like) when
+//! the rates allow it, else a `ChunkResampler`; the realtime thread uses it for the host's input
+//! frames. [`StreamResampler`] wraps it for chunks of any size on the I/O side (reply audio from
+//! TTS to the host's output rate, whole clips).
 
+use super::decimate::Decimator;
+use super::interpolate::Interpolator;
 use rubato::{
     Resampler as _, SincFixedIn, SincInterpolationParameters, SincInterpolationType, WindowFunction,
 };
@@ -75,10 +80,54 @@ impl ChunkResampler {
     }
 }
 
+/// Converts chunks of (at most) `chunk_len` samples from one rate to another without allocating
+/// after construction.
+pub enum FrameResampler {
+    /// Exactly 3:1 or 2:1 (48 → 16 kHz, 32 → 16 kHz, …): a polyphase FIR, about 1 ms of delay.
+    Decimate(Decimator),
+    /// Exactly 1:2 or 1:3 (24 → 48 kHz, 16 → 48 kHz, …): a polyphase FIR, under 1 ms of delay.
+    Interpolate(Interpolator),
+    /// Any other pair of rates (or equal rates: a copy): rubato's windowed sinc.
+    Sinc(ChunkResampler),
+}
+
+impl FrameResampler {
+    /// The decimator or interpolator when the rates are in an exact ratio of 2 or 3, else the
+    /// sinc resampler.
+    pub fn new(from_rate: u32, to_rate: u32, chunk_len: usize) -> Self {
+        if let Some(decimator) = Decimator::new(from_rate, to_rate, chunk_len) {
+            return FrameResampler::Decimate(decimator);
+        }
+        if let Some(interpolator) = Interpolator::new(from_rate, to_rate, chunk_len) {
+            return FrameResampler::Interpolate(interpolator);
+        }
+        FrameResampler::Sinc(ChunkResampler::new(from_rate, to_rate, chunk_len))
+    }
+
+    /// Upper bound of the samples one call returns.
+    pub fn max_output(&self) -> usize {
+        match self {
+            FrameResampler::Decimate(d) => d.max_output(),
+            FrameResampler::Interpolate(i) => i.max_output(),
+            FrameResampler::Sinc(s) => s.max_output(),
+        }
+    }
+
+    /// Converts one chunk (exactly `chunk_len` samples for the sinc resampler). Realtime-safe.
+    pub fn process(&mut self, input: &[i16]) -> &[i16] {
+        match self {
+            FrameResampler::Decimate(d) => d.process(input),
+            FrameResampler::Interpolate(i) => i.process(input),
+            FrameResampler::Sinc(s) => s.process(input),
+        }
+    }
+}
+
 /// Converts a stream of chunks of any size, buffering up to one chunk. For the I/O side only
 /// (it allocates the returned vectors).
 pub struct StreamResampler {
-    chunker: ChunkResampler,
+    chunker: FrameResampler,
+    chunk: usize,
     pending: Vec<i16>,
 }
 
@@ -87,7 +136,8 @@ impl StreamResampler {
     pub fn new(from_rate: u32, to_rate: u32) -> Self {
         let chunk = (from_rate / 100).max(1) as usize;
         StreamResampler {
-            chunker: ChunkResampler::new(from_rate, to_rate, chunk),
+            chunker: FrameResampler::new(from_rate, to_rate, chunk),
+            chunk,
             pending: Vec::with_capacity(chunk),
         }
     }
@@ -96,7 +146,7 @@ impl StreamResampler {
     pub fn push(&mut self, input: &[i16]) -> Vec<i16> {
         let mut out = Vec::with_capacity(input.len() * 3 + 16);
         self.pending.extend_from_slice(input);
-        let chunk = self.chunker.chunk_len();
+        let chunk = self.chunk;
         let mut start = 0;
         while self.pending.len() - start >= chunk {
             out.extend_from_slice(self.chunker.process(&self.pending[start..start + chunk]));
@@ -123,7 +173,7 @@ impl StreamResampler {
         if self.pending.is_empty() {
             return Vec::new();
         }
-        let chunk = self.chunker.chunk_len();
+        let chunk = self.chunk;
         let real = self.pending.len();
         self.pending.resize(chunk, 0);
         let converted = self.chunker.process(&self.pending);
@@ -186,6 +236,21 @@ mod tests {
             }
         }
         assert!(peak < 300, "aliased peak {peak}");
+    }
+
+    #[test]
+    fn frame_resampler_decimates_exact_ratios_only() {
+        assert!(matches!(
+            FrameResampler::new(48000, 16000, 960),
+            FrameResampler::Decimate(_)
+        ));
+        assert!(matches!(
+            FrameResampler::new(44100, 16000, 882),
+            FrameResampler::Sinc(_)
+        ));
+        let mut r = FrameResampler::new(48000, 16000, 960);
+        let input = tone(48000, 440.0, 960);
+        assert_eq!(r.process(&input).len(), 320);
     }
 
     #[test]

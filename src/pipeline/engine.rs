@@ -1,7 +1,8 @@
 //! What every session of one backend is wired from: the backend kind's recipe (conversation and
 //! transports), the audio processors the host added, the engine counters all realtime threads
-//! bump, and the doorbell that wakes session tasks. The backend layer owns one [`Engine`] and asks
-//! it for each session's [`SessionWiring`].
+//! bump, the doorbell that wakes session tasks and, in the pooled realtime mode
+//! (`audio.realtime_threads` > 0), the pool of realtime threads that runs every session's loop.
+//! The backend layer owns one [`Engine`] and asks it for each session's [`SessionWiring`].
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use super::wiring::SessionWiring;
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result, VbStatus};
 use crate::logging::LogPolicy;
+use crate::rt::pool::RealtimePool;
 use crate::rt::processor::{ProcessorChain, ProcessorFactory};
 use crate::rt::shared::EngineCounters;
 use crate::telemetry::{EngineTotals, SessionTelemetry, TotalsSource};
@@ -24,6 +26,9 @@ pub struct Engine {
     processors: Mutex<Vec<ProcessorFactory>>,
     counters: Arc<EngineCounters>,
     doorbell: Doorbell,
+    /// The realtime pool, when `audio.realtime_threads` asks for one (its threads start with the
+    /// first session).
+    pool: Option<Arc<RealtimePool>>,
 }
 
 impl Engine {
@@ -35,6 +40,14 @@ impl Engine {
             processors: Mutex::new(Vec::new()),
             counters: Arc::new(EngineCounters::default()),
             doorbell: Doorbell::new(config.max_concurrent_sessions),
+            pool: (config.audio.realtime_threads > 0).then(|| {
+                Arc::new(RealtimePool::new(
+                    config.audio.realtime_threads as usize,
+                    config.max_concurrent_sessions as usize,
+                    std::time::Duration::from_millis(config.audio.frame_ms.into()),
+                    config.audio.realtime_priority,
+                ))
+            }),
         })
     }
 
@@ -148,6 +161,7 @@ impl Engine {
             processors,
             counters: self.counters.clone(),
             bell: self.doorbell.bell()?,
+            pool: self.pool.clone(),
             conversation: self.recipe.conversation.clone(),
             telemetry,
             span,

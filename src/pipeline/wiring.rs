@@ -3,6 +3,9 @@
 //! where a session is assembled; the backend layer asks for it ([`super::Engine::wire`]) and
 //! drives its life (`start`, `stop`).
 //!
+//! The realtime loop runs on its own thread, or on a thread of the backend's realtime pool
+//! (`audio.realtime_threads`).
+//!
 //! ```text
 //!  transport edge ─► [in ring] ─► realtime thread ─► [I/O ring] ─► session task (conversation)
 //!  transport edge ◄─ [out ring] ◄─ playout ◄────────── [reply ring] ◄─┘     │ events
@@ -30,6 +33,7 @@ use crate::event::{Event, VbSessionState};
 use crate::logging::LogPolicy;
 use crate::rt::core::{IoEnds, RealtimeLoop, build_session};
 use crate::rt::frame::FrameSpec;
+use crate::rt::pool::{PoolTicket, RealtimePool};
 use crate::rt::processor::ProcessorChain;
 use crate::rt::shared::{EngineCounters, RtShared};
 use crate::rt::thread::spawn_realtime_thread;
@@ -57,6 +61,8 @@ pub(crate) struct Parts<'a> {
     pub processors: ProcessorChain,
     pub counters: Arc<EngineCounters>,
     pub bell: Bell,
+    /// The backend's realtime pool, when loops run there instead of on a thread each.
+    pub pool: Option<Arc<RealtimePool>>,
     pub conversation: Arc<dyn SessionPipeline>,
     pub telemetry: SessionTelemetry,
     /// The session's `tracing` span: its task and transport run in it.
@@ -75,7 +81,8 @@ pub struct Start {
     pub agent: Option<Arc<dyn Agent>>,
     /// Records finished turns (history, session store).
     pub recorder: TurnRecorder,
-    /// Ask for elevated scheduling for the realtime thread.
+    /// Ask for elevated scheduling for the realtime thread (a pool's threads ask for it by the
+    /// backend's configuration instead).
     pub elevate: bool,
 }
 
@@ -99,11 +106,19 @@ pub struct SessionWiring {
 enum Lifecycle {
     Created(Box<Pending>),
     Running {
-        rt_thread: JoinHandle<()>,
+        rt_runner: RtRunner,
         task_done: crossbeam_channel::Receiver<()>,
         link: Option<MediaLink>,
     },
     Stopped,
+}
+
+/// Where a running session's realtime loop runs.
+enum RtRunner {
+    /// Its own thread.
+    Thread(JoinHandle<()>),
+    /// A thread of the backend's pool.
+    Pool(PoolTicket),
 }
 
 /// What exists between `build` and `start`.
@@ -113,6 +128,7 @@ struct Pending {
     events: EventSink,
     commands: mpsc::UnboundedReceiver<SessionCommand>,
     bell: Bell,
+    pool: Option<Arc<RealtimePool>>,
     /// The network transport and its end of the session, until it connects.
     media: Option<(Arc<dyn MediaTransport>, MediaEdge)>,
     transport: Option<TransportInbox>,
@@ -195,6 +211,7 @@ impl SessionWiring {
                 events,
                 commands: commands_rx,
                 bell: parts.bell,
+                pool: parts.pool,
                 media,
                 transport,
             }))),
@@ -234,6 +251,7 @@ impl SessionWiring {
             events,
             commands,
             bell,
+            pool,
             media,
             transport,
         } = *pending;
@@ -248,9 +266,21 @@ impl SessionWiring {
             )?),
             None => None,
         };
-        let name = format!("vb-rt-{}", start.tag);
-        let rt_thread = spawn_realtime_thread(name, rt, self.shared.clone(), start.elevate)
-            .map_err(|e| Error::internal(format!("could not start the realtime thread: {e}")))?;
+        let rt_runner = match pool {
+            Some(pool) => RtRunner::Pool(pool.attach(rt, self.shared.clone()).map_err(|e| {
+                Error::internal(format!(
+                    "could not add the session to the realtime pool: {e}"
+                ))
+            })?),
+            None => {
+                let name = format!("vb-rt-{}", start.tag);
+                let thread = spawn_realtime_thread(name, rt, self.shared.clone(), start.elevate)
+                    .map_err(|e| {
+                        Error::internal(format!("could not start the realtime thread: {e}"))
+                    })?;
+                RtRunner::Thread(thread)
+            }
+        };
         let ctx = PipelineContext {
             spec: self.spec,
             turn_samples: self.turn_samples,
@@ -276,7 +306,7 @@ impl SessionWiring {
             .instrument(self.span.clone()),
         );
         *lifecycle = Lifecycle::Running {
-            rt_thread,
+            rt_runner,
             task_done,
             link,
         };
@@ -284,12 +314,13 @@ impl SessionWiring {
     }
 
     /// Closes the network transport (leaving the room), ends the session task and the
-    /// realtime thread, and waits for all three. Idempotent; the state becomes
+    /// realtime loop (its thread, or its place in the pool, which hands the loop back to be
+    /// dropped here), and waits for all three. Idempotent; the state becomes
     /// `VB_STATE_STOPPED`.
     pub fn stop(&self) {
         let previous = std::mem::replace(&mut *self.lock(), Lifecycle::Stopped);
         if let Lifecycle::Running {
-            rt_thread,
+            rt_runner,
             task_done,
             link,
         } = previous
@@ -300,10 +331,15 @@ impl SessionWiring {
             let _ = self.commands.send(SessionCommand::Stop);
             let _ = task_done.recv_timeout(TASK_STOP_TIMEOUT);
             self.shared.shutdown.store(true, Ordering::Release);
-            if let Some(thread) = self.shared.thread.get() {
-                thread.unpark();
+            match rt_runner {
+                RtRunner::Thread(rt_thread) => {
+                    if let Some(thread) = self.shared.thread.get() {
+                        thread.unpark();
+                    }
+                    let _ = rt_thread.join();
+                }
+                RtRunner::Pool(ticket) => ticket.leave(),
             }
-            let _ = rt_thread.join();
         }
         self.state.swap(VbSessionState::VB_STATE_STOPPED);
     }

@@ -16,7 +16,7 @@ use super::turn::{TurnDetector, TurnStep};
 use super::vad::VoiceDetector;
 use super::wake::IoWake;
 use crate::config::BackendConfig;
-use crate::dsp::resample::ChunkResampler;
+use crate::dsp::resample::FrameResampler;
 
 /// The edge's ends of a session's rings: what the session's transport writes user audio into and
 /// reads the agent's audio from (the host's `process_audio` / `read_audio`, or a network
@@ -43,7 +43,7 @@ pub struct RealtimeLoop {
     spec: FrameSpec,
     input: rtrb::Consumer<i16>,
     host_frame: Box<[i16]>,
-    resampler: ChunkResampler,
+    resampler: FrameResampler,
     pending: Box<[i16]>,
     pending_len: usize,
     frame: Box<[i16]>,
@@ -96,7 +96,7 @@ pub fn build_session(
     let (control_tx, control_rx) = crossbeam_channel::bounded(64);
 
     let internal_frame = spec.internal_frame();
-    let resampler = ChunkResampler::new(spec.input_rate, spec.internal_rate, spec.input_frame());
+    let resampler = FrameResampler::new(spec.input_rate, spec.internal_rate, spec.input_frame());
     let vad_start_frames = config.vad.start_ms.div_ceil(spec.frame_ms).max(1);
     let barge_in_frames = config.interruptions.enabled.then(|| {
         config

@@ -7,6 +7,7 @@ pub mod core;
 pub mod frame;
 pub mod message;
 pub mod playout;
+pub mod pool;
 pub mod processor;
 pub mod shared;
 pub mod thread;

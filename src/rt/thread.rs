@@ -46,7 +46,7 @@ pub fn spawn_realtime_thread(
 }
 
 /// Asks for SCHED_FIFO at a modest priority. Returns whether the OS granted it.
-fn elevate_current_thread() -> bool {
+pub(crate) fn elevate_current_thread() -> bool {
     #[cfg(target_os = "linux")]
     {
         let param = libc::sched_param { sched_priority: 10 };

@@ -36,7 +36,7 @@ func TestConfigJSON(t *testing.T) {
 		STTConfig:             map[string]any{"delay_ms": 5},
 		LatencyTarget:         300 * time.Millisecond,
 		MaxConcurrentSessions: 7,
-		Audio:                 &AudioConfig{SampleRate: 8000, RealtimePriority: Bool(false)},
+		Audio:                 &AudioConfig{SampleRate: 8000, RealtimePriority: Bool(false), RealtimeThreads: 2},
 		VAD:                   &VADConfig{Mode: Int(0)},
 		Turn:                  &TurnConfig{Silence: 400 * time.Millisecond},
 		Interruptions:         &InterruptionConfig{},
@@ -50,7 +50,7 @@ func TestConfigJSON(t *testing.T) {
 	if err := json.Unmarshal(js, &got); err != nil {
 		t.Fatal(err)
 	}
-	want := `{"audio":{"realtime_priority":false,"sample_rate":8000},"latency_target_ms":300,` +
+	want := `{"audio":{"realtime_priority":false,"realtime_threads":2,"sample_rate":8000},"latency_target_ms":300,` +
 		`"max_concurrent_sessions":7,"provider":"local","stt_config":{"delay_ms":5},"stt_provider":"s",` +
 		`"tts_provider":"t","turn":{"min_speech_ms":0,"silence_ms":400},"vad":{"mode":0}}`
 	if again, _ := json.Marshal(got); string(again) != want {
