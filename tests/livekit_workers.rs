@@ -373,6 +373,13 @@ fn a_worker_registers_again_when_its_connection_to_the_server_is_lost() {
     // The server goes away and comes back on the same port: the worker finds it again.
     server.kill();
     let server = LiveKitServer::start_on(port);
+    // A room made while no worker is registered gets no agent (the server dispatches a room's
+    // job once, when the room is made): the user comes once the worker is back.
+    wait_until(
+        || format!("the worker registers again: {}", server.log()),
+        Duration::from_secs(30),
+        || server.log().contains("worker registered"),
+    );
     let peer = user(&server, "after-restart", &[500], 5_000);
     worker.wait_for(
         |l| l.starts_with("turn after-restart "),
