@@ -202,7 +202,14 @@ impl Conversation {
                 Some((id, done)) = inbox.tts_done_rx.recv() => Wake::TtsDone(id, done),
             };
             match wake {
-                Wake::Rung => self.on_realtime_news(),
+                Wake::Rung => {
+                    // The agent's words already written come before the news of their audio
+                    // (select! picks among ready branches at random).
+                    while let Ok((id, msg)) = inbox.reply_rx.try_recv() {
+                        self.on_reply_msg(id, msg);
+                    }
+                    self.on_realtime_news()
+                }
                 Wake::Housekeeping => self.ctx.recorder.report_failures(&mut self.ctx.events),
                 Wake::Transport(news) => {
                     if self.ctx.on_transport_news(news) {
