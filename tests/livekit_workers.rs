@@ -409,3 +409,36 @@ fn the_room_service_refuses_a_wrong_secret_as_unauthorized() {
     );
     assert!(!e.message().contains("wrong"), "{e}");
 }
+
+#[test]
+fn a_worker_whose_measured_load_is_over_its_threshold_gets_no_room() {
+    // Alone: the busy worker's CPU and the other worker's rooms must not disturb other tests.
+    let _alone = MACHINE.write().unwrap_or_else(|p| p.into_inner());
+    let server = LiveKitServer::start();
+    // The load a worker reports is its process's CPU time over wall time and cores: two
+    // spinning threads put the busy one well over a quarter of the machine, with no job at all.
+    let config = worker_json(&server, r#"{"load_threshold":0.25}"#);
+    let busy = WorkerProcess::start_mode("busy", &config, Some("busy"));
+    busy.wait_for(|l| l == "registered", Duration::from_secs(20));
+    let idle = WorkerProcess::registered("idle", &config);
+    // Let the busy worker report a measured load (every 2.5 s).
+    std::thread::sleep(Duration::from_secs(3));
+    let users: Vec<Peer> = (0..6)
+        .map(|i| user(&server, &format!("load-{i}"), &[500], 4_000))
+        .collect();
+    wait_until(
+        || {
+            format!(
+                "the idle worker takes six rooms (it took {:?}, the busy one {:?})",
+                idle.rooms(),
+                busy.rooms()
+            )
+        },
+        Duration::from_secs(60),
+        || idle.rooms().len() == 6,
+    );
+    assert!(busy.rooms().is_empty(), "{:?}", busy.lines());
+    for peer in users {
+        assert!(heard_a_reply_to(&peer.finish(Duration::from_secs(30)), 0));
+    }
+}

@@ -1,6 +1,6 @@
 /* A C host running a LiveKit agent worker: the process the worker tests start two or three of.
  *
- *   livekit_worker BACKEND_JSON [refuse]
+ *   livekit_worker BACKEND_JSON [refuse | busy]
  *
  * Registers (vb_backend_start), takes every session the server dispatches (vb_backend_set_incoming)
  * with an echo agent ("you said ..."), frees each once it has stopped, and on SIGTERM drains
@@ -35,6 +35,14 @@ static struct job jobs[MAX_JOBS];
 static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
 static volatile sig_atomic_t stop_requested = 0;
 static int refuse = 0;
+
+/* Burns CPU until the process ends (the `busy` mode). */
+static void *burn(void *arg) {
+  (void)arg;
+  volatile unsigned long x = 0;
+  for (;;) x = x * 31 + 7;
+  return NULL;
+}
 
 static void on_signal(int sig) {
   (void)sig;
@@ -149,10 +157,17 @@ static void *drain_backend(void *arg) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: %s BACKEND_JSON [refuse]\n", argv[0]);
+    fprintf(stderr, "usage: %s BACKEND_JSON [refuse | busy]\n", argv[0]);
     return 2;
   }
   refuse = argc > 2 && strcmp(argv[2], "refuse") == 0;
+  if (argc > 2 && strcmp(argv[2], "busy") == 0) {
+    for (int i = 0; i < 2; i++) {
+      pthread_t burner;
+      pthread_create(&burner, NULL, burn, NULL);
+      pthread_detach(burner);
+    }
+  }
   signal(SIGTERM, on_signal);
   signal(SIGINT, on_signal);
 

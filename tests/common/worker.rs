@@ -67,6 +67,12 @@ impl WorkerProcess {
     /// Starts a worker host with `backend_json` (plus a session store of its own: a store file
     /// belongs to one process); `refuse`: it refuses every session.
     pub fn start(name: &str, backend_json: &str, refuse: bool) -> WorkerProcess {
+        WorkerProcess::start_mode(name, backend_json, refuse.then_some("refuse"))
+    }
+
+    /// Starts a worker host in `mode` (`"refuse"`: it refuses every session; `"busy"`: two of its
+    /// threads burn CPU).
+    pub fn start_mode(name: &str, backend_json: &str, mode: Option<&str>) -> WorkerProcess {
         let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let stderr = scratch.join(format!("{}-worker-{name}.log", std::process::id()));
         let store = scratch.join(format!("{}-worker-{name}.redb", std::process::id()));
@@ -82,7 +88,7 @@ impl WorkerProcess {
         let mut command = Command::new(program());
         command
             .arg(backend_json)
-            .args(refuse.then_some("refuse"))
+            .args(mode)
             .env_remove("LD_LIBRARY_PATH")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
