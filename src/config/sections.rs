@@ -1,0 +1,220 @@
+//! The sections of the backend configuration: `retry`, `rate_limit`, `auth`, `persistence`,
+//! `privacy`, `telemetry`, `audio` (with `vad`, `turn`, `interruptions`), each with its documented
+//! defaults.
+
+use serde::Deserialize;
+
+use super::Secret;
+
+/// `retry`: jittered exponential backoff for provider connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Connection attempts before giving up, the first included (1–20, default 5).
+    pub max_attempts: u32,
+    /// Wait before the second attempt; doubles each time (1–60000 ms, default 100).
+    pub initial_backoff_ms: u32,
+    /// Longest wait between attempts (initial_backoff_ms–300000 ms, default 5000).
+    pub max_backoff_ms: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 5,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 5000,
+        }
+    }
+}
+
+/// `rate_limit`: the built-in token buckets that admit new sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Sessions admitted per second across the backend; 0 turns the global limit off (default 50).
+    pub sessions_per_second: u32,
+    /// Sessions that may be admitted at once above the steady rate (1–1000000, default 100).
+    pub burst: u32,
+    /// Sessions one user may open per minute; 0 turns the per-user limit off (default 30).
+    pub per_user_sessions_per_minute: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            sessions_per_second: 50,
+            burst: 100,
+            per_user_sessions_per_minute: 30,
+        }
+    }
+}
+
+/// `auth`: access tokens of new sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Key of the built-in hook that verifies HS256 JWT access tokens (LiveKit-compatible
+    /// claims); null: no built-in hook.
+    pub jwt_hs256_secret: Option<Secret>,
+    /// Refuse sessions without a valid `auth_token` (default false).
+    pub required: bool,
+}
+
+/// `persistence`: the embedded store of active sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistenceConfig {
+    /// Store file (its directory is created); null: `voicebackend/sessions/<program>.redb` under
+    /// the user's cache directory (`$XDG_CACHE_HOME`, else `~/.cache`); `""`: off.
+    pub path: Option<String>,
+}
+
+/// `privacy`: what the default retention policy lets the engine keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Keep transcripts in the store while the session is active (default true).
+    pub persist_transcripts: bool,
+    /// Keep user audio in the store while the session is active (default false).
+    pub persist_audio: bool,
+    /// Write transcripts to logs (default false).
+    pub log_transcripts: bool,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            persist_transcripts: true,
+            persist_audio: false,
+            log_transcripts: false,
+        }
+    }
+}
+
+/// `telemetry`: OpenTelemetry metrics and traces.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// `service.name` of the exported resource (default "voicebackend").
+    pub service_name: String,
+    /// OTLP/HTTP protobuf endpoint, e.g. `http://127.0.0.1:4318`; null: no OTLP export.
+    pub otlp_endpoint: Option<String>,
+    /// `host:port` of a Prometheus text endpoint (`/metrics`); null: none. Loopback unless an
+    /// address says otherwise.
+    pub prometheus_addr: Option<String>,
+    /// How often metrics are pushed over OTLP (100–600000 ms, default 10000).
+    pub export_interval_ms: u32,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            service_name: "voicebackend".to_owned(),
+            otlp_endpoint: None,
+            prometheus_addr: None,
+            export_interval_ms: 10_000,
+        }
+    }
+}
+
+/// `audio`: the realtime core's internal format and ring sizes.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AudioConfig {
+    /// Internal rate in Hz: 8000 or 16000 (default 16000).
+    pub sample_rate: u32,
+    /// Frame duration in ms: 10, 20 or 30 (default 20).
+    pub frame_ms: u32,
+    /// Input ring between `process_audio` and the realtime thread, in ms of audio (default 500).
+    pub input_buffer_ms: u32,
+    /// Output ring that `read_audio` drains, in ms of audio (default 200).
+    pub output_buffer_ms: u32,
+    /// Reply audio buffered between TTS and playout, in ms (default 2000).
+    pub reply_buffer_ms: u32,
+    /// Ask the OS for realtime scheduling of the session threads (default true).
+    pub realtime_priority: bool,
+    /// Where the sessions' realtime loops run: 0 (default) gives every session its own realtime
+    /// thread, woken by each frame; 1–64 runs every session's loop on a pool of that many
+    /// realtime threads, each waking every half frame period and running all its loops (fewer
+    /// wake-ups for many sessions, up to half a frame more input latency). See
+    /// [`crate::rt::pool`].
+    pub realtime_threads: u32,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        AudioConfig {
+            sample_rate: 16000,
+            frame_ms: 20,
+            input_buffer_ms: 500,
+            output_buffer_ms: 200,
+            reply_buffer_ms: 2000,
+            realtime_priority: true,
+            realtime_threads: 0,
+        }
+    }
+}
+
+/// `vad`: webrtc-vad with start/stop hysteresis.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VadConfig {
+    /// Aggressiveness 0 (quality) to 3 (very aggressive), default 2.
+    pub mode: u8,
+    /// Voiced audio needed before the detector says "speech" (default 40 ms).
+    pub start_ms: u32,
+    /// Unvoiced audio needed before it says "silence" again (default 100 ms).
+    pub stop_ms: u32,
+}
+
+impl Default for VadConfig {
+    fn default() -> Self {
+        VadConfig {
+            mode: 2,
+            start_ms: 40,
+            stop_ms: 100,
+        }
+    }
+}
+
+/// `turn`: when a user turn starts and ends, in audio time.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TurnConfig {
+    /// Silence that ends a turn (50–10000 ms, default 500).
+    pub silence_ms: u32,
+    /// Speech needed before a turn starts (0–5000 ms, default 150).
+    pub min_speech_ms: u32,
+    /// A turn is cut at this length (1000–600000 ms, default 30000).
+    pub max_turn_ms: u32,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        TurnConfig {
+            silence_ms: 500,
+            min_speech_ms: 150,
+            max_turn_ms: 30000,
+        }
+    }
+}
+
+/// `interruptions`: barge-in while the agent speaks.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InterruptionConfig {
+    /// Whether user speech interrupts the agent (default true).
+    pub enabled: bool,
+    /// Speech needed to interrupt, so a cough does not (0–5000 ms, default 200).
+    pub min_speech_ms: u32,
+}
+
+impl Default for InterruptionConfig {
+    fn default() -> Self {
+        InterruptionConfig {
+            enabled: true,
+            min_speech_ms: 200,
+        }
+    }
+}

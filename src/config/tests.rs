@@ -1,0 +1,179 @@
+use super::*;
+use crate::error::VbStatus;
+
+const MINIMAL: &str = r#"{"provider":"local","stt_provider":"a","tts_provider":"b"}"#;
+
+fn err(json: &str) -> String {
+    let e = BackendConfig::from_json(json).unwrap_err();
+    assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_CONFIG);
+    e.message().to_owned()
+}
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let c = BackendConfig::from_json(MINIMAL).unwrap();
+    assert_eq!(c.pipeline_type, PipelineType::SttTts);
+    assert_eq!(c.latency_target_ms, 500);
+    assert_eq!(c.max_concurrent_sessions, 100);
+    assert_eq!((c.audio.sample_rate, c.audio.frame_ms), (16000, 20));
+    assert_eq!(c.vad.mode, 2);
+    assert_eq!(
+        (c.turn.silence_ms, c.turn.min_speech_ms, c.turn.max_turn_ms),
+        (500, 150, 30000)
+    );
+    assert!(c.interruptions.enabled);
+    assert_eq!(c.interruptions.min_speech_ms, 200);
+    assert_eq!(c.agent_timeout_ms, 10_000);
+    assert_eq!(c.retry, RetryConfig::default());
+    assert_eq!(
+        (
+            c.retry.max_attempts,
+            c.retry.initial_backoff_ms,
+            c.retry.max_backoff_ms
+        ),
+        (5, 100, 5000)
+    );
+    assert_eq!(
+        (
+            c.rate_limit.sessions_per_second,
+            c.rate_limit.burst,
+            c.rate_limit.per_user_sessions_per_minute
+        ),
+        (50, 100, 30)
+    );
+    assert_eq!(c.auth, AuthConfig::default());
+    assert_eq!(c.persistence.path, None);
+    assert_eq!(c.privacy, PrivacyConfig::default());
+    assert!(c.privacy.persist_transcripts && !c.privacy.persist_audio);
+    assert_eq!(c.telemetry.service_name, "voicebackend");
+}
+
+#[test]
+fn operations_sections_are_checked_like_the_rest() {
+    let with = |extra: &str| {
+        format!(r#"{{"provider":"local","stt_provider":"a","tts_provider":"b",{extra}}}"#)
+    };
+    let m = err(&with(
+        r#""retry":{"initial_backoff_ms":500,"max_backoff_ms":100}"#,
+    ));
+    assert_eq!(m, "retry.max_backoff_ms: 100 is below the minimum 500");
+    let m = err(&with(r#""agent_timeout_ms":5"#));
+    assert!(m.starts_with("agent_timeout_ms"), "{m}");
+    let m = err(&with(r#""auth":{"jwt_hs256_secret":""}"#));
+    assert!(m.starts_with("auth.jwt_hs256_secret"), "{m}");
+    let m = err(&with(r#""privacy":{"keep_audio":true}"#));
+    assert!(m.contains("keep_audio"), "{m}");
+}
+
+#[test]
+fn secrets_never_print() {
+    let c = BackendConfig::from_json(
+        r#"{"provider":"local","stt_provider":"a","tts_provider":"b",
+            "auth":{"jwt_hs256_secret":"hunter2-signing-key"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        c.auth.jwt_hs256_secret.as_ref().map(Secret::expose),
+        Some("hunter2-signing-key")
+    );
+    assert!(!format!("{c:?}").contains("hunter2"));
+    let c = BackendConfig::from_json(
+        r#"{"provider":"local","stt_provider":"a","tts_provider":"b",
+            "stt_config":{"api_key":"sk-1","nested":{"auth_token":"t-2"},"model":"m"},
+            "s2s_config":{"voices":[{"secret":"s-3"}]}}"#,
+    )
+    .unwrap();
+    let shown = format!("{c:?}");
+    for secret in ["sk-1", "t-2", "s-3"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(shown.contains(r#""model": String("m")"#), "{shown}");
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_path() {
+    assert!(
+        err(r#"{"provider":"local","stt_provider":"a","tts_provider":"b","bogus":1}"#)
+            .contains("bogus")
+    );
+    let m =
+        err(r#"{"provider":"local","stt_provider":"a","tts_provider":"b","turn":{"silence":5}}"#);
+    assert!(m.starts_with("turn"), "{m}");
+    assert!(m.contains("silence"), "{m}");
+}
+
+#[test]
+fn out_of_range_values_name_field_value_and_bound() {
+    let m = err(
+        r#"{"provider":"local","stt_provider":"a","tts_provider":"b","turn":{"silence_ms":0}}"#,
+    );
+    assert_eq!(m, "turn.silence_ms: 0 is below the minimum 50");
+    let m = err(r#"{"provider":"local","stt_provider":"a","tts_provider":"b","vad":{"mode":4}}"#);
+    assert_eq!(m, "vad.mode: 4 is above the maximum 3");
+    let m = err(
+        r#"{"provider":"local","stt_provider":"a","tts_provider":"b","audio":{"frame_ms":25}}"#,
+    );
+    assert!(m.starts_with("audio.frame_ms: 25 is not one of"), "{m}");
+    let m = err(
+        r#"{"provider":"local","stt_provider":"a","tts_provider":"b","audio":{"realtime_threads":65}}"#,
+    );
+    assert_eq!(m, "audio.realtime_threads: 65 is above the maximum 64");
+    let m = err(
+        r#"{"provider":"local","stt_provider":"a","tts_provider":"b","audio":{"realtime_threads":-1}}"#,
+    );
+    assert!(m.starts_with("audio.realtime_threads"), "{m}");
+    let ok = BackendConfig::from_json(
+        r#"{"provider":"local","stt_provider":"a","tts_provider":"b","audio":{"realtime_threads":2}}"#,
+    )
+    .unwrap();
+    assert_eq!(ok.audio.realtime_threads, 2);
+    assert_eq!(AudioConfig::default().realtime_threads, 0);
+}
+
+#[test]
+fn malformed_json_and_wrong_types_are_invalid_config() {
+    let m = err("{not json");
+    assert!(m.starts_with("config: key must be a string"), "{m}");
+    assert!(
+        err(r#"{"provider":"local","max_concurrent_sessions":"ten"}"#)
+            .starts_with("max_concurrent_sessions")
+    );
+    assert!(err(r#"{"stt_provider":"a"}"#).contains("provider"));
+    assert!(
+        BackendConfig::from_json(r#"{"provider":"pipecat"}"#).is_ok(),
+        "provider fields are the backend's call"
+    );
+}
+
+#[test]
+fn each_pipeline_names_the_provider_it_needs() {
+    let needs = |json: &str| {
+        let config = BackendConfig::from_json(json).unwrap();
+        config
+            .require_pipeline_providers()
+            .unwrap_err()
+            .message()
+            .to_owned()
+    };
+    assert!(needs(r#"{"provider":"local","tts_provider":"b"}"#).starts_with("stt_provider"));
+    assert!(needs(r#"{"provider":"local","stt_provider":"a"}"#).starts_with("tts_provider"));
+    assert!(needs(r#"{"provider":"local","pipeline_type":"s2s"}"#).starts_with("s2s_provider"));
+    assert!(err(r#"{"provider":"local","pipeline_type":"duplex"}"#).starts_with("pipeline_type"));
+}
+
+#[test]
+fn session_config_checks_rates() {
+    let c = SessionConfig::from_json("").unwrap();
+    assert_eq!((c.input_sample_rate, c.transport.as_str()), (16000, "host"));
+    let e = SessionConfig::from_json(r#"{"input_sample_rate": 11025}"#).unwrap_err();
+    assert!(
+        e.message()
+            .starts_with("input_sample_rate: 11025 is not one of")
+    );
+    assert!(
+        SessionConfig::from_json(r#"{"user":"x"}"#)
+            .unwrap_err()
+            .message()
+            .contains("user")
+    );
+}
