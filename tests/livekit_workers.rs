@@ -442,3 +442,42 @@ fn a_worker_whose_measured_load_is_over_its_threshold_gets_no_room() {
         assert!(heard_a_reply_to(&peer.finish(Duration::from_secs(30)), 0));
     }
 }
+
+/// A Rust host whose hook panics on the first session and takes the next ones.
+struct Clumsy {
+    calls: AtomicUsize,
+    kept: std::sync::Mutex<Vec<Session>>,
+}
+
+impl IncomingHandler for Clumsy {
+    fn on_session(&self, session: Session, _: &Value) -> voicebackend::Result<Accepted> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("a bug in the host");
+        }
+        self.kept.lock().unwrap().push(session);
+        Ok(Accepted {
+            agent: Some(common::echo_agent()),
+            on_event: None,
+        })
+    }
+}
+
+#[test]
+fn a_host_hook_that_panics_fails_that_job_only_and_the_worker_takes_the_next() {
+    let _shared = shared_machine();
+    let server = LiveKitServer::start();
+    let backend = Backend::from_json(&worker_json(&server, r#"{"max_jobs":1}"#)).unwrap();
+    let host = Arc::new(Clumsy {
+        calls: AtomicUsize::new(0),
+        kept: std::sync::Mutex::new(Vec::new()),
+    });
+    backend.set_incoming(host.clone()).unwrap();
+    backend.start().unwrap();
+    let first = user(&server, "clumsy-1", &[500], 3_000);
+    assert!(agents_seen(&first.finish(Duration::from_secs(30))).is_empty());
+    // With max_jobs 1, a job left counted after the panic would keep the worker full.
+    let second = user(&server, "clumsy-2", &[500], 4_000);
+    assert!(heard_a_reply_to(&second.finish(Duration::from_secs(30)), 0));
+    assert_eq!(host.calls.load(Ordering::SeqCst), 2);
+    backend.stop(Duration::from_secs(5)).unwrap();
+}

@@ -413,7 +413,17 @@ impl WorkerTask {
         let started = started.clone();
         let job_id = job.id;
         self.runtime.spawn_blocking(move || {
-            let result = arrivals.arrive(config, info);
+            // A host hook that panics fails the job; the worker must still hear of it, or the job
+            // would count against the worker forever.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                arrivals.arrive(config, info)
+            }))
+            .unwrap_or_else(|_| {
+                Err(Error::new(
+                    VbStatus::VB_ERR_PANIC,
+                    "the host's hook for arriving sessions panicked",
+                ))
+            });
             let _ = started.send(Started { job_id, result });
         });
     }
