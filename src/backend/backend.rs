@@ -184,7 +184,15 @@ impl Backend {
         let arrivals = Arc::new(BackendArrivals {
             backend: Arc::downgrade(&self.inner),
         });
-        let listener = self.inner.engine.listen(arrivals, runtime.handle())?;
+        // A worker that cannot register fails the start; telemetry started on the runtime
+        // that is dropped here stops with it (a later start begins afresh).
+        let listener = match self.inner.engine.listen(arrivals, runtime.handle()) {
+            Ok(listener) => listener,
+            Err(e) => {
+                self.inner.telemetry.stop();
+                return Err(e);
+            }
+        };
         *lock(&self.inner.listener) = listener;
         *state = BackendState::Running(runtime);
         self.inner
