@@ -217,17 +217,6 @@ fn local_latency(turns: usize) -> Vec<f64> {
     result
 }
 
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
 fn scale(n: usize) {
     let server = LiveKitServer::start_for(2 * n as u16);
     let backend = backend(&server);
@@ -281,10 +270,18 @@ fn scale(n: usize) {
             let peers: f64 = peers.iter().map(|p| cpu_seconds_of(p.pid())).sum();
             (cpu_seconds_of(server.pid()), peers)
         };
-        let (cpu0, t0, h0) = (cpu_seconds(), Instant::now(), backend.health());
+        let (cpu0, t0, h0) = (
+            voicebackend::transport::cpu_load::process_cpu_seconds(),
+            Instant::now(),
+            backend.health(),
+        );
         let (server0, peers0) = others(&server, &peers);
         std::thread::sleep(Duration::from_secs(20));
-        let (cpu1, t1, h1) = (cpu_seconds(), Instant::now(), backend.health());
+        let (cpu1, t1, h1) = (
+            voicebackend::transport::cpu_load::process_cpu_seconds(),
+            Instant::now(),
+            backend.health(),
+        );
         let (server1, peers1) = others(&server, &peers);
         let window = (t1 - t0).as_secs_f64();
         let share = (cpu1 - cpu0) / window * 100.0;

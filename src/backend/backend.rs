@@ -374,15 +374,7 @@ impl Backend {
         config.user_id = inner
             .span
             .in_scope(|| logged(admitted, resumed.is_some()))?;
-        let mut sessions = inner.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        // Again under the sessions lock: a stop that began during admission has either refused
-        // us here or will find this session when it stops them all.
-        inner.accepts_sessions()?;
-        inner.check_session_limit(&sessions)?;
-        let key = inner.next_key.fetch_add(1, Ordering::Relaxed);
-        let session = inner.assemble(key, config, resumed, agent, on_event)?;
-        sessions.insert(key, Arc::downgrade(&session.inner));
-        Ok(session)
+        inner.register(config, resumed, agent, on_event)
     }
 
     /// The backend's telemetry (where its Prometheus endpoint listens, failed OTLP exports).
@@ -468,11 +460,23 @@ impl BackendInner {
         self.check_session_limit(&lock(&self.sessions))?;
         let admitted = self.admission.admit_arrival(&config);
         config.user_id = self.span.in_scope(|| logged(admitted, false))?;
+        self.register(config, None, None, None)
+    }
+
+    /// Makes an admitted session and registers it. Again under the sessions lock: a stop that
+    /// began during admission has either refused it here or will find it when it stops them all.
+    fn register(
+        self: &Arc<Self>,
+        config: SessionConfig,
+        resumed: Option<&StoredSession>,
+        agent: Option<Arc<dyn Agent>>,
+        on_event: Option<EventCallback>,
+    ) -> Result<Session> {
         let mut sessions = lock(&self.sessions);
         self.accepts_sessions()?;
         self.check_session_limit(&sessions)?;
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        let session = self.assemble(key, config, None, None, None)?;
+        let session = self.assemble(key, config, resumed, agent, on_event)?;
         sessions.insert(key, Arc::downgrade(&session.inner));
         Ok(session)
     }

@@ -50,8 +50,8 @@ impl Default for CpuLoad {
     }
 }
 
-/// User + system CPU time of the whole process so far, in seconds.
-fn process_cpu_seconds() -> f64 {
+/// User + system CPU time of the whole process so far, in seconds. Any thread.
+pub fn process_cpu_seconds() -> f64 {
     // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is a valid, writable `rusage`; RUSAGE_SELF is a valid `who`.
