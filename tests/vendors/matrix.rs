@@ -159,7 +159,14 @@ pub fn run(row: Row) {
     assert_key_absent(&seen.events, &key[key.len() - 4..]);
     server.evidence(row.fault, &seen);
     let (vendor, fault) = (row.vendor, row.fault);
-    let attempts = server.attempts();
+    // A test server may record a refused handshake just after the client read the refusal:
+    // give the last record a moment to land before counting.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut attempts = server.attempts();
+    while attempts.len() < row.attempts && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        attempts = server.attempts();
+    }
     assert_eq!(
         attempts.len(),
         row.attempts,
