@@ -357,6 +357,12 @@ impl BackendConfig {
             0,
             MAX_REALTIME_THREADS.into(),
         )?;
+        check_range(
+            "persistence.lease_ms",
+            self.persistence.lease_ms.into(),
+            1000,
+            600_000,
+        )?;
         check_range("vad.mode", self.vad.mode.into(), 0, 3)?;
         check_range("vad.start_ms", self.vad.start_ms.into(), 0, 1000)?;
         check_range("vad.stop_ms", self.vad.stop_ms.into(), 0, 2000)?;

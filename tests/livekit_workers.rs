@@ -172,31 +172,105 @@ fn rooms_are_spread_over_worker_processes_as_their_capacity_allows_one_agent_eac
 }
 
 #[test]
-fn a_killed_workers_room_is_dispatched_again_and_the_user_is_answered_by_the_next_worker() {
+fn a_killed_workers_room_is_brought_back_to_another_worker_which_goes_on_with_the_history() {
     let _shared = shared_machine();
     let server = LiveKitServer::start();
-    let config = worker_json(&server, "{}");
+    // The workers share a directory of conversations; a worker silent for 2 s is dead.
+    let shared_dir = scratch_dir("rescue");
+    let config = with_shared_conversations(&worker_json(&server, "{}"), &shared_dir);
     let mut doomed = WorkerProcess::registered("doomed", &config);
-    // Two utterances, 9 s apart; the worker dies after answering the first.
-    let peer = user(&server, "rescue", &[500, 9_500], 14_000);
+    // Two utterances 13 s apart; the worker dies after answering the first.
+    let peer = user(&server, "rescue", &[500, 13_500], 18_000);
     doomed.wait_for(|l| l.starts_with("turn rescue "), Duration::from_secs(20));
-    doomed.kill();
+    doomed.wait_for(|l| l == "context rescue 0", Duration::from_secs(1));
+    // The finished turn is in the shared record (one file, the room's conversation).
+    wait_until(
+        || {
+            format!(
+                "a record with one turn; there are {:?}",
+                listing(&shared_dir)
+            )
+        },
+        Duration::from_secs(10),
+        || turns_recorded(&shared_dir) == Some(1),
+    );
     let survivor = WorkerProcess::registered("survivor", &config);
-    // livekit-server 1.13.5 does not dispatch a dead worker's jobs again by itself (it only
-    // forgets them): the operator's room service does, and the server picks the worker.
-    let backend = Backend::from_json(&config).unwrap();
-    let dispatch = backend
-        .room_service()
-        .unwrap()
-        .create_dispatch("rescue", "", "")
-        .unwrap();
-    assert!(dispatch.starts_with("AD_"), "{dispatch}");
+    doomed.kill();
+    // livekit-server 1.13.5 does not dispatch a dead worker's jobs again by itself: the
+    // survivor finds the conversation stale, sees the user still in the room and has the room
+    // dispatched again; the server gives it to the survivor, whose session goes on with the
+    // conversation: its agent is called with the first turn in the history.
     survivor.wait_for(|l| l.starts_with("job rescue "), Duration::from_secs(20));
     survivor.wait_for(|l| l.starts_with("turn rescue "), Duration::from_secs(20));
+    assert_eq!(
+        survivor.words_after("context rescue "),
+        vec!["1".to_owned()],
+        "the survivor's agent saw the turn the dead worker answered"
+    );
     let report = peer.finish(Duration::from_secs(40));
     assert!(heard_a_reply_to(&report, 0), "the first worker answered");
     assert!(heard_a_reply_to(&report, 1), "the second worker answered");
     assert_eq!(agents_seen(&report).len(), 2, "{:?}", agents_seen(&report));
+    // The user left: the conversation is over, and so is its record.
+    survivor.wait_for(|l| l == "ended rescue", Duration::from_secs(30));
+    wait_until(
+        || {
+            format!(
+                "the shared directory emptied; it holds {:?}",
+                listing(&shared_dir)
+            )
+        },
+        Duration::from_secs(5),
+        || listing(&shared_dir).is_empty(),
+    );
+    let _ = std::fs::remove_dir_all(&shared_dir);
+}
+
+/// A fresh directory for one test.
+fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Files in `dir` (none when it is not there).
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir).map_or_else(
+        |_| Vec::new(),
+        |entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        },
+    )
+}
+
+/// The turns in the one conversation record of `dir` (`None` unless there is exactly one).
+fn turns_recorded(dir: &std::path::Path) -> Option<usize> {
+    let records: Vec<String> = listing(dir)
+        .into_iter()
+        .filter(|f| f.ends_with(".json"))
+        .collect();
+    let [record] = records.as_slice() else {
+        return None;
+    };
+    let text = std::fs::read_to_string(dir.join(record)).ok()?;
+    let record: Value = serde_json::from_str(&text).ok()?;
+    assert!(
+        record["conversation_id"]
+            .as_str()?
+            .starts_with("livekit:RM_"),
+        "{record}"
+    );
+    Some(record["history"].as_array()?.len())
+}
+
+/// `backend_json` with conversations shared through `dir` and a 2 s lease.
+fn with_shared_conversations(backend_json: &str, dir: &std::path::Path) -> String {
+    let mut config: Value = serde_json::from_str(backend_json).unwrap();
+    config["persistence"] = serde_json::json!({"shared_dir": dir, "lease_ms": 2000});
+    config.to_string()
 }
 
 #[test]

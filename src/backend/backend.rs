@@ -11,8 +11,9 @@ use super::auth::{AuthHook, SESSION_CREATE};
 use super::health::{VbHealth, VbHealthStatus};
 use super::incoming::{BackendArrivals, IncomingHandler};
 use super::limits::RateLimiter;
-use super::persist::{RecoveredSession, SessionStore, StoredSession};
+use super::persist::{RecoveredSession, SessionStore, SharedStore, StoredSession};
 use super::privacy::{DataKind, DataOwner, PrivacyPolicy};
+use super::recovery::Recovery;
 use super::session::{EventCallback, Session, SessionInner, SessionParts};
 use crate::agent::{Agent, History};
 use crate::config::{BackendConfig, SessionConfig};
@@ -65,12 +66,16 @@ pub(crate) struct BackendInner {
     /// The host's hook for sessions that arrive by themselves.
     incoming: Mutex<Option<Arc<dyn IncomingHandler>>>,
     /// The backend's transport taking calls (a LiveKit worker), while running.
-    listener: Mutex<Option<Box<dyn Listener>>>,
+    listener: Mutex<Option<Arc<dyn Listener>>>,
+    /// Brings back the conversations of dead processes, while the listener runs.
+    recovery: Mutex<Option<Recovery>>,
     next_key: AtomicU64,
     /// (frames_dropped, deadline_misses) at the last health check.
     last_check: Mutex<(u64, u64)>,
     /// The session store; `None` when persistence is off.
     store: Option<SessionStore>,
+    /// The conversations shared with other processes (`persistence.shared_dir`).
+    shared: Option<Arc<SharedStore>>,
     /// What sessions may persist and log; replaceable until the backend starts.
     privacy: Mutex<Arc<dyn PrivacyPolicy>>,
     /// The backend's `tracing` span: its control calls and its sessions' spans are in it.
@@ -87,6 +92,7 @@ impl Backend {
         let engine = Arc::new(Engine::new(kind.as_ref(), &config)?);
         let telemetry = Telemetry::new(&config, engine.totals_source())?;
         let store = SessionStore::open(&config.persistence)?;
+        let shared = SharedStore::open(&config.persistence)?;
         let privacy: Arc<dyn PrivacyPolicy> = Arc::new(config.privacy);
         let span = tracing::error_span!(parent: None, "backend", provider = %config.provider);
         Ok(Backend {
@@ -99,9 +105,11 @@ impl Backend {
                 telemetry,
                 incoming: Mutex::new(None),
                 listener: Mutex::new(None),
+                recovery: Mutex::new(None),
                 next_key: AtomicU64::new(1),
                 last_check: Mutex::new((0, 0)),
                 store,
+                shared,
                 privacy: Mutex::new(privacy),
                 span,
             }),
@@ -193,6 +201,12 @@ impl Backend {
                 return Err(e);
             }
         };
+        let listener: Option<Arc<dyn Listener>> = listener.map(Arc::from);
+        if let (Some(listener), Some(shared)) = (&listener, &self.inner.shared) {
+            let recovery =
+                Recovery::start(shared.clone(), listener.clone(), self.inner.span.clone());
+            *lock(&self.inner.recovery) = Some(recovery);
+        }
         *lock(&self.inner.listener) = listener;
         *state = BackendState::Running(runtime);
         self.inner
@@ -202,7 +216,8 @@ impl Backend {
     }
 
     /// Graceful stop: refuses new sessions, lets replies in flight finish for up to `drain`, then
-    /// stops every session (deleting their records: they completed) and the I/O runtime.
+    /// stops every session (deleting their records: they completed; a conversation shared with
+    /// other processes is handed off to them instead) and the I/O runtime.
     /// `VB_ERR_INTERNAL` when the session store could not be updated (stopped all the same).
     pub fn stop(&self, drain: Duration) -> Result<()> {
         {
@@ -241,6 +256,8 @@ impl Backend {
     /// A listening transport takes no new calls; those under way may finish until `deadline`;
     /// then it stops listening.
     fn drain_listener(&self, deadline: Instant) {
+        // A process on its way out brings no conversation back.
+        drop(lock(&self.inner.recovery).take());
         let Some(listener) = lock(&self.inner.listener).take() else {
             return;
         };
@@ -319,6 +336,9 @@ impl Backend {
     /// Blocks until every session record written so far is on disk; returns the first write
     /// failure since the previous flush. `Ok` at once when persistence is off. Any thread.
     pub fn flush_store(&self) -> Result<()> {
+        if let Some(shared) = &self.inner.shared {
+            shared.flush();
+        }
         self.inner
             .store
             .as_ref()
@@ -509,21 +529,42 @@ impl BackendInner {
             span.clone(),
             log_policy,
         )?;
+        // A conversation another process began goes on here (unless resumed from this
+        // process's own store, which has its history already).
+        let conversation = config.conversation_id.as_deref();
+        let shared_store = self.shared.as_ref().zip(conversation);
+        let adopted = shared_store
+            .filter(|_| resumed.is_none())
+            .and_then(|(shared, id)| shared.adopt(id));
+        let earlier = resumed.map(|r| r.history.clone());
         let history = Arc::new(History::new(
-            resumed.map(|r| r.history.clone()).unwrap_or_default(),
+            earlier
+                .or_else(|| adopted.as_ref().map(|a| a.history.clone()))
+                .unwrap_or_default(),
         ));
         let persisted = self.store.as_ref().map(|store| {
             let created = resumed.map(|r| r.created_at_ms);
             let internal_rate = wiring.spec().internal_rate;
-            store.session(&id, &config, created, internal_rate, policy)
+            store.session(&id, &config, created, internal_rate, policy.clone())
         });
-        span.in_scope(|| tracing::info!(resumed = resumed.is_some(), "session created"));
+        let shared = shared_store.map(|(shared, conversation)| {
+            let began = adopted.as_ref().map(|a| a.created_at_ms);
+            shared.conversation(conversation, &id, &config, began, policy)
+        });
+        span.in_scope(|| {
+            tracing::info!(
+                resumed = resumed.is_some(),
+                turns_before = adopted.as_ref().map_or(0, |a| a.history.len()),
+                "session created"
+            )
+        });
         Ok(Session::assemble(SessionParts {
             key,
             id,
             config,
             history,
             persisted,
+            shared,
             wiring,
             needs_agent: self.engine.needs_agent(),
             agent,
@@ -584,9 +625,10 @@ impl BackendInner {
         sessions.values().filter_map(Weak::upgrade).collect()
     }
 
+    /// Stops every session; conversations they share with other processes are handed off.
     fn stop_all_sessions(&self) {
         for session in self.live_sessions() {
-            let _ = session.stop();
+            let _ = session.stop_handing_off();
         }
     }
 

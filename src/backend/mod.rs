@@ -10,6 +10,7 @@ pub mod incoming;
 pub mod limits;
 pub mod persist;
 pub mod privacy;
+mod recovery;
 pub mod session;
 
 pub use crate::pipeline::kinds::BackendKind;

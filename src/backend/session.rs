@@ -10,12 +10,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::backend::BackendInner;
-use super::persist::PersistedSession;
+use super::persist::{PersistedSession, SharedConversation};
 use crate::agent::{Agent, History, Turn};
 use crate::config::SessionConfig;
 use crate::error::{Error, Result};
 use crate::event::{Event, VbSessionState};
-use crate::pipeline::history::{TurnLog, TurnRecorder};
+use crate::pipeline::history::{Logs, TurnLog, TurnRecorder};
 use crate::pipeline::{PushOutcome, SessionCommand, SessionWiring, Start};
 
 /// Push delivery of events: called on the session's event thread, in order.
@@ -73,6 +73,11 @@ pub(crate) struct SessionInner {
     history: Arc<History>,
     /// Its record in the session store, when persistence is on.
     persisted: Option<Arc<PersistedSession>>,
+    /// Its conversation in the shared store, when it has a `conversation_id` and the backend a
+    /// `persistence.shared_dir`.
+    shared: Option<Arc<SharedConversation>>,
+    /// Set when the backend stops it: the conversation is handed to another process, not over.
+    handing_off: AtomicBool,
 }
 
 /// The parts `Backend::create_session` assembles.
@@ -88,6 +93,7 @@ pub(crate) struct SessionParts {
     pub backend: Weak<BackendInner>,
     pub history: Arc<History>,
     pub persisted: Option<Arc<PersistedSession>>,
+    pub shared: Option<Arc<SharedConversation>>,
 }
 
 impl Session {
@@ -108,6 +114,8 @@ impl Session {
                 backend: parts.backend,
                 history: parts.history,
                 persisted: parts.persisted,
+                shared: parts.shared,
+                handing_off: AtomicBool::new(false),
             }),
         }
     }
@@ -268,19 +276,31 @@ impl SessionInner {
             .upgrade()
             .ok_or_else(|| Error::invalid_state("the backend has been freed"))?;
         let runtime = backend.runtime()?;
+        let mut logs: Vec<Arc<dyn TurnLog>> = Vec::new();
         if let Some(persisted) = &self.persisted {
-            persisted.record(&self.history.turns(), None);
+            logs.push(persisted.clone());
         }
-        self.wiring.start(Start {
+        if let Some(shared) = &self.shared {
+            logs.push(shared.clone());
+        }
+        let log = Logs::of(logs);
+        if let Some(log) = &log {
+            log.record(&self.history.turns(), None);
+        }
+        let started = self.wiring.start(Start {
             tag: self.key,
             runtime,
             agent: self.agent.get().cloned().map(|agent| self.gated(agent)),
-            recorder: TurnRecorder::new(
-                self.history.clone(),
-                self.persisted.clone().map(|p| p as Arc<dyn TurnLog>),
-            ),
+            recorder: TurnRecorder::new(self.history.clone(), log),
             elevate: backend.config.audio.realtime_priority,
-        })?;
+        });
+        if let Err(e) = started {
+            // Not taken after all (the room could not be joined, say): another process may.
+            if let Some(shared) = &self.shared {
+                shared.release();
+            }
+            return Err(e);
+        }
         if let Some(callback) = self.on_event.get().cloned() {
             let events = self.wiring.events().clone();
             let key = self.key;
@@ -345,6 +365,16 @@ impl SessionInner {
         if let Some(persisted) = &self.persisted {
             persisted.delete();
         }
+        // Only the stop that ends a running session ends or releases its shared conversation: one
+        // that never started (a host that refused a dispatched room, say) leaves the record it
+        // would have gone on with to the next session.
+        if let Some(shared) = self.shared.as_ref().filter(|_| was_running) {
+            if self.handing_off.load(Ordering::Acquire) {
+                shared.release();
+            } else {
+                shared.delete();
+            }
+        }
         if let Some(backend) = self.backend.upgrade() {
             backend.forget_session(self.key);
         }
@@ -353,6 +383,13 @@ impl SessionInner {
 
     pub(crate) fn state(&self) -> VbSessionState {
         self.wiring.state()
+    }
+
+    /// Stops the session because its backend stops: a conversation it shares with other
+    /// processes goes on there (released, not ended).
+    pub(crate) fn stop_handing_off(&self) -> Result<()> {
+        self.handing_off.store(true, Ordering::Release);
+        self.stop()
     }
 
     pub(crate) fn is_elevated(&self) -> bool {

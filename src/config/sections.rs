@@ -61,13 +61,33 @@ pub struct AuthConfig {
     pub required: bool,
 }
 
-/// `persistence`: the embedded store of active sessions.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// `persistence`: the embedded store of active sessions, and the store of conversations shared
+/// by the worker processes of a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PersistenceConfig {
     /// Store file (its directory is created); null: `voicebackend/sessions/<program>.redb` under
     /// the user's cache directory (`$XDG_CACHE_HOME`, else `~/.cache`); `""`: off.
     pub path: Option<String>,
+    /// A directory shared by the processes of a deployment (one host, or a network file system
+    /// they all mount; created if missing); null (default): none. Sessions with a
+    /// `conversation_id` keep their history there, one file per conversation, so that another
+    /// process goes on with a conversation whose process died.
+    pub shared_dir: Option<String>,
+    /// How long a conversation's process may fail to renew its claim on it before other
+    /// processes consider it dead and bring the conversation back (1000–600000 ms, default
+    /// 10000). The owner renews every third of it.
+    pub lease_ms: u32,
+}
+
+impl Default for PersistenceConfig {
+    fn default() -> Self {
+        PersistenceConfig {
+            path: None,
+            shared_dir: None,
+            lease_ms: 10_000,
+        }
+    }
 }
 
 /// `privacy`: what the default retention policy lets the engine keep.

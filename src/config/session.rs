@@ -9,6 +9,9 @@ use super::{
 };
 use crate::error::{Error, Result};
 
+/// The longest `conversation_id`, in characters.
+pub const MAX_CONVERSATION_ID_CHARS: usize = 200;
+
 /// The session configuration (`vb_session_create`). It serializes without `auth_token`, so that
 /// a stored copy never holds it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -26,6 +29,12 @@ pub struct SessionConfig {
     /// The room a network transport joins (`livekit` with `transport: "webrtc"`).
     #[serde(default)]
     pub room: Option<String>,
+    /// The conversation this session carries on, when it may outlive its process: with
+    /// `persistence.shared_dir` its history is read from and written to the shared store under
+    /// this id, so that a session opened with the same id in another worker process goes on
+    /// with it (a LiveKit job's session gets `livekit:<room sid>`). 1–200 characters.
+    #[serde(default)]
+    pub conversation_id: Option<String>,
     /// A token to join `room` with instead of one the backend mints from its keys (on
     /// `livekit`: a dispatched job's token, or one the host obtained elsewhere). A secret:
     /// `Debug` prints `***`, never serialized, so never persisted.
@@ -57,6 +66,7 @@ impl Default for SessionConfig {
             transport: default_transport(),
             connection_url: None,
             room: None,
+            conversation_id: None,
             connection_token: None,
             auth_token: None,
             admission_wait_ms: 0,
@@ -99,6 +109,14 @@ impl SessionConfig {
         check_object("metadata", &self.metadata)?;
         if self.transport.is_empty() {
             return Err(Error::invalid_config("transport: must not be empty"));
+        }
+        if let Some(id) = &self.conversation_id {
+            let chars = id.chars().count();
+            if !(1..=MAX_CONVERSATION_ID_CHARS).contains(&chars) {
+                return Err(Error::invalid_config(format!(
+                    "conversation_id: must be 1 to {MAX_CONVERSATION_ID_CHARS} characters, not {chars}"
+                )));
+            }
         }
         Ok(())
     }

@@ -20,6 +20,38 @@ pub trait TurnLog: Send + Sync {
     fn take_failure(&self) -> Option<Error>;
 }
 
+/// Several logs as one (a session's record in its process's store and its shared
+/// conversation): each gets every turn, the audio only those that want it.
+pub struct Logs(pub Vec<Arc<dyn TurnLog>>);
+
+impl Logs {
+    /// The logs in `logs` as one: `None` when there is none, the log itself when there is one.
+    pub fn of(mut logs: Vec<Arc<dyn TurnLog>>) -> Option<Arc<dyn TurnLog>> {
+        match logs.len() {
+            0 => None,
+            1 => logs.pop(),
+            _ => Some(Arc::new(Logs(logs))),
+        }
+    }
+}
+
+impl TurnLog for Logs {
+    fn wants_audio(&self) -> bool {
+        self.0.iter().any(|log| log.wants_audio())
+    }
+
+    fn record(&self, turns: &[Turn], audio: Option<Vec<i16>>) {
+        for log in &self.0 {
+            let audio = audio.as_ref().filter(|_| log.wants_audio()).cloned();
+            log.record(turns, audio);
+        }
+    }
+
+    fn take_failure(&self) -> Option<Error> {
+        self.0.iter().find_map(|log| log.take_failure())
+    }
+}
+
 /// Records finished turns. Owned by the session task.
 pub struct TurnRecorder {
     history: Arc<History>,

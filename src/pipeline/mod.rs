@@ -25,7 +25,7 @@ pub use crate::rt::processor::{AudioProcessor, ProcessorFactory};
 use crate::transport::TransportNews;
 pub use crate::transport::edge::PushOutcome;
 pub use crate::transport::livekit::RoomService;
-pub use crate::transport::{Arrivals, Arrived, Listener};
+pub use crate::transport::{Arrivals, Arrived, Listener, Recovered};
 pub use engine::Engine;
 pub use wiring::{SessionWiring, Start};
 

@@ -99,6 +99,34 @@ pub trait Listener: Send + Sync {
     /// Stops listening (unregisters) and waits briefly for that; calls under way are the
     /// backend's to stop.
     fn stop(&self);
+    /// Whether a conversation whose last session had `config` is this listener's to bring back
+    /// (a LiveKit worker: a room on its server). Default: none is.
+    fn can_recover(&self, config: &SessionConfig) -> bool {
+        let _ = config;
+        false
+    }
+    /// Brings back conversation `id`, whose process died while its last session (`config`) was
+    /// under way: sees whether anyone is left to talk to and, if so, has the call come to a
+    /// listening process again (LiveKit: an explicit dispatch to the room; the server picks the
+    /// worker, whose session goes on with the conversation). Blocking: on the backend's recovery
+    /// thread.
+    fn recover(&self, id: &str, config: &SessionConfig) -> Result<Recovered> {
+        let _ = (id, config);
+        Ok(Recovered::NotYet(
+            "this transport brings no conversation back".into(),
+        ))
+    }
+}
+
+/// What [`Listener::recover`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// The call was placed again (how, e.g. the dispatch id).
+    Dispatched(String),
+    /// Nobody is left to talk to (why): the conversation is over.
+    Over(String),
+    /// Not now (why): try again later.
+    NotYet(String),
 }
 
 /// What a media transport gets of one session.

@@ -9,10 +9,12 @@
  *   registered
  *   job <room> <session id>        a session taken and started
  *   refused <room>                 a session refused
+ *   context <room> <n>             the agent is called with n earlier turns in the history
+ *                                  (a conversation another worker began counts its turns)
  *   turn <room> <transcript>       a user turn answered
  *   ended <room>                   a session stopped and freed
  *   drained                        vb_backend_stop returned
- * Errors go to stderr; exit status 1 when the backend cannot start (the message printed). */
+ * Errors, and the library's log records at info and above, go to stderr; exit status 1 when the backend cannot start (the message printed). */
 #define _POSIX_C_SOURCE 200809L
 #include <signal.h>
 #include <stdatomic.h>
@@ -74,9 +76,21 @@ static void json_string(const char *json, const char *key, char *out, size_t cap
   out[n] = '\0';
 }
 
+/* How many finished turns the session's history holds (its JSON array's "transcript" keys). */
+static int earlier_turns(VbSession *session) {
+  static _Thread_local char history[65536];
+  size_t needed = 0;
+  if (vb_session_history(session, history, sizeof history, &needed) != VB_OK) return -1;
+  int turns = 0;
+  for (const char *at = history; (at = strstr(at, "\"transcript\"")) != NULL; at++) turns++;
+  return turns;
+}
+
 static VbStatus echo(void *user_data, VbSession *session, const char *transcript,
                      VbReply *reply) {
-  (void)session;
+  char count[16];
+  snprintf(count, sizeof count, "%d", earlier_turns(session));
+  say("context %s %s\n", (const char *)user_data, count);
   say("turn %s %s\n", (const char *)user_data, transcript);
   VbStatus status = vb_reply_write(reply, "you said ");
   if (status == VB_OK) status = vb_reply_write(reply, transcript);
@@ -147,6 +161,12 @@ struct drain {
   atomic_int done;
 };
 
+/* The library's log records, one line each on stderr (the tests show them when a check fails). */
+static void log_line(void *user_data, int32_t level, const char *target, const char *message) {
+  (void)user_data;
+  fprintf(stderr, "log %d %s: %s\n", level, target, message);
+}
+
 /* vb_backend_stop with a 60 s drain: jobs under way finish, no new ones come. */
 static void *drain_backend(void *arg) {
   struct drain *drain = arg;
@@ -171,6 +191,7 @@ int main(int argc, char **argv) {
   signal(SIGTERM, on_signal);
   signal(SIGINT, on_signal);
 
+  vb_set_log_callback(log_line, NULL, VB_LOG_INFO);
   VbBackend *backend = NULL;
   if (vb_backend_create(argv[1], &backend) != VB_OK) {
     fprintf(stderr, "vb_backend_create: %s\n", vb_last_error_message());

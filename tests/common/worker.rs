@@ -65,7 +65,8 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     /// Starts a worker host with `backend_json` (plus a session store of its own: a store file
-    /// belongs to one process); `refuse`: it refuses every session.
+    /// belongs to one process; other `persistence` keys, such as `shared_dir`, are kept);
+    /// `refuse`: it refuses every session.
     pub fn start(name: &str, backend_json: &str, refuse: bool) -> WorkerProcess {
         WorkerProcess::start_mode(name, backend_json, refuse.then_some("refuse"))
     }
@@ -77,14 +78,15 @@ impl WorkerProcess {
         let stderr = scratch.join(format!("{}-worker-{name}.log", std::process::id()));
         let store = scratch.join(format!("{}-worker-{name}.redb", std::process::id()));
         let _ = std::fs::remove_file(&store);
-        let backend_json = format!(
-            r#"{},"persistence":{{"path":"{}"}}}}"#,
-            backend_json
-                .trim_end()
-                .strip_suffix('}')
-                .expect("a JSON object"),
-            store.display()
-        );
+        let mut config: serde_json::Value =
+            serde_json::from_str(backend_json).expect("a JSON object");
+        let persistence = config
+            .as_object_mut()
+            .expect("a JSON object")
+            .entry("persistence")
+            .or_insert_with(|| serde_json::json!({}));
+        persistence["path"] = store.display().to_string().into();
+        let backend_json = config.to_string();
         let mut command = Command::new(program());
         command
             .arg(backend_json)

@@ -9,7 +9,11 @@
 //! session starts and after each finished turn, and deleted when it stops: a stopped session
 //! has completed, so a record left in the file means that its process died. A writer thread
 //! commits whatever is queued in one transaction; the session task never waits for the disk.
+//!
+//! Conversations that must outlive their process on another one (a LiveKit job whose worker
+//! died) are kept in a directory the processes share: [`shared`].
 
+mod shared;
 mod writer;
 
 use std::path::Path;
@@ -27,6 +31,8 @@ use crate::error::{Error, Result, VbStatus};
 use crate::net::redact_url;
 use crate::pipeline::history::TurnLog;
 use writer::{OPEN_STORES, Op, StoreFile, store_path};
+
+pub(crate) use shared::{SharedConversation, SharedStore};
 
 /// The record format this build writes and reads.
 const RECORD_VERSION: u32 = 1;

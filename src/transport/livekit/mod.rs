@@ -19,6 +19,7 @@
 pub mod data;
 pub mod participant;
 pub mod peer;
+pub mod recover;
 pub mod room;
 pub mod rooms;
 pub mod settings;

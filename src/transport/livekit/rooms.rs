@@ -138,6 +138,12 @@ impl RoomService {
         Ok(rooms.into_iter().map(room_info).collect())
     }
 
+    /// Room `room`, if the server has it.
+    pub fn find_room(&self, room: &str) -> Result<Option<RoomInfo>> {
+        let rooms = self.run("list_rooms", self.rooms.list_rooms(vec![room.to_owned()]))?;
+        Ok(rooms.into_iter().find(|r| r.name == room).map(room_info))
+    }
+
     /// Deletes room `room`, disconnecting everyone in it. `VB_ERR_NOT_FOUND` when there is none.
     pub fn delete_room(&self, room: &str) -> Result<()> {
         self.run("delete_room", self.rooms.delete_room(room))

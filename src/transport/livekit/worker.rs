@@ -38,12 +38,13 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::TRANSPORT;
+use super::recover;
 use super::settings::{NAME, Settings, WorkerSettings};
 use crate::config::{Secret, SessionConfig};
 use crate::error::{Error, Result, VbStatus};
 use crate::net::{self, WebSocket, redact_url};
 use crate::transport::cpu_load::CpuLoad;
-use crate::transport::{Arrivals, Arrived, Listener};
+use crate::transport::{Arrivals, Arrived, Listener, Recovered};
 
 /// How often the worker reports its status (what LiveKit Agents workers do).
 const STATUS_EVERY: Duration = Duration::from_millis(2500);
@@ -73,6 +74,9 @@ pub struct Worker {
     control: mpsc::UnboundedSender<Control>,
     shared: Arc<Shared>,
     done: crossbeam_channel::Receiver<()>,
+    /// For bringing back rooms of dead workers.
+    settings: Settings,
+    agent_name: String,
 }
 
 impl Worker {
@@ -88,8 +92,9 @@ impl Worker {
         let (registered_tx, registered) = crossbeam_channel::bounded(1);
         let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
         let shared = Arc::new(Shared::default());
+        let agent_name = worker.agent_name.clone();
         let task = WorkerTask {
-            settings,
+            settings: settings.clone(),
             worker,
             arrivals,
             shared: shared.clone(),
@@ -108,6 +113,8 @@ impl Worker {
                 control,
                 shared,
                 done,
+                settings,
+                agent_name,
             }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(Error::internal(format!(
@@ -130,6 +137,14 @@ impl Listener for Worker {
     fn stop(&self) {
         let _ = self.control.send(Control::Stop);
         let _ = self.done.recv_timeout(STOP_TIMEOUT);
+    }
+
+    fn can_recover(&self, config: &SessionConfig) -> bool {
+        recover::can_recover(&self.settings, config)
+    }
+
+    fn recover(&self, id: &str, config: &SessionConfig) -> Result<Recovered> {
+        recover::recover(&self.settings, &self.agent_name, id, config)
     }
 }
 
@@ -324,7 +339,7 @@ impl WorkerTask {
                 let answer = proto::AvailabilityResponse {
                     job_id: job.id.clone(),
                     available,
-                    participant_identity: format!("{}-{}", self.settings.identity, job.id),
+                    participant_identity: self.agent_identity(&job.id),
                     participant_name: "voicebackend agent".to_owned(),
                     ..Default::default()
                 };
@@ -355,6 +370,11 @@ impl WorkerTask {
         }
     }
 
+    /// The agent's identity in the room of job `job_id` (what the availability answer asks for).
+    fn agent_identity(&self, job_id: &str) -> String {
+        format!("{}-{job_id}", self.settings.identity)
+    }
+
     /// Whether one more job fits: not draining, under `max_jobs` and the load threshold, and a
     /// host takes sessions.
     fn has_room_for_a_job(&mut self) -> bool {
@@ -374,11 +394,13 @@ impl WorkerTask {
         token: Secret,
         started: &mpsc::UnboundedSender<Started>,
     ) {
-        let room = job
+        let (room, room_sid) = job
             .room
             .as_ref()
-            .map(|r| r.name.clone())
+            .map(|r| (r.name.clone(), r.sid.clone()))
             .unwrap_or_default();
+        // One conversation per room instance: a room made again under its name is another.
+        let conversation = (!room_sid.is_empty()).then(|| recover::conversation_id(&room_sid));
         let participant = job
             .participant
             .as_ref()
@@ -392,10 +414,15 @@ impl WorkerTask {
             },
         );
         self.shared.jobs.store(self.jobs.len(), Ordering::Release);
+        // Who the agent is in the room: a worker bringing the room back after this one died
+        // removes that participant (the server keeps a vanished one for a while).
+        let agent_identity = self.agent_identity(&job.id);
         let config = SessionConfig {
+            metadata: json!({ recover::AGENT_IDENTITY: agent_identity }),
             user_id: participant.clone(),
             transport: TRANSPORT.to_owned(),
             room: Some(room.clone()),
+            conversation_id: conversation.clone(),
             connection_url: url,
             connection_token: Some(token),
             ..SessionConfig::default()
@@ -408,6 +435,7 @@ impl WorkerTask {
             "dispatch_id": job.dispatch_id,
             "agent_name": job.agent_name,
             "metadata": job.metadata,
+            "conversation_id": conversation,
         });
         let arrivals = self.arrivals.clone();
         let started = started.clone();
