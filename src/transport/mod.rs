@@ -100,7 +100,7 @@ pub trait Listener: Send + Sync {
     /// backend's to stop.
     fn stop(&self);
     /// Whether a conversation whose last session had `config` is this listener's to bring back
-    /// (a LiveKit worker: a room on its server). Default: none is.
+    /// (a LiveKit worker: a LiveKit room). Default: none is.
     fn can_recover(&self, config: &SessionConfig) -> bool {
         let _ = config;
         false

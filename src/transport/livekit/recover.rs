@@ -13,7 +13,6 @@ use super::rooms::RoomService;
 use super::settings::Settings;
 use crate::config::SessionConfig;
 use crate::error::Result;
-use crate::net::redact_url;
 use crate::transport::Recovered;
 
 /// Prefix of the conversation ids of LiveKit jobs.
@@ -26,12 +25,11 @@ pub fn conversation_id(room_sid: &str) -> String {
     format!("{PREFIX}{room_sid}")
 }
 
-/// Whether the conversation of a session with `config` is a room on the server of `settings`.
-pub fn can_recover(settings: &Settings, config: &SessionConfig) -> bool {
-    let on_this_server = config.connection_url.as_deref().is_none_or(|url| {
-        url.trim_end_matches('/') == redact_url(&settings.url).trim_end_matches('/')
-    });
-    config.transport == TRANSPORT && config.room.is_some() && on_this_server
+/// Whether the conversation of a session with `config` is a LiveKit room (the workers sharing a
+/// directory of conversations serve one LiveKit deployment; the room service then says whether
+/// the room is still there).
+pub fn can_recover(config: &SessionConfig) -> bool {
+    config.transport == TRANSPORT && config.room.is_some()
 }
 
 /// Brings conversation `id` (a room of the server of `settings`) back: dispatches an agent named

@@ -140,7 +140,7 @@ impl Listener for Worker {
     }
 
     fn can_recover(&self, config: &SessionConfig) -> bool {
-        recover::can_recover(&self.settings, config)
+        recover::can_recover(config)
     }
 
     fn recover(&self, id: &str, config: &SessionConfig) -> Result<Recovered> {
