@@ -221,7 +221,7 @@ class Session;
 /// The host's hook for sessions that arrive by themselves (Backend::set_incoming). It gets the
 /// session, not started, and info_json describing it, e.g. {"source":"livekit-dispatch",
 /// "room":"…","participant":"…","job_id":"AJ_…","dispatch_id":"…","agent_name":"…",
-/// "metadata":"…"}. To take the session, keep it (move it into your own storage) and return its
+/// "metadata":"…","conversation_id":"livekit:RM_…"}. To take the session, keep it (move it into your own storage) and return its
 /// handlers: the backend then starts it. To refuse, let it go (do not keep it) and return
 /// std::nullopt, or throw (a voicebackend::Error refuses with its status).
 using IncomingHandler =

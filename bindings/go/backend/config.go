@@ -133,6 +133,11 @@ type SessionConfig struct {
 	// Room is the LiveKit room a "webrtc" session joins; the agent listens to the participant
 	// whose identity is UserID, or else to the first one that publishes a microphone.
 	Room string
+	// ConversationID names the conversation the session carries on across processes: with the
+	// backend's persistence.shared_dir (Config.Extra), the session starts with the history that
+	// another process's session under the same id kept there (a LiveKit job's session gets
+	// "livekit:<room sid>" by itself).
+	ConversationID string
 	// AuthToken is checked by the backend's auth hook (Config.AuthHook or the built-in JWT
 	// hook); the session's user id becomes the token's user.
 	AuthToken string
@@ -235,6 +240,7 @@ func (c *SessionConfig) configJSON(op string) ([]byte, error) {
 	j.str("connection_url", c.ConnectionURL)
 	j.str("connection_token", c.ConnectionToken)
 	j.str("room", c.Room)
+	j.str("conversation_id", c.ConversationID)
 	j.str("auth_token", c.AuthToken)
 	j.millis("admission_wait_ms", c.AdmissionWait)
 	j.count("input_sample_rate", c.InputSampleRate)
