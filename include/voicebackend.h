@@ -830,6 +830,23 @@ enum VbStatus vb_reply_write(struct VbReply *reply, const char *text_chunk);
 enum VbStatus vb_reply_end(struct VbReply *reply);
 
 /**
+ * Fails the reply with the agent's own error: a status and a message the host chose (say,
+ * `VB_ERR_PROVIDER` and "the order database is down"). The host gets a `VB_EVENT_ERROR` with
+ * that status and the text "agent: <message>", the turn ends (text written before is still
+ * spoken) and the session goes back to `VB_STATE_LISTENING`. Only during `on_transcript`; what
+ * it returns afterwards is not reported again (`return vb_reply_fail(reply, …);` returns
+ * `VB_OK`). `VB_ERR_INVALID_ARGUMENT` for a NULL reply or message, a message that is not UTF-8,
+ * `VB_OK` or a value that is no `VbStatus`; `VB_ERR_INVALID_STATE` after `vb_reply_end`, a
+ * previous `vb_reply_fail`, or once barge-in cancelled the reply. `status` is read as a plain
+ * integer (any `VbStatus` passes as one).
+ *
+ * # Safety
+ * `reply` is NULL or the reply passed to the running `on_transcript`; `message` is NULL or
+ * NUL-terminated.
+ */
+enum VbStatus vb_reply_fail(struct VbReply *reply, int32_t status, const char *message);
+
+/**
  * Whether barge-in cancelled the reply: the agent should stop producing it. False for NULL.
  *
  * # Safety
