@@ -26,6 +26,8 @@ const TOKEN: &str = "tok-Zq8xv-never-stored";
 const CHILD_STORE: &str = "VB_PERSISTENCE_CHILD_STORE";
 /// The `persistence.path` JSON value given to a child process.
 const CHILD_PATH_JSON: &str = "VB_PERSISTENCE_CHILD_PATH_JSON";
+/// Set: the child process exits without stopping its session, as a process that died.
+const CHILD_DIES: &str = "VB_PERSISTENCE_CHILD_DIES";
 
 /// A fresh directory for one test.
 fn scratch(name: &str) -> PathBuf {
@@ -488,7 +490,7 @@ fn speech_to_speech_turns_are_recorded_too() {
 }
 
 #[test]
-#[ignore = "the child process of a_null_path_stores_under_the_cache_directory_and_an_empty_one_nowhere"]
+#[ignore = "the child process of a_null_path_stores_under_the_cache_directory_until_nothing_is_left_and_an_empty_one_nowhere"]
 fn child_holds_one_turn() {
     let Some(path_json) = std::env::var_os(CHILD_PATH_JSON) else {
         return;
@@ -499,10 +501,13 @@ fn child_holds_one_turn() {
     hold_turn(&session, 150.0);
     backend.flush_store().unwrap();
     println!("STORED {}", backend.stored_sessions().unwrap().len());
+    if std::env::var_os(CHILD_DIES).is_some() {
+        std::process::exit(0); // the session is never stopped: its record stays
+    }
 }
 
 #[test]
-fn a_null_path_stores_under_the_cache_directory_and_an_empty_one_nowhere() {
+fn a_null_path_stores_under_the_cache_directory_until_nothing_is_left_and_an_empty_one_nowhere() {
     let files_under = |dir: &Path| -> Vec<PathBuf> {
         let mut found = Vec::new();
         let mut dirs = vec![dir.to_path_buf()];
@@ -518,26 +523,35 @@ fn a_null_path_stores_under_the_cache_directory_and_an_empty_one_nowhere() {
         }
         found
     };
-    let run = |name: &str, path_json: &str| -> (PathBuf, String) {
+    let run = |name: &str, path_json: &str, dies: bool| -> (PathBuf, String) {
         let cache = scratch(name);
-        let env = [
+        let mut env = vec![
             ("XDG_CACHE_HOME", cache.as_os_str()),
             (CHILD_PATH_JSON, OsStr::new(path_json)),
         ];
+        if dies {
+            env.push((CHILD_DIES, OsStr::new("1")));
+        }
         let Output { status, stdout, .. } = child("child_holds_one_turn", &env).output().unwrap();
         let stdout = String::from_utf8_lossy(&stdout).into_owned();
         assert!(status.success(), "child failed: {stdout}");
         (cache, stdout)
     };
 
-    let (cache, stdout) = run("default-path", "null");
+    // A process that dies with its session active leaves the record in the default file.
+    let (cache, stdout) = run("default-path", "null", true);
     assert!(stdout.contains("STORED 1"), "{stdout}");
     let program = std::env::current_exe().unwrap();
     let program = program.file_stem().unwrap().to_str().unwrap();
     let expected = cache.join(format!("voicebackend/sessions/{program}.redb"));
     assert_eq!(files_under(&cache), [expected]);
 
-    let (cache, stdout) = run("no-path", r#""""#);
+    // One that completed its sessions leaves nothing: the default file goes once empty.
+    let (cache, stdout) = run("default-path-completed", "null", false);
+    assert!(stdout.contains("STORED 1"), "{stdout}");
+    assert_eq!(files_under(&cache), Vec::<PathBuf>::new(), "no file left");
+
+    let (cache, stdout) = run("no-path", r#""""#, false);
     assert!(stdout.contains("STORED 0"), "{stdout}");
     assert_eq!(
         files_under(&cache),

@@ -7,8 +7,10 @@
 //! counters and conversation history, texts only as far as the privacy policy allows; a turn's
 //! user audio, when the policy allows it, goes to a second table. Records are written when a
 //! session starts and after each finished turn, and deleted when it stops: a stopped session
-//! has completed, so a record left in the file means that its process died. A writer thread
-//! commits whatever is queued in one transaction; the session task never waits for the disk.
+//! has completed, so a record left in the file means that its process died. The default file,
+//! under the user's cache, is removed when the last backend using it closes it with no record
+//! left: a program whose sessions all completed leaves nothing there. A writer thread commits
+//! whatever is queued in one transaction; the session task never waits for the disk.
 
 mod writer;
 
@@ -89,7 +91,7 @@ impl SessionStore {
     /// Opens the store `config` names; `None` when persistence is off (`path` ""). Failures are
     /// `VB_ERR_INVALID_CONFIG` naming the path. Control thread (`Backend::new`).
     pub(crate) fn open(config: &PersistenceConfig) -> Result<Option<SessionStore>> {
-        let Some(path) = store_path(config)? else {
+        let Some((path, when_empty)) = store_path(config)? else {
             return Ok(None);
         };
         let mut open = lock(&OPEN_STORES);
@@ -97,7 +99,7 @@ impl SessionStore {
             *users += 1;
             return Ok(Some(SessionStore { file: file.clone() }));
         }
-        let file = Arc::new(StoreFile::open(path.clone())?);
+        let file = Arc::new(StoreFile::open(path.clone(), when_empty)?);
         open.insert(path, (file.clone(), 1));
         Ok(Some(SessionStore { file }))
     }
@@ -365,7 +367,7 @@ mod tests {
         };
         let db = Database::builder().create_with_backend(disk).unwrap();
         let path = PathBuf::from("/flaky-disk/sessions.redb");
-        let file = Arc::new(StoreFile::start(path.clone(), db).unwrap());
+        let file = Arc::new(StoreFile::start(path.clone(), db, writer::WhenEmpty::Keep).unwrap());
         lock(&OPEN_STORES).insert(path, (file.clone(), 1));
         let store = SessionStore { file };
         let policy = Arc::new(PrivacyConfig::default());
