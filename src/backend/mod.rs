@@ -11,6 +11,7 @@ pub mod limits;
 pub mod persist;
 pub mod privacy;
 pub mod session;
+mod store;
 
 pub use crate::pipeline::kinds::BackendKind;
 pub use crate::pipeline::{AudioProcessor, ProcessorFactory, PushOutcome};
