@@ -582,6 +582,19 @@ enum VbStatus vb_backend_recovered_sessions(const struct VbBackend *backend,
                                             size_t *needed);
 
 /**
+ * Forgets a session of `vb_backend_recovered_sessions` without resuming it: its record and its
+ * turn audio are deleted from the session store before this returns, and it is no longer
+ * listed (nor found by a later backend on the same file). `VB_ERR_NOT_FOUND` when no recovered
+ * session has that id (unknown, resumed or discarded already, or persistence off);
+ * `VB_ERR_INTERNAL` with the reason when the store could not be written (the session stays
+ * listed). Thread-safe; blocks for the disk write.
+ *
+ * # Safety
+ * `backend` is NULL or a live backend; `session_id` is NULL or NUL-terminated.
+ */
+enum VbStatus vb_backend_discard_recovered(struct VbBackend *backend, const char *session_id);
+
+/**
  * Blocks until every session record written so far is on disk (records are written when a
  * session starts and after each turn, by a writer thread). `VB_ERR_INTERNAL` with the reason
  * when a write failed since the previous flush; `VB_OK` at once when persistence is off.

@@ -1,5 +1,5 @@
 //! A backend's side of its session store: the sessions an earlier process left in it (listed,
-//! resumed), flushing the store and reading it.
+//! resumed or discarded), flushing the store and reading it.
 
 use std::sync::Arc;
 
@@ -38,6 +38,15 @@ impl Backend {
             .store
             .as_ref()
             .map_or_else(Vec::new, SessionStore::recovered)
+    }
+
+    /// Forgets a session of [`Backend::recovered_sessions`] without resuming it: its record and
+    /// its turn audio are deleted from the store file before this returns, and it is no longer
+    /// listed. `VB_ERR_NOT_FOUND` when no recovered session has that id (unknown, resumed or
+    /// discarded already, or persistence off); `VB_ERR_INTERNAL` when the file could not be
+    /// written (the session stays listed). Any thread; blocks for the disk write.
+    pub fn discard_recovered(&self, session_id: &str) -> Result<()> {
+        self.store_of_recovered(session_id)?.discard(session_id)
     }
 
     /// Blocks until every session record written so far is on disk; returns the first write

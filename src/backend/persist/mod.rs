@@ -127,15 +127,35 @@ impl SessionStore {
     /// Takes a recovered session for resuming; `VB_ERR_NOT_FOUND` when there is none under that
     /// id (unknown, or resumed already).
     pub(crate) fn claim(&self, session_id: &str) -> Result<StoredSession> {
-        lock(&self.file.orphans).remove(session_id).ok_or_else(|| {
-            Error::new(
-                VbStatus::VB_ERR_NOT_FOUND,
-                format!(
-                    "no recovered session '{session_id}' in {} (unknown, or resumed already)",
-                    self.path().display()
-                ),
-            )
-        })
+        lock(&self.file.orphans)
+            .remove(session_id)
+            .ok_or_else(|| self.not_recovered(session_id))
+    }
+
+    /// Forgets a recovered session without resuming it: its record and audio are deleted from
+    /// the file before this returns. `VB_ERR_NOT_FOUND` when there is none under that id
+    /// (unknown, resumed or discarded already); `VB_ERR_INTERNAL` when the file could not be
+    /// written (the session stays recovered). Blocks for the disk write; any thread but the
+    /// writer.
+    pub(crate) fn discard(&self, session_id: &str) -> Result<()> {
+        let record = lock(&self.file.orphans)
+            .remove(session_id)
+            .ok_or_else(|| self.not_recovered(session_id))?;
+        let discarded = self.ask(|done| Op::Discard(session_id.to_owned(), done));
+        if discarded.is_err() {
+            self.unclaim(record);
+        }
+        discarded
+    }
+
+    fn not_recovered(&self, session_id: &str) -> Error {
+        Error::new(
+            VbStatus::VB_ERR_NOT_FOUND,
+            format!(
+                "no recovered session '{session_id}' in {} (unknown, resumed or discarded already)",
+                self.path().display()
+            ),
+        )
     }
 
     /// Gives back a claimed session whose resuming failed.

@@ -60,6 +60,9 @@ pub(super) enum Op {
         failures: Sender<Error>,
     },
     Delete(String),
+    /// Deletes a recovered session's record and audio, answering with the outcome of its
+    /// transaction.
+    Discard(String, Sender<Result<()>>),
     /// Answers once everything queued before it is committed, with the first failure since the
     /// previous flush.
     Flush(Sender<Result<()>>),
@@ -125,7 +128,7 @@ fn run_writer(db: Database, path: PathBuf, when_empty: WhenEmpty, ops: Receiver<
             .collect();
         let writes = batch
             .iter()
-            .any(|op| matches!(op, Op::Put { .. } | Op::Delete(_)));
+            .any(|op| matches!(op, Op::Put { .. } | Op::Delete(_) | Op::Discard(..)));
         let written = if writes {
             write_batch(&db, &batch).map_err(|e| failed("writing failed", e))
         } else {
@@ -143,6 +146,9 @@ fn run_writer(db: Database, path: PathBuf, when_empty: WhenEmpty, ops: Receiver<
                     }
                 }
                 Op::Delete(_) => {}
+                Op::Discard(_, done) => {
+                    let _ = done.send(written.clone());
+                }
                 Op::Flush(done) => {
                     let _ = done.send(unreported.take().map_or(Ok(()), Err));
                 }
@@ -184,7 +190,7 @@ fn write_batch(db: &Database, batch: &[Op]) -> std::result::Result<(), BoxError>
                         audio.insert((id.as_str(), a.turn), (a.sample_rate, bytes.as_slice()))?;
                     }
                 }
-                Op::Delete(id) => {
+                Op::Delete(id) | Op::Discard(id, _) => {
                     sessions.remove(id.as_str())?;
                     audio.retain_in((id.as_str(), 0)..=(id.as_str(), u64::MAX), |_, _| false)?;
                 }
