@@ -567,8 +567,9 @@ enum VbStatus vb_backend_set_rate_limiter(struct VbBackend *backend,
 
 /**
  * Writes the JSON array of the sessions found in the session store when the backend was
- * created and not resumed yet (their process ended without stopping them), oldest first:
- * `[{"session_id": "…", "user_id": "…", "turns": 3}, …]`; `[]` when persistence is off.
+ * created and not resumed or discarded since (their process ended without stopping them),
+ * oldest first: `[{"session_id": "…", "user_id": "…", "turns": 3}, …]`; `[]` when persistence
+ * is off.
  * `*needed` always gets the size including the NUL; a short buffer is
  * `VB_ERR_INVALID_ARGUMENT`. Thread-safe.
  *
@@ -681,8 +682,8 @@ enum VbStatus vb_session_create(struct VbBackend *backend,
  * Reopens a session of `vb_backend_recovered_sessions` (not started) under its id, with its
  * configuration (without the `auth_token`, which is never stored) and conversation history;
  * `callbacks` as for `vb_session_create`. It counts against `max_concurrent_sessions`.
- * `VB_ERR_NOT_FOUND` when no recovered session has that id (unknown, resumed already, or
- * persistence off). On success `*out_session` owns the session; free it with
+ * `VB_ERR_NOT_FOUND` when no recovered session has that id (unknown, resumed or discarded
+ * already, or persistence off). On success `*out_session` owns the session; free it with
  * `vb_session_free`. Thread-safe.
  *
  * # Safety

@@ -13,7 +13,8 @@ impl Backend {
     /// Reopens a session of [`Backend::recovered_sessions`] (not started): same id, configuration
     /// (without its `auth_token`, which is never stored) and history, and it goes on writing its
     /// record. It counts against `max_concurrent_sessions`. `VB_ERR_NOT_FOUND` when no recovered
-    /// session has that id (unknown, resumed already, or persistence off). Any thread.
+    /// session has that id (unknown, resumed or discarded already, or persistence off). Any
+    /// thread.
     pub fn resume_session(
         &self,
         session_id: &str,
@@ -31,8 +32,8 @@ impl Backend {
         }
     }
 
-    /// Sessions found in the store when the backend was created and not resumed yet: an earlier
-    /// process ended without stopping them. Oldest first. Any thread.
+    /// Sessions found in the store when the backend was created and not resumed or discarded
+    /// since: an earlier process ended without stopping them. Oldest first. Any thread.
     pub fn recovered_sessions(&self) -> Vec<RecoveredSession> {
         self.inner
             .store

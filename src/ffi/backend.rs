@@ -503,8 +503,9 @@ impl RateLimiter for CRateLimiter {
 // ---- Session persistence: sessions recovered from the store, flushing it. ----
 
 /// Writes the JSON array of the sessions found in the session store when the backend was
-/// created and not resumed yet (their process ended without stopping them), oldest first:
-/// `[{"session_id": "…", "user_id": "…", "turns": 3}, …]`; `[]` when persistence is off.
+/// created and not resumed or discarded since (their process ended without stopping them),
+/// oldest first: `[{"session_id": "…", "user_id": "…", "turns": 3}, …]`; `[]` when persistence
+/// is off.
 /// `*needed` always gets the size including the NUL; a short buffer is
 /// `VB_ERR_INVALID_ARGUMENT`. Thread-safe.
 ///

@@ -245,8 +245,8 @@ impl VbSession {
 /// Reopens a session of `vb_backend_recovered_sessions` (not started) under its id, with its
 /// configuration (without the `auth_token`, which is never stored) and conversation history;
 /// `callbacks` as for `vb_session_create`. It counts against `max_concurrent_sessions`.
-/// `VB_ERR_NOT_FOUND` when no recovered session has that id (unknown, resumed already, or
-/// persistence off). On success `*out_session` owns the session; free it with
+/// `VB_ERR_NOT_FOUND` when no recovered session has that id (unknown, resumed or discarded
+/// already, or persistence off). On success `*out_session` owns the session; free it with
 /// `vb_session_free`. Thread-safe.
 ///
 /// # Safety

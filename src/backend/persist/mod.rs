@@ -125,7 +125,7 @@ impl SessionStore {
     }
 
     /// Takes a recovered session for resuming; `VB_ERR_NOT_FOUND` when there is none under that
-    /// id (unknown, or resumed already).
+    /// id (unknown, resumed or discarded already).
     pub(crate) fn claim(&self, session_id: &str) -> Result<StoredSession> {
         lock(&self.file.orphans)
             .remove(session_id)
