@@ -567,8 +567,9 @@ enum VbStatus vb_backend_set_rate_limiter(struct VbBackend *backend,
 
 /**
  * Writes the JSON array of the sessions found in the session store when the backend was
- * created and not resumed yet (their process ended without stopping them), oldest first:
- * `[{"session_id": "…", "user_id": "…", "turns": 3}, …]`; `[]` when persistence is off.
+ * created and not resumed or discarded since (their process ended without stopping them),
+ * oldest first: `[{"session_id": "…", "user_id": "…", "turns": 3}, …]`; `[]` when persistence
+ * is off.
  * `*needed` always gets the size including the NUL; a short buffer is
  * `VB_ERR_INVALID_ARGUMENT`. Thread-safe.
  *
@@ -580,6 +581,19 @@ enum VbStatus vb_backend_recovered_sessions(const struct VbBackend *backend,
                                             char *buf,
                                             size_t capacity,
                                             size_t *needed);
+
+/**
+ * Forgets a session of `vb_backend_recovered_sessions` without resuming it: its record and its
+ * turn audio are deleted from the session store before this returns, and it is no longer
+ * listed (nor found by a later backend on the same file). `VB_ERR_NOT_FOUND` when no recovered
+ * session has that id (unknown, resumed or discarded already, or persistence off);
+ * `VB_ERR_INTERNAL` with the reason when the store could not be written (the session stays
+ * listed). Thread-safe; blocks for the disk write.
+ *
+ * # Safety
+ * `backend` is NULL or a live backend; `session_id` is NULL or NUL-terminated.
+ */
+enum VbStatus vb_backend_discard_recovered(struct VbBackend *backend, const char *session_id);
 
 /**
  * Blocks until every session record written so far is on disk (records are written when a
@@ -668,8 +682,8 @@ enum VbStatus vb_session_create(struct VbBackend *backend,
  * Reopens a session of `vb_backend_recovered_sessions` (not started) under its id, with its
  * configuration (without the `auth_token`, which is never stored) and conversation history;
  * `callbacks` as for `vb_session_create`. It counts against `max_concurrent_sessions`.
- * `VB_ERR_NOT_FOUND` when no recovered session has that id (unknown, resumed already, or
- * persistence off). On success `*out_session` owns the session; free it with
+ * `VB_ERR_NOT_FOUND` when no recovered session has that id (unknown, resumed or discarded
+ * already, or persistence off). On success `*out_session` owns the session; free it with
  * `vb_session_free`. Thread-safe.
  *
  * # Safety
@@ -828,6 +842,23 @@ enum VbStatus vb_reply_write(struct VbReply *reply, const char *text_chunk);
  * `reply` is NULL or the reply passed to the running `on_transcript`.
  */
 enum VbStatus vb_reply_end(struct VbReply *reply);
+
+/**
+ * Fails the reply with the agent's own error: a status and a message the host chose (say,
+ * `VB_ERR_PROVIDER` and "the order database is down"). The host gets a `VB_EVENT_ERROR` with
+ * that status and the text "agent: <message>", the turn ends (text written before is still
+ * spoken) and the session goes back to `VB_STATE_LISTENING`. Only during `on_transcript`; what
+ * it returns afterwards is not reported again (`return vb_reply_fail(reply, …);` returns
+ * `VB_OK`). `VB_ERR_INVALID_ARGUMENT` for a NULL reply or message, a message that is not UTF-8,
+ * `VB_OK` or a value that is no `VbStatus`; `VB_ERR_INVALID_STATE` after `vb_reply_end`, a
+ * previous `vb_reply_fail`, or once barge-in cancelled the reply. `status` is read as a plain
+ * integer (any `VbStatus` passes as one).
+ *
+ * # Safety
+ * `reply` is NULL or the reply passed to the running `on_transcript`; `message` is NULL or
+ * NUL-terminated.
+ */
+enum VbStatus vb_reply_fail(struct VbReply *reply, int32_t status, const char *message);
 
 /**
  * Whether barge-in cancelled the reply: the agent should stop producing it. False for NULL.

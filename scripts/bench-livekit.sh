@@ -6,7 +6,7 @@
 #   scripts/bench-livekit.sh [N]     latency over 10 turns, then scale with N sessions (default 50)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh >/dev/null
+scripts/setup.sh --tests >/dev/null
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 scripts/livekit-server.sh install >/dev/null
 tests/livekit/peer/build.sh >/dev/null

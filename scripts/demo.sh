@@ -5,7 +5,7 @@
 # latency table. Output: target/demo/conversation.wav (the user) and target/demo/agent.wav.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh   # what the demo uses only: not the test suite's Go, GoogleTest or Pipecat venv
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 echo "demo: building (release)"

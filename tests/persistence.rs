@@ -1,7 +1,7 @@
 //! Session persistence and privacy through the Rust API on the test providers: a record per
 //! active session written at start and after each turn and deleted at stop, recovery and resuming
-//! after a real `kill -9` of a process mid-conversation, what the privacy policy keeps out of the
-//! store, where the store lives, and its configuration errors.
+//! after a real `kill -9` of a process mid-conversation, discarding a recovered session, what the
+//! privacy policy keeps out of the store, where the store lives, and its configuration errors.
 #![cfg(feature = "test-providers")]
 
 mod common;
@@ -26,6 +26,10 @@ const TOKEN: &str = "tok-Zq8xv-never-stored";
 const CHILD_STORE: &str = "VB_PERSISTENCE_CHILD_STORE";
 /// The `persistence.path` JSON value given to a child process.
 const CHILD_PATH_JSON: &str = "VB_PERSISTENCE_CHILD_PATH_JSON";
+/// Set: the child process exits without stopping its session, as a process that died.
+const CHILD_DIES: &str = "VB_PERSISTENCE_CHILD_DIES";
+/// More backend configuration for a child process (JSON members).
+const CHILD_EXTRA: &str = "VB_PERSISTENCE_CHILD_EXTRA";
 
 /// A fresh directory for one test.
 fn scratch(name: &str) -> PathBuf {
@@ -488,21 +492,25 @@ fn speech_to_speech_turns_are_recorded_too() {
 }
 
 #[test]
-#[ignore = "the child process of a_null_path_stores_under_the_cache_directory_and_an_empty_one_nowhere"]
+#[ignore = "the child process of a_null_path_stores_under_the_cache_directory_until_nothing_is_left_and_an_empty_one_nowhere"]
 fn child_holds_one_turn() {
     let Some(path_json) = std::env::var_os(CHILD_PATH_JSON) else {
         return;
     };
     let path_json = path_json.to_str().unwrap();
-    let backend = test_backend(&format!(r#""persistence":{{"path":{path_json}}}"#));
+    let extra = std::env::var(CHILD_EXTRA).map_or(String::new(), |e| format!(",{e}"));
+    let backend = test_backend(&format!(r#""persistence":{{"path":{path_json}}}{extra}"#));
     let session = session_at(&backend, 16000);
     hold_turn(&session, 150.0);
     backend.flush_store().unwrap();
     println!("STORED {}", backend.stored_sessions().unwrap().len());
+    if std::env::var_os(CHILD_DIES).is_some() {
+        std::process::exit(0); // the session is never stopped: its record stays
+    }
 }
 
 #[test]
-fn a_null_path_stores_under_the_cache_directory_and_an_empty_one_nowhere() {
+fn a_null_path_stores_under_the_cache_directory_until_nothing_is_left_and_an_empty_one_nowhere() {
     let files_under = |dir: &Path| -> Vec<PathBuf> {
         let mut found = Vec::new();
         let mut dirs = vec![dir.to_path_buf()];
@@ -518,32 +526,96 @@ fn a_null_path_stores_under_the_cache_directory_and_an_empty_one_nowhere() {
         }
         found
     };
-    let run = |name: &str, path_json: &str| -> (PathBuf, String) {
+    let run = |name: &str, path_json: &str, dies: bool| -> (PathBuf, String) {
         let cache = scratch(name);
-        let env = [
+        let mut env = vec![
             ("XDG_CACHE_HOME", cache.as_os_str()),
             (CHILD_PATH_JSON, OsStr::new(path_json)),
         ];
+        if dies {
+            env.push((CHILD_DIES, OsStr::new("1")));
+        }
         let Output { status, stdout, .. } = child("child_holds_one_turn", &env).output().unwrap();
         let stdout = String::from_utf8_lossy(&stdout).into_owned();
         assert!(status.success(), "child failed: {stdout}");
         (cache, stdout)
     };
 
-    let (cache, stdout) = run("default-path", "null");
+    // A process that dies with its session active leaves the record in the default file.
+    let (cache, stdout) = run("default-path", "null", true);
     assert!(stdout.contains("STORED 1"), "{stdout}");
     let program = std::env::current_exe().unwrap();
     let program = program.file_stem().unwrap().to_str().unwrap();
     let expected = cache.join(format!("voicebackend/sessions/{program}.redb"));
     assert_eq!(files_under(&cache), [expected]);
 
-    let (cache, stdout) = run("no-path", r#""""#);
+    // One that completed its sessions leaves nothing: the default file goes once empty.
+    let (cache, stdout) = run("default-path-completed", "null", false);
+    assert!(stdout.contains("STORED 1"), "{stdout}");
+    assert_eq!(files_under(&cache), Vec::<PathBuf>::new(), "no file left");
+
+    let (cache, stdout) = run("no-path", r#""""#, false);
     assert!(stdout.contains("STORED 0"), "{stdout}");
     assert_eq!(
         files_under(&cache),
         Vec::<PathBuf>::new(),
         "nothing written"
     );
+}
+
+#[test]
+fn a_recovered_session_can_be_discarded_without_resuming_it() {
+    let path = scratch("discard").join("sessions.redb");
+    let path_json = json!(path.to_str().unwrap()).to_string();
+    let env = [
+        (CHILD_PATH_JSON, OsStr::new(&path_json)),
+        (CHILD_DIES, OsStr::new("1")),
+        (
+            CHILD_EXTRA,
+            OsStr::new(r#""privacy":{"persist_audio":true}"#),
+        ),
+    ];
+    let Output { status, stdout, .. } = child("child_holds_one_turn", &env).output().unwrap();
+    let stdout = String::from_utf8_lossy(&stdout);
+    assert!(status.success() && stdout.contains("STORED 1"), "{stdout}");
+
+    let backend = backend_on(&path, "");
+    let recovered = backend.recovered_sessions();
+    assert_eq!(recovered.len(), 1, "the dead process's session");
+    let id = recovered[0].session_id.clone();
+    let stored = backend.stored_sessions().unwrap();
+    assert_eq!(
+        stored[0].audio.len(),
+        1,
+        "with the user's speech of its turn"
+    );
+
+    // Unknown ids, and a backend without a store: not found, and nothing changes.
+    let e = backend.discard_recovered("sess-nobody").unwrap_err();
+    assert_eq!(e.status(), VbStatus::VB_ERR_NOT_FOUND);
+    assert!(e.message().contains("sess-nobody"), "{e}");
+    let off = test_backend(r#""persistence":{"path":""}"#);
+    let e = off.discard_recovered(&id).unwrap_err();
+    assert_eq!(e.status(), VbStatus::VB_ERR_NOT_FOUND);
+    assert!(e.message().contains("persistence is off"), "{e}");
+    assert_eq!(backend.recovered_sessions(), recovered);
+
+    // Discarded: no longer listed, and its record and audio are gone from the file.
+    backend.discard_recovered(&id).unwrap();
+    assert!(backend.recovered_sessions().is_empty());
+    assert!(backend.stored_sessions().unwrap().is_empty());
+    for e in [
+        backend.discard_recovered(&id).unwrap_err(),
+        backend
+            .resume_session(&id, Some(echo_agent()), None)
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.status(), VbStatus::VB_ERR_NOT_FOUND, "{e}");
+    }
+    drop(backend);
+    let third = backend_on(&path, "");
+    assert!(third.recovered_sessions().is_empty());
+    assert!(third.stored_sessions().unwrap().is_empty());
 }
 
 #[test]

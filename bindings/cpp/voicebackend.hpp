@@ -16,10 +16,12 @@
 // only for a real error: a full input ring is reported through the accepted count, so they do
 // not allocate on the realtime path.
 //
-// Threads (as in the C contract): Backend's calls are thread-safe, except add_processor and
-// set_incoming (one thread, before start(); they keep the function in the object). Per Session,
-// one thread at a time calls process_audio, one read_audio, one poll_event;
-// start/stop/say/interrupt are thread-safe. Callbacks run on engine threads, never the caller's:
+// Threads (as in the C contract): Backend's calls are thread-safe, except add_processor,
+// set_incoming, set_auth_hook and set_rate_limiter (one thread, before start(); they keep the
+// functions in the object). Per Session, one thread at a time calls process_audio, one
+// read_audio, one poll_event; start/stop/say/interrupt are thread-safe. Callbacks run on engine
+// threads, except the auth hook and the rate limiter, which run inside the create_session or
+// resume_session call that they admit (possibly several at once):
 // - the agent on an agent worker thread (it may block; Session's destructor waits for it),
 // - the event handler on the session's event thread,
 // - the incoming handler (set_incoming) on an engine I/O thread, possibly concurrently,
@@ -42,6 +44,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <iterator>
 #include <limits>
@@ -189,6 +192,15 @@ class Reply {
   }
   /// Ends the reply (returning from the agent ends it too).
   void end() { detail::check(vb_reply_end(reply_)); }
+  /// Fails the reply with the agent's own error (vb_reply_fail): the host gets a
+  /// VB_EVENT_ERROR with status and the text "agent: <message>", the turn ends (text written
+  /// before is still spoken) and the session listens again; what the agent does afterwards is
+  /// not reported again. Throws Error: VB_ERR_INVALID_ARGUMENT for VB_OK, VB_ERR_INVALID_STATE
+  /// after end(), a previous fail() or once barge-in cancelled the reply.
+  void fail(VbStatus status, std::string_view message) {
+    std::string text = detail::c_string(message, "failure message");
+    detail::check(vb_reply_fail(reply_, static_cast<int32_t>(status), text.c_str()));
+  }
   /// Whether barge-in cancelled the reply.
   bool cancelled() const noexcept { return vb_reply_is_cancelled(reply_); }
   /// The C handle, for vb_reply_* calls.
@@ -215,6 +227,102 @@ struct SessionHandlers {
   StreamingAgent streaming;
   EventHandler on_event;
 };
+
+/// The host's authentication and authorization of new sessions (Backend::set_auth_hook), in
+/// place of the built-in JWT hook of auth.jwt_hs256_secret. Both run on the thread that creates
+/// or resumes the session, before anything of it exists, possibly concurrently. A
+/// voicebackend::Error they throw fails the call with its status; another exception with
+/// VB_ERR_INTERNAL.
+struct AuthHook {
+  /// The user id a valid token stands for, or std::nullopt to refuse it (VB_ERR_UNAUTHORIZED).
+  /// metadata_json is the session's metadata object. Called for sessions with an auth_token.
+  std::function<std::optional<std::string>(const std::string& token,
+                                           const std::string& metadata_json)>
+      authenticate;
+  /// Whether user_id may perform operation ("session.create"; "session.resume" for a recovered
+  /// session, which has no token to authenticate); false refuses (VB_ERR_UNAUTHORIZED).
+  std::function<bool(const std::string& user_id, const std::string& operation)> authorize;
+};
+
+/// The host's admission of new sessions by rate (Backend::set_rate_limiter), in place of the
+/// built-in token buckets of rate_limit. Runs on the thread that creates the session, possibly
+/// concurrently; exceptions as for AuthHook.
+struct RateLimiter {
+  /// Whether one session of key (its user id, "" when it has none) may start now; false
+  /// refuses (VB_ERR_RATE_LIMITED). Must not block.
+  std::function<bool(const std::string& key)> allow;
+  /// Optional: admits one session of key, waiting up to timeout (the session's
+  /// admission_wait_ms); false when no admission came in time. Without it the engine asks
+  /// allow every 10 ms.
+  std::function<bool(const std::string& key, std::chrono::milliseconds timeout)> wait;
+};
+
+namespace detail {
+
+// The status of a hook that threw.
+inline VbStatus thrown_status() noexcept {
+  try {
+    throw;
+  } catch (const Error& e) {
+    return e.status() != VB_OK ? e.status() : VB_ERR_INTERNAL;
+  } catch (...) {
+    return VB_ERR_INTERNAL;
+  }
+}
+
+inline VbStatus auth_authenticate_trampoline(void* user_data, const char* token,
+                                             const char* metadata_json, char* user_id_out,
+                                             size_t user_id_capacity) noexcept {
+  try {
+    const auto* hook = static_cast<const AuthHook*>(user_data);
+    const std::optional<std::string> user =
+        hook->authenticate(token != nullptr ? token : "",
+                           metadata_json != nullptr ? metadata_json : "{}");
+    if (!user) return VB_ERR_UNAUTHORIZED;
+    if (user->find('\0') != std::string::npos || user->size() >= user_id_capacity) {
+      return VB_ERR_INVALID_ARGUMENT;  // the engine says the hook failed with it
+    }
+    std::memcpy(user_id_out, user->c_str(), user->size() + 1);
+    return VB_OK;
+  } catch (...) {
+    return thrown_status();
+  }
+}
+
+inline VbStatus auth_authorize_trampoline(void* user_data, const char* user_id,
+                                          const char* operation) noexcept {
+  try {
+    const auto* hook = static_cast<const AuthHook*>(user_data);
+    return hook->authorize(user_id != nullptr ? user_id : "", operation != nullptr ? operation : "")
+               ? VB_OK
+               : VB_ERR_UNAUTHORIZED;
+  } catch (...) {
+    return thrown_status();
+  }
+}
+
+inline VbStatus limiter_allow_trampoline(void* user_data, const char* key) noexcept {
+  try {
+    const auto* limiter = static_cast<const RateLimiter*>(user_data);
+    return limiter->allow(key != nullptr ? key : "") ? VB_OK : VB_ERR_RATE_LIMITED;
+  } catch (...) {
+    return thrown_status();
+  }
+}
+
+inline VbStatus limiter_wait_trampoline(void* user_data, const char* key,
+                                        uint32_t timeout_ms) noexcept {
+  try {
+    const auto* limiter = static_cast<const RateLimiter*>(user_data);
+    return limiter->wait(key != nullptr ? key : "", std::chrono::milliseconds(timeout_ms))
+               ? VB_OK
+               : VB_ERR_RATE_LIMITED;
+  } catch (...) {
+    return thrown_status();
+  }
+}
+
+}  // namespace detail
 
 class Session;
 
@@ -373,6 +481,16 @@ class Session {
         [h](char* buf, size_t cap, size_t* needed) { return vb_session_id(h, buf, cap, needed); });
   }
 
+  /// The finished turns as a JSON array, oldest first, a resumed session's earlier turns
+  /// included: [{"transcript":"…","reply":"…","interrupted":false},…] (null where the privacy
+  /// policy kept a text out of the store). An agent may call it for the context of its turn.
+  std::string history() const {
+    VbSession* h = handle_;
+    return detail::fill_string([h](char* buf, size_t cap, size_t* needed) {
+      return vb_session_history(h, buf, cap, needed);
+    });
+  }
+
   /// Copies mono PCM at input_sample_rate into the session; returns the samples taken (fewer
   /// than count when the input ring is full: the rest is dropped, counted and reported as
   /// VB_EVENT_AUDIO_DROPPED). Realtime-safe; throws only on a real error (e.g. not started).
@@ -504,13 +622,17 @@ class Backend {
   Backend(Backend&& other) noexcept
       : handle_(std::exchange(other.handle_, nullptr)),
         processors_(std::move(other.processors_)),
-        incoming_(std::move(other.incoming_)) {}
+        incoming_(std::move(other.incoming_)),
+        auth_hook_(std::move(other.auth_hook_)),
+        rate_limiter_(std::move(other.rate_limiter_)) {}
   Backend& operator=(Backend&& other) noexcept {
     if (this != &other) {
       reset();
       handle_ = std::exchange(other.handle_, nullptr);
       processors_ = std::move(other.processors_);
       incoming_ = std::move(other.incoming_);
+      auth_hook_ = std::move(other.auth_hook_);
+      rate_limiter_ = std::move(other.rate_limiter_);
     }
     return *this;
   }
@@ -627,6 +749,75 @@ class Backend {
     return make_session(session_json, std::make_unique<detail::SessionCallbacks>());
   }
 
+  /// Installs the host's auth hook (see AuthHook; both functions are required). Only before
+  /// start(); the hook is kept by this Backend until it is freed. From then on a session with
+  /// an auth_token is admitted only when authenticate names its user (a user_id in its config
+  /// must be that user) and authorize allows "session.create"; a recovered session only when
+  /// authorize allows "session.resume". A refusal is VB_ERR_UNAUTHORIZED and creates nothing.
+  void set_auth_hook(AuthHook hook) {
+    auto stored = std::make_unique<AuthHook>(std::move(hook));
+    VbAuthHook c{};
+    c.user_data = stored.get();
+    c.authenticate = stored->authenticate ? &detail::auth_authenticate_trampoline : nullptr;
+    c.authorize = stored->authorize ? &detail::auth_authorize_trampoline : nullptr;
+    detail::check(vb_backend_set_auth_hook(handle_, &c));
+    auth_hook_ = std::move(stored);  // nothing was admitted yet (only before start)
+  }
+
+  /// Installs the host's rate limiter (see RateLimiter; allow is required, wait optional). Only
+  /// before start(); the limiter is kept by this Backend until it is freed. Each new session
+  /// then takes one admission from it; a refusal is VB_ERR_RATE_LIMITED and creates nothing.
+  void set_rate_limiter(RateLimiter limiter) {
+    auto stored = std::make_unique<RateLimiter>(std::move(limiter));
+    VbRateLimiter c{};
+    c.user_data = stored.get();
+    c.allow = stored->allow ? &detail::limiter_allow_trampoline : nullptr;
+    c.wait = stored->wait ? &detail::limiter_wait_trampoline : nullptr;
+    detail::check(vb_backend_set_rate_limiter(handle_, &c));
+    rate_limiter_ = std::move(stored);
+  }
+
+  /// The sessions found in the session store when this backend was created and not resumed or
+  /// discarded since (their process ended without stopping them), oldest first, as a JSON
+  /// array: [{"session_id":"…","user_id":"…","turns":3},…]; "[]" when persistence is off.
+  std::string recovered_sessions() const {
+    VbBackend* h = handle_;
+    return detail::fill_string([h](char* buf, size_t cap, size_t* needed) {
+      return vb_backend_recovered_sessions(h, buf, cap, needed);
+    });
+  }
+  /// Reopens a recovered session, not started: same id, configuration (without its
+  /// auth_token) and history (Session::history). It counts against max_concurrent_sessions
+  /// and is admitted by the auth hook ("session.resume") and the rate limiter. Throws Error:
+  /// VB_ERR_NOT_FOUND when no recovered session has that id (unknown, resumed or discarded
+  /// already, or persistence off).
+  Session resume_session(const std::string& session_id, Agent agent,
+                         EventHandler on_event = nullptr) {
+    auto callbacks = std::make_unique<detail::SessionCallbacks>();
+    callbacks->agent = std::move(agent);
+    callbacks->on_event = std::move(on_event);
+    return resume(session_id, std::move(callbacks));
+  }
+  /// resume_session with an agent that streams its reply.
+  Session resume_session(const std::string& session_id, StreamingAgent agent,
+                         EventHandler on_event = nullptr) {
+    auto callbacks = std::make_unique<detail::SessionCallbacks>();
+    callbacks->streaming = std::move(agent);
+    callbacks->on_event = std::move(on_event);
+    return resume(session_id, std::move(callbacks));
+  }
+  /// Forgets a recovered session without resuming it: its record and audio are deleted from
+  /// the store before this returns, and no later backend finds it. Throws Error:
+  /// VB_ERR_NOT_FOUND as for resume_session; VB_ERR_INTERNAL when the store could not be
+  /// written (it stays listed). Blocks for the disk write.
+  void discard_recovered(const std::string& session_id) {
+    const std::string id = detail::c_string(session_id, "session_id");
+    detail::check(vb_backend_discard_recovered(handle_, id.c_str()));
+  }
+  /// Blocks until every session record written so far is on disk; throws Error
+  /// (VB_ERR_INTERNAL) when a write failed since the previous flush.
+  void flush_store() { detail::check(vb_backend_flush_store(handle_)); }
+
   /// False for a moved-from Backend.
   bool valid() const noexcept { return handle_ != nullptr; }
   explicit operator bool() const noexcept { return valid(); }
@@ -636,6 +827,23 @@ class Backend {
  private:
   Session make_session(const std::string& session_json,
                        std::unique_ptr<detail::SessionCallbacks> callbacks) {
+    const char* json = session_json.empty() ? nullptr : session_json.c_str();
+    return open_session(std::move(callbacks), [&](const VbCallbacks* c, VbSession** out) {
+      return vb_session_create(handle_, json, c, out);
+    });
+  }
+
+  Session resume(const std::string& session_id,
+                 std::unique_ptr<detail::SessionCallbacks> callbacks) {
+    const std::string id = detail::c_string(session_id, "session_id");
+    return open_session(std::move(callbacks), [&](const VbCallbacks* c, VbSession** out) {
+      return vb_session_resume(handle_, id.c_str(), c, out);
+    });
+  }
+
+  // Opens a session with open(callbacks, &handle): vb_session_create or vb_session_resume.
+  template <typename Open>
+  Session open_session(std::unique_ptr<detail::SessionCallbacks> callbacks, Open open) {
     VbCallbacks c{};
     c.user_data = callbacks.get();
     c.on_transcript = (callbacks->agent || callbacks->streaming)
@@ -643,8 +851,7 @@ class Backend {
                           : nullptr;
     c.on_event = callbacks->on_event ? &detail::SessionCallbacks::on_event_trampoline : nullptr;
     VbSession* handle = nullptr;
-    detail::check(vb_session_create(handle_, session_json.empty() ? nullptr : session_json.c_str(),
-                                    &c, &handle));
+    detail::check(open(&c, &handle));
     return Session(handle, std::move(callbacks));
   }
 
@@ -653,11 +860,15 @@ class Backend {
     vb_backend_free(std::exchange(handle_, nullptr));
     processors_.clear();
     incoming_.reset();
+    auth_hook_.reset();
+    rate_limiter_.reset();
   }
 
   VbBackend* handle_ = nullptr;
   std::vector<std::unique_ptr<Processor>> processors_;
   std::unique_ptr<IncomingHandler> incoming_;
+  std::unique_ptr<AuthHook> auth_hook_;
+  std::unique_ptr<RateLimiter> rate_limiter_;
 };
 
 }  // namespace voicebackend

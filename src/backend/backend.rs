@@ -11,7 +11,7 @@ use super::auth::{AuthHook, SESSION_CREATE};
 use super::health::{VbHealth, VbHealthStatus};
 use super::incoming::{BackendArrivals, IncomingHandler};
 use super::limits::RateLimiter;
-use super::persist::{RecoveredSession, SessionStore, SharedStore, StoredSession};
+use super::persist::{SessionStore, SharedStore, StoredSession};
 use super::privacy::{DataKind, DataOwner, PrivacyPolicy};
 use super::recovery::Recovery;
 use super::session::{EventCallback, Session, SessionInner, SessionParts};
@@ -44,7 +44,7 @@ const IO_THREADS: usize = 2;
 
 /// A handle to a backend. Dropping it stops every session and the I/O runtime.
 pub struct Backend {
-    inner: Arc<BackendInner>,
+    pub(super) inner: Arc<BackendInner>,
 }
 
 enum BackendState {
@@ -73,9 +73,9 @@ pub(crate) struct BackendInner {
     /// (frames_dropped, deadline_misses) at the last health check.
     last_check: Mutex<(u64, u64)>,
     /// The session store; `None` when persistence is off.
-    store: Option<SessionStore>,
+    pub(super) store: Option<SessionStore>,
     /// The conversations shared with other processes (`persistence.shared_dir`).
-    shared: Option<Arc<SharedStore>>,
+    pub(super) shared: Option<Arc<SharedStore>>,
     /// What sessions may persist and log; replaceable until the backend starts.
     privacy: Mutex<Arc<dyn PrivacyPolicy>>,
     /// The backend's `tracing` span: its control calls and its sessions' spans are in it.
@@ -298,63 +298,6 @@ impl Backend {
         self.open_session(config, None, agent, on_event)
     }
 
-    /// Reopens a session of [`Backend::recovered_sessions`] (not started): same id, configuration
-    /// (without its `auth_token`, which is never stored) and history, and it goes on writing its
-    /// record. It counts against `max_concurrent_sessions`. `VB_ERR_NOT_FOUND` when no recovered
-    /// session has that id (unknown, resumed already, or persistence off). Any thread.
-    pub fn resume_session(
-        &self,
-        session_id: &str,
-        agent: Option<Arc<dyn Agent>>,
-        on_event: Option<EventCallback>,
-    ) -> Result<Session> {
-        let store = self.inner.store.as_ref().ok_or_else(|| {
-            Error::new(
-                VbStatus::VB_ERR_NOT_FOUND,
-                format!("no recovered session '{session_id}': persistence is off"),
-            )
-        })?;
-        let record = store.claim(session_id)?;
-        match self.open_session(record.config.clone(), Some(&record), agent, on_event) {
-            Ok(session) => Ok(session),
-            Err(e) => {
-                store.unclaim(record);
-                Err(e)
-            }
-        }
-    }
-
-    /// Sessions found in the store when the backend was created and not resumed yet: an earlier
-    /// process ended without stopping them. Oldest first. Any thread.
-    pub fn recovered_sessions(&self) -> Vec<RecoveredSession> {
-        self.inner
-            .store
-            .as_ref()
-            .map_or_else(Vec::new, SessionStore::recovered)
-    }
-
-    /// Blocks until every session record written so far is on disk; returns the first write
-    /// failure since the previous flush. `Ok` at once when persistence is off. Any thread.
-    pub fn flush_store(&self) -> Result<()> {
-        if let Some(shared) = &self.inner.shared {
-            shared.flush();
-        }
-        self.inner
-            .store
-            .as_ref()
-            .map_or(Ok(()), SessionStore::flush)
-    }
-
-    /// What the session store holds now, turn audio included (after [`Backend::flush_store`]:
-    /// everything written so far): for an operator's look, and for tests. Empty when
-    /// persistence is off. Any thread.
-    pub fn stored_sessions(&self) -> Result<Vec<StoredSession>> {
-        self.inner
-            .store
-            .as_ref()
-            .map_or(Ok(Vec::new()), SessionStore::read)
-    }
-
     /// Replaces the privacy policy (default: the `privacy` configuration section). Only before
     /// `start`.
     pub fn set_privacy_policy(&self, policy: Arc<dyn PrivacyPolicy>) -> Result<()> {
@@ -368,7 +311,7 @@ impl Backend {
     }
 
     /// Creates a new session, or reopens `resumed` under its id with its history.
-    fn open_session(
+    pub(super) fn open_session(
         &self,
         mut config: SessionConfig,
         resumed: Option<&StoredSession>,

@@ -12,6 +12,7 @@ pub mod persist;
 pub mod privacy;
 mod recovery;
 pub mod session;
+mod store;
 
 pub use crate::pipeline::kinds::BackendKind;
 pub use crate::pipeline::{AudioProcessor, ProcessorFactory, PushOutcome};

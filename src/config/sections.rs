@@ -67,7 +67,8 @@ pub struct AuthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PersistenceConfig {
     /// Store file (its directory is created); null: `voicebackend/sessions/<program>.redb` under
-    /// the user's cache directory (`$XDG_CACHE_HOME`, else `~/.cache`); `""`: off.
+    /// the user's cache directory (`$XDG_CACHE_HOME`, else `~/.cache`), removed when the last
+    /// backend using it closes it with no record left; `""`: off.
     pub path: Option<String>,
     /// A directory shared by the processes of a deployment (one host, or a network file system
     /// they all mount; created if missing); null (default): none. Sessions with a

@@ -503,8 +503,9 @@ impl RateLimiter for CRateLimiter {
 // ---- Session persistence: sessions recovered from the store, flushing it. ----
 
 /// Writes the JSON array of the sessions found in the session store when the backend was
-/// created and not resumed yet (their process ended without stopping them), oldest first:
-/// `[{"session_id": "…", "user_id": "…", "turns": 3}, …]`; `[]` when persistence is off.
+/// created and not resumed or discarded since (their process ended without stopping them),
+/// oldest first: `[{"session_id": "…", "user_id": "…", "turns": 3}, …]`; `[]` when persistence
+/// is off.
 /// `*needed` always gets the size including the NUL; a short buffer is
 /// `VB_ERR_INVALID_ARGUMENT`. Thread-safe.
 ///
@@ -525,6 +526,29 @@ pub unsafe extern "C" fn vb_backend_recovered_sessions(
             .map_err(|e| Error::internal(e.to_string()))?;
         // SAFETY: forwarded caller contract.
         unsafe { fill_buffer(&json, buf, capacity, needed) }
+    })
+}
+
+/// Forgets a session of `vb_backend_recovered_sessions` without resuming it: its record and its
+/// turn audio are deleted from the session store before this returns, and it is no longer
+/// listed (nor found by a later backend on the same file). `VB_ERR_NOT_FOUND` when no recovered
+/// session has that id (unknown, resumed or discarded already, or persistence off);
+/// `VB_ERR_INTERNAL` with the reason when the store could not be written (the session stays
+/// listed). Thread-safe; blocks for the disk write.
+///
+/// # Safety
+/// `backend` is NULL or a live backend; `session_id` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vb_backend_discard_recovered(
+    backend: *mut VbBackend,
+    session_id: *const c_char,
+) -> VbStatus {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let backend = unsafe { required_ref(backend, "backend") }?;
+        // SAFETY: forwarded caller contract.
+        let session_id = unsafe { required_str(session_id, "session_id") }?;
+        backend.backend.discard_recovered(session_id)
     })
 }
 

@@ -245,8 +245,8 @@ impl VbSession {
 /// Reopens a session of `vb_backend_recovered_sessions` (not started) under its id, with its
 /// configuration (without the `auth_token`, which is never stored) and conversation history;
 /// `callbacks` as for `vb_session_create`. It counts against `max_concurrent_sessions`.
-/// `VB_ERR_NOT_FOUND` when no recovered session has that id (unknown, resumed already, or
-/// persistence off). On success `*out_session` owns the session; free it with
+/// `VB_ERR_NOT_FOUND` when no recovered session has that id (unknown, resumed or discarded
+/// already, or persistence off). On success `*out_session` owns the session; free it with
 /// `vb_session_free`. Thread-safe.
 ///
 /// # Safety
@@ -584,6 +584,36 @@ pub unsafe extern "C" fn vb_reply_write(
 pub unsafe extern "C" fn vb_reply_end(reply: *mut VbReply) -> VbStatus {
     // SAFETY: forwarded caller contract.
     guard(|| unsafe { reply_mut(reply) }?.end())
+}
+
+/// Fails the reply with the agent's own error: a status and a message the host chose (say,
+/// `VB_ERR_PROVIDER` and "the order database is down"). The host gets a `VB_EVENT_ERROR` with
+/// that status and the text "agent: <message>", the turn ends (text written before is still
+/// spoken) and the session goes back to `VB_STATE_LISTENING`. Only during `on_transcript`; what
+/// it returns afterwards is not reported again (`return vb_reply_fail(reply, …);` returns
+/// `VB_OK`). `VB_ERR_INVALID_ARGUMENT` for a NULL reply or message, a message that is not UTF-8,
+/// `VB_OK` or a value that is no `VbStatus`; `VB_ERR_INVALID_STATE` after `vb_reply_end`, a
+/// previous `vb_reply_fail`, or once barge-in cancelled the reply. `status` is read as a plain
+/// integer (any `VbStatus` passes as one).
+///
+/// # Safety
+/// `reply` is NULL or the reply passed to the running `on_transcript`; `message` is NULL or
+/// NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vb_reply_fail(
+    reply: *mut VbReply,
+    status: i32,
+    message: *const c_char,
+) -> VbStatus {
+    guard(|| {
+        // SAFETY: forwarded caller contract.
+        let reply = unsafe { reply_mut(reply) }?;
+        let status = VbStatus::from_raw(status.into())
+            .ok_or_else(|| Error::invalid_argument(format!("status {status} is no VbStatus")))?;
+        // SAFETY: forwarded caller contract.
+        let message = unsafe { required_str(message, "message") }?;
+        reply.fail(status, message)
+    })
 }
 
 /// Whether barge-in cancelled the reply: the agent should stop producing it. False for NULL.

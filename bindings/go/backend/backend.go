@@ -250,6 +250,17 @@ func (b *Backend) CreateSession(ctx context.Context, cfg *SessionConfig) (*Sessi
 	if err != nil {
 		return nil, err
 	}
+	cjs := C.CString(string(js))
+	defer C.free(unsafe.Pointer(cjs))
+	return b.openSession(ctx, op, cfg, func(h cgo.Handle, withAgent bool, out **C.VbSession) C.enum_VbStatus {
+		return createSession(b.c, cjs, h, withAgent, out)
+	})
+}
+
+// openSession makes a session with open (vb_session_create or vb_session_resume, given the
+// session's handle) under the backend's lock and the hooks' ctx, and registers it.
+func (b *Backend) openSession(ctx context.Context, op string, cfg *SessionConfig,
+	open func(h cgo.Handle, withAgent bool, out **C.VbSession) C.enum_VbStatus) (*Session, error) {
 	b.life.RLock()
 	defer b.life.RUnlock()
 	if b.c == nil {
@@ -260,14 +271,12 @@ func (b *Backend) CreateSession(ctx context.Context, cfg *SessionConfig) (*Sessi
 	}
 	s := newSession(ctx, b, cfg)
 	h := cgo.NewHandle(s)
-	cjs := C.CString(string(js))
-	defer C.free(unsafe.Pointer(cjs))
 	var out *C.VbSession
 	var hookErr error
-	err = call(op, func() C.enum_VbStatus {
+	err := call(op, func() C.enum_VbStatus {
 		end := b.hooks.begin(ctx)
 		defer func() { hookErr = end() }()
-		return createSession(b.c, cjs, h, s.agent != nil || s.streaming != nil, &out)
+		return open(h, s.agent != nil || s.streaming != nil, &out)
 	})
 	if err != nil {
 		h.Delete()

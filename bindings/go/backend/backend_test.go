@@ -165,8 +165,8 @@ func TestErrors(t *testing.T) {
 		if err := s.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
-		// The input ring holds 500 ms; 2 s in one call overflows it.
-		err = s.ProcessAudioInt16(ctx, speech(150, 2000, 16000))
+		// The input ring holds 500 ms; 2 s in one call that does not wait overflows it.
+		err = s.TryProcessAudioInt16(ctx, speech(150, 2000, 16000))
 		wantCode(t, err, ErrCodeBufferFull, "8000 of 32000")
 		if !IsRetryable(err) || !IsRetryable(fmt.Errorf("wrapped: %w", err)) {
 			t.Error("buffer full should be retryable")

@@ -66,24 +66,28 @@ func codeOf(err error) ErrorCode {
 	return ErrCodeInternal
 }
 
-// BenchmarkProcessAudio: the binding's calls, one 20 ms frame at 48 kHz (960 samples). The
-// *_0samples variants push nothing: the engine's call is then nearly free, so they show the
-// binding's own overhead (compare with BenchmarkProcessAudioC/*_0samples).
+// BenchmarkProcessAudio: the binding's realtime calls (TryProcessAudio*), one 20 ms frame at
+// 48 kHz (960 samples). The *_0samples variants push nothing: the engine's call is then nearly
+// free, so they show the binding's own overhead (compare with BenchmarkProcessAudioC/*_0samples).
+// int16_waiting is ProcessAudioInt16, which asks for the ring's room in the same cgo call.
 func BenchmarkProcessAudio(b *testing.B) {
 	ctx := context.Background()
 	frame := make([]int16, 960)
 	raw := make([]byte, 2*960)
 	b.Run("int16", func(b *testing.B) {
-		runPush(b, 960, func(s *Session) ErrorCode { return codeOf(s.ProcessAudioInt16(ctx, frame)) })
+		runPush(b, 960, func(s *Session) ErrorCode { return codeOf(s.TryProcessAudioInt16(ctx, frame)) })
 	})
 	b.Run("bytes", func(b *testing.B) {
-		runPush(b, 960, func(s *Session) ErrorCode { return codeOf(s.ProcessAudio(ctx, raw)) })
+		runPush(b, 960, func(s *Session) ErrorCode { return codeOf(s.TryProcessAudio(ctx, raw)) })
 	})
 	b.Run("int16_0samples", func(b *testing.B) {
-		runPush(b, 0, func(s *Session) ErrorCode { return codeOf(s.ProcessAudioInt16(ctx, frame[:0])) })
+		runPush(b, 0, func(s *Session) ErrorCode { return codeOf(s.TryProcessAudioInt16(ctx, frame[:0])) })
 	})
 	b.Run("bytes_0samples", func(b *testing.B) {
-		runPush(b, 0, func(s *Session) ErrorCode { return codeOf(s.ProcessAudio(ctx, raw[:0])) })
+		runPush(b, 0, func(s *Session) ErrorCode { return codeOf(s.TryProcessAudio(ctx, raw[:0])) })
+	})
+	b.Run("int16_waiting", func(b *testing.B) {
+		runPush(b, 960, func(s *Session) ErrorCode { return codeOf(s.ProcessAudioInt16(ctx, frame)) })
 	})
 }
 

@@ -8,6 +8,7 @@ package backend
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include "voicebackend.h"
 
 // Exported from callbacks.go (cgo writes them without const).
@@ -31,6 +32,37 @@ static enum VbStatus vbgo_session_create(VbBackend *backend, const char *config_
 	callbacks.on_transcript = with_agent ? vbgo_on_transcript : NULL;
 	callbacks.on_event = vbgo_on_event;
 	return vb_session_create(backend, config_json, &callbacks, out_session);
+}
+
+// vb_session_resume with the binding's callbacks, as vbgo_session_create.
+static enum VbStatus vbgo_session_resume(VbBackend *backend, const char *session_id, uintptr_t handle,
+                                    int with_agent, VbSession **out_session) {
+	VbCallbacks callbacks;
+	callbacks.user_data = (void *)handle;
+	callbacks.on_transcript = with_agent ? vbgo_on_transcript : NULL;
+	callbacks.on_event = vbgo_on_event;
+	return vb_session_resume(backend, session_id, &callbacks, out_session);
+}
+
+// For the tests of ProcessAudio's waiting: a processor that holds the realtime thread while
+// vbgo_stall is set, so that the input ring stays full.
+static volatile int vbgo_stall;
+
+static void vbgo_stall_process(void *user_data, int16_t *pcm, size_t samples, uint32_t sample_rate) {
+	(void)user_data; (void)pcm; (void)samples; (void)sample_rate;
+	while (__atomic_load_n(&vbgo_stall, __ATOMIC_ACQUIRE)) {
+		struct timespec pause = {0, 1000000};
+		nanosleep(&pause, NULL);
+	}
+}
+
+static enum VbStatus vbgo_add_stall_processor(VbBackend *backend) {
+	VbProcessor processor = {NULL, "vbgo-stall", 0, vbgo_stall_process};
+	return vb_backend_add_processor(backend, &processor);
+}
+
+static void vbgo_set_stall(int on) {
+	__atomic_store_n(&vbgo_stall, on, __ATOMIC_RELEASE);
 }
 
 // The calling OS thread. A goroutine running a cgo callback is locked to the engine thread that
@@ -122,6 +154,31 @@ func createSession(b *C.VbBackend, config *C.char, h cgo.Handle, withAgent bool,
 		agent = 1
 	}
 	return C.vbgo_session_create(b, config, C.uintptr_t(h), agent, out)
+}
+
+// resumeSession calls vb_session_resume with the binding's trampolines; user_data is h.
+func resumeSession(b *C.VbBackend, id *C.char, h cgo.Handle, withAgent bool, out **C.VbSession) C.enum_VbStatus {
+	agent := C.int(0)
+	if withAgent {
+		agent = 1
+	}
+	return C.vbgo_session_resume(b, id, C.uintptr_t(h), agent, out)
+}
+
+// addStallProcessor adds a processor that holds every session's realtime thread while
+// setStall(true) is in force (before Start). Not for use outside tests.
+func addStallProcessor(b *Backend) error {
+	return call("addStallProcessor", func() C.enum_VbStatus { return C.vbgo_add_stall_processor(b.c) })
+}
+
+// setStall holds (true) or releases (false) the realtime threads of addStallProcessor's
+// sessions. Not for use outside tests.
+func setStall(on bool) {
+	v := C.int(0)
+	if on {
+		v = 1
+	}
+	C.vbgo_set_stall(v)
 }
 
 // threadID identifies the calling OS thread (pthread_self).

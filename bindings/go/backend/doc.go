@@ -10,7 +10,8 @@
 //			return "You said: " + transcript, nil
 //		}})
 //	err = s.Start(ctx)
-//	err = s.ProcessAudio(ctx, pcm16le)  // every 20 ms, from the microphone
+//	err = s.TryProcessAudio(ctx, pcm16le)  // every 20 ms, from the microphone (never blocks)
+//	err = s.ProcessAudio(ctx, file16le)    // a burst of any length: waits for room until ctx is done
 //	for chunk := range s.ReceiveAudio() { … } // the agent's voice, PCM16LE
 //	for ev := range s.Events() { … }        // transcripts, replies, metrics, errors
 //
@@ -39,10 +40,18 @@
 // server dispatches arrives at Config.OnSession (see OnSessionFunc). Backend.Rooms is the
 // server's room service: rooms, participants and agent dispatches.
 //
+// # Recovered sessions
+//
+// Sessions of a process that died are listed by Backend.RecoveredSessions when the next backend
+// on the same session store starts; Backend.ResumeSession goes on with one (Session.History
+// holds its earlier turns), Backend.DiscardRecovered forgets one.
+//
 // # Errors
 //
 // Every failure is a *BackendError with a Code (one per engine status) and a Message naming the
-// field or value at fault; use errors.As. Context errors are returned unchanged.
+// field or value at fault; use errors.As. Context errors are returned unchanged, except by
+// ProcessAudio, whose *PartialAudioError says how much it queued and unwraps to ctx.Err(). An
+// agent fails a turn with its own code and message through Reply.Fail.
 //
 // # Linking
 //

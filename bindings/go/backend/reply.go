@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 )
@@ -18,8 +19,9 @@ import (
 // StreamingAgentCallback it was given to runs; its methods may be called from any goroutine
 // (they are serialized) but fail with ErrCodeInvalidState once the callback has returned.
 type Reply struct {
-	mu sync.Mutex
-	c  *C.VbReply // nil once the callback returned
+	mu     sync.Mutex
+	c      *C.VbReply // nil once the callback returned
+	failed bool       // Fail succeeded
 }
 
 func (r *Reply) finished(op string) error {
@@ -56,6 +58,34 @@ func (r *Reply) End() error {
 		return r.finished(op)
 	}
 	return call(op, func() C.enum_VbStatus { return C.vb_reply_end(r.c) })
+}
+
+// Fail fails the reply with the agent's own error (vb_reply_fail): the host gets an EventError
+// with code and the text "agent: <message>", the turn ends (text written before is still
+// spoken) and the session listens again. What the callback returns afterwards is not reported
+// a second time. ErrCodeInvalidArgument for code 0 (VB_OK), a code that is no status, or a
+// message with a NUL byte; ErrCodeInvalidState after End, a previous Fail, or once barge-in
+// cancelled the reply.
+func (r *Reply) Fail(code ErrorCode, message string) error {
+	const op = "Reply.Fail"
+	cs, err := cString(op, "message", message)
+	if err != nil {
+		return err
+	}
+	defer freeCString(cs)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.c == nil {
+		return r.finished(op)
+	}
+	if code < math.MinInt32 || code > math.MaxInt32 {
+		return &BackendError{Op: op, Code: ErrCodeInvalidArgument, Message: fmt.Sprintf("code %d is no status", int(code))}
+	}
+	err = call(op, func() C.enum_VbStatus { return C.vb_reply_fail(r.c, C.int32_t(code), cs) })
+	if err == nil {
+		r.failed = true
+	}
+	return err
 }
 
 // Cancelled reports whether barge-in (or Interrupt) cancelled the reply
@@ -116,6 +146,12 @@ func (s *Session) runAgent(transcript string, c *C.VbReply) (status C.enum_VbSta
 		if text, err = s.agent(ctx, transcript); err == nil {
 			err = r.Write(text)
 		}
+	}
+	r.mu.Lock()
+	failed := r.failed
+	r.mu.Unlock()
+	if failed {
+		return C.VB_OK // the agent's error was reported by Fail
 	}
 	if err != nil {
 		if ctx.Err() != nil && (errors.Is(err, ctx.Err()) || r.Cancelled()) {

@@ -8,9 +8,7 @@ import "C"
 
 import (
 	"context"
-	"runtime"
 	"runtime/cgo"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -316,121 +314,6 @@ func (s *Session) finish() {
 		s.state.Store(int32(StateStopped))
 		s.evMu.Unlock()
 	})
-}
-
-// ProcessAudio feeds PCM16LE mono audio at the input sample rate (vb_session_process_audio).
-// ErrCodeBufferFull when the input ring had no room for all of it (the rest is dropped,
-// counted in health and reported as EventAudioDropped): push at real-time pace. Aligned input
-// on little-endian hosts is passed without a copy.
-func (s *Session) ProcessAudio(ctx context.Context, pcm []byte) error {
-	const op = "Session.ProcessAudio"
-	if len(pcm)%2 != 0 {
-		return &BackendError{Op: op, Code: ErrCodeInvalidArgument, Message: "PCM16LE audio must have an even number of bytes"}
-	}
-	if len(pcm) == 0 {
-		return s.processAudio(ctx, op, nil)
-	}
-	if littleEndian && uintptr(unsafe.Pointer(&pcm[0]))%2 == 0 {
-		return s.processAudio(ctx, op, unsafe.Slice((*int16)(unsafe.Pointer(&pcm[0])), len(pcm)/2))
-	}
-	s.scratchMu.Lock()
-	defer s.scratchMu.Unlock()
-	n := len(pcm) / 2
-	if cap(s.scratch) < n {
-		s.scratch = make([]int16, n)
-	}
-	buf := s.scratch[:n]
-	for i := range buf {
-		buf[i] = int16(uint16(pcm[2*i]) | uint16(pcm[2*i+1])<<8)
-	}
-	return s.processAudio(ctx, op, buf)
-}
-
-// ProcessAudioInt16 feeds mono samples at the input sample rate; see ProcessAudio.
-func (s *Session) ProcessAudioInt16(ctx context.Context, pcm []int16) error {
-	return s.processAudio(ctx, "Session.ProcessAudioInt16", pcm)
-}
-
-func (s *Session) processAudio(ctx context.Context, op string, pcm []int16) error {
-	if ctx != nil {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
-	p := pcmPtr(pcm)
-	s.life.RLock()
-	if s.c == nil {
-		s.life.RUnlock()
-		return closedSession(op)
-	}
-	runtime.LockOSThread()
-	status := C.vb_session_process_audio(s.c, p, C.size_t(len(pcm)), s.accepted)
-	var err error
-	if status != C.VB_OK {
-		err = s.audioError(op, status, len(pcm))
-	}
-	runtime.UnlockOSThread()
-	s.life.RUnlock()
-	return err
-}
-
-// audioError reads the failure of the last audio call (same OS thread, session locked).
-func (s *Session) audioError(op string, status C.enum_VbStatus, given int) error {
-	err := lastError(op, status).(*BackendError)
-	if status == C.VB_ERR_BUFFER_FULL {
-		err.Message += " (" + strconv.Itoa(int(*s.accepted)) + " of " + strconv.Itoa(given) + " samples taken)"
-	}
-	return err
-}
-
-// readLoop drains the engine's output ring at real-time pace into the ReceiveAudio channel.
-func (s *Session) readLoop() {
-	defer close(s.readerDone)
-	defer close(s.audio)
-	frame := max(int(int64(s.outRate)*int64(s.frame)/int64(time.Second)), 1)
-	buf := make([]int16, 5*frame)
-	tick := time.NewTicker(s.frame)
-	defer tick.Stop()
-	last := time.Now()
-	for {
-		select {
-		case <-s.done:
-			return
-		case now := <-tick.C:
-			// Read what played since the previous tick (one frame normally; more after a
-			// late tick), as a sound card would.
-			due := int(int64(now.Sub(last)) * int64(s.outRate) / int64(time.Second))
-			last = now
-			due = min(max(due, frame), len(buf))
-			n := s.readAudio(buf[:due])
-			if n == 0 {
-				continue
-			}
-			chunk := make([]byte, 2*n)
-			for i, v := range buf[:n] {
-				chunk[2*i] = byte(v)
-				chunk[2*i+1] = byte(uint16(v) >> 8)
-			}
-			select {
-			case s.audio <- chunk:
-			default:
-				s.droppedAudio.Add(1)
-			}
-		}
-	}
-}
-
-func (s *Session) readAudio(buf []int16) int {
-	s.life.RLock()
-	defer s.life.RUnlock()
-	if s.c == nil {
-		return 0
-	}
-	var written C.size_t
-	if C.vb_session_read_audio(s.c, (*C.int16_t)(unsafe.Pointer(&buf[0])), C.size_t(len(buf)), &written) != C.VB_OK {
-		return 0
-	}
-	return int(written)
 }
 
 // Say speaks text without a user turn, e.g. a greeting, after any reply in progress

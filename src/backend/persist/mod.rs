@@ -7,8 +7,10 @@
 //! counters and conversation history, texts only as far as the privacy policy allows; a turn's
 //! user audio, when the policy allows it, goes to a second table. Records are written when a
 //! session starts and after each finished turn, and deleted when it stops: a stopped session
-//! has completed, so a record left in the file means that its process died. A writer thread
-//! commits whatever is queued in one transaction; the session task never waits for the disk.
+//! has completed, so a record left in the file means that its process died. The default file,
+//! under the user's cache, is removed when the last backend using it closes it with no record
+//! left: a program whose sessions all completed leaves nothing there. A writer thread commits
+//! whatever is queued in one transaction; the session task never waits for the disk.
 //!
 //! Conversations that must outlive their process on another one (a LiveKit job whose worker
 //! died) are kept in a directory the processes share: [`shared`].
@@ -95,7 +97,7 @@ impl SessionStore {
     /// Opens the store `config` names; `None` when persistence is off (`path` ""). Failures are
     /// `VB_ERR_INVALID_CONFIG` naming the path. Control thread (`Backend::new`).
     pub(crate) fn open(config: &PersistenceConfig) -> Result<Option<SessionStore>> {
-        let Some(path) = store_path(config)? else {
+        let Some((path, when_empty)) = store_path(config)? else {
             return Ok(None);
         };
         let mut open = lock(&OPEN_STORES);
@@ -103,7 +105,7 @@ impl SessionStore {
             *users += 1;
             return Ok(Some(SessionStore { file: file.clone() }));
         }
-        let file = Arc::new(StoreFile::open(path.clone())?);
+        let file = Arc::new(StoreFile::open(path.clone(), when_empty)?);
         open.insert(path, (file.clone(), 1));
         Ok(Some(SessionStore { file }))
     }
@@ -129,17 +131,37 @@ impl SessionStore {
     }
 
     /// Takes a recovered session for resuming; `VB_ERR_NOT_FOUND` when there is none under that
-    /// id (unknown, or resumed already).
+    /// id (unknown, resumed or discarded already).
     pub(crate) fn claim(&self, session_id: &str) -> Result<StoredSession> {
-        lock(&self.file.orphans).remove(session_id).ok_or_else(|| {
-            Error::new(
-                VbStatus::VB_ERR_NOT_FOUND,
-                format!(
-                    "no recovered session '{session_id}' in {} (unknown, or resumed already)",
-                    self.path().display()
-                ),
-            )
-        })
+        lock(&self.file.orphans)
+            .remove(session_id)
+            .ok_or_else(|| self.not_recovered(session_id))
+    }
+
+    /// Forgets a recovered session without resuming it: its record and audio are deleted from
+    /// the file before this returns. `VB_ERR_NOT_FOUND` when there is none under that id
+    /// (unknown, resumed or discarded already); `VB_ERR_INTERNAL` when the file could not be
+    /// written (the session stays recovered). Blocks for the disk write; any thread but the
+    /// writer.
+    pub(crate) fn discard(&self, session_id: &str) -> Result<()> {
+        let record = lock(&self.file.orphans)
+            .remove(session_id)
+            .ok_or_else(|| self.not_recovered(session_id))?;
+        let discarded = self.ask(|done| Op::Discard(session_id.to_owned(), done));
+        if discarded.is_err() {
+            self.unclaim(record);
+        }
+        discarded
+    }
+
+    fn not_recovered(&self, session_id: &str) -> Error {
+        Error::new(
+            VbStatus::VB_ERR_NOT_FOUND,
+            format!(
+                "no recovered session '{session_id}' in {} (unknown, resumed or discarded already)",
+                self.path().display()
+            ),
+        )
     }
 
     /// Gives back a claimed session whose resuming failed.
@@ -371,7 +393,7 @@ mod tests {
         };
         let db = Database::builder().create_with_backend(disk).unwrap();
         let path = PathBuf::from("/flaky-disk/sessions.redb");
-        let file = Arc::new(StoreFile::start(path.clone(), db).unwrap());
+        let file = Arc::new(StoreFile::start(path.clone(), db, writer::WhenEmpty::Keep).unwrap());
         lock(&OPEN_STORES).insert(path, (file.clone(), 1));
         let store = SessionStore { file };
         let policy = Arc::new(PrivacyConfig::default());

@@ -1,6 +1,7 @@
 //! The store file and its writer thread: the redb tables, the file shared by the backends of
 //! this process that name it, and the thread that owns the database — it commits whatever is
-//! queued in one transaction, answers flushes and reads, and closes the file.
+//! queued in one transaction, answers flushes and reads, and closes the file (removing the
+//! default file when nothing is left in it).
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
@@ -37,6 +38,16 @@ pub(super) struct StoreFile {
     pub(super) orphans: Mutex<BTreeMap<String, StoredSession>>,
 }
 
+/// What becomes of the file when the last backend using it closes it with no record left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WhenEmpty {
+    /// The host named the file: it stays.
+    Keep,
+    /// The default file under the user's cache: it goes, so that programs that completed every
+    /// session leave nothing behind there.
+    Remove,
+}
+
 /// Store files open in this process, by absolute path, with the number of backends using each.
 pub(super) static OPEN_STORES: Mutex<BTreeMap<PathBuf, (Arc<StoreFile>, usize)>> =
     Mutex::new(BTreeMap::new());
@@ -49,6 +60,9 @@ pub(super) enum Op {
         failures: Sender<Error>,
     },
     Delete(String),
+    /// Deletes a recovered session's record and audio, answering with the outcome of its
+    /// transaction.
+    Discard(String, Sender<Result<()>>),
     /// Answers once everything queued before it is committed, with the first failure since the
     /// previous flush.
     Flush(Sender<Result<()>>),
@@ -59,17 +73,17 @@ pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 impl StoreFile {
     /// Opens (or creates) the file, reads the records left in it and starts the writer thread,
     /// which owns the database from then on.
-    pub(super) fn open(path: PathBuf) -> Result<StoreFile> {
+    pub(super) fn open(path: PathBuf, when_empty: WhenEmpty) -> Result<StoreFile> {
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(&path)
             .map_err(|e| open_error(&path, e))?;
-        StoreFile::start(path, db)
+        StoreFile::start(path, db, when_empty)
     }
 
     /// Prepares the tables of `db` (the file at `path`), reads the records left in it and hands
     /// it to a new writer thread.
-    pub(super) fn start(path: PathBuf, db: Database) -> Result<StoreFile> {
+    pub(super) fn start(path: PathBuf, db: Database, when_empty: WhenEmpty) -> Result<StoreFile> {
         let prepare = || -> std::result::Result<Vec<StoredSession>, BoxError> {
             let txn = db.begin_write()?;
             txn.open_table(SESSIONS)?;
@@ -87,7 +101,7 @@ impl StoreFile {
         let writer_path = path.clone();
         let writer = std::thread::Builder::new()
             .name("vb-store".to_owned())
-            .spawn(move || run_writer(db, writer_path, queue))
+            .spawn(move || run_writer(db, writer_path, when_empty, queue))
             .map_err(|e| Error::internal(format!("could not start the store writer: {e}")))?;
         Ok(StoreFile {
             path,
@@ -103,7 +117,7 @@ impl StoreFile {
     }
 }
 /// The writer thread: commits queued operations in batches until `Close`.
-fn run_writer(db: Database, path: PathBuf, ops: Receiver<Op>) {
+fn run_writer(db: Database, path: PathBuf, when_empty: WhenEmpty, ops: Receiver<Op>) {
     let failed = |what: &str, e: BoxError| {
         Error::internal(format!("session store {}: {what}: {e}", path.display()))
     };
@@ -114,7 +128,7 @@ fn run_writer(db: Database, path: PathBuf, ops: Receiver<Op>) {
             .collect();
         let writes = batch
             .iter()
-            .any(|op| matches!(op, Op::Put { .. } | Op::Delete(_)));
+            .any(|op| matches!(op, Op::Put { .. } | Op::Delete(_) | Op::Discard(..)));
         let written = if writes {
             write_batch(&db, &batch).map_err(|e| failed("writing failed", e))
         } else {
@@ -132,6 +146,9 @@ fn run_writer(db: Database, path: PathBuf, ops: Receiver<Op>) {
                     }
                 }
                 Op::Delete(_) => {}
+                Op::Discard(_, done) => {
+                    let _ = done.send(written.clone());
+                }
                 Op::Flush(done) => {
                     let _ = done.send(unreported.take().map_or(Ok(()), Err));
                 }
@@ -143,6 +160,11 @@ fn run_writer(db: Database, path: PathBuf, ops: Receiver<Op>) {
             }
         }
         if closing {
+            // Unlinked while the database still holds the file's lock: a process opening the
+            // path from now on creates a new file instead of sharing this one.
+            if when_empty == WhenEmpty::Remove && holds_nothing(&db).unwrap_or(false) {
+                let _ = std::fs::remove_file(&path);
+            }
             return;
         }
     }
@@ -168,7 +190,7 @@ fn write_batch(db: &Database, batch: &[Op]) -> std::result::Result<(), BoxError>
                         audio.insert((id.as_str(), a.turn), (a.sample_rate, bytes.as_slice()))?;
                     }
                 }
-                Op::Delete(id) => {
+                Op::Delete(id) | Op::Discard(id, _) => {
                     sessions.remove(id.as_str())?;
                     audio.retain_in((id.as_str(), 0)..=(id.as_str(), u64::MAX), |_, _| false)?;
                 }
@@ -178,6 +200,13 @@ fn write_batch(db: &Database, batch: &[Op]) -> std::result::Result<(), BoxError>
     }
     txn.commit()?;
     Ok(())
+}
+
+/// Whether the store holds no record and no audio.
+fn holds_nothing(db: &Database) -> std::result::Result<bool, BoxError> {
+    let txn = db.begin_read()?;
+    Ok(txn.open_table(SESSIONS)?.first()?.is_none()
+        && txn.open_table(TURN_AUDIO)?.first()?.is_none())
 }
 
 /// Every record, by session id, with the turn audio when `with_audio`.
@@ -219,12 +248,13 @@ fn read_all(db: &Database, with_audio: bool) -> std::result::Result<Vec<StoredSe
     Ok(sessions.into_values().collect())
 }
 
-/// The absolute store path `config` names, its directory created; `None` for "".
-pub(super) fn store_path(config: &PersistenceConfig) -> Result<Option<PathBuf>> {
-    let path = match config.path.as_deref() {
+/// The absolute store path `config` names, its directory created, and what becomes of the file
+/// once empty; `None` for "".
+pub(super) fn store_path(config: &PersistenceConfig) -> Result<Option<(PathBuf, WhenEmpty)>> {
+    let (path, when_empty) = match config.path.as_deref() {
         Some("") => return Ok(None),
-        Some(path) => PathBuf::from(path),
-        None => default_path()?,
+        Some(path) => (PathBuf::from(path), WhenEmpty::Keep),
+        None => (default_path()?, WhenEmpty::Remove),
     };
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(Error::invalid_config(format!(
@@ -245,7 +275,7 @@ pub(super) fn store_path(config: &PersistenceConfig) -> Result<Option<PathBuf>> 
                 dir.display()
             ))
         })?;
-    Ok(Some(absolute.join(name)))
+    Ok(Some((absolute.join(name), when_empty)))
 }
 
 /// `$XDG_CACHE_HOME/voicebackend/sessions/<program>.redb` (`~/.cache` without XDG_CACHE_HOME),

@@ -95,12 +95,8 @@ impl Conversation {
         let now = self.ctx.events.now_us();
         let Some(reply) = self.active.as_mut().filter(|r| r.id == id) else {
             // The reply already finished (or was cancelled): its agent's failure still counts.
-            if let ReplyMsg::Returned(Err(e)) = msg {
-                self.ctx.events.provider_error(
-                    PROVIDER_AGENT,
-                    e.status(),
-                    format!("agent: {}", e.message()),
-                );
+            if let ReplyMsg::Returned(Err(e)) | ReplyMsg::Failed(e) = msg {
+                self.agent_failed(&e);
             }
             return;
         };
@@ -117,17 +113,23 @@ impl Conversation {
                 }
             }
             ReplyMsg::End => self.end_reply_text(),
-            ReplyMsg::Returned(result) => {
-                if let Err(e) = result {
-                    self.ctx.events.provider_error(
-                        PROVIDER_AGENT,
-                        e.status(),
-                        format!("agent: {}", e.message()),
-                    );
-                }
+            // The agent's failure ends its reply: what it wrote is still spoken, then the
+            // session listens again.
+            ReplyMsg::Returned(Err(e)) | ReplyMsg::Failed(e) => {
+                self.agent_failed(&e);
                 self.end_reply_text();
             }
+            ReplyMsg::Returned(Ok(())) => self.end_reply_text(),
         }
+    }
+
+    /// Reports the agent's own failure (returned by its callback or given to `Reply::fail`).
+    fn agent_failed(&mut self, e: &Error) {
+        self.ctx.events.provider_error(
+            PROVIDER_AGENT,
+            e.status(),
+            format!("agent: {}", e.message()),
+        );
     }
 
     /// The agent is done writing: let TTS finish and publish the full reply text once.
@@ -338,6 +340,12 @@ fn run_agent(
             ))
         }),
         None => Err(Error::invalid_state("this session has no agent")),
+    };
+    // A reply the agent failed was reported then; what its callback returns (often the status
+    // `vb_reply_fail` gave back) is not reported a second time. A panic still is.
+    let result = match result {
+        Err(e) if reply.has_failed() && e.status() != VbStatus::VB_ERR_PANIC => Ok(()),
+        result => result,
     };
     let _ = reply_tx.send((id, ReplyMsg::Returned(result)));
 }

@@ -256,6 +256,7 @@ void case_bad_input(void)
     CHECK(has_event == true);
     CHECK_STATUS(vb_reply_write(NULL, "text"), VB_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(vb_reply_end(NULL), VB_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(vb_reply_fail(NULL, VB_ERR_PROVIDER, "failed"), VB_ERR_INVALID_ARGUMENT);
     CHECK(vb_reply_is_cancelled(NULL) == false);
     vb_session_free(NULL);
     vb_backend_free(NULL);

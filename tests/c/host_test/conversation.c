@@ -1,5 +1,6 @@
 /*
- * conversation.c: the C host test's conversation cases: a full turn, and barge-in.
+ * conversation.c: the C host test's conversation cases: a full turn, barge-in, and an agent that
+ * fails its reply.
  */
 #include "host_test.h"
 
@@ -132,4 +133,118 @@ done:
     close_host(&h);
     vb_backend_free(backend);
     agent_free(agent);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Case: vb_reply_fail. The agent fails its first reply with its own status and message: the
+ * host gets that error, the turn ends cleanly and the session listens again. Its second reply
+ * is cancelled by the host's interrupt before it fails it: too late, VB_ERR_INVALID_STATE.
+ * ------------------------------------------------------------------------------------------- */
+
+static atomic_int g_fail_calls;       /* on_transcript calls */
+static atomic_int g_fail_mismatches;  /* vb_reply_* calls in the agent that returned the wrong status */
+static atomic_bool g_fail_done;       /* the second call returned */
+
+/* In the agent: `got` is `want`, with a message exactly when it failed. */
+static void agent_expects(VbStatus got, VbStatus want, const char *what, const char *needle)
+{
+    const char *message = vb_last_error_message();
+    bool ok = got == want && (want == VB_OK) == (message[0] == '\0') &&
+              (needle == NULL || strstr(message, needle) != NULL);
+    if (!ok) {
+        printf("    agent: %s returned %s, expected %s (message: \"%s\")\n", what,
+               vb_status_str((int32_t)got), vb_status_str((int32_t)want), message);
+        atomic_fetch_add(&g_fail_mismatches, 1);
+    }
+}
+
+static VbStatus failing_agent(void *user_data, VbSession *session, const char *transcript,
+                              VbReply *reply)
+{
+    (void)user_data;
+    (void)session;
+    (void)transcript;
+    if (atomic_fetch_add(&g_fail_calls, 1) > 0) {
+        /* Wait for the host's interrupt, then try to fail the cancelled reply. */
+        for (int i = 0; i < 1000 && !vb_reply_is_cancelled(reply); i++)
+            sleep_s(0.01);
+        agent_expects(vb_reply_fail(reply, VB_ERR_PROVIDER, "too late"), VB_ERR_INVALID_STATE,
+                      "vb_reply_fail on a cancelled reply", "cancelled");
+        atomic_store(&g_fail_done, true);
+        return VB_OK;
+    }
+    agent_expects(vb_reply_write(reply, "Let me look. "), VB_OK, "vb_reply_write", NULL);
+    /* Bad arguments change nothing. */
+    agent_expects(vb_reply_fail(reply, VB_ERR_PROVIDER, NULL), VB_ERR_INVALID_ARGUMENT,
+                  "vb_reply_fail(message NULL)", "message");
+    agent_expects(vb_reply_fail(reply, VB_OK, "all fine"), VB_ERR_INVALID_ARGUMENT,
+                  "vb_reply_fail(VB_OK)", "VB_OK");
+    agent_expects(vb_reply_fail(reply, 99, "no status"), VB_ERR_INVALID_ARGUMENT,
+                  "vb_reply_fail(99)", "99");
+    agent_expects(vb_reply_fail(reply, VB_ERR_PROVIDER, "\xff\xfe"), VB_ERR_INVALID_ARGUMENT,
+                  "vb_reply_fail(invalid UTF-8)", "UTF-8");
+    VbStatus failed = vb_reply_fail(reply, VB_ERR_CONNECTION_FAILED, "the order database is down");
+    agent_expects(failed, VB_OK, "vb_reply_fail", NULL);
+    /* The reply is finished. */
+    agent_expects(vb_reply_write(reply, "more"), VB_ERR_INVALID_STATE, "vb_reply_write after",
+                  "failed");
+    agent_expects(vb_reply_end(reply), VB_ERR_INVALID_STATE, "vb_reply_end after", "failed");
+    agent_expects(vb_reply_fail(reply, VB_ERR_PROVIDER, "again"), VB_ERR_INVALID_STATE,
+                  "vb_reply_fail after", "failed");
+    return failed;
+}
+
+static bool second_agent_call_runs(const Host *h)
+{
+    (void)h;
+    return atomic_load(&g_fail_calls) >= 2;
+}
+
+static bool second_agent_call_returned(const Host *h)
+{
+    (void)h;
+    return atomic_load(&g_fail_done);
+}
+
+void case_reply_fail(void)
+{
+    Host h = {0};
+    VbCallbacks callbacks = {NULL, failing_agent, NULL};
+    VbBackend *backend = start_backend(BACKEND_JSON);
+    REQUIRE(backend != NULL);
+    h.in_rate = h.out_rate = 16000;
+    h.capture_cap = 16000;
+    h.capture = calloc(h.capture_cap, sizeof *h.capture);
+    REQUIRE_STATUS(vb_session_create(backend, NULL, &callbacks, &h.session), VB_OK);
+    REQUIRE_STATUS(vb_session_start(h.session), VB_OK);
+
+    CHECK(say_turn(&h, 150.0, 800));
+    CHECK(wait_until(&h, reply_played_out, 30.0));
+    CHECK(h.counts[VB_EVENT_ERROR] == 1);
+    CHECK(h.last_error == VB_ERR_CONNECTION_FAILED);
+    CHECK(strcmp(h.last_error_text, "agent: the order database is down") == 0);
+    /* What it wrote before failing is its reply, and was spoken. */
+    CHECK(h.counts[VB_EVENT_AGENT_RESPONSE] == 1);
+    CHECK(strcmp(h.responses[0], "Let me look. ") == 0);
+    CHECK(h.played_nonzero > 0);
+    CHECK(h.state == VB_STATE_LISTENING);
+    CHECK(vb_session_state(h.session) == VB_STATE_LISTENING);
+
+    /* The next reply is cancelled by the host before the agent fails it. */
+    CHECK(say_turn(&h, 220.0, 800));
+    CHECK(wait_until(&h, second_agent_call_runs, 30.0));
+    CHECK_STATUS(vb_session_interrupt(h.session), VB_OK);
+    CHECK(wait_until(&h, second_agent_call_returned, 30.0));
+    CHECK(wait_until(&h, got_interrupted, 5.0));
+    sleep_s(0.2);
+    pump(&h);
+    CHECK(h.counts[VB_EVENT_ERROR] == 1); /* nothing more was reported */
+    CHECK(atomic_load(&g_fail_mismatches) == 0);
+    CHECK(atomic_load(&g_fail_calls) == 2);
+    CHECK(h.bad_events == 0);
+    CHECK(h.call_failures == 0);
+
+done:
+    close_host(&h);
+    vb_backend_free(backend);
 }

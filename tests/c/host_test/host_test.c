@@ -25,6 +25,7 @@ static const struct {
 } CASES[] = {
     {"full_turn", case_full_turn},
     {"barge_in", case_barge_in},
+    {"reply_fail", case_reply_fail},
     {"bad_input", case_bad_input},
     {"input_overrun", case_input_overrun},
     {"processor", case_processor},

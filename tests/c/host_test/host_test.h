@@ -192,13 +192,14 @@ bool open_host(Host *h, VbBackend *backend, unsigned rate, Agent *agent);
 void close_host(Host *h);
 
 /* ---------------------------------------------------------------------------------------------
- * The cases, one area per file: conversation.c (a turn, barge-in), audio.c (input overrun, a
- * host processor), lifecycle.c (pushed events, health), bad_input.c, access.c (auth hook, rate
- * limiter), persistence.c.
+ * The cases, one area per file: conversation.c (a turn, barge-in, a failed reply), audio.c
+ * (input overrun, a host processor), lifecycle.c (pushed events, health), bad_input.c, access.c
+ * (auth hook, rate limiter), persistence.c.
  * ------------------------------------------------------------------------------------------- */
 
 void case_full_turn(void);
 void case_barge_in(void);
+void case_reply_fail(void);
 void case_bad_input(void);
 void case_input_overrun(void);
 void case_processor(void);

@@ -5,8 +5,9 @@
 
 /* ---------------------------------------------------------------------------------------------
  * Case: session persistence. A child process (this program again, with VB_PERSISTENCE_CHILD
- * set) holds a turn on a store file and is killed with SIGKILL; a backend on the same file
- * recovers the session, resumes it with its history and goes on; its stop deletes the record.
+ * set) holds a turn on a store file, opens a second session that says nothing, and is killed
+ * with SIGKILL; a backend on the same file recovers both, discards the idle one, resumes the
+ * other with its history and goes on; its stop deletes the record.
  * ------------------------------------------------------------------------------------------- */
 
 #define PERSIST_PATH "persistence-case/sessions.redb"
@@ -23,10 +24,11 @@ static int history_turns(const char *json)
     return n;
 }
 
-/* The child: one turn, flushed to disk, its session id on stdout, then it waits to be killed. */
+/* The child: one turn, a second session without one, flushed to disk, their session ids on
+ * stdout, then it waits to be killed. */
 static void persistence_child(void)
 {
-    Host h = {0};
+    Host h = {0}, idle = {0};
     Agent *agent = agent_new();
     agent->chunks[0] = "Noted.";
     VbBackend *backend = start_backend(PERSIST_BACKEND_JSON);
@@ -34,14 +36,17 @@ static void persistence_child(void)
     REQUIRE(open_host(&h, backend, 16000, agent));
     CHECK(say_turn(&h, 150.0, 800));
     REQUIRE(wait_until(&h, reply_played_out, 30.0));
+    REQUIRE(open_host(&idle, backend, 16000, NULL));
     REQUIRE_STATUS(vb_backend_flush_store(backend), VB_OK);
-    char id[128];
+    char id[128], idle_id[128];
     size_t needed = 0;
     REQUIRE_STATUS(vb_session_id(h.session, id, sizeof id, &needed), VB_OK);
-    printf("persisted session %s\n", id);
+    REQUIRE_STATUS(vb_session_id(idle.session, idle_id, sizeof idle_id, &needed), VB_OK);
+    printf("persisted sessions %s %s\n", id, idle_id);
     fflush(stdout);
     sleep_s(60.0); /* the parent kills it long before */
 done:
+    close_host(&idle);
     close_host(&h);
     vb_backend_free(backend);
     agent_free(agent);
@@ -60,7 +65,7 @@ void case_persistence(void)
     VbCallbacks callbacks = {agent, agent_on_transcript, NULL};
     Host h = {0};
     FILE *from_child = NULL;
-    char id[128] = "", line[512], buf[4096], expected[256];
+    char id[128] = "", idle_id[128] = "", line[512], buf[4096], expected[512];
     size_t needed = 0;
     int fds[2], status = 0;
     pid_t pid = -1;
@@ -83,10 +88,10 @@ void case_persistence(void)
     from_child = fdopen(fds[0], "r");
     while (id[0] == '\0' && fgets(line, sizeof line, from_child) != NULL) {
         printf("    child: %s", line);
-        if (sscanf(line, "persisted session %127s", id) != 1)
+        if (sscanf(line, "persisted sessions %127s %127s", id, idle_id) != 2)
             id[0] = '\0';
     }
-    REQUIRE(id[0] != '\0');
+    REQUIRE(id[0] != '\0' && idle_id[0] != '\0');
     /* kill -9 while its session is active. */
     CHECK(kill(pid, SIGKILL) == 0);
     CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
@@ -94,8 +99,11 @@ void case_persistence(void)
 
     backend = start_backend(PERSIST_BACKEND_JSON);
     REQUIRE(backend != NULL);
-    /* vb_backend_recovered_sessions: the buffer rules, then the session with its one turn. */
-    snprintf(expected, sizeof expected, "[{\"session_id\":\"%s\",\"user_id\":\"\",\"turns\":1}]", id);
+    /* vb_backend_recovered_sessions: the buffer rules, then both sessions, oldest first. */
+    snprintf(expected, sizeof expected,
+             "[{\"session_id\":\"%s\",\"user_id\":\"\",\"turns\":1},"
+             "{\"session_id\":\"%s\",\"user_id\":\"\",\"turns\":0}]",
+             id, idle_id);
     memset(buf, 'X', sizeof buf);
     CHECK_STATUS(vb_backend_recovered_sessions(backend, buf, 3, &needed), VB_ERR_INVALID_ARGUMENT);
     CHECK(needed == strlen(expected) + 1);
@@ -106,6 +114,24 @@ void case_persistence(void)
     CHECK_STATUS(vb_backend_recovered_sessions(NULL, buf, sizeof buf, &needed),
                  VB_ERR_INVALID_ARGUMENT);
     REQUIRE_STATUS(vb_backend_recovered_sessions(backend, buf, sizeof buf, &needed), VB_OK);
+    CHECK(strcmp(buf, expected) == 0);
+
+    /* vb_backend_discard_recovered: bad arguments and unknown ids change nothing; the idle
+     * session is forgotten (a later backend on the file does not find it either, see below). */
+    CHECK_STATUS(vb_backend_discard_recovered(NULL, idle_id), VB_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(vb_backend_discard_recovered(backend, NULL), VB_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(vb_backend_discard_recovered(backend, "sess-\xff"), VB_ERR_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("UTF-8");
+    CHECK_STATUS(vb_backend_discard_recovered(backend, "sess-nobody"), VB_ERR_NOT_FOUND);
+    CHECK_MESSAGE_HAS("sess-nobody");
+    CHECK_STATUS(vb_backend_recovered_sessions(backend, buf, sizeof buf, &needed), VB_OK);
+    CHECK(strcmp(buf, expected) == 0);
+    CHECK_STATUS(vb_backend_discard_recovered(backend, idle_id), VB_OK);
+    CHECK_STATUS(vb_backend_discard_recovered(backend, idle_id), VB_ERR_NOT_FOUND);
+    CHECK_STATUS(vb_session_resume(backend, idle_id, &callbacks, &out), VB_ERR_NOT_FOUND);
+    CHECK(out == SENTINEL);
+    snprintf(expected, sizeof expected, "[{\"session_id\":\"%s\",\"user_id\":\"\",\"turns\":1}]", id);
+    CHECK_STATUS(vb_backend_recovered_sessions(backend, buf, sizeof buf, &needed), VB_OK);
     CHECK(strcmp(buf, expected) == 0);
 
     /* vb_session_resume: bad arguments and unknown ids leave *out_session alone; a refused
@@ -122,6 +148,7 @@ void case_persistence(void)
     agent->session = session;
     CHECK_STATUS(vb_session_resume(backend, id, &callbacks, &out), VB_ERR_NOT_FOUND);
     CHECK(out == SENTINEL);
+    CHECK_STATUS(vb_backend_discard_recovered(backend, id), VB_ERR_NOT_FOUND); /* resumed */
     CHECK_STATUS(vb_backend_recovered_sessions(backend, buf, sizeof buf, &needed), VB_OK);
     CHECK(strcmp(buf, "[]") == 0);
     char resumed_id[128];
@@ -156,7 +183,8 @@ void case_persistence(void)
     CHECK_STATUS(vb_backend_flush_store(backend), VB_OK);
     CHECK_STATUS(vb_backend_flush_store(NULL), VB_ERR_INVALID_ARGUMENT);
 
-    /* Stopped: completed, so its record is gone; a later backend recovers nothing. */
+    /* Stopped: completed, so its record is gone; the idle one was discarded: a later backend
+     * recovers nothing. */
     close_host(&h);
     vb_backend_free(backend);
     backend = NULL;
