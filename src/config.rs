@@ -21,7 +21,7 @@ pub use sections::{
     AudioConfig, AuthConfig, InterruptionConfig, PersistenceConfig, PrivacyConfig, RateLimitConfig,
     RetryConfig, TelemetryConfig, TurnConfig, VadConfig,
 };
-pub use session::SessionConfig;
+pub use session::{Codec, SessionConfig};
 
 /// Internal sample rates the realtime core runs at (what VAD and STT want).
 pub const INTERNAL_RATES: [u32; 2] = [8000, 16000];
