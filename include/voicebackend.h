@@ -261,11 +261,13 @@ typedef struct VbHealth {
    */
   uint32_t realtime_threads_elevated;
   /**
-   * Audio packets network transports (LiveKit, WebRTC) received, all sessions.
+   * Audio packets network transports (LiveKit, WebRTC) and `vb_session_process_opus`
+   * received, all sessions.
    */
   uint64_t media_packets_received;
   /**
-   * Of those, packets that never arrived in time: their audio was concealed or rebuilt.
+   * Of those, packets that never arrived in time (or that a host reported lost to
+   * `vb_session_process_opus`): their audio was concealed or rebuilt.
    */
   uint64_t media_packets_lost;
   /**

@@ -389,6 +389,11 @@ void case_opus_bad_input(void)
         sleep_s(0.01);
     sleep_s(0.05);
     CHECK(frames_processed(backend) == 9);
+    VbHealth health;
+    CHECK_STATUS(vb_backend_health(backend, &health), VB_OK);
+    CHECK(health.media_packets_received == 1);
+    CHECK(health.media_packets_lost == 2);
+    CHECK(health.media_frames_concealed == 6); /* two 60 ms losses, in 20 ms frames */
 
     /* A buffer too small for the next packet: refused, *written untouched, the packet kept. */
     CHECK_STATUS(vb_session_say(opus, "Hi there."), VB_OK);
