@@ -57,11 +57,11 @@ pub struct SessionConfig {
     pub output_sample_rate: u32,
     /// How the host's audio comes in: `"pcm"` (default, `process_audio`) or `"opus"` (packets
     /// through `process_opus`, decoded at `input_sample_rate`). Host transport only.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Codec::is_pcm")]
     pub input_codec: Codec,
     /// How the agent's audio goes out to the host: `"pcm"` (default, `read_audio`) or `"opus"`
     /// (20 ms packets through `read_opus`, encoded at `output_sample_rate`). Host transport only.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Codec::is_pcm")]
     pub output_codec: Codec,
     /// CPU the Opus encoder spends for quality, 0–10 (default 5; as `opus_complexity` of the
     /// `livekit` backend). Only with `output_codec` `"opus"`.
@@ -117,6 +117,12 @@ impl Codec {
             Codec::Pcm => "pcm",
             Codec::Opus => "opus",
         }
+    }
+
+    /// Whether this is the default, PCM. A stored session configuration leaves a PCM codec out,
+    /// so that a build without the codec keys still reads it.
+    pub fn is_pcm(&self) -> bool {
+        *self == Codec::Pcm
     }
 }
 

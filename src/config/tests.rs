@@ -194,6 +194,22 @@ fn session_codecs_are_pcm_or_opus_at_a_rate_opus_runs_at() {
     .unwrap();
     assert_eq!((c.input_codec, c.output_codec), (Codec::Opus, Codec::Opus));
     assert_eq!((c.opus_complexity, c.opus_bitrate), (Some(10), Some(24000)));
+    // Stored as given; a PCM session's stored configuration has no codec keys at all.
+    let stored = serde_json::to_value(&c).unwrap();
+    assert_eq!(stored["input_codec"], "opus");
+    assert_eq!(stored["opus_bitrate"], 24000);
+    let stored = serde_json::to_value(SessionConfig::default()).unwrap();
+    assert!(
+        [
+            "input_codec",
+            "output_codec",
+            "opus_complexity",
+            "opus_bitrate"
+        ]
+        .iter()
+        .all(|key| stored.get(key).is_none()),
+        "{stored}"
+    );
 
     // An unknown codec names the key and the values it takes.
     let e = session_err(r#"{"input_codec":"mp3"}"#);
