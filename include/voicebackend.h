@@ -15,6 +15,11 @@
 #include <stdint.h>
 
 /**
+ * Bytes that always hold one packet of `vb_session_read_opus`.
+ */
+#define VB_OPUS_MAX_PACKET 1500
+
+/**
  * The C ABI version this library implements. Bumped on any incompatible change.
  */
 #define VB_ABI_VERSION 1
@@ -256,11 +261,13 @@ typedef struct VbHealth {
    */
   uint32_t realtime_threads_elevated;
   /**
-   * Audio packets network transports (LiveKit, WebRTC) received, all sessions.
+   * Audio packets network transports (LiveKit, WebRTC) and `vb_session_process_opus`
+   * received, all sessions.
    */
   uint64_t media_packets_received;
   /**
-   * Of those, packets that never arrived in time: their audio was concealed or rebuilt.
+   * Of those, packets that never arrived in time (or that a host reported lost to
+   * `vb_session_process_opus`): their audio was concealed or rebuilt.
    */
   uint64_t media_packets_lost;
   /**
@@ -867,6 +874,45 @@ enum VbStatus vb_reply_fail(struct VbReply *reply, int32_t status, const char *m
  * `reply` is NULL or the reply passed to the running `on_transcript`.
  */
 bool vb_reply_is_cancelled(const struct VbReply *reply);
+
+/**
+ * Decodes one Opus packet (any duration Opus allows; 10–60 ms in practice) of mono user audio
+ * at `input_sample_rate` and copies it into the session, as `vb_session_process_audio` does with
+ * PCM. The session needs `input_codec` `"opus"` (else `VB_ERR_INVALID_STATE`).
+ *
+ * `len` 0 signals a lost packet (`packet` may then be NULL): its audio is concealed from what
+ * came before (PLC), as long as the last packet (20 ms before any came). In-band FEC is not used
+ * (it needs the packet after the lost one, which the engine does not wait for). A packet that
+ * does not decode is `VB_ERR_INVALID_ARGUMENT` and nothing is queued. `VB_ERR_BUFFER_FULL` when
+ * the input ring took only part of the packet's audio; the loss is counted in `frames_dropped`
+ * and reported as `VB_EVENT_AUDIO_DROPPED`. Decoded and lost packets count in health's media
+ * counters. Realtime-safe: never blocks, allocates or locks. `packet` is borrowed for the call.
+ *
+ * # Safety
+ * `session` is NULL or a live session; `packet` is NULL or valid for `len` bytes.
+ */
+enum VbStatus vb_session_process_opus(struct VbSession *session, const uint8_t *packet, size_t len);
+
+/**
+ * Writes at most one Opus packet of the agent's audio (one 20 ms frame, mono, encoded at
+ * `output_sample_rate`) into `buf`; `*written` gets its length, 0 when no whole frame is ready
+ * yet. Call it every 20 ms, or until it writes 0. The session needs `output_codec` `"opus"`
+ * (else `VB_ERR_INVALID_STATE`); session keys `opus_complexity` and `opus_bitrate` tune the
+ * encoder. The frame the agent's audio ends in is completed with silence once no more audio
+ * came for 40 ms.
+ *
+ * A packet longer than `capacity` is `VB_ERR_INVALID_ARGUMENT` and is kept for the next call
+ * (no audio is lost); `VB_OPUS_MAX_PACKET` bytes always suffice. On failure `*written` is left
+ * untouched. Realtime-safe: never blocks, allocates or locks.
+ *
+ * # Safety
+ * `session` is NULL or a live session; `buf` is NULL or valid for `capacity` bytes; `written` is
+ * valid for one write.
+ */
+enum VbStatus vb_session_read_opus(struct VbSession *session,
+                                   uint8_t *buf,
+                                   size_t capacity,
+                                   size_t *written);
 
 /**
  * Returns `VB_ABI_VERSION` as the library was built with it. Any thread.

@@ -21,7 +21,7 @@ pub use sections::{
     AudioConfig, AuthConfig, InterruptionConfig, PersistenceConfig, PrivacyConfig, RateLimitConfig,
     RetryConfig, TelemetryConfig, TurnConfig, VadConfig,
 };
-pub use session::SessionConfig;
+pub use session::{Codec, SessionConfig};
 
 /// Internal sample rates the realtime core runs at (what VAD and STT want).
 pub const INTERNAL_RATES: [u32; 2] = [8000, 16000];
@@ -31,6 +31,9 @@ pub const MAX_REALTIME_THREADS: u32 = 64;
 pub const HOST_RATES: [u32; 6] = [8000, 16000, 24000, 32000, 44100, 48000];
 /// Frame durations the realtime core supports.
 pub const FRAME_MS: [u32; 3] = [10, 20, 30];
+/// Sample rates Opus encodes and decodes at (a session with an Opus codec runs its host edge at
+/// one of them that is also among [`HOST_RATES`]).
+pub const OPUS_RATES: [u32; 5] = [8000, 12000, 16000, 24000, 48000];
 
 /// Which pipeline a backend runs: STT → agent → TTS, or one speech-to-speech model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]

@@ -2,7 +2,9 @@
 //! The C ABI as a C host sees it: the committed header is the generated one, it compiles as C11
 //! and C++17, the shared library exports only `vb_*`, and the C host programs pass against the
 //! library built with the test providers: `tests/c/host_test/` (the runner `host_test.c`, its
-//! helpers `host.c`/`host_test.h` and one file of cases per area) and `tests/c/log_test.c`.
+//! helpers `host.c`/`host_test.h` and one file of cases per area), `tests/c/log_test.c` and
+//! `tests/c/opus_alloc_test.c` (the Opus calls allocate nothing, libopus included). The programs
+//! link libopus (Debian `libopus-dev`) for their Opus side; the Opus cases run `espeak-ng`.
 //!
 //! Run with `cargo test --features test-providers --test c_abi -- --nocapture`. Needs `cc`,
 //! `c++` and `nm` on the PATH.
@@ -367,7 +369,8 @@ fn build_c_program(name: &str, sources: &[String]) -> (PathBuf, PathBuf) {
         .arg(format!("-L{}", library_dir.display()))
         .arg("-lvoicebackend")
         .arg(format!("-Wl,-rpath,{}", library_dir.display()))
-        .args(["-lpthread", "-lm"]);
+        // libopus (Debian libopus-dev) for the Opus cases' far end.
+        .args(["-lopus", "-lpthread", "-lm"]);
     let output = run(&mut cc);
     assert_success(&format!("compiling {}", sources.join(" ")), &cc, &output);
 
@@ -414,6 +417,22 @@ fn a_c_host_receives_log_records_through_its_callback() {
     assert!(
         output.status.success() && stdout.contains(" passed, 0 failed"),
         "the C log program failed ({}); its output is above",
+        output.status
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_opus_calls_never_touch_the_heap_not_even_inside_libopus() {
+    let (dir, program) =
+        build_c_program("opus_alloc_test", &["tests/c/opus_alloc_test.c".to_owned()]);
+    let output = run(&mut c_command(&dir, &program));
+    let stdout = text(&output.stdout);
+    println!("{stdout}");
+    eprint!("{}", text(&output.stderr));
+    assert!(
+        output.status.success() && stdout.contains("heap operations inside the Opus calls: 0"),
+        "the Opus allocation test failed ({}); its output is above",
         output.status
     );
     let _ = fs::remove_dir_all(&dir);

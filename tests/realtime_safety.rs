@@ -1,7 +1,9 @@
 //! The realtime path never allocates: a global allocator counts every allocation and free made
-//! while a thread is inside realtime work (the realtime loop of every session thread, and the two
-//! audio calls), during a conversation with turns, replies, barge-in, a greeting and an overrun —
-//! with every log record forwarded, so that logging inside realtime work would be counted too.
+//! while a thread is inside realtime work (the realtime loop of every session thread, and the
+//! audio calls, PCM and Opus), during a conversation with turns, replies, barge-in, a greeting and
+//! an overrun — with every log record forwarded, so that logging inside realtime work would be
+//! counted too. (This allocator sees Rust's heap only; tests/c/opus_alloc_test.c counts libopus's
+//! `malloc` calls too.)
 #![cfg(feature = "test-providers")]
 
 mod common;
@@ -74,6 +76,15 @@ fn the_realtime_loop_and_the_audio_calls_never_touch_the_heap() {
         REALTIME_HEAP_OPS.load(Ordering::Relaxed),
         0,
         "heap operations in the C audio calls"
+    );
+
+    // The Opus calls decode and encode in state made at create; a lost packet, a packet that
+    // does not decode and a buffer too small are reported with static messages.
+    c_opus_calls_stay_off_the_heap();
+    assert_eq!(
+        REALTIME_HEAP_OPS.load(Ordering::Relaxed),
+        0,
+        "heap operations in the C Opus calls"
     );
 
     // The check itself works: a realtime section that allocates is caught.
@@ -230,6 +241,107 @@ fn c_audio_calls_stay_off_the_heap() {
         assert_eq!(accepted, frame.len());
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
+    // SAFETY: handles from the calls above, freed once.
+    unsafe {
+        vb_session_free(session);
+        vb_backend_free(backend);
+    }
+}
+
+/// Drives an Opus session through the C ABI, with `vb_session_process_opus` (packets, lost
+/// packets, garbage) and `vb_session_read_opus` (a greeting's packets, a buffer too small) made
+/// inside realtime sections.
+fn c_opus_calls_stay_off_the_heap() {
+    use voicebackend::ffi::backend::{vb_backend_create, vb_backend_free, vb_backend_start};
+    use voicebackend::ffi::session::{
+        vb_session_create, vb_session_free, vb_session_say, vb_session_start,
+    };
+    use voicebackend::ffi::session_opus::{
+        VB_OPUS_MAX_PACKET, vb_session_process_opus, vb_session_read_opus,
+    };
+    use voicebackend::transport::media::opus::{EncoderSettings, OpusEncoder};
+    // No barge-in: the greeting plays on while the user speaks.
+    let config = c"{\"provider\":\"local\",\"stt_provider\":\"test-pitch-stt\",\"tts_provider\":\"test-tone-tts\",\"pipeline_type\":\"stt_tts\",\"interruptions\":{\"enabled\":false}}";
+    let session_config = c"{\"input_codec\":\"opus\",\"output_codec\":\"opus\",\"input_sample_rate\":48000,\"output_sample_rate\":24000}";
+    let (mut backend, mut session) = (std::ptr::null_mut(), std::ptr::null_mut());
+    // SAFETY: valid strings and out-pointers; the handles are freed at the end. No agent: the
+    // session's turns fail (reported as events), which the audio calls do not notice.
+    unsafe {
+        assert_eq!(
+            vb_backend_create(config.as_ptr(), &mut backend),
+            VbStatus::VB_OK
+        );
+        assert_eq!(vb_backend_start(backend), VbStatus::VB_OK);
+        let callbacks = voicebackend::ffi::session::VbCallbacks {
+            user_data: std::ptr::null_mut(),
+            on_transcript: Some(agent),
+            on_event: None,
+        };
+        assert_eq!(
+            vb_session_create(backend, session_config.as_ptr(), &callbacks, &mut session),
+            VbStatus::VB_OK
+        );
+        assert_eq!(vb_session_start(session), VbStatus::VB_OK);
+        assert_eq!(
+            vb_session_say(session, c"A greeting over Opus.".as_ptr()),
+            VbStatus::VB_OK
+        );
+    }
+    unsafe extern "C" fn agent(
+        _: *mut std::ffi::c_void,
+        _: *mut voicebackend::ffi::session::VbSession,
+        _: *const std::ffi::c_char,
+        reply: *mut voicebackend::ffi::session::VbReply,
+    ) -> VbStatus {
+        // SAFETY: the reply the engine passed in, during the call.
+        unsafe { voicebackend::ffi::session::vb_reply_end(reply) }
+    }
+    let mut encoder = OpusEncoder::at_rate(48000, EncoderSettings::default()).unwrap();
+    let audio = utterance(150.0, 600, 48000);
+    let garbage = [0x03u8, 0x00];
+    let mut packet = [0u8; VB_OPUS_MAX_PACKET];
+    let mut out = [0u8; VB_OPUS_MAX_PACKET];
+    let (mut packets_read, mut too_small) = (0, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut frames = audio.chunks(960);
+    // The user's turn, then until the greeting (21 characters, 420 ms) has been read.
+    while packets_read < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{packets_read} packets read"
+        );
+        let frame = frames.next();
+        let len = match frame {
+            Some(frame) if frame.len() == 960 => encoder.encode(frame, &mut packet).unwrap(),
+            _ => 0,
+        };
+        let mut statuses = [VbStatus::VB_OK; 4];
+        let mut written = 0usize;
+        realtime_section(|| {
+            // SAFETY: a live session, buffers of the given lengths.
+            unsafe {
+                statuses[0] = vb_session_process_opus(session, packet.as_ptr(), len);
+                statuses[1] = vb_session_process_opus(session, garbage.as_ptr(), garbage.len());
+                statuses[2] = vb_session_read_opus(session, out.as_mut_ptr(), 1, &mut written);
+                statuses[3] =
+                    vb_session_read_opus(session, out.as_mut_ptr(), out.len(), &mut written);
+            }
+        });
+        assert_eq!(statuses[0], VbStatus::VB_OK, "a packet, or a lost one");
+        assert_eq!(statuses[1], VbStatus::VB_ERR_INVALID_ARGUMENT, "garbage");
+        if statuses[2] == VbStatus::VB_ERR_INVALID_ARGUMENT {
+            too_small += 1;
+        }
+        assert_eq!(statuses[3], VbStatus::VB_OK);
+        if written > 0 {
+            packets_read += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        too_small > 0,
+        "a one-byte buffer was refused, the packet kept"
+    );
     // SAFETY: handles from the calls above, freed once.
     unsafe {
         vb_session_free(session);

@@ -10,18 +10,22 @@
 //   session.start();
 //   session.process_audio(mic, 960);        // in the audio callback, realtime-safe
 //   session.read_audio(speaker, 960);       // likewise
+//   // or, with "input_codec":"opus" / "output_codec":"opus", Opus packets of your transport:
+//   // session.process_opus(packet, len); session.read_opus(buf, VB_OPUS_MAX_PACKET);
 //   while (auto event = session.poll_event()) { /* ... */ }
 //
 // Failures throw voicebackend::Error (status + vb_last_error_message()). The audio calls throw
-// only for a real error: a full input ring is reported through the accepted count, so they do
-// not allocate on the realtime path.
+// only for a real error: a full input ring is reported through the accepted count (process_opus
+// returns false for it, and for a packet that does not decode), so they do not allocate on the
+// realtime path.
 //
 // Threads (as in the C contract): Backend's calls are thread-safe, except add_processor,
 // set_incoming, set_auth_hook and set_rate_limiter (one thread, before start(); they keep the
-// functions in the object). Per Session, one thread at a time calls process_audio, one
-// read_audio, one poll_event; start/stop/say/interrupt are thread-safe. Callbacks run on engine
-// threads, except the auth hook and the rate limiter, which run inside the create_session or
-// resume_session call that they admit (possibly several at once):
+// functions in the object). Per Session, one thread at a time calls process_audio (or
+// process_opus), one read_audio (or read_opus), one poll_event; start/stop/say/interrupt are
+// thread-safe. Callbacks run on engine threads, except the auth hook and the rate limiter, which
+// run inside the create_session or resume_session call that they admit (possibly several at
+// once):
 // - the agent on an agent worker thread (it may block; Session's destructor waits for it),
 // - the event handler on the session's event thread,
 // - the incoming handler (set_incoming) on an engine I/O thread, possibly concurrently,
@@ -520,6 +524,47 @@ class Session {
             typename = std::enable_if_t<std::is_same_v<detail::data_type<Container>, int16_t>>>
   size_t read_audio(Container& out) {
     return read_audio(std::data(out), std::size(out));
+  }
+
+  /// Decodes one Opus packet of user audio (a session with input_codec "opus") and queues it
+  /// like process_audio; len 0 reports a lost packet, whose audio is concealed. Returns false
+  /// when the packet did not decode (nothing was queued) or only part of its audio fitted the
+  /// input ring (the rest dropped, counted and reported as VB_EVENT_AUDIO_DROPPED): what a
+  /// network brings, not errors. Realtime-safe; throws only on a real error (not started,
+  /// input_codec "pcm", a null packet with a length).
+  bool process_opus(const uint8_t* packet, size_t len) {
+    VbStatus status = vb_session_process_opus(handle_, packet, len);
+    if (status == VB_OK) return true;
+    const bool undecodable = status == VB_ERR_INVALID_ARGUMENT && handle_ != nullptr &&
+                             (packet != nullptr || len == 0);
+    if (status != VB_ERR_BUFFER_FULL && !undecodable) detail::throw_last_error(status);
+    return false;
+  }
+  /// process_opus over any contiguous container of uint8_t (std::vector, std::array, span…).
+  template <typename Container,
+            typename = std::enable_if_t<
+                std::is_same_v<std::remove_cv_t<detail::data_type<const Container>>, uint8_t>>>
+  bool process_opus(const Container& packet) {
+    return process_opus(std::data(packet), std::size(packet));
+  }
+  /// Reports a lost packet: its audio is concealed from what came before.
+  bool process_opus_lost() { return process_opus(nullptr, 0); }
+
+  /// Writes the next Opus packet of the agent's audio (one 20 ms frame at output_sample_rate; a
+  /// session with output_codec "opus") into buf; returns its length, 0 when no whole frame is
+  /// ready. Call it every 20 ms. Throws VB_ERR_INVALID_ARGUMENT when capacity is too small for
+  /// the packet, which is kept for the next call (VB_OPUS_MAX_PACKET bytes always suffice).
+  /// Realtime-safe.
+  size_t read_opus(uint8_t* buf, size_t capacity) {
+    size_t written = 0;
+    detail::check(vb_session_read_opus(handle_, buf, capacity, &written));
+    return written;
+  }
+  /// read_opus into any contiguous container of uint8_t, up to its size.
+  template <typename Container,
+            typename = std::enable_if_t<std::is_same_v<detail::data_type<Container>, uint8_t>>>
+  size_t read_opus(Container& buf) {
+    return read_opus(std::data(buf), std::size(buf));
   }
 
   /// The next waiting event, if any (non-blocking). Throws VB_ERR_INVALID_STATE when the

@@ -29,9 +29,11 @@ pub struct VbHealth {
     pub deadline_misses: u64,
     /// Running sessions whose realtime thread got elevated (realtime) scheduling.
     pub realtime_threads_elevated: u32,
-    /// Audio packets network transports (LiveKit, WebRTC) received, all sessions.
+    /// Audio packets network transports (LiveKit, WebRTC) and `vb_session_process_opus`
+    /// received, all sessions.
     pub media_packets_received: u64,
-    /// Of those, packets that never arrived in time: their audio was concealed or rebuilt.
+    /// Of those, packets that never arrived in time (or that a host reported lost to
+    /// `vb_session_process_opus`): their audio was concealed or rebuilt.
     pub media_packets_lost: u64,
     /// 20 ms frames the decoders filled in (concealment, or in-band FEC).
     pub media_frames_concealed: u64,

@@ -16,7 +16,7 @@ use crate::config::SessionConfig;
 use crate::error::{Error, Result};
 use crate::event::{Event, VbSessionState};
 use crate::pipeline::history::{Logs, TurnLog, TurnRecorder};
-use crate::pipeline::{PushOutcome, SessionCommand, SessionWiring, Start};
+use crate::pipeline::{OpusRefusal, PushOutcome, SessionCommand, SessionWiring, Start};
 
 /// Push delivery of events: called on the session's event thread, in order.
 pub type EventCallback = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -183,6 +183,23 @@ impl Session {
     pub fn read_audio(&self, out: &mut [i16]) -> Result<usize> {
         self.inner.check_running("read_audio")?;
         self.inner.wiring.read(out)
+    }
+
+    /// Decodes one Opus packet of user audio (a session with `input_codec` `"opus"`) and queues
+    /// it like [`Session::process_audio`]; `None` (or an empty packet) conceals a lost packet.
+    /// Realtime-safe. The inner error is a refusal the host has to expect (a packet that does
+    /// not decode: nothing was queued); the outer one a call that does not fit the session.
+    pub fn process_opus(&self, packet: Option<&[u8]>) -> Result<Result<PushOutcome, OpusRefusal>> {
+        self.inner.check_running("process_opus")?;
+        self.inner.wiring.push_opus(packet)
+    }
+
+    /// Writes the next 20 ms Opus packet of reply audio (a session with `output_codec`
+    /// `"opus"`) into `buf`; returns its length, 0 when no whole frame is ready. Realtime-safe.
+    /// The inner error is a packet that does not fit in `buf` (kept for the next call).
+    pub fn read_opus(&self, buf: &mut [u8]) -> Result<Result<usize, OpusRefusal>> {
+        self.inner.check_running("read_opus")?;
+        self.inner.wiring.read_opus(buf)
     }
 
     /// The next event, if any (non-blocking). `VB_ERR_INVALID_STATE` when events are pushed to an

@@ -1,11 +1,12 @@
-//! The session configuration (`vb_session_create`): who, which transport and room, the rates at
-//! the host's edges, metadata.
+//! The session configuration (`vb_session_create`): who, which transport and room, the rates and
+//! codecs at the host's edges, metadata.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    HOST_RATES, Secret, check_object, check_one_of, check_range, empty_object, parse_strict,
+    HOST_RATES, OPUS_RATES, Secret, check_object, check_one_of, check_range, empty_object,
+    parse_strict,
 };
 use crate::error::{Error, Result};
 
@@ -54,6 +55,22 @@ pub struct SessionConfig {
     /// Rate of the audio returned by `read_audio` (default 16000).
     #[serde(default = "default_host_rate")]
     pub output_sample_rate: u32,
+    /// How the host's audio comes in: `"pcm"` (default, `process_audio`) or `"opus"` (packets
+    /// through `process_opus`, decoded at `input_sample_rate`). Host transport only.
+    #[serde(default, skip_serializing_if = "Codec::is_pcm")]
+    pub input_codec: Codec,
+    /// How the agent's audio goes out to the host: `"pcm"` (default, `read_audio`) or `"opus"`
+    /// (20 ms packets through `read_opus`, encoded at `output_sample_rate`). Host transport only.
+    #[serde(default, skip_serializing_if = "Codec::is_pcm")]
+    pub output_codec: Codec,
+    /// CPU the Opus encoder spends for quality, 0–10 (default 5; as `opus_complexity` of the
+    /// `livekit` backend). Only with `output_codec` `"opus"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opus_complexity: Option<u8>,
+    /// The Opus encoder's target bitrate in bits per second, 6000–510000 (default 32000). Only
+    /// with `output_codec` `"opus"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opus_bitrate: Option<u32>,
     /// Free-form metadata handed to hooks.
     #[serde(default = "empty_object")]
     pub metadata: Value,
@@ -72,10 +89,45 @@ impl Default for SessionConfig {
             admission_wait_ms: 0,
             input_sample_rate: default_host_rate(),
             output_sample_rate: default_host_rate(),
+            input_codec: Codec::Pcm,
+            output_codec: Codec::Pcm,
+            opus_complexity: None,
+            opus_bitrate: None,
             metadata: empty_object(),
         }
     }
 }
+
+/// How audio crosses the host's edge of a session (`input_codec`, `output_codec`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    /// Mono int16 PCM at the session's rate: `vb_session_process_audio` /
+    /// `vb_session_read_audio` (the default).
+    #[default]
+    Pcm,
+    /// Opus packets: `vb_session_process_opus` / `vb_session_read_opus`.
+    Opus,
+}
+
+impl Codec {
+    /// The configuration value, `"pcm"` or `"opus"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Pcm => "pcm",
+            Codec::Opus => "opus",
+        }
+    }
+
+    /// Whether this is the default, PCM. A stored session configuration leaves a PCM codec out,
+    /// so that a build without the codec keys still reads it.
+    pub fn is_pcm(&self) -> bool {
+        *self == Codec::Pcm
+    }
+}
+
+/// The Opus encoder's bitrate bounds (libopus's own) in bits per second.
+const OPUS_BITRATES: (u64, u64) = (6000, 510_000);
 
 /// Longest `admission_wait_ms` a session may ask for.
 const MAX_ADMISSION_WAIT_MS: u64 = 60_000;
@@ -117,6 +169,70 @@ impl SessionConfig {
                     "conversation_id: must be 1 to {MAX_CONVERSATION_ID_CHARS} characters, not {chars}"
                 )));
             }
+        }
+        self.check_codecs()
+    }
+
+    /// An Opus codec needs the host transport and a rate Opus runs at; the encoder's settings
+    /// need an Opus output.
+    fn check_codecs(&self) -> Result<()> {
+        for (key, codec, rate_key, rate) in [
+            (
+                "input_codec",
+                self.input_codec,
+                "input_sample_rate",
+                self.input_sample_rate,
+            ),
+            (
+                "output_codec",
+                self.output_codec,
+                "output_sample_rate",
+                self.output_sample_rate,
+            ),
+        ] {
+            if codec == Codec::Pcm {
+                continue;
+            }
+            if self.transport != default_transport() {
+                return Err(Error::invalid_config(format!(
+                    "{key}: \"{}\" needs transport \"host\" (transport \"{}\" carries the \
+                     audio itself)",
+                    codec.name(),
+                    self.transport
+                )));
+            }
+            if !OPUS_RATES.contains(&rate) {
+                let usable: Vec<u32> = HOST_RATES
+                    .into_iter()
+                    .filter(|r| OPUS_RATES.contains(r))
+                    .collect();
+                return Err(Error::invalid_config(format!(
+                    "{rate_key}: {rate} is not a rate Opus runs at; with {key} \"opus\" use one \
+                     of {usable:?}"
+                )));
+            }
+        }
+        for (key, set) in [
+            ("opus_complexity", self.opus_complexity.is_some()),
+            ("opus_bitrate", self.opus_bitrate.is_some()),
+        ] {
+            if set && self.output_codec != Codec::Opus {
+                return Err(Error::invalid_config(format!(
+                    "{key}: only used with output_codec \"opus\" (output_codec is \"{}\")",
+                    self.output_codec.name()
+                )));
+            }
+        }
+        if let Some(complexity) = self.opus_complexity {
+            check_range("opus_complexity", complexity.into(), 0, 10)?;
+        }
+        if let Some(bitrate) = self.opus_bitrate {
+            check_range(
+                "opus_bitrate",
+                bitrate.into(),
+                OPUS_BITRATES.0,
+                OPUS_BITRATES.1,
+            )?;
         }
         Ok(())
     }

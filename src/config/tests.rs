@@ -177,3 +177,72 @@ fn session_config_checks_rates() {
             .contains("user")
     );
 }
+
+#[test]
+fn session_codecs_are_pcm_or_opus_at_a_rate_opus_runs_at() {
+    let session_err = |json: &str| {
+        let e = SessionConfig::from_json(json).unwrap_err();
+        assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_CONFIG, "{json}");
+        e.message().to_owned()
+    };
+    let c = SessionConfig::from_json("").unwrap();
+    assert_eq!((c.input_codec, c.output_codec), (Codec::Pcm, Codec::Pcm));
+    let c = SessionConfig::from_json(
+        r#"{"input_codec":"opus","output_codec":"opus","input_sample_rate":48000,
+            "opus_complexity":10,"opus_bitrate":24000}"#,
+    )
+    .unwrap();
+    assert_eq!((c.input_codec, c.output_codec), (Codec::Opus, Codec::Opus));
+    assert_eq!((c.opus_complexity, c.opus_bitrate), (Some(10), Some(24000)));
+    // Stored as given; a PCM session's stored configuration has no codec keys at all.
+    let stored = serde_json::to_value(&c).unwrap();
+    assert_eq!(stored["input_codec"], "opus");
+    assert_eq!(stored["opus_bitrate"], 24000);
+    let stored = serde_json::to_value(SessionConfig::default()).unwrap();
+    assert!(
+        [
+            "input_codec",
+            "output_codec",
+            "opus_complexity",
+            "opus_bitrate"
+        ]
+        .iter()
+        .all(|key| stored.get(key).is_none()),
+        "{stored}"
+    );
+
+    // An unknown codec names the key and the values it takes.
+    let e = session_err(r#"{"input_codec":"mp3"}"#);
+    assert!(
+        e.starts_with("input_codec") && e.contains("`pcm`") && e.contains("`opus`"),
+        "{e}"
+    );
+    let e = session_err(r#"{"output_codec":"OPUS"}"#);
+    assert!(e.starts_with("output_codec"), "{e}");
+    // Rates Opus does not run at, on the side that uses it only.
+    let e = session_err(r#"{"input_codec":"opus","input_sample_rate":44100}"#);
+    assert!(
+        e.starts_with("input_sample_rate: 44100 is not a rate Opus runs at")
+            && e.contains("[8000, 16000, 24000, 48000]"),
+        "{e}"
+    );
+    let e = session_err(r#"{"output_codec":"opus","output_sample_rate":32000}"#);
+    assert!(e.starts_with("output_sample_rate: 32000"), "{e}");
+    SessionConfig::from_json(r#"{"input_codec":"opus","output_sample_rate":44100}"#).unwrap();
+    // Only the host transport carries Opus packets through the host's calls.
+    let e = session_err(r#"{"transport":"webrtc","room":"r","output_codec":"opus"}"#);
+    assert!(
+        e.starts_with("output_codec: \"opus\" needs transport \"host\""),
+        "{e}"
+    );
+    // The encoder's settings need an Opus output, and are range-checked.
+    let e = session_err(r#"{"input_codec":"opus","opus_bitrate":32000}"#);
+    assert!(
+        e.starts_with("opus_bitrate: only used with output_codec"),
+        "{e}"
+    );
+    let e = session_err(r#"{"output_codec":"opus","opus_complexity":11}"#);
+    assert_eq!(e, "opus_complexity: 11 is above the maximum 10");
+    let e = session_err(r#"{"output_codec":"opus","opus_bitrate":5000}"#);
+    assert_eq!(e, "opus_bitrate: 5000 is below the minimum 6000");
+}

@@ -9,6 +9,7 @@ pub mod incoming;
 pub mod log;
 pub mod rooms;
 pub mod session;
+pub mod session_opus;
 pub mod version;
 
 use std::cell::RefCell;
@@ -83,6 +84,30 @@ fn guard(f: impl FnOnce() -> Result<()>) -> VbStatus {
     let result = catch_unwind(AssertUnwindSafe(f))
         .unwrap_or_else(|panic| Err(Error::new(VbStatus::VB_ERR_PANIC, panic_message(&panic))));
     record(result)
+}
+
+/// How a realtime-safe audio call ended when it kept its contract.
+enum RealtimeOutcome {
+    /// It did what was asked.
+    Done,
+    /// A refusal the host has to expect (a full ring, a packet that does not decode), reported
+    /// with a static message so that nothing is allocated.
+    Refused(VbStatus, &'static CStr),
+}
+
+/// [`guard`] for the realtime-safe audio calls: success and a [`RealtimeOutcome::Refused`] are
+/// recorded without allocating; an `Err` (a broken contract: NULL pointer, wrong state) and a
+/// panic as by `guard`.
+fn guard_realtime(f: impl FnOnce() -> Result<RealtimeOutcome>) -> VbStatus {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(RealtimeOutcome::Done)) => record(Ok(())),
+        Ok(Ok(RealtimeOutcome::Refused(status, message))) => record_static(status, message),
+        Ok(Err(e)) => record(Err(e)),
+        Err(panic) => record(Err(Error::new(
+            VbStatus::VB_ERR_PANIC,
+            panic_message(&panic),
+        ))),
+    }
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -20,7 +20,7 @@ use crate::event::{Event, VbEventKind, VbSessionState, VbTurnMetrics};
 
 /// One conversation (opaque). Create with `vb_session_create`, free with `vb_session_free`.
 pub struct VbSession {
-    session: Session,
+    pub(super) session: Session,
     /// Text of the last polled event, kept valid until the next poll.
     polled_text: Mutex<Option<CString>>,
 }

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 pub use crate::rt::processor::{AudioProcessor, ProcessorFactory};
 use crate::transport::TransportNews;
 pub use crate::transport::edge::PushOutcome;
+pub use crate::transport::host_opus::OpusRefusal;
 pub use crate::transport::livekit::RoomService;
 pub use crate::transport::{Arrivals, Arrived, Listener, Recovered};
 pub use engine::Engine;

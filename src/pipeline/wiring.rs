@@ -25,7 +25,7 @@ use super::bell::Bell;
 use super::events::{EventSink, StateCell, event_queue};
 use super::history::TurnRecorder;
 use super::reply_audio::ReplyAudio;
-use super::{PipelineContext, SessionCommand, SessionPipeline, TransportInbox};
+use super::{OpusRefusal, PipelineContext, SessionCommand, SessionPipeline, TransportInbox};
 use crate::agent::Agent;
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result};
@@ -40,6 +40,7 @@ use crate::rt::thread::spawn_realtime_thread;
 use crate::telemetry::SessionTelemetry;
 use crate::transport::edge::{self, PushOutcome};
 use crate::transport::host::HostAudio;
+use crate::transport::host_opus::host_opus_ends;
 use crate::transport::{BoxFuture, MediaEdge, MediaLink, MediaTransport};
 
 /// How long `stop` waits for the session task to end (it ends within one wake-up; a runtime that
@@ -169,7 +170,11 @@ impl SessionWiring {
             parts.log_policy,
         );
         let (host, media, transport) = match parts.media {
-            None => (HostAudio::new(writer, reader), None, None),
+            None => {
+                let (opus_in, opus_out) = host_opus_ends(parts.session, parts.counters.clone())?;
+                let host = HostAudio::with_codecs(writer, reader, opus_in, opus_out);
+                (host, None, None)
+            }
             Some(media) => {
                 let (monitor, monitor_rx) =
                     rtrb::RingBuffer::new(FrameSpec::samples_in(spec.output_rate, MONITOR_MS));
@@ -369,6 +374,16 @@ impl SessionWiring {
     /// Copies the agent's audio out of the session (realtime-safe; see [`HostAudio::read`]).
     pub fn read(&self, out: &mut [i16]) -> Result<usize> {
         self.host.read(out)
+    }
+
+    /// Decodes one Opus packet into the session (realtime-safe; see [`HostAudio::push_opus`]).
+    pub fn push_opus(&self, packet: Option<&[u8]>) -> Result<Result<PushOutcome, OpusRefusal>> {
+        self.host.push_opus(packet)
+    }
+
+    /// The next Opus packet of the agent's audio (realtime-safe; see [`HostAudio::read_opus`]).
+    pub fn read_opus(&self, buf: &mut [u8]) -> Result<Result<usize, OpusRefusal>> {
+        self.host.read_opus(buf)
     }
 
     /// Samples `push` would take right now.

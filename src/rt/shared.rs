@@ -16,9 +16,10 @@ pub struct EngineCounters {
     pub frames_dropped: AtomicU64,
     /// Frames processed more than one frame period after they arrived.
     pub deadline_misses: AtomicU64,
-    /// Audio packets network transports received (WebRTC, …).
+    /// Audio packets network transports (WebRTC, …) and the host's Opus calls received.
     pub media_packets_received: AtomicU64,
-    /// Audio packets that never arrived in time (each one's audio was rebuilt or concealed).
+    /// Audio packets that never arrived in time, or that a host reported lost (each one's audio
+    /// was rebuilt or concealed).
     pub media_packets_lost: AtomicU64,
     /// 20 ms frames filled in by the decoder: concealed, or rebuilt from in-band FEC.
     pub media_frames_concealed: AtomicU64,

@@ -2,7 +2,8 @@
 //! edge of the session's rings ([`edge`]) — it produces into the input ring and consumes the out
 //! ring, exactly like a host does — and the realtime loop does not know which one feeds it.
 //!
-//! - `host`: the C calls (`process_audio` / `read_audio`), [`host`].
+//! - `host`: the C calls (`process_audio` / `read_audio`), [`host`]; or Opus packets through
+//!   them (`process_opus` / `read_opus`), [`host_opus`].
 //! - media transports ([`MediaTransport`]) carry the audio over a network themselves, on the I/O
 //!   runtime: [`livekit`] joins a LiveKit room as the agent participant. They share the media
 //!   edge ([`media`]: Opus, jitter buffer).
@@ -10,6 +11,7 @@
 pub mod cpu_load;
 pub mod edge;
 pub mod host;
+pub mod host_opus;
 pub mod livekit;
 pub mod media;
 

@@ -497,6 +497,80 @@ TEST(Session, SayInterruptAndIds) {
   ASSERT_TRUE(host.wait_for(reached(VB_STATE_LISTENING, mark)));
 }
 
+// ---- Opus packets in and out ----
+
+// A host relays one session's Opus output into another's Opus input, losing every fifth packet:
+// the listener hears the speaker's tone (200 Hz here) as a turn at its pitch. A buffer too small
+// is an error that keeps the packet; garbage is refused without an exception; each side throws
+// for the other codec's call.
+TEST(Opus, RelayBetweenTwoSessions) {
+  vb::Backend backend(config(R"("tts_config":{"frequency_hz":200})"));
+  backend.start();
+  const auto echo = [](const std::string& t) { return t; };
+  vb::Session speaker = backend.create_session(
+      R"({"output_codec":"opus","output_sample_rate":48000,"opus_bitrate":24000})", echo);
+  vb::Session listener =
+      backend.create_session(R"({"input_codec":"opus","input_sample_rate":16000})", echo);
+  speaker.start();
+  listener.start();
+  EventLog heard;
+  speaker.say("Hello over Opus, long enough to be one turn.");
+
+  std::array<uint8_t, VB_OPUS_MAX_PACKET> buf{};
+  const auto too_small = error_of([&] {
+    const auto deadline = std::chrono::steady_clock::now() + kPatience;
+    while (std::chrono::steady_clock::now() < deadline) {
+      speaker.read_opus(buf.data(), 1);
+      std::this_thread::sleep_for(5ms);
+    }
+  });
+  ASSERT_TRUE(too_small.has_value());
+  EXPECT_EQ(too_small->status(), VB_ERR_INVALID_ARGUMENT);
+  EXPECT_TRUE(contains(too_small->message(), "kept for the next call"));
+
+  size_t packets = 0, quiet = 0;
+  auto tick = std::chrono::steady_clock::now();
+  while (quiet < 50) {  // then one second of silence (lost packets, concealed to silence)
+    tick += 20ms;
+    std::this_thread::sleep_until(tick);
+    const size_t n = speaker.read_opus(buf);
+    if (n == 0) {
+      quiet++;
+      EXPECT_TRUE(listener.process_opus_lost());
+    } else if (++packets % 5 == 0) {
+      EXPECT_TRUE(listener.process_opus_lost());
+    } else {
+      EXPECT_TRUE(listener.process_opus(buf.data(), n));
+    }
+    while (auto event = listener.poll_event()) heard.add(*event);
+  }
+  EXPECT_GE(packets, 44u);  // 44 characters x 20 ms, the first packet kept above included
+  EXPECT_LE(packets, 46u);
+  const auto deadline = std::chrono::steady_clock::now() + kPatience;
+  while (heard.texts(VB_EVENT_TRANSCRIPT_FINAL).empty() &&
+         std::chrono::steady_clock::now() < deadline) {
+    while (auto event = listener.poll_event()) heard.add(*event);
+    std::this_thread::sleep_for(5ms);
+  }
+  const auto finals = heard.texts(VB_EVENT_TRANSCRIPT_FINAL);
+  ASSERT_EQ(finals.size(), 1u);
+  EXPECT_EQ(finals[0].rfind("pitch 200 hz", 0), 0u);
+
+  const std::array<uint8_t, 2> garbage{0x03, 0x00};
+  EXPECT_FALSE(listener.process_opus(garbage));
+  EXPECT_TRUE(contains(vb_last_error_message(), "nothing was queued"));
+  const std::array<int16_t, 320> pcm{};
+  const auto pcm_in = error_of([&] { listener.process_audio(pcm); });
+  ASSERT_TRUE(pcm_in.has_value());
+  EXPECT_EQ(pcm_in->status(), VB_ERR_INVALID_STATE);
+  EXPECT_TRUE(contains(pcm_in->message(), "vb_session_process_opus"));
+  const auto opus_in = error_of([&] { speaker.process_opus_lost(); });
+  ASSERT_TRUE(opus_in.has_value());
+  EXPECT_EQ(opus_in->status(), VB_ERR_INVALID_STATE);
+  EXPECT_TRUE(error_of([&] { listener.read_opus(buf); }).has_value());
+  EXPECT_TRUE(error_of([&] { vb::Session().process_opus_lost(); }).has_value());
+}
+
 // ---- Sessions that arrive by themselves, and the LiveKit room service (no server needed) ----
 
 namespace {

@@ -148,6 +148,18 @@ type SessionConfig struct {
 	InputSampleRate  int
 	OutputSampleRate int
 	Metadata         map[string]any
+	// InputCodec and OutputCodec: CodecPCM (default) or CodecOpus, for a host that carries the
+	// audio over its own transport as Opus (Transport "host" only). With InputCodec CodecOpus
+	// the user's audio comes in as packets through ProcessOpus (ProcessAudio is refused); with
+	// OutputCodec CodecOpus the agent's audio is read as 20 ms packets with ReadOpus, and
+	// ReceiveAudio carries nothing (its channel closes when the session stops). An Opus side
+	// needs a rate Opus runs at: 8000, 16000, 24000 or 48000.
+	InputCodec  Codec
+	OutputCodec Codec
+	// OpusComplexity (0-10; nil: 5) and OpusBitrate (bits per second, 6000-510000; 0: 32000)
+	// tune the encoder of OutputCodec CodecOpus.
+	OpusComplexity *int
+	OpusBitrate    int
 	// AgentCallback or StreamingAgentCallback (at most one) answers each user turn. An
 	// stt_tts session needs one (ErrCodeInvalidArgument otherwise); an s2s session needs none.
 	AgentCallback          AgentCallback
@@ -245,6 +257,12 @@ func (c *SessionConfig) configJSON(op string) ([]byte, error) {
 	j.millis("admission_wait_ms", c.AdmissionWait)
 	j.count("input_sample_rate", c.InputSampleRate)
 	j.count("output_sample_rate", c.OutputSampleRate)
+	j.str("input_codec", string(c.InputCodec))
+	j.str("output_codec", string(c.OutputCodec))
+	if c.OpusComplexity != nil {
+		j.m["opus_complexity"] = *c.OpusComplexity
+	}
+	j.count("opus_bitrate", c.OpusBitrate)
 	j.object("metadata", c.Metadata)
 	return j.marshal()
 }

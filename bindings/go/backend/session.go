@@ -48,6 +48,7 @@ type Session struct {
 	droppedAudio atomic.Uint64
 	outRate      int
 	frame        time.Duration
+	opusOut      bool // OutputCodec CodecOpus: the host reads packets (ReadOpus), no audio reader
 
 	mu            sync.Mutex // Go-side lifecycle
 	finished      bool
@@ -86,6 +87,7 @@ func newSession(ctx context.Context, b *Backend, cfg *SessionConfig) *Session {
 		events:     make(chan Event, pick(cfg.EventBuffer, defaultEventBuffer)),
 		audio:      make(chan []byte, pick(cfg.AudioBuffer, defaultAudioBuffer)),
 		outRate:    pick(cfg.OutputSampleRate, defaultSampleRate),
+		opusOut:    cfg.OutputCodec == CodecOpus,
 		frame:      defaultFrame,
 		done:       make(chan struct{}),
 		readerDone: make(chan struct{}),
@@ -146,15 +148,16 @@ func (s *Session) DroppedEvents() uint64 { return s.droppedEvents.Load() }
 // was full.
 func (s *Session) DroppedAudioChunks() uint64 { return s.droppedAudio.Load() }
 
-// Start starts the session (vb_session_start) and its audio reader. ErrCodeInvalidState when
-// already started or stopped.
+// Start starts the session (vb_session_start) and its audio reader (none with OutputCodec
+// CodecOpus: the host reads packets with ReadOpus). ErrCodeInvalidState when already started or
+// stopped.
 func (s *Session) Start(ctx context.Context) error {
 	err := s.control(ctx, "Session.Start", func(c *C.VbSession) C.enum_VbStatus { return C.vb_session_start(c) })
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
-	if !s.finished && !s.readerStarted {
+	if !s.finished && !s.readerStarted && !s.opusOut {
 		s.readerStarted = true
 		go s.readLoop()
 	}

@@ -1,18 +1,23 @@
-//! Opus, mono 48 kHz, over the system's libopus (Debian `libopus-dev`, linked through
-//! `audiopus_sys`): an encoder for the agent's voice and a decoder for the user's, with packet-loss
-//! concealment and in-band FEC.
+//! Opus, mono, over the system's libopus (Debian `libopus-dev`, linked through `audiopus_sys`): an
+//! encoder for the agent's voice and a decoder for the user's, with packet-loss concealment and
+//! in-band FEC. Network transports run at 48 kHz (WebRTC's and LiveKit's rate); the host's Opus
+//! calls at the session's own rate (any of [`OPUS_RATES`]).
 //!
-//! Both are allocated once; `encode` and `decode*` allocate nothing and take no lock (libopus
-//! works in the state it was created with), so they may run on any thread, the realtime thread
-//! included.
+//! Both are allocated once; `encode`, `decode`, `conceal` and `recover` allocate nothing and take
+//! no lock (libopus works in the state it was created with, on the stack), so they may run on any
+//! thread, the realtime thread included. Their failure is an [`OpusFailure`], a plain code, so
+//! that even a packet that does not decode costs no allocation.
 
+use std::ffi::CStr;
+use std::fmt;
 use std::ptr::NonNull;
 
 use audiopus_sys as ffi;
 
+pub use crate::config::OPUS_RATES;
 use crate::error::{Error, Result};
 
-/// The rate every Opus stream of the engine uses (WebRTC's and LiveKit's).
+/// The rate every Opus stream of a network transport uses (WebRTC's and LiveKit's).
 pub const OPUS_RATE: u32 = 48_000;
 /// Samples of one 20 ms frame at 48 kHz.
 pub const FRAME_20MS: usize = 960;
@@ -20,6 +25,16 @@ pub const FRAME_20MS: usize = 960;
 pub const MAX_FRAME: usize = 5760;
 /// Bytes enough for any packet the encoder makes at the bitrates used here.
 pub const MAX_PACKET: usize = 1500;
+
+/// Samples of one 20 ms frame at `rate`.
+pub fn frame_20ms(rate: u32) -> usize {
+    rate as usize / 50
+}
+
+/// Samples of the longest frame an Opus packet holds (120 ms) at `rate`.
+pub fn max_frame(rate: u32) -> usize {
+    rate as usize * 120 / 1000
+}
 
 // libopus request codes (opus_defines.h).
 const OPUS_APPLICATION_VOIP: i32 = 2048;
@@ -30,10 +45,58 @@ const OPUS_SET_PACKET_LOSS_PERC_REQUEST: i32 = 4014;
 const OPUS_SET_SIGNAL_REQUEST: i32 = 4024;
 const OPUS_SIGNAL_VOICE: i32 = 3001;
 
-fn opus_error(what: &str, code: i32) -> Error {
-    // SAFETY: opus_strerror returns a pointer to a static, NUL-terminated string for any code.
-    let text = unsafe { std::ffi::CStr::from_ptr(ffi::opus_strerror(code)) };
-    Error::internal(format!("opus: {what}: {}", text.to_string_lossy()))
+fn opus_error(what: &'static str, code: i32) -> Error {
+    OpusFailure { what, code }.into()
+}
+
+/// libopus's negative error code, with what was being done: kept as is (no message formatted)
+/// so that a failure on a realtime path allocates nothing. It becomes an [`Error`] through
+/// `From` (`?`), as `VB_ERR_INTERNAL` naming libopus's reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpusFailure {
+    what: &'static str,
+    code: i32,
+}
+
+impl OpusFailure {
+    /// libopus's reason (its static text, e.g. "corrupted stream").
+    pub fn reason(self) -> &'static CStr {
+        // SAFETY: opus_strerror returns a pointer to a static, NUL-terminated string for any code.
+        unsafe { CStr::from_ptr(ffi::opus_strerror(self.code)) }
+    }
+
+    /// The code libopus returned (negative).
+    pub fn code(self) -> i32 {
+        self.code
+    }
+}
+
+impl fmt::Display for OpusFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "opus: {}: {}",
+            self.what,
+            self.reason().to_string_lossy()
+        )
+    }
+}
+
+impl From<OpusFailure> for Error {
+    fn from(failure: OpusFailure) -> Self {
+        Error::internal(failure.to_string())
+    }
+}
+
+/// Checks that libopus can run at `rate` (one of [`OPUS_RATES`]).
+fn check_rate(rate: u32) -> Result<()> {
+    if OPUS_RATES.contains(&rate) {
+        Ok(())
+    } else {
+        Err(Error::invalid_argument(format!(
+            "opus: {rate} Hz is not one of the rates Opus runs at {OPUS_RATES:?}"
+        )))
+    }
 }
 
 /// How the agent's voice is encoded.
@@ -60,7 +123,7 @@ impl Default for EncoderSettings {
     }
 }
 
-/// An Opus encoder for mono 48 kHz voice.
+/// An Opus encoder for mono voice.
 pub struct OpusEncoder {
     state: NonNull<ffi::OpusEncoder>,
 }
@@ -70,13 +133,18 @@ pub struct OpusEncoder {
 unsafe impl Send for OpusEncoder {}
 
 impl OpusEncoder {
-    /// A VoIP encoder with `settings`.
+    /// A VoIP encoder of 48 kHz audio with `settings`.
     pub fn new(settings: EncoderSettings) -> Result<Self> {
+        Self::at_rate(OPUS_RATE, settings)
+    }
+
+    /// A VoIP encoder of audio at `rate` (one of [`OPUS_RATES`]) with `settings`.
+    pub fn at_rate(rate: u32, settings: EncoderSettings) -> Result<Self> {
+        check_rate(rate)?;
         let mut error = 0;
         // SAFETY: valid rate/channels/application; `error` is a valid out-pointer.
-        let raw = unsafe {
-            ffi::opus_encoder_create(OPUS_RATE as i32, 1, OPUS_APPLICATION_VOIP, &mut error)
-        };
+        let raw =
+            unsafe { ffi::opus_encoder_create(rate as i32, 1, OPUS_APPLICATION_VOIP, &mut error) };
         let state = NonNull::new(raw)
             .filter(|_| error == 0)
             .ok_or_else(|| opus_error("creating the encoder", error))?;
@@ -104,9 +172,9 @@ impl OpusEncoder {
         Ok(())
     }
 
-    /// Encodes one frame (2.5–60 ms: 120 … 2880 samples) into `packet`; returns the packet's
-    /// length. Allocation-free.
-    pub fn encode(&mut self, pcm: &[i16], packet: &mut [u8]) -> Result<usize> {
+    /// Encodes one frame (2.5–60 ms: 120 … 2880 samples at 48 kHz) into `packet`; returns the
+    /// packet's length. Allocation-free, also when it fails.
+    pub fn encode(&mut self, pcm: &[i16], packet: &mut [u8]) -> Result<usize, OpusFailure> {
         // SAFETY: the state is valid; `pcm` holds `pcm.len()` samples of one channel and
         // `packet` has `packet.len()` writable bytes, as passed.
         let n = unsafe {
@@ -119,7 +187,10 @@ impl OpusEncoder {
             )
         };
         if n < 0 {
-            return Err(opus_error("encoding", n));
+            return Err(OpusFailure {
+                what: "encoding",
+                code: n,
+            });
         }
         Ok(n as usize)
     }
@@ -132,7 +203,7 @@ impl Drop for OpusEncoder {
     }
 }
 
-/// An Opus decoder to mono 48 kHz.
+/// An Opus decoder to mono PCM.
 pub struct OpusDecoder {
     state: NonNull<ffi::OpusDecoder>,
 }
@@ -143,16 +214,28 @@ unsafe impl Send for OpusDecoder {}
 impl OpusDecoder {
     /// A decoder to mono 48 kHz.
     pub fn new() -> Result<Self> {
+        Self::at_rate(OPUS_RATE)
+    }
+
+    /// A decoder to mono PCM at `rate` (one of [`OPUS_RATES`]): any Opus packet decodes at any
+    /// of them.
+    pub fn at_rate(rate: u32) -> Result<Self> {
+        check_rate(rate)?;
         let mut error = 0;
         // SAFETY: valid rate/channels; `error` is a valid out-pointer.
-        let raw = unsafe { ffi::opus_decoder_create(OPUS_RATE as i32, 1, &mut error) };
+        let raw = unsafe { ffi::opus_decoder_create(rate as i32, 1, &mut error) };
         let state = NonNull::new(raw)
             .filter(|_| error == 0)
             .ok_or_else(|| opus_error("creating the decoder", error))?;
         Ok(OpusDecoder { state })
     }
 
-    fn run(&mut self, packet: Option<&[u8]>, pcm: &mut [i16], fec: bool) -> Result<usize> {
+    fn run(
+        &mut self,
+        packet: Option<&[u8]>,
+        pcm: &mut [i16],
+        fec: bool,
+    ) -> Result<usize, OpusFailure> {
         let (data, len) = match packet {
             Some(p) => (p.as_ptr(), p.len().min(i32::MAX as usize) as i32),
             None => (std::ptr::null(), 0),
@@ -170,27 +253,30 @@ impl OpusDecoder {
             )
         };
         if n < 0 {
-            return Err(opus_error("decoding", n));
+            return Err(OpusFailure {
+                what: "decoding",
+                code: n,
+            });
         }
         Ok(n as usize)
     }
 
-    /// Decodes `packet` into `pcm` (room for [`MAX_FRAME`] samples is always enough); returns
-    /// the samples written. A packet that does not decode is an error and changes nothing a
-    /// listener would hear. Allocation-free.
-    pub fn decode(&mut self, packet: &[u8], pcm: &mut [i16]) -> Result<usize> {
+    /// Decodes `packet` into `pcm` (room for [`max_frame`] samples at the decoder's rate is
+    /// always enough); returns the samples written. A packet that does not decode is an error
+    /// and changes nothing a listener would hear. Allocation-free, also when it fails.
+    pub fn decode(&mut self, packet: &[u8], pcm: &mut [i16]) -> Result<usize, OpusFailure> {
         self.run(Some(packet), pcm, false)
     }
 
     /// Conceals one lost frame of `pcm.len()` samples (a multiple of 2.5 ms) from what came
     /// before. Allocation-free.
-    pub fn conceal(&mut self, pcm: &mut [i16]) -> Result<usize> {
+    pub fn conceal(&mut self, pcm: &mut [i16]) -> Result<usize, OpusFailure> {
         self.run(None, pcm, false)
     }
 
     /// Rebuilds the lost frame before `next` from the FEC data `next` carries (`pcm.len()` is
     /// the lost frame's length); conceals when `next` has none. Allocation-free.
-    pub fn recover(&mut self, next: &[u8], pcm: &mut [i16]) -> Result<usize> {
+    pub fn recover(&mut self, next: &[u8], pcm: &mut [i16]) -> Result<usize, OpusFailure> {
         self.run(Some(next), pcm, true)
     }
 }

@@ -188,7 +188,7 @@ static bool event_carries_text(VbEventKind kind)
            kind == VB_EVENT_AGENT_RESPONSE || kind == VB_EVENT_ERROR;
 }
 
-static void record_event(Host *h, const VbEvent *ev)
+void record_event(Host *h, const VbEvent *ev)
 {
     int kind = (int)ev->kind;
     if (kind < 0 || kind > VB_EVENT_AUDIO_DROPPED) {

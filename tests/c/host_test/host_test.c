@@ -11,7 +11,10 @@
  * tests/c/host_test in one program (SOURCES: host_test.c, host.c and the case files):
  *
  *   cc -std=c11 -Wall -Wextra -Werror -O1 -I include SOURCES \
- *      -L<dir> -lvoicebackend -Wl,-rpath,<dir> -lpthread -lm
+ *      -L<dir> -lvoicebackend -Wl,-rpath,<dir> -lopus -lpthread -lm
+ *
+ * Besides the library, the Opus cases (opus.c) use libopus, to encode the user's packets and
+ * decode the agent's, and the espeak-ng program, for a sentence the user says.
  */
 #include "host_test.h"
 
@@ -33,6 +36,8 @@ static const struct {
     {"health", case_health},
     {"access", case_access},
     {"persistence", case_persistence},
+    {"opus_turn", case_opus_turn},
+    {"opus_bad_input", case_opus_bad_input},
 };
 
 int main(int argc, char **argv)

@@ -158,6 +158,9 @@ typedef struct Host {
 /* Polls every waiting event, then plays. */
 void pump(Host *h);
 
+/* Records one polled event in h (what pump does with each). */
+void record_event(Host *h, const VbEvent *ev);
+
 /* Pushes pcm in 20 ms pieces at real-time pace, pumping between pieces. Returns false when a
  * push was refused (at real-time pace the input ring never fills). */
 bool push_realtime(Host *h, const int16_t *pcm, size_t n);
@@ -194,7 +197,8 @@ void close_host(Host *h);
 /* ---------------------------------------------------------------------------------------------
  * The cases, one area per file: conversation.c (a turn, barge-in, a failed reply), audio.c
  * (input overrun, a host processor), lifecycle.c (pushed events, health), bad_input.c, access.c
- * (auth hook, rate limiter), persistence.c.
+ * (auth hook, rate limiter), persistence.c, opus.c (Opus packets in and out, with libopus:
+ * -lopus).
  * ------------------------------------------------------------------------------------------- */
 
 void case_full_turn(void);
@@ -207,5 +211,7 @@ void case_on_event(void);
 void case_health(void);
 void case_access(void);
 void case_persistence(void);
+void case_opus_turn(void);
+void case_opus_bad_input(void);
 
 #endif
