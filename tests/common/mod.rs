@@ -183,11 +183,19 @@ pub fn texts(events: &[Event], kind: VbEventKind) -> Vec<String> {
         .collect()
 }
 
-/// A backend on the test providers with `extra` merged into its JSON config.
+/// A backend on the test providers with `extra` merged into its JSON config. Without a
+/// `persistence` section in `extra` it keeps no session store: a test that does not test
+/// persistence leaves no file behind, and two runs of one test program (say, from two checkouts)
+/// do not contend for the default store file.
 pub fn test_backend(extra: &str) -> Backend {
+    let no_store = if extra.contains("\"persistence\"") {
+        ""
+    } else {
+        r#","persistence":{"path":""}"#
+    };
     let sep = if extra.trim().is_empty() { "" } else { "," };
     let json = format!(
-        r#"{{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts"{sep}{extra}}}"#
+        r#"{{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts"{no_store}{sep}{extra}}}"#
     );
     let backend = Backend::from_json(&json).expect("backend config");
     backend.start().expect("start");
