@@ -2,5 +2,6 @@
 //! calls): Opus encoding and decoding ([`opus`]) and the jitter buffer that turns packets arriving
 //! at network pace into audio at speaking pace ([`jitter`]).
 
+pub mod g711;
 pub mod jitter;
 pub mod opus;
