@@ -199,6 +199,7 @@ fn kind_name(kind: VbEventKind) -> &'static str {
         VbEventKind::VB_EVENT_TURN_METRICS => "turn_metrics",
         VbEventKind::VB_EVENT_ERROR => "error",
         VbEventKind::VB_EVENT_AUDIO_DROPPED => "audio_dropped",
+        VbEventKind::VB_EVENT_DTMF => "dtmf",
     }
 }
 

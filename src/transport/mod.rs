@@ -152,6 +152,8 @@ pub enum TransportNews {
     /// Something went wrong and the session goes on (a connection lost and being resumed, a
     /// message that did not parse).
     Error(Error),
+    /// The caller pressed a key (a phone call's DTMF): `0`–`9`, `*`, `#`, `A`–`D`.
+    Dtmf(String),
     /// The conversation is over: the peer left (`None`) or the transport failed for good.
     Ended {
         /// Why, for the host (`"livekit: user 'u' left room 'r'"`).
