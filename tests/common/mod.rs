@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod livekit;
+pub mod phone;
 pub mod pipecat;
 pub mod worker;
 
