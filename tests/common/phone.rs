@@ -115,8 +115,8 @@ pub struct Log {
     pub clears: Vec<Instant>,
     /// Agent samples dropped from the play queue by `clear`.
     pub cleared_samples: usize,
-    /// When the caller's last queued speech sample was sent.
-    pub spoke_until: Option<Instant>,
+    /// When each run of queued speech was sent to its end.
+    pub spoke_ends: Vec<Instant>,
     /// The close frame the server sent (code, reason), or `(0, why)` when the connection broke.
     pub closed: Option<(u16, String)>,
     /// Messages from the server that break the vendor's schema.
@@ -322,30 +322,24 @@ impl Messages {
         }
     }
 
-    fn media(&mut self, pcm: &[i16]) -> Value {
+    /// The most frequent message, written directly (the same JSON `json!` would give).
+    fn media(&mut self, pcm: &[i16]) -> String {
         let codes: Vec<u8> = pcm
             .iter()
             .map(|&s| if self.spec.alaw { alaw(s) } else { ulaw(s) })
             .collect();
         self.chunk += 1;
         let payload = BASE64.encode(codes);
-        let timestamp = self.started.elapsed().as_millis().to_string();
+        let timestamp = self.started.elapsed().as_millis();
         let sequence = self.next();
-        let chunk = self.chunk.to_string();
-        match self.spec.vendor {
-            Vendor::Twilio => json!({
-                "event": "media",
-                "sequenceNumber": sequence,
-                "media": {"track": "inbound", "chunk": chunk, "timestamp": timestamp, "payload": payload},
-                "streamSid": self.spec.stream_id
-            }),
-            Vendor::Telnyx => json!({
-                "event": "media",
-                "sequence_number": sequence,
-                "media": {"track": "inbound", "chunk": chunk, "timestamp": timestamp, "payload": payload},
-                "stream_id": self.spec.stream_id
-            }),
-        }
+        let (sequence_key, stream_key) = match self.spec.vendor {
+            Vendor::Twilio => ("sequenceNumber", "streamSid"),
+            Vendor::Telnyx => ("sequence_number", "stream_id"),
+        };
+        format!(
+            r#"{{"event":"media","{sequence_key}":"{sequence}","media":{{"track":"inbound","chunk":"{}","timestamp":"{timestamp}","payload":"{payload}"}},"{stream_key}":"{}"}}"#,
+            self.chunk, self.spec.stream_id
+        )
     }
 
     fn dtmf(&mut self, digit: &str) -> Value {
@@ -440,11 +434,11 @@ async fn call(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut started = spec.start;
     loop {
-        let mut send: Vec<Value> = Vec::new();
+        let mut send: Vec<String> = Vec::new();
         tokio::select! {
             command = commands.recv() => match command {
                 Some(Command::Speak(pcm)) => speech.extend(pcm),
-                Some(Command::Dtmf(digit)) => send.push(m.dtmf(&digit)),
+                Some(Command::Dtmf(digit)) => send.push(m.dtmf(&digit).to_string()),
                 Some(Command::Raw(text)) => {
                     started = true;
                     if ws.send(Message::Text(text.into())).await.is_err() {
@@ -469,7 +463,7 @@ async fn call(
                     let n = speech.len().min(160);
                     let mut frame: Vec<i16> = speech.drain(..n).collect();
                     if n > 0 && speech.is_empty() {
-                        log.lock().unwrap().spoke_until = Some(Instant::now());
+                        log.lock().unwrap().spoke_ends.push(Instant::now());
                     }
                     frame.resize(160, 0);
                     send.push(m.media(&frame));
@@ -483,11 +477,15 @@ async fn call(
                             let name = name.clone();
                             playing.pop_front();
                             log.echoed.push(name.clone());
-                            send.push(m.mark(&name));
+                            send.push(m.mark(&name).to_string());
                         }
                         Queued::Audio(audio) if due > 0 => {
                             let k = audio.len().min(due);
-                            log.heard.extend(audio.drain(..k));
+                            if spec.record {
+                                log.heard.extend(audio.drain(..k));
+                            } else {
+                                audio.drain(..k);
+                            }
                             due -= k;
                             if audio.is_empty() {
                                 playing.pop_front();
@@ -559,7 +557,7 @@ fn on_server_message(
     text: &str,
     log: &mut Log,
     playing: &mut VecDeque<Queued>,
-    send: &mut Vec<Value>,
+    send: &mut Vec<String>,
     m: &mut Messages,
 ) {
     let Ok(message) = serde_json::from_str::<Value>(text) else {
@@ -612,7 +610,7 @@ fn on_server_message(
                     Queued::Audio(audio) => log.cleared_samples += audio.len(),
                     Queued::Mark(name) => {
                         log.echoed.push(name.clone());
-                        send.push(m.mark(&name));
+                        send.push(m.mark(&name).to_string());
                     }
                 }
             }
