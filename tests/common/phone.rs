@@ -405,7 +405,11 @@ async fn call(
     log: Arc<Mutex<Log>>,
 ) {
     let url = format!("ws://{addr}{}", spec.path());
-    let mut ws = match tokio_tungstenite::connect_async(url).await {
+    // A small read buffer, as a provider with many calls would have (tungstenite zeroes its
+    // 128 KiB default on every read).
+    let config =
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096);
+    let mut ws = match tokio_tungstenite::connect_async_with_config(url, Some(config), true).await {
         Ok((ws, _)) => ws,
         Err(e) => {
             log.lock().unwrap().refused = Some(e.to_string());

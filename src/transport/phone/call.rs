@@ -22,8 +22,8 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::Instrument as _;
 
@@ -99,7 +99,7 @@ async fn handshake(
         };
     let upgraded = tokio::time::timeout(
         shared.settings.start_timeout,
-        tokio_tungstenite::accept_hdr_async(stream, route),
+        tokio_tungstenite::accept_hdr_async_with_config(stream, route, Some(socket_config())),
     )
     .await;
     match upgraded {
@@ -113,6 +113,16 @@ async fn handshake(
             None
         }
     }
+}
+
+/// A call's socket: a 4 KiB read buffer instead of tungstenite's 128 KiB, which it zeroes on
+/// every read (a fifth of the server's CPU at 100 calls, measured), for messages of a few hundred
+/// bytes; and no message over 1 MiB (20 ms of G.711 is 216 bytes of base64).
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .max_message_size(Some(1 << 20))
+        .max_frame_size(Some(1 << 20))
 }
 
 fn refusal(status: StatusCode, why: &str) -> ErrorResponse {
