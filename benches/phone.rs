@@ -32,7 +32,7 @@ use voicebackend::transport::cpu_load::process_cpu_seconds;
 use voicebackend::{Backend, Session};
 
 #[path = "../tests/common/mod.rs"]
-#[allow(unused_imports, dead_code)]
+#[allow(unused_imports)]
 mod common;
 
 use common::phone::{CallSpec, Caller};
