@@ -561,32 +561,22 @@ fn draining_refuses_new_calls_lets_the_call_under_way_finish_then_stops() {
 
 #[test]
 fn the_phone_server_is_off_unless_configured_and_its_settings_are_checked() {
+    // A host cannot open a phone session itself: only arriving calls have one.
+    let host_made = |backend: &Backend| {
+        let config = SessionConfig {
+            transport: "phone".into(),
+            ..SessionConfig::default()
+        };
+        backend
+            .create_session(config, Some(echo_agent()), None)
+            .unwrap_err()
+    };
     let plain = common::test_backend("");
     assert_eq!(plain.listening_address(), None);
-    // A host cannot open a phone session itself: only arriving calls have one.
-    let e = plain
-        .create_session(
-            SessionConfig {
-                transport: "phone".into(),
-                ..SessionConfig::default()
-            },
-            Some(echo_agent()),
-            None,
-        )
-        .unwrap_err();
+    let e = host_made(&plain);
     assert_eq!(e.status(), VbStatus::VB_ERR_PROVIDER_NOT_FOUND, "{e}");
-    let board = Switchboard::new(echo_agent());
-    let backend = phone_backend(board, "");
-    let e = backend
-        .create_session(
-            SessionConfig {
-                transport: "phone".into(),
-                ..SessionConfig::default()
-            },
-            Some(echo_agent()),
-            None,
-        )
-        .unwrap_err();
+    let backend = phone_backend(Switchboard::new(echo_agent()), "");
+    let e = host_made(&backend);
     assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_CONFIG, "{e}");
     assert!(e.message().contains("opened by the phone server"), "{e}");
 

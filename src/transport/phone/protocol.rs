@@ -268,7 +268,7 @@ fn call_start(dialect: Dialect, start: &Value, stream_id: Option<&str>) -> Resul
             .find_map(|k| parameters.get(*k).and_then(Value::as_str))
             .map(str::to_owned)
     };
-    Ok(match dialect {
+    let (call_id, from, to, info) = match dialect {
         Dialect::Twilio => {
             let call_id = required("callSid")?;
             let from = parameter(["From", "from"]);
@@ -284,14 +284,7 @@ fn call_start(dialect: Dialect, start: &Value, stream_id: Option<&str>) -> Resul
                 "tracks": start.get("tracks").cloned().unwrap_or(Value::Null),
                 "encoding": encoding,
             });
-            CallStart {
-                stream_id,
-                call_id,
-                from,
-                to,
-                law,
-                info,
-            }
+            (call_id, from, to, info)
         }
         Dialect::Telnyx => {
             let call_id = required("call_control_id")?;
@@ -308,15 +301,16 @@ fn call_start(dialect: Dialect, start: &Value, stream_id: Option<&str>) -> Resul
                 "custom_parameters": parameters,
                 "encoding": encoding,
             });
-            CallStart {
-                stream_id,
-                call_id,
-                from,
-                to,
-                law,
-                info,
-            }
+            (call_id, from, to, info)
         }
+    };
+    Ok(CallStart {
+        stream_id,
+        call_id,
+        from,
+        to,
+        law,
+        info,
     })
 }
 
