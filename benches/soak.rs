@@ -203,7 +203,7 @@ fn main() {
                      event_dropped: &mut u64| {
         while s.read_audio(out).expect("read_audio") == out.len() {}
         while let Some(e) = s.poll_event().expect("poll_event") {
-            *events.entry(kind_name(e.kind)).or_default() += 1;
+            *events.entry(common::event_kind_name(e.kind)).or_default() += 1;
             match e.kind {
                 VbEventKind::VB_EVENT_ERROR => {
                     *error_status.entry(e.error as i32).or_default() += 1;
@@ -390,19 +390,4 @@ fn main() {
     drop(sessions);
     drop(backend);
     std::process::exit(if ok { 0 } else { 1 });
-}
-
-fn kind_name(kind: VbEventKind) -> &'static str {
-    match kind {
-        VbEventKind::VB_EVENT_STATE_CHANGED => "state",
-        VbEventKind::VB_EVENT_SPEECH_STARTED => "speech_started",
-        VbEventKind::VB_EVENT_SPEECH_STOPPED => "speech_stopped",
-        VbEventKind::VB_EVENT_TRANSCRIPT_PARTIAL => "partial",
-        VbEventKind::VB_EVENT_TRANSCRIPT_FINAL => "final",
-        VbEventKind::VB_EVENT_AGENT_RESPONSE => "agent_response",
-        VbEventKind::VB_EVENT_INTERRUPTED => "interrupted",
-        VbEventKind::VB_EVENT_TURN_METRICS => "turn_metrics",
-        VbEventKind::VB_EVENT_ERROR => "error",
-        VbEventKind::VB_EVENT_AUDIO_DROPPED => "audio_dropped",
-    }
 }

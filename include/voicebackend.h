@@ -153,6 +153,11 @@ typedef enum VbEventKind {
    * `dropped_samples` of audio were lost (input overrun or a stalled pipeline).
    */
   VB_EVENT_AUDIO_DROPPED = 9,
+  /**
+   * `text`: a key the caller pressed (DTMF: one of `0`–`9`, `*`, `#`, `A`–`D`), on a phone
+   * call.
+   */
+  VB_EVENT_DTMF = 10,
 } VbEventKind;
 
 /**
