@@ -1,10 +1,11 @@
 #![cfg(feature = "test-providers")]
-//! The C ABI as a C host sees it: the committed header is the generated one, it compiles as C11
-//! and C++17, the shared library exports only `vb_*`, and the C host programs pass against the
-//! library built with the test providers: `tests/c/host_test/` (the runner `host_test.c`, its
-//! helpers `host.c`/`host_test.h` and one file of cases per area), `tests/c/log_test.c` and
-//! `tests/c/opus_alloc_test.c` (the Opus calls allocate nothing, libopus included). The programs
-//! link libopus (Debian `libopus-dev`) for their Opus side; the Opus cases run `espeak-ng`.
+//! The C ABI as a C host sees it: the committed header is the generated one and declares all
+//! cbindgen generated, it compiles as C11 and C++17, the shared library exports only `vb_*`, and
+//! the C host programs pass against the library built with the test providers:
+//! `tests/c/host_test/` (the runner `host_test.c`, its helpers `host.c`/`host_test.h` and one file
+//! of cases per area), `tests/c/log_test.c` and `tests/c/opus_alloc_test.c` (the Opus calls
+//! allocate nothing, libopus included). The programs link libopus (Debian `libopus-dev`) for
+//! their Opus side; the Opus cases run `espeak-ng`.
 //!
 //! Run with `cargo test --features test-providers --test c_abi -- --nocapture`. Needs `cc`,
 //! `c++` and `nm` on the PATH.
@@ -155,6 +156,62 @@ fn header_is_up_to_date() {
     );
 }
 
+/// `text` without its comments (`/* … */` and `// …`), line breaks kept.
+fn code_of(text: &str) -> String {
+    let mut code = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let block = rest.find("/*");
+        let line = rest.find("//");
+        let (start, end) = match (block, line) {
+            (Some(b), l) if l.is_none_or(|l| b < l) => (
+                b,
+                rest[b + 2..]
+                    .find("*/")
+                    .map_or(rest.len(), |e| b + 2 + e + 2),
+            ),
+            (_, Some(l)) => (l, rest[l..].find('\n').map_or(rest.len(), |e| l + e)),
+            _ => break,
+        };
+        code.push_str(&rest[..start]);
+        code.extend(rest[start..end].chars().filter(|&c| c == '\n'));
+        code.push(' ');
+        rest = &rest[end..];
+    }
+    code.push_str(rest);
+    code
+}
+
+/// The C ABI's names a header's code mentions (`vb_*`, `Vb*`, `VB_*`: functions, types, enum
+/// values, constants), comments left out.
+fn abi_names(header: &str) -> std::collections::BTreeSet<String> {
+    code_of(header)
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("vb_") || w.starts_with("Vb") || w.starts_with("VB_"))
+        .filter(|w| *w != "VOICEBACKEND_H")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_header_declares_everything_cbindgen_generated() {
+    // build.rs lays cbindgen's output out in sections; nothing may get lost on the way.
+    let plain_path = fresh_header().with_file_name("voicebackend.cbindgen.h");
+    let plain =
+        fs::read_to_string(&plain_path).unwrap_or_else(|e| panic!("{}: {e}", plain_path.display()));
+    let committed = fs::read_to_string(manifest_path("include/voicebackend.h")).expect("header");
+    let (want, got) = (abi_names(&plain), abi_names(&committed));
+    assert!(want.len() > 60, "read too few names: {want:?}");
+    let missing: Vec<&String> = want.difference(&got).collect();
+    let extra: Vec<&String> = got.difference(&want).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "include/voicebackend.h lacks {missing:?} and adds {extra:?} compared with cbindgen's \
+         output ({})",
+        plain_path.display()
+    );
+}
+
 /// A translation unit that uses the header's types, constants and functions.
 const HEADER_USER: &str = r#"#include "voicebackend.h"
 
@@ -239,7 +296,7 @@ fn header_compiles_as_c11_and_cpp17() {
 fn header_functions() -> Vec<String> {
     let header = fs::read_to_string(manifest_path("include/voicebackend.h")).expect("header");
     let mut names = Vec::new();
-    for line in header.lines().filter(|l| !l.trim_start().starts_with('*')) {
+    for line in code_of(&header).lines() {
         let mut rest = line;
         while let Some(at) = rest.find("vb_") {
             let tail = &rest[at..];
