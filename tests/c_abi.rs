@@ -1,11 +1,11 @@
 #![cfg(feature = "test-providers")]
 //! The C ABI as a C host sees it: the committed header is the generated one and declares all
-//! cbindgen generated, it compiles as C11 and C++17, the shared library exports only `vb_*`, and
-//! the C host programs pass against the library built with the test providers:
-//! `tests/c/host_test/` (the runner `host_test.c`, its helpers `host.c`/`host_test.h` and one file
-//! of cases per area), `tests/c/log_test.c` and `tests/c/opus_alloc_test.c` (the Opus calls
-//! allocate nothing, libopus included). The programs link libopus (Debian `libopus-dev`) for
-//! their Opus side; the Opus cases run `espeak-ng`.
+//! cbindgen generated, it compiles as C99, C11 and C++17 (and so does the usage sketch at its
+//! top), the shared library exports only `vb_*`, and the C host programs pass against the library
+//! built with the test providers: `tests/c/host_test/` (the runner `host_test.c`, its helpers
+//! `host.c`/`host_test.h` and one file of cases per area), `tests/c/log_test.c` and
+//! `tests/c/opus_alloc_test.c` (the Opus calls allocate nothing, libopus included). The programs
+//! link libopus (Debian `libopus-dev`) for their Opus side; the Opus cases run `espeak-ng`.
 //!
 //! Run with `cargo test --features test-providers --test c_abi -- --nocapture`. Needs `cc`,
 //! `c++` and `nm` on the PATH.
@@ -259,7 +259,7 @@ int main(void) {
 "#;
 
 #[test]
-fn header_compiles_as_c11_and_cpp17() {
+fn header_compiles_as_c99_c11_and_cpp17() {
     let dir = scratch_dir("header");
     let c_file = dir.join("uses_header.c");
     let cpp_file = dir.join("uses_header.cpp");
@@ -267,20 +267,26 @@ fn header_compiles_as_c11_and_cpp17() {
     fs::write(&cpp_file, HEADER_USER).expect("write C++ file");
     let include = manifest_path("include");
 
-    let mut c = Command::new("cc");
-    c.args([
-        "-std=c11",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-pedantic",
-        "-fsyntax-only",
-    ])
-    .arg("-I")
-    .arg(&include)
-    .arg(&c_file);
-    let output = run(&mut c);
-    assert_success("compiling the header as C11", &c, &output);
+    for standard in ["-std=c99", "-std=c11"] {
+        let mut c = Command::new("cc");
+        c.args([
+            standard,
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-fsyntax-only",
+        ])
+        .arg("-I")
+        .arg(&include)
+        .arg(&c_file);
+        let output = run(&mut c);
+        assert_success(
+            &format!("compiling the header with {standard}"),
+            &c,
+            &output,
+        );
+    }
 
     let mut cpp = Command::new("c++");
     cpp.args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-fsyntax-only"])
@@ -289,6 +295,64 @@ fn header_compiles_as_c11_and_cpp17() {
         .arg(&cpp_file);
     let output = run(&mut cpp);
     assert_success("compiling the header as C++17", &cpp, &output);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// The usage sketch in the header's opening comment: the lines after "A host, in short" that
+/// are indented code (` *   …`) or empty (` *`), without that prefix. Its first part, up to the
+/// first line that is a lone `}`, is at file scope; the rest is the body of `main`.
+fn usage_sketch(header: &str) -> (String, String) {
+    let mut lines = header
+        .lines()
+        .skip_while(|l| !l.contains("A host, in short"))
+        .skip(1)
+        .take_while(|l| l.starts_with(" *   ") || l.trim_end() == " *")
+        .map(|l| l.get(5..).unwrap_or(""));
+    let mut file_scope = String::new();
+    for line in lines.by_ref() {
+        file_scope.push_str(line);
+        file_scope.push('\n');
+        if line == "}" {
+            break;
+        }
+    }
+    let body: Vec<&str> = lines.collect();
+    (file_scope, body.join("\n"))
+}
+
+#[test]
+fn the_usage_sketch_at_the_top_of_the_header_compiles() {
+    let header = fs::read_to_string(manifest_path("include/voicebackend.h")).expect("header");
+    let (file_scope, body) = usage_sketch(&header);
+    assert!(
+        file_scope.contains("on_transcript") && body.contains("vb_session_create"),
+        "no usage sketch found in the header's opening comment:\n{file_scope}\n{body}"
+    );
+    let program = format!(
+        "#include <stdio.h>\n#include \"voicebackend.h\"\n\n{file_scope}\n\
+         int main(void) {{\n  int running = 0;\n  int16_t mic[320] = {{0}}, speaker[320];\n  \
+         size_t played;\n{body}\n  return 0;\n}}\n"
+    );
+    let dir = scratch_dir("sketch");
+    let c_file = dir.join("sketch.c");
+    fs::write(&c_file, &program).expect("write the sketch");
+    let mut c = Command::new("cc");
+    c.args([
+        "-std=c99",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-Wno-unused-parameter",
+    ])
+    .args(["-pedantic", "-fsyntax-only", "-I"])
+    .arg(manifest_path("include"))
+    .arg(&c_file);
+    let output = run(&mut c);
+    assert_success(
+        &format!("compiling the usage sketch\n{program}"),
+        &c,
+        &output,
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 
