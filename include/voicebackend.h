@@ -63,8 +63,7 @@ extern "C" {
  * Every fallible call returns a VbStatus (VB_OK is 0); vb_last_error_message() says why the last
  * call on this thread failed. */
 
-/* Status codes of the C ABI. Values are fixed by the contract (C_API.md); the variant names are
- * spelled as in C so that Rust and C code read the same. */
+/* Status codes of the C ABI. Values are fixed by the contract (C_API.md). */
 typedef enum VbStatus {
   VB_OK = 0,                     /* Success. */
   VB_ERR_INVALID_ARGUMENT = 1,   /* NULL pointer, bad length, invalid UTF-8. */
@@ -182,8 +181,8 @@ typedef struct VbProcessor {
   void *user_data;  /* Passed back to process. */
   const char *name; /* Unique within the backend; copied by the call. */
   int32_t order;    /* Lower runs earlier. */
-  /* Realtime thread: processes samples samples at sample_rate in place; must not block or allocate.
-   * Called concurrently from the realtime threads of different sessions. */
+  /* Realtime thread: processes the frame in pcm in place (samples long, at sample_rate Hz); must
+   * not block or allocate. Called concurrently from the realtime threads of different sessions. */
   void (*process)(void *user_data, int16_t *pcm, size_t samples, uint32_t sample_rate);
 } VbProcessor;
 
@@ -276,18 +275,19 @@ typedef struct VbReply VbReply;
 
 /* Kinds of session event. Values fixed by the C contract. */
 typedef enum VbEventKind {
-  VB_EVENT_STATE_CHANGED = 0,      /* state holds the new state. */
+  VB_EVENT_STATE_CHANGED = 0,      /* The session entered a new state, given in state. */
   VB_EVENT_SPEECH_STARTED = 1,     /* A user turn started (after turn.min_speech_ms of speech). */
   VB_EVENT_SPEECH_STOPPED = 2,     /* The user turn ended (after turn.silence_ms of silence, or at
                                       turn.max_turn_ms). */
-  VB_EVENT_TRANSCRIPT_PARTIAL = 3, /* text: an interim transcript. */
-  VB_EVENT_TRANSCRIPT_FINAL = 4,   /* text: the final transcript of a turn. */
-  VB_EVENT_AGENT_RESPONSE = 5,     /* text: the agent's full reply once it ended. */
+  VB_EVENT_TRANSCRIPT_PARTIAL = 3, /* An interim transcript, in text. */
+  VB_EVENT_TRANSCRIPT_FINAL = 4,   /* The final transcript of a turn, in text. */
+  VB_EVENT_AGENT_RESPONSE = 5,     /* The agent's full reply once it ended, in text. */
   VB_EVENT_INTERRUPTED = 6,        /* Playback stopped by barge-in. */
-  VB_EVENT_TURN_METRICS = 7,       /* metrics of the turn that just got its first reply audio. */
-  VB_EVENT_ERROR = 8,              /* error and text describe a failure of asynchronous work. */
-  VB_EVENT_AUDIO_DROPPED = 9       /* dropped_samples of audio were lost (input overrun or a stalled
-                                      pipeline). */
+  VB_EVENT_TURN_METRICS = 7,       /* The latencies (metrics) of the turn that just got its first
+                                      reply audio. */
+  VB_EVENT_ERROR = 8,              /* Asynchronous work failed: error and text say how. */
+  VB_EVENT_AUDIO_DROPPED = 9       /* Audio was lost (input overrun or a stalled pipeline):
+                                      dropped_samples samples. */
 } VbEventKind;
 
 /* Session states. Values fixed by the C contract. */
