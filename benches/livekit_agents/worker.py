@@ -284,17 +284,20 @@ class TreeLoad:
     or other work, that is their load too)."""
 
     def __init__(self) -> None:
-        import psutil
-
-        self._psutil = psutil
-        self._me = psutil.Process()
-        self._cpus = psutil.cpu_count() or 1
+        # psutil.Process() on the first call: the module (and so this) is also built in every job
+        # process, where it is never called.
+        self._me = None
         self._seen: dict[int, float] = {}
         self._last: tuple[float, float] | None = None
         self._samples: list[float] = []
 
     def _cpu_seconds(self) -> float:
-        total = 0.0
+        if self._me is None:
+            import psutil
+
+            self._psutil = psutil
+            self._me = psutil.Process()
+            self._cpus = psutil.cpu_count() or 1
         for p in [self._me, *self._me.children(recursive=True)]:
             try:
                 t = p.cpu_times()
@@ -302,8 +305,7 @@ class TreeLoad:
             except self._psutil.Error:
                 pass
         # Processes that ended keep their last reading, so the sum never goes back.
-        total = sum(self._seen.values())
-        return total
+        return sum(self._seen.values())
 
     def __call__(self) -> float:
         now = time.monotonic()
