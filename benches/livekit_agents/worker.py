@@ -22,7 +22,8 @@ Everything else is LiveKit Agents' defaults: an `AgentServer` with its process p
 its own process; `start` mode: num_idle_processes = CPU count, load_threshold 0.7 of the cgroup's
 CPU), `AgentSession` with its room input/output (Opus through the `livekit` rtc wheel).
 Interruptions stay enabled (adaptive interruption is off by default in production mode).
-LKA_LOAD_THRESHOLD overrides load_threshold (at most 1.0 in production mode); LKA_LOAD=tree
+LKA_DEBUG=1 logs each transcript, reply and state change (as warnings). LKA_LOAD_THRESHOLD
+overrides load_threshold (at most 1.0 in production mode); LKA_LOAD=tree
 replaces the default load function (the cgroup's CPU) with this worker's own process tree's CPU,
 which is what our worker reports (its process's CPU).
 
@@ -287,7 +288,7 @@ class TreeLoad:
         # psutil.Process() on the first call: the module (and so this) is also built in every job
         # process, where it is never called.
         self._me = None
-        self._seen: dict[int, float] = {}
+        self._seen: dict[tuple[int, float], float] = {}
         self._last: tuple[float, float] | None = None
         self._samples: list[float] = []
 
@@ -301,10 +302,11 @@ class TreeLoad:
         for p in [self._me, *self._me.children(recursive=True)]:
             try:
                 t = p.cpu_times()
-                self._seen[p.pid] = t.user + t.system
+                self._seen[(p.pid, p.create_time())] = t.user + t.system
             except self._psutil.Error:
                 pass
-        # Processes that ended keep their last reading, so the sum never goes back.
+        # Processes that ended keep their last reading (keyed by PID and start time, so a reused
+        # PID is another process), so the sum never goes back.
         return sum(self._seen.values())
 
     def __call__(self) -> float:
@@ -359,7 +361,9 @@ async def entrypoint(ctx: JobContext) -> None:
 
         @session.on("conversation_item_added")
         def _item(ev) -> None:  # type: ignore[no-untyped-def]
-            log.warning("%s: %s", ev.item.role, ev.item.text_content)
+            text = getattr(ev.item, "text_content", None)
+            if text is not None:
+                log.warning("%s: %s", getattr(ev.item, "role", "?"), text)
 
         @session.on("user_state_changed")
         def _user(ev) -> None:  # type: ignore[no-untyped-def]
