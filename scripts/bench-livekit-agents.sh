@@ -26,7 +26,7 @@
 #                  server and any other work on the machine)
 #   RAMP_MS SETTLE_S WINDOW_S   250, 8, 20
 #   LKA_MAX_ROOMS  the LiveKit Agents worker is not run with more rooms than this (default 20:
-#                  it needs ~13 % of a core per room here, so 20 rooms already overload 2 cores,
+#                  it needs 11-22 % of a core per room here, so 20 rooms overload 2 cores,
 #                  and 40 of its job processes brought the machine's load to ~60)
 #   COOL_LOAD      before each trial, wait (up to 2 minutes) for the 1-minute load average to
 #                  fall below this (default 6), so that one trial's load does not spill into the

@@ -35,7 +35,7 @@ if ! installed; then
         mkdir -p "$(dirname "$VENV")"
         python3 -m venv "$VENV"
     fi
-    log "installing ${REQUIREMENTS[*]} from PyPI (about 300 MB the first time)"
+    log "installing ${REQUIREMENTS[*]} from PyPI (about 480 MB in the venv the first time)"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
     "$VENV/bin/python" -m pip install --quiet --progress-bar off "${REQUIREMENTS[@]}" >&2
     installed || { log "error: the venv in $VENV cannot import $IMPORTS"; exit 1; }

@@ -16,7 +16,7 @@ What each part mirrors (tests/support/providers.rs, src/bin/voicebackend/agent.r
   LKA_VAD: `silero` (default: livekit-plugins-silero, whose ONNX model ships inside the wheel, on
   onnxruntime), `inference` (livekit-agents' own bundled Silero, livekit-local-inference, the
   framework's default VAD since 1.8) or `energy` (`EnergyVAD` below: an RMS threshold over 20 ms
-  frames, the cheapest stand-in for our webrtc-vad-like detector).
+  frames, the cheapest stand-in for our webrtc-vad detector).
 
 Everything else is LiveKit Agents' defaults: an `AgentServer` with its process pool (each job in
 its own process; `start` mode: num_idle_processes = CPU count, load_threshold 0.7 of the cgroup's
