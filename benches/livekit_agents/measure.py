@@ -1,19 +1,17 @@
 """Measurements for scripts/bench-livekit-agents.sh (standard library only; Linux /proc).
 
-  measure.py tree PID            one JSON line: the process tree under PID (PID and every
-                                 descendant): cpu_s (utime + stime + cutime + cstime, seconds: the
-                                 CPU of descendants that ended and were reaped stays counted in
-                                 their parent's), rss_kb (sum of VmRSS:
-                                 pages shared between processes counted in each), pss_kb (sum of
-                                 Pss: shared pages divided among the processes that map them),
-                                 procs, t (Unix time of the reading)
-  measure.py sample WORKER SERVER PEER...   one JSON line: {t, worker: tree WORKER, server_cpu_s,
-                                 peers_cpu_s, peers_gone} read at one moment
-  measure.py pids PID            PID and its descendants, on one line
-  measure.py children PID        PID's children, on one line
-  measure.py cpu PID...          CPU seconds (utime + stime) of those processes, summed
-  measure.py summarize DIR       reads DIR/trial.json and DIR/peer-*.json, prints the trial's
-                                 figures as one JSON line (and a readable line on stderr)
+  measure.py tree PID        one JSON line on the process tree under PID (PID and every
+                             descendant): cpu_s (utime + stime + cutime + cstime, seconds: the CPU
+                             of descendants that ended and were reaped stays counted in their
+                             parent's), rss_kb (sum of VmRSS: pages shared between processes
+                             counted in each), pss_kb (sum of Pss: shared pages divided among the
+                             processes that map them), procs, t (Unix time of the reading)
+  measure.py sample WORKER SERVER PEER...
+                             one JSON line read at one moment: {t, worker: tree WORKER,
+                             server_cpu_s, peers_cpu_s (utime + stime), peers_gone}
+  measure.py children PID    PID's children, on one line
+  measure.py summarize DIR   reads DIR/trial.json and DIR/peer-*.json, prints the trial's figures
+                             as one JSON line (and a readable line on stderr)
 """
 
 from __future__ import annotations
@@ -177,11 +175,8 @@ def main() -> None:
                           "peers_gone": sum(_stat(int(p)) is None for p in sys.argv[4:])}))
     elif cmd == "children":
         parent = int(sys.argv[2])
-        print(*(int(e) for e in os.listdir("/proc") if e.isdigit() and (_stat(int(e)) or (0,))[0] == parent))
-    elif cmd == "pids":
-        print(*tree(int(sys.argv[2])))
-    elif cmd == "cpu":
-        print(round(sum((_stat(int(p)) or (0, 0.0))[1] for p in sys.argv[2:]), 3))
+        procs = (int(e) for e in os.listdir("/proc") if e.isdigit())
+        print(*(p for p in procs if (_stat(p) or (0, 0.0))[0] == parent))
     elif cmd == "summarize":
         s = summarize(Path(sys.argv[2]))
         print(json.dumps(s))
