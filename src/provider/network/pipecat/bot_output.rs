@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::NAME;
 use super::frames::Kind;
+use super::reply_text::ReplyText;
 use super::rtvi::{self, RtviEvent};
 use crate::error::{Error, VbStatus};
 use crate::provider::S2sEvent;
@@ -35,12 +36,14 @@ pub(super) struct BotOutput {
     /// Final transcripts of the open user turn: an STT that transcribes each stretch of speech
     /// on its own sends several; the session reports one per turn, when the turn ends.
     turn_transcript: String,
+    /// Which of the messages repeating the reply's words the reply's text is read from.
+    reply_text: ReplyText,
 }
 
 impl BotOutput {
     /// The session cancelled the reply (barge-in): the caller has asked the bot to stop.
     pub(super) fn cancelled(&mut self, deadline: Instant) -> S2sEvent {
-        self.responding = false;
+        self.reply_ended();
         self.acks_pending += 1;
         self.ack_deadline = Some(deadline);
         S2sEvent::ResponseDone
@@ -78,9 +81,7 @@ impl BotOutput {
             }
             // The bot heard the user and stopped by itself. (It also marks the start of every
             // user turn with an interruption, which means nothing while it is silent.)
-            Kind::Interruption(_) => {
-                std::mem::take(&mut self.responding).then_some(S2sEvent::Interrupted)
-            }
+            Kind::Interruption(_) => self.reply_ended().then_some(S2sEvent::Interrupted),
             Kind::Audio(_) if self.acks_pending > 0 => None,
             Kind::Audio(audio) => Some(match audio.mono_pcm() {
                 Ok((pcm, rate)) => {
@@ -123,15 +124,23 @@ impl BotOutput {
                 self.user_turn_open = false;
                 self.end_of_turn_transcript()
             }
-            RtviEvent::ReplyText(text) if !stale => {
-                self.responding = true;
-                Some(S2sEvent::ResponseText(text))
+            RtviEvent::ReplyText { source, text } if !stale => {
+                let piece = self.reply_text.text(source, &text);
+                self.reply_piece(piece)
+            }
+            RtviEvent::BotOutput {
+                text,
+                segment_id,
+                spoken,
+            } if !stale => {
+                let piece = self.reply_text.bot_output(&text, segment_id, spoken);
+                self.reply_piece(piece)
             }
             RtviEvent::ReplyStopped if !stale && self.responding => {
                 Some(S2sEvent::ResponseTextDone)
             }
             RtviEvent::BotStoppedSpeaking if !stale => {
-                std::mem::take(&mut self.responding).then_some(S2sEvent::ResponseDone)
+                self.reply_ended().then_some(S2sEvent::ResponseDone)
             }
             RtviEvent::Error { message, fatal } => Some(S2sEvent::Error(Error::provider(
                 NAME,
@@ -142,6 +151,20 @@ impl BotOutput {
             ))),
             _ => None,
         }
+    }
+
+    /// A piece of the reply's text, if the message brought one.
+    fn reply_piece(&mut self, piece: Option<String>) -> Option<S2sEvent> {
+        let piece = piece?;
+        self.responding = true;
+        Some(S2sEvent::ResponseText(piece))
+    }
+
+    /// The reply in progress, if any, has ended (stopped, interrupted or cancelled): whether
+    /// there was one.
+    fn reply_ended(&mut self) -> bool {
+        self.reply_text.reply_ended();
+        std::mem::take(&mut self.responding)
     }
 
     /// A transcript from the bot: final pieces of an open user turn are gathered until it ends;

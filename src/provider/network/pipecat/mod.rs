@@ -14,7 +14,7 @@
 //! | from the bot | `AudioRawFrame` (any rate, mono or interleaved) | reply audio, resampled to the host's output rate |
 //! | from the bot | `InterruptionFrame` while it speaks | barge-in detected by the bot: playout stops, `VB_EVENT_INTERRUPTED` |
 //! | from the bot | RTVI `user-input` (`transcription`), or `user-transcription` from bots without it | `VB_EVENT_TRANSCRIPT_FINAL` once per user turn (final pieces joined, at `user-stopped-speaking`); interim ones `VB_EVENT_TRANSCRIPT_PARTIAL` |
-//! | from the bot | RTVI `bot-llm-text` … `bot-llm-stopped` | `VB_EVENT_AGENT_RESPONSE` with the reply's whole text, once |
+//! | from the bot | RTVI `llm-raw-text`, `bot-llm-text`, `bot-transcription`, `bot-output`, `tts-raw-text` or `bot-tts-text`: one type per reply (`reply_text.rs`) | `VB_EVENT_AGENT_RESPONSE` with the reply's whole text, once: at `bot-llm-stopped` for LLM text, else when the bot stops speaking |
 //! | from the bot | RTVI `bot-stopped-speaking` | end of the reply (back to listening once it has played) |
 //! | from the bot | RTVI `error` | `VB_EVENT_ERROR` (`VB_ERR_PROVIDER`) |
 //!
@@ -30,6 +30,9 @@
 
 mod bot_output;
 pub mod frames;
+#[cfg(test)]
+mod recorded;
+mod reply_text;
 pub mod rtvi;
 pub mod settings;
 
