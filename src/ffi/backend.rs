@@ -4,7 +4,7 @@ use std::ffi::{CStr, CString, c_char, c_void};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{HostPtr, fill_buffer, guard, required_ref, required_str};
+use super::{HostPtr, fill_buffer, guard, guard_value, required_ref, required_str};
 use crate::backend::AudioProcessor;
 use crate::backend::limits::poll_allow;
 use crate::backend::{AuthHook, AuthResult, Backend, RateLimiter, VbHealth, backend_registry};
@@ -121,12 +121,12 @@ pub unsafe extern "C" fn vb_backend_stop(
 /// `backend` is NULL or a live backend that no other thread uses any more.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vb_backend_free(backend: *mut VbBackend) {
-    if backend.is_null() {
-        return;
-    }
-    // SAFETY: created by `vb_backend_create` and not freed before, per the contract.
-    let backend = unsafe { Box::from_raw(backend) };
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(backend)));
+    guard_value((), || {
+        if !backend.is_null() {
+            // SAFETY: created by `vb_backend_create` and not freed before, per the contract.
+            drop(unsafe { Box::from_raw(backend) });
+        }
+    })
 }
 
 /// Fills `*out_health` with counters over all sessions and a verdict. Thread-safe.
@@ -157,11 +157,10 @@ pub unsafe extern "C" fn vb_backend_health(
 /// `backend` is NULL or a live backend.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vb_backend_active_sessions(backend: *const VbBackend) -> u32 {
-    // SAFETY: forwarded caller contract.
-    let count = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    guard_value(0, || {
+        // SAFETY: forwarded caller contract.
         unsafe { backend.as_ref() }.map_or(0, |b| b.backend.active_sessions())
-    }));
-    count.unwrap_or(0)
+    })
 }
 
 /// Adds a custom audio processor, applied in `order` to every frame of every session before VAD.

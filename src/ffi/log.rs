@@ -68,8 +68,8 @@ pub extern "C" fn vb_set_log_callback(
     user_data: *mut c_void,
     max_level: i32,
 ) -> crate::error::VbStatus {
-    let user_data = HostPtr(user_data);
     guard(|| {
+        let user_data = HostPtr(user_data);
         let max_level = match max_level {
             0 => LevelFilter::OFF,
             1 => LevelFilter::ERROR,

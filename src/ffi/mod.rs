@@ -79,11 +79,18 @@ fn last_error_ptr() -> *const c_char {
     })
 }
 
-/// Runs `f`, catching panics, and records its outcome as the thread's last error.
+/// The one panic guard of the C boundary: every exported function runs its body through it, by
+/// one of the three entry points below ([`guard`], [`guard_realtime`], [`guard_value`]). A panic
+/// becomes a `VB_ERR_PANIC` error carrying its message; catching costs nothing until one happens.
+fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(f))
+        .map_err(|panic| Error::new(VbStatus::VB_ERR_PANIC, panic_message(&panic)))
+}
+
+/// Runs `f` under the panic guard and records its outcome as the thread's last error: the entry
+/// point of the functions that return a `VbStatus`.
 fn guard(f: impl FnOnce() -> Result<()>) -> VbStatus {
-    let result = catch_unwind(AssertUnwindSafe(f))
-        .unwrap_or_else(|panic| Err(Error::new(VbStatus::VB_ERR_PANIC, panic_message(&panic))));
-    record(result)
+    record(catch_panic(f).and_then(|result| result))
 }
 
 /// How a realtime-safe audio call ended when it kept its contract.
@@ -99,15 +106,22 @@ enum RealtimeOutcome {
 /// recorded without allocating; an `Err` (a broken contract: NULL pointer, wrong state) and a
 /// panic as by `guard`.
 fn guard_realtime(f: impl FnOnce() -> Result<RealtimeOutcome>) -> VbStatus {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(RealtimeOutcome::Done)) => record(Ok(())),
-        Ok(Ok(RealtimeOutcome::Refused(status, message))) => record_static(status, message),
-        Ok(Err(e)) => record(Err(e)),
-        Err(panic) => record(Err(Error::new(
-            VbStatus::VB_ERR_PANIC,
-            panic_message(&panic),
-        ))),
+    match catch_panic(f).and_then(|result| result) {
+        Ok(RealtimeOutcome::Done) => record(Ok(())),
+        Ok(RealtimeOutcome::Refused(status, message)) => record_static(status, message),
+        Err(e) => record(Err(e)),
     }
+}
+
+/// [`guard`] for the functions that return a value instead of a status (a count, a state, a
+/// static string) or nothing (`*_free`): `f`'s value, or `fallback` when it panicked (the panic
+/// is then the thread's last error). A value returned leaves the last error as it was, so that
+/// `vb_last_error_message` and the getters between a failed call and its message do not clear it.
+fn guard_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    catch_panic(f).unwrap_or_else(|panic| {
+        record(Err(panic));
+        fallback
+    })
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -193,3 +207,41 @@ impl HostPtr {
 unsafe impl Send for HostPtr {}
 // SAFETY: as above; the engine only copies the pointer value.
 unsafe impl Sync for HostPtr {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_error() -> String {
+        // SAFETY: a NUL-terminated string owned by this thread's last error.
+        unsafe { CStr::from_ptr(last_error_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn every_entry_point_turns_a_panic_into_vb_err_panic_with_its_message() {
+        assert_eq!(guard(|| panic!("guarded")), VbStatus::VB_ERR_PANIC);
+        assert!(last_error().contains("guarded"), "{}", last_error());
+        assert_eq!(guard(|| Ok(())), VbStatus::VB_OK);
+        assert_eq!(last_error(), "");
+
+        let status = guard_realtime(|| panic!("realtime {}", 7));
+        assert_eq!(status, VbStatus::VB_ERR_PANIC);
+        assert!(last_error().contains("realtime 7"), "{}", last_error());
+        let refused = guard_realtime(|| {
+            Ok(RealtimeOutcome::Refused(
+                VbStatus::VB_ERR_BUFFER_FULL,
+                c"full",
+            ))
+        });
+        assert_eq!(refused, VbStatus::VB_ERR_BUFFER_FULL);
+        assert_eq!(last_error(), "full");
+
+        assert_eq!(guard_value(5, || -> i32 { panic!("valued") }), 5);
+        assert!(last_error().contains("valued"), "{}", last_error());
+        // A value returned leaves the last error alone.
+        assert_eq!(guard_value(5, || 6), 6);
+        assert!(last_error().contains("valued"), "{}", last_error());
+    }
+}

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use super::backend::VbBackend;
 use super::{
-    HostPtr, c_string, fill_buffer, guard, record, record_static, required_ref, required_str,
+    HostPtr, RealtimeOutcome, c_string, fill_buffer, guard, guard_realtime, guard_value,
+    required_ref, required_str,
 };
 use crate::agent::{Agent, REPLY_CANCELLED, Reply};
 use crate::backend::{EventCallback, Session};
@@ -338,12 +339,12 @@ pub unsafe extern "C" fn vb_session_stop(session: *mut VbSession) -> VbStatus {
 /// `session` is NULL or a live session that no other thread uses any more.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vb_session_free(session: *mut VbSession) {
-    if session.is_null() {
-        return;
-    }
-    // SAFETY: created by `vb_session_create` and not freed before, per the contract.
-    let session = unsafe { Box::from_raw(session) };
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(session)));
+    guard_value((), || {
+        if !session.is_null() {
+            // SAFETY: created by `vb_session_create` and not freed before, per the contract.
+            drop(unsafe { Box::from_raw(session) });
+        }
+    })
 }
 
 /// Host-side barge-in: stops playback now and cancels the reply in progress. Thread-safe.
@@ -401,14 +402,10 @@ pub unsafe extern "C" fn vb_session_id(
 /// `session` is NULL or a live session.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vb_session_state(session: *const VbSession) -> VbSessionState {
-    // SAFETY: forwarded caller contract.
-    let state = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        unsafe { session.as_ref() }.map(|s| s.session.state())
-    }));
-    state
-        .ok()
-        .flatten()
-        .unwrap_or(VbSessionState::VB_STATE_ERROR)
+    guard_value(VbSessionState::VB_STATE_ERROR, || {
+        // SAFETY: forwarded caller contract.
+        unsafe { session.as_ref() }.map_or(VbSessionState::VB_STATE_ERROR, |s| s.session.state())
+    })
 }
 
 /// Writes to `*writable` how many samples `vb_session_process_audio` would take right now. A host
@@ -450,7 +447,7 @@ pub unsafe extern "C" fn vb_session_process_audio(
     sample_count: usize,
     accepted: *mut usize,
 ) -> VbStatus {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    guard_realtime(|| {
         // SAFETY: forwarded caller contract.
         let session = unsafe { required_ref(session, "session") }?;
         let samples: &[i16] = match (pcm.is_null(), sample_count) {
@@ -463,29 +460,20 @@ pub unsafe extern "C" fn vb_session_process_audio(
             // SAFETY: non-NULL and valid for `sample_count` samples per the contract.
             (false, n) => unsafe { std::slice::from_raw_parts(pcm, n) },
         };
-        session.session.process_audio(samples)
-    }));
-    match outcome {
-        Ok(Ok(push)) => {
-            if !accepted.is_null() {
-                // SAFETY: valid for one write per the contract.
-                unsafe { *accepted = push.accepted };
-            }
-            if push.dropped > 0 {
-                record_static(
-                    VbStatus::VB_ERR_BUFFER_FULL,
-                    c"input ring full: the session took fewer samples than given; the rest were dropped",
-                )
-            } else {
-                record(Ok(()))
-            }
+        let push = session.session.process_audio(samples)?;
+        if !accepted.is_null() {
+            // SAFETY: valid for one write per the contract.
+            unsafe { *accepted = push.accepted };
         }
-        Ok(Err(e)) => record(Err(e)),
-        Err(_) => record(Err(Error::new(
-            VbStatus::VB_ERR_PANIC,
-            "internal panic in process_audio",
-        ))),
-    }
+        Ok(if push.dropped > 0 {
+            RealtimeOutcome::Refused(
+                VbStatus::VB_ERR_BUFFER_FULL,
+                c"input ring full: the session took fewer samples than given; the rest were dropped",
+            )
+        } else {
+            RealtimeOutcome::Done
+        })
+    })
 }
 
 /// Copies up to `capacity` samples of agent audio at `output_sample_rate` into `out`. `*written`
@@ -501,7 +489,7 @@ pub unsafe extern "C" fn vb_session_read_audio(
     capacity: usize,
     written: *mut usize,
 ) -> VbStatus {
-    guard(|| {
+    guard_realtime(|| {
         // SAFETY: forwarded caller contract.
         let session = unsafe { required_ref(session, "session") }?;
         if written.is_null() {
@@ -516,7 +504,7 @@ pub unsafe extern "C" fn vb_session_read_audio(
         let n = session.session.read_audio(buffer)?;
         // SAFETY: checked non-NULL; valid for one write per the contract.
         unsafe { *written = n };
-        Ok(())
+        Ok(RealtimeOutcome::Done)
     })
 }
 
@@ -626,8 +614,10 @@ pub unsafe extern "C" fn vb_reply_fail(
 /// `reply` is NULL or the reply passed to the running `on_transcript`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vb_reply_is_cancelled(reply: *const VbReply) -> bool {
-    // SAFETY: forwarded caller contract; `reply.reply` points to the live Rust reply.
-    unsafe { reply.as_ref().and_then(|r| r.reply.as_ref()) }.is_some_and(Reply::is_cancelled)
+    guard_value(false, || {
+        // SAFETY: forwarded caller contract; `reply.reply` points to the live Rust reply.
+        unsafe { reply.as_ref().and_then(|r| r.reply.as_ref()) }.is_some_and(Reply::is_cancelled)
+    })
 }
 
 /// # Safety
