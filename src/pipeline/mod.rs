@@ -206,6 +206,26 @@ pub async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// Ends the session when its realtime loop panicked (a custom audio processor, or a bug; see
+/// `RealtimeLoop::run_once`): reports `VB_EVENT_ERROR` with `VB_ERR_PANIC` and what the panic
+/// said, then the state `VB_STATE_STOPPED`. Returns whether it did: the session task then ends
+/// (the backend and its other sessions go on).
+pub fn end_if_realtime_failed(shared: &RtShared, events: &mut EventSink) -> bool {
+    if !shared.failed.load(Ordering::Acquire) {
+        return false;
+    }
+    let detail = shared.failure.get().map_or("unknown panic", String::as_str);
+    events.error(
+        VbStatus::VB_ERR_PANIC,
+        format!(
+            "the session's realtime loop panicked (in a custom audio processor, or the engine): \
+             {detail}; the session has ended"
+        ),
+    );
+    events.end("the session's realtime loop panicked".to_owned());
+    true
+}
+
 /// Turns the drop counters of the host calls and the realtime thread into events.
 pub fn report_drops(shared: &RtShared, events: &mut EventSink) {
     let input = shared.input_dropped_unreported.swap(0, Ordering::Relaxed);

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::history::TurnRecorder;
 use super::{
     HOUSEKEEPING_PERIOD, PipelineContext, SessionCommand, SessionPipeline, TurnClock,
-    next_transport_news, provider_message, report_drops, sleep_until,
+    end_if_realtime_failed, next_transport_news, provider_message, report_drops, sleep_until,
 };
 use crate::error::{Result, VbStatus};
 use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
@@ -183,6 +183,9 @@ async fn run_session(
                     }
                 }
                 report_drops(&ctx.shared, &mut ctx.events);
+                if end_if_realtime_failed(&ctx.shared, &mut ctx.events) {
+                    break;
+                }
                 ctx.recorder.report_failures(&mut ctx.events);
                 ctx.reply.pump();
                 if let Some(r) = response.as_mut() {

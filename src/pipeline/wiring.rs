@@ -368,6 +368,7 @@ impl SessionWiring {
 
     /// Copies user audio into the session (realtime-safe; see [`HostAudio::push`]).
     pub fn push(&self, pcm: &[i16]) -> Result<PushOutcome> {
+        self.check_alive("process_audio")?;
         self.host.push(pcm)
     }
 
@@ -378,6 +379,7 @@ impl SessionWiring {
 
     /// Decodes one Opus packet into the session (realtime-safe; see [`HostAudio::push_opus`]).
     pub fn push_opus(&self, packet: Option<&[u8]>) -> Result<Result<PushOutcome, OpusRefusal>> {
+        self.check_alive("process_opus")?;
         self.host.push_opus(packet)
     }
 
@@ -404,6 +406,16 @@ impl SessionWiring {
     /// Whether the realtime thread got elevated scheduling.
     pub fn is_elevated(&self) -> bool {
         self.shared.elevated.load(Ordering::Relaxed)
+    }
+
+    /// `VB_ERR_INVALID_STATE` once the realtime loop has failed: nothing would hear the audio.
+    fn check_alive(&self, call: &str) -> Result<()> {
+        if self.shared.failed.load(Ordering::Relaxed) {
+            return Err(Error::invalid_state(format!(
+                "{call}: the session has ended: its realtime loop panicked"
+            )));
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Lifecycle> {

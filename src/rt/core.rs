@@ -67,6 +67,8 @@ pub struct RealtimeLoop {
     io_wake: Arc<dyn IoWake>,
     /// Something was left for the I/O side during this pass.
     news: bool,
+    /// A pass panicked: the loop runs no more (see [`RealtimeLoop::run_once`]).
+    failed: bool,
 }
 
 /// Builds a session's rings and its realtime loop; every buffer is allocated here, once.
@@ -134,6 +136,7 @@ pub fn build_session(
         counters,
         io_wake,
         news: false,
+        failed: false,
     };
     // One host frame yields at most two internal frames, and a turn start drains the pre-roll.
     rt.io_headroom = rt.turn.preroll_capacity() + 2 + 8;
@@ -153,7 +156,41 @@ pub fn build_session(
 impl RealtimeLoop {
     /// Does all the work that is due: controls, every complete input frame, playout.
     /// Returns the number of host frames consumed. Realtime-safe.
+    ///
+    /// A panic (a host's processor, or a bug of the engine) ends only this session: it is caught
+    /// here, so that it takes down neither the thread nor, in the realtime pool, the other
+    /// sessions' loops on it. The loop then runs no more, and the session task, woken, reports
+    /// the panic and ends the session. Catching costs nothing until a panic happens; the panic
+    /// itself allocates.
     pub fn run_once(&mut self) -> usize {
+        if self.failed {
+            return 0;
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.pass())) {
+            Ok(consumed) => consumed,
+            Err(panic) => {
+                self.fail(panic.as_ref());
+                0
+            }
+        }
+    }
+
+    /// Marks the loop failed after a panic and wakes the session task to end the session.
+    #[cold]
+    fn fail(&mut self, panic: &(dyn std::any::Any + Send)) {
+        self.failed = true;
+        let detail = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        let _ = self.shared.failure.set(detail);
+        self.shared.failed.store(true, Ordering::Release);
+        self.io_wake.wake_io();
+    }
+
+    /// One pass of [`RealtimeLoop::run_once`].
+    fn pass(&mut self) -> usize {
         let now_us = self.shared.now_us();
         while let Ok(control) = self.control.try_recv() {
             self.playout.control(control, &self.shared);
@@ -201,6 +238,9 @@ impl RealtimeLoop {
 
     /// Whether a complete input frame or a control is waiting (checked before parking).
     pub fn has_work(&self) -> bool {
+        if self.failed {
+            return false;
+        }
         let frame_ready =
             self.input.slots() >= self.host_frame.len() && self.to_io.slots() >= self.io_headroom;
         frame_ready || !self.control.is_empty()
@@ -208,7 +248,7 @@ impl RealtimeLoop {
 
     /// Whether reply audio is being played or waits to be (playout needs regular wake-ups).
     pub fn is_playing(&self) -> bool {
-        self.playout.is_busy()
+        !self.failed && self.playout.is_busy()
     }
 
     /// The frame geometry.

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 /// A frame processor (noise gate, gain, echo canceller, …). Runs on the realtime thread: `process`
-/// must not allocate, lock or block.
+/// must not allocate, lock or block. A panic in it ends its session only (`VB_EVENT_ERROR` with
+/// `VB_ERR_PANIC`, then `VB_STATE_STOPPED`); the other sessions go on.
 pub trait AudioProcessor: Send {
     /// Unique name within a backend.
     fn name(&self) -> &str;

@@ -62,6 +62,11 @@ pub struct RtShared {
     pub out_flush_at: AtomicU64,
     /// Whether the realtime thread got elevated scheduling.
     pub elevated: AtomicBool,
+    /// The realtime loop panicked (a custom processor, or a bug of the engine): it runs no more,
+    /// and the session task ends the session. Set once, after `failure`.
+    pub failed: AtomicBool,
+    /// What the panic said.
+    pub failure: OnceLock<String>,
 }
 
 impl Default for RtShared {
@@ -79,6 +84,8 @@ impl Default for RtShared {
             out_written: AtomicU64::new(0),
             out_flush_at: AtomicU64::new(0),
             elevated: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            failure: OnceLock::new(),
         }
     }
 }

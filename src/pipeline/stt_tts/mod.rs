@@ -19,7 +19,7 @@ use tracing::Instrument as _;
 
 use super::{
     HOUSEKEEPING_PERIOD, PipelineContext, SessionCommand, SessionPipeline, TurnClock,
-    next_transport_news, provider_message, report_drops, sleep_until,
+    end_if_realtime_failed, next_transport_news, provider_message, report_drops, sleep_until,
 };
 use crate::agent::ReplyMsg;
 use crate::error::{Error, Result};
@@ -208,7 +208,9 @@ impl Conversation {
                     while let Ok((id, msg)) = inbox.reply_rx.try_recv() {
                         self.on_reply_msg(id, msg);
                     }
-                    self.on_realtime_news()
+                    if self.on_realtime_news() {
+                        break;
+                    }
                 }
                 Wake::Housekeeping => self.ctx.recorder.report_failures(&mut self.ctx.events),
                 Wake::Transport(news) => {
@@ -240,7 +242,8 @@ impl Conversation {
     }
 
     /// Takes everything the realtime thread left: turn events, speech, playout news, drops.
-    fn on_realtime_news(&mut self) {
+    /// Returns whether the realtime loop has failed, which ends the session.
+    fn on_realtime_news(&mut self) -> bool {
         self.ctx.bell.clear();
         while let Ok(output) = self.ctx.from_rt.pop() {
             match output {
@@ -296,9 +299,13 @@ impl Conversation {
             }
         }
         report_drops(&self.ctx.shared, &mut self.ctx.events);
+        if end_if_realtime_failed(&self.ctx.shared, &mut self.ctx.events) {
+            return true;
+        }
         self.ctx.recorder.report_failures(&mut self.ctx.events);
         self.ctx.reply.pump();
         self.finish_reply_audio_if_done();
+        false
     }
 
     fn open_stt_turn(&mut self, turn: u32) {
