@@ -141,3 +141,82 @@ fn an_input_overrun_is_counted_and_reported() {
         "degraded only until the next check"
     );
 }
+
+/// Waits until `session` is stopped.
+fn wait_stopped(session: &voicebackend::Session) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while session.state() != S::VB_STATE_STOPPED {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// A callback may stop its own session; that stop cannot wait for the callback itself. The next
+/// stop from another thread (the host's `vb_session_free`) must: after it returns, no callback of
+/// the session runs any more, also when an earlier stop ended the session. (The C ABI fuzzer
+/// found a free that returned while the agent call that had stopped the session still ran, and
+/// used the host's freed `user_data`.)
+#[test]
+fn a_stop_waits_for_the_callback_that_stopped_the_session_from_inside() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use voicebackend::{Event, Reply, Session, VbEventKind as K};
+
+    type Slot = Arc<Mutex<Option<Arc<Session>>>>;
+    fn stop_from_inside(slot: &Slot, finished: &AtomicBool) {
+        let session = slot.lock().unwrap().take().expect("the session");
+        session.stop().expect("stop from inside a callback");
+        drop(session);
+        // Still inside the callback: a stop on another thread waits for this.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        finished.store(true, Ordering::SeqCst);
+    }
+
+    for from_agent in [true, false] {
+        let backend = test_backend("");
+        let slot: Slot = Arc::new(Mutex::new(None));
+        let finished = Arc::new(AtomicBool::new(false));
+        let (agent_slot, agent_finished) = (slot.clone(), finished.clone());
+        let agent = Arc::new(move |_: &str, _: &mut Reply| -> voicebackend::Result<()> {
+            if from_agent {
+                stop_from_inside(&agent_slot, &agent_finished);
+            }
+            Ok(())
+        });
+        let (event_slot, event_finished) = (slot.clone(), finished.clone());
+        let on_event = Arc::new(move |event: &Event| {
+            if !from_agent && event.kind == K::VB_EVENT_SPEECH_STARTED {
+                stop_from_inside(&event_slot, &event_finished);
+            }
+        });
+        let session = Arc::new(
+            backend
+                .create_session(SessionConfig::default(), Some(agent), Some(on_event))
+                .unwrap(),
+        );
+        *slot.lock().unwrap() = Some(session.clone());
+        session.start().unwrap();
+        let pcm = utterance(150.0, 600, 16000);
+        for piece in pcm.chunks(320) {
+            if session.process_audio(piece).is_err() {
+                break; // stopped meanwhile (by the event callback)
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        wait_stopped(&session);
+        session.stop().unwrap();
+        assert!(
+            finished.load(Ordering::SeqCst),
+            "stop returned while the {} that stopped the session still ran",
+            if from_agent {
+                "agent call"
+            } else {
+                "event callback"
+            }
+        );
+        drop(session);
+    }
+}

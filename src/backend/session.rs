@@ -366,16 +366,17 @@ impl SessionInner {
                 .span()
                 .in_scope(|| tracing::info!("session stopped"));
         }
-        if was_running {
-            self.agent_gate.close_and_wait(usize::from(own_callback));
-        }
-        let event_thread = self
-            .event_thread
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(thread) = event_thread {
-            if !own_callback {
+        // Also when an earlier stop ended the session: a stop from inside a callback did not wait
+        // for that callback, which may still run; the stop after it (vb_session_free's) must.
+        self.agent_gate.close_and_wait(usize::from(own_callback));
+        if !own_callback {
+            // Taken only by a stop that joins it: one from inside a callback leaves it here.
+            let event_thread = self
+                .event_thread
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(thread) = event_thread {
                 let _ = thread.join();
             }
         }
