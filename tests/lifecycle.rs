@@ -220,3 +220,56 @@ fn a_stop_waits_for_the_callback_that_stopped_the_session_from_inside() {
         drop(session);
     }
 }
+
+/// An agent call that outlived its turn's `agent_timeout_ms` runs beside the next turn's. When
+/// both stop their session from inside, neither waits for the other (each would wait forever),
+/// and a stop from the host's thread still waits for both.
+#[test]
+fn agent_calls_that_stop_their_session_together_do_not_wait_for_each_other() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier, Mutex};
+    use voicebackend::{Reply, Session};
+
+    let backend = test_backend(r#""agent_timeout_ms":300"#);
+    let slot: Arc<Mutex<Option<Arc<Session>>>> = Arc::new(Mutex::new(None));
+    let both = Arc::new(Barrier::new(2));
+    let (stopped, finished) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (agent_slot, agent_stopped, agent_finished) =
+        (slot.clone(), stopped.clone(), finished.clone());
+    let agent = Arc::new(move |_: &str, _: &mut Reply| -> voicebackend::Result<()> {
+        // The first turn's call waits here past its timeout, until the second turn's comes.
+        both.wait();
+        let session = agent_slot.lock().unwrap().clone().expect("the session");
+        session.stop().expect("stop from inside");
+        agent_stopped.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        agent_finished.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    });
+    let session = Arc::new(
+        backend
+            .create_session(SessionConfig::default(), Some(agent), None)
+            .unwrap(),
+    );
+    *slot.lock().unwrap() = Some(session.clone());
+    session.start().unwrap();
+    push_all(&session, &utterance(150.0, 600, 16000), 16000);
+    events_until(&session, |e| e.error == VbStatus::VB_ERR_TIMEOUT);
+    push_all(&session, &utterance(200.0, 600, 16000), 16000);
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stopped.load(Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the two stops from inside waited for each other"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    slot.lock().unwrap().take();
+    session.stop().unwrap();
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        2,
+        "stop returned while agent calls still ran"
+    );
+}

@@ -368,7 +368,7 @@ impl SessionInner {
         }
         // Also when an earlier stop ended the session: a stop from inside a callback did not wait
         // for that callback, which may still run; the stop after it (vb_session_free's) must.
-        self.agent_gate.close_and_wait(usize::from(own_callback));
+        self.agent_gate.close_and_wait(own_callback);
         if !own_callback {
             // Taken only by a stop that joins it: one from inside a callback leaves it here.
             let event_thread = self
@@ -416,10 +416,13 @@ impl SessionInner {
 }
 
 /// Agent calls in flight, and whether new ones may start. After `close_and_wait` returns no agent
-/// call of the session runs (except the caller's own).
+/// call of the session runs (except the caller's own, and others that stop the session from
+/// inside at the same time).
 #[derive(Default)]
 struct AgentGate {
     calls: AtomicUsize,
+    /// Callers of `close_and_wait` from inside a callback of the session, waiting now.
+    stopping_inside: AtomicUsize,
     closed: AtomicBool,
 }
 
@@ -438,11 +441,29 @@ impl AgentGate {
         self.calls.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Refuses new calls and waits until at most `own` (the caller's) are in flight.
-    fn close_and_wait(&self, own: usize) {
+    /// Refuses new calls and waits until none is in flight; from inside a callback of the session
+    /// (`own`), until every call is one that stops the session from inside too: the caller's own,
+    /// and calls that would otherwise wait for each other forever (an agent call that outlived its
+    /// turn's `agent_timeout_ms` runs beside the next turn's).
+    fn close_and_wait(&self, own: bool) {
         self.closed.store(true, Ordering::SeqCst);
-        while self.calls.load(Ordering::SeqCst) > own {
+        if own {
+            self.stopping_inside.fetch_add(1, Ordering::SeqCst);
+        }
+        while self.calls.load(Ordering::SeqCst) > self.stopping_inside_now(own) {
             std::thread::sleep(Duration::from_millis(1));
+        }
+        if own {
+            self.stopping_inside.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The calls `close_and_wait` does not wait for.
+    fn stopping_inside_now(&self, own: bool) -> usize {
+        if own {
+            self.stopping_inside.load(Ordering::SeqCst)
+        } else {
+            0
         }
     }
 }
