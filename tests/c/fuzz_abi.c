@@ -314,7 +314,7 @@ static char *text_buffer(Input *in, size_t *capacity)
         return NULL;
     }
     *capacity = choice % 4 == 0 ? (size_t)u16(in) % 8192 : choice % 64;
-    return malloc(*capacity ? *capacity : 1);
+    return malloc(*capacity);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -388,7 +388,7 @@ static VbStatus on_transcript(void *user_data, VbSession *session, const char *t
             break;
         case 6: {
             size_t capacity = action / 16 * 32, needed = SENTINEL_SIZE;
-            char *buf = malloc(capacity ? capacity : 1);
+            char *buf = malloc(capacity);
             VbStatus s = checked(C_AGENT_HISTORY,
                                  vb_session_history(session, capacity ? buf : NULL, capacity,
                                                     &needed));
@@ -964,7 +964,7 @@ static void op_process_audio(Input *in)
     VbSession *session = g_session[slot];
     int16_t *pcm = NULL;
     if (mode % 4 != 3) {
-        pcm = malloc(n ? n * sizeof *pcm : 1);
+        pcm = malloc(n * sizeof *pcm);
         for (size_t i = 0; i < n; i++) {
             if (mode % 4 == 0)
                 pcm[i] = (int16_t)(u8(in) << 8 | u8(in));
@@ -994,7 +994,7 @@ static void op_read_audio(Input *in)
     unsigned slot = u8(in) % SESSIONS;
     uint8_t mode = u8(in);
     size_t capacity = u16(in) % 8000;
-    int16_t *out = mode % 8 == 7 ? NULL : malloc(capacity ? capacity * sizeof *out : 1);
+    int16_t *out = mode % 8 == 7 ? NULL : malloc(capacity * sizeof *out);
     size_t written = SENTINEL_SIZE;
     VbStatus s = checked(C_READ_AUDIO, vb_session_read_audio(g_session[slot], out, capacity,
                                                              mode % 8 == 6 ? NULL : &written));
@@ -1015,7 +1015,7 @@ static void op_opus(Input *in)
     VbSession *session = g_session[slot];
     if (mode & 1) {
         size_t capacity = mode & 2 ? VB_OPUS_MAX_PACKET : u16(in) % 1600;
-        uint8_t *buf = mode & 4 ? NULL : malloc(capacity ? capacity : 1);
+        uint8_t *buf = mode & 4 ? NULL : malloc(capacity);
         size_t written = SENTINEL_SIZE;
         VbStatus s = checked(C_READ_OPUS, vb_session_read_opus(session, buf, capacity,
                                                                mode & 8 ? NULL : &written));
@@ -1031,7 +1031,7 @@ static void op_opus(Input *in)
         size_t len = u8(in);
         if (len > in->n)
             len = in->n;
-        uint8_t *packet = mode & 4 ? NULL : malloc(len ? len : 1);
+        uint8_t *packet = mode & 4 ? NULL : malloc(len);
         if (packet)
             memcpy(packet, in->p, len);
         in->p += len;
