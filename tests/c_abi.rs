@@ -4,7 +4,8 @@
 //! top), the shared library exports only `vb_*`, and the C host programs pass against the library
 //! built with the test providers: `tests/c/host_test/` (the runner `host_test.c`, its helpers
 //! `host.c`/`host_test.h` and one file of cases per area), `tests/c/log_test.c` and
-//! `tests/c/opus_alloc_test.c` (the Opus calls allocate nothing, libopus included). The programs
+//! `tests/c/opus_alloc_test.c` (the Opus calls allocate nothing, libopus included), and the host
+//! program once more under AddressSanitizer and UndefinedBehaviorSanitizer. The programs
 //! link libopus (Debian `libopus-dev`) for their Opus side; the Opus cases run `espeak-ng`.
 //!
 //! Run with `cargo test --features test-providers --test c_abi -- --nocapture`. Needs `cc`,
@@ -454,6 +455,11 @@ fn host_test_sources() -> Vec<String> {
 /// Compiles the C program made of `sources` (paths in the repository) against the library built
 /// with the test providers, in a fresh scratch directory; returns the directory and the program.
 fn build_c_program(name: &str, sources: &[String]) -> (PathBuf, PathBuf) {
+    build_c_program_with(name, sources, &[])
+}
+
+/// `build_c_program` with more compiler flags (a sanitizer).
+fn build_c_program_with(name: &str, sources: &[String], flags: &[&str]) -> (PathBuf, PathBuf) {
     let dir = scratch_dir(name);
     // A private copy of the library, so that another cargo invocation rewriting
     // target/<profile> while the program runs cannot swap it underneath.
@@ -482,6 +488,7 @@ fn build_c_program(name: &str, sources: &[String]) -> (PathBuf, PathBuf) {
 
     let mut cc = Command::new("cc");
     cc.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1"])
+        .args(flags)
         .arg("-I")
         .arg(manifest_path("include"))
         .args(sources.iter().map(|source| manifest_path(source)))
@@ -523,6 +530,48 @@ fn c_host_program_passes() {
         built.display()
     );
     // Kept on failure for a look (it holds a copy of the library, so not on success).
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// The C host program again, its C side under AddressSanitizer and UndefinedBehaviorSanitizer
+/// (GCC's, through `cc`; the library is not instrumented, but it allocates through the same
+/// malloc, so ASan also sees the bounds of the library's heap blocks the C side touches: event
+/// texts, buffers handed to callbacks). Any report fails it, leaks at exit (LeakSanitizer)
+/// included; `tests/c/lsan.supp` says what is suppressed and why.
+#[test]
+fn c_host_program_passes_under_address_and_undefined_behaviour_sanitizers() {
+    let (dir, program) = build_c_program_with(
+        "host_test_asan",
+        &host_test_sources(),
+        &[
+            "-g",
+            "-fno-omit-frame-pointer",
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=undefined",
+        ],
+    );
+    let output = run(c_command(&dir, &program)
+        .env("ASAN_OPTIONS", "detect_leaks=1")
+        .env(
+            "LSAN_OPTIONS",
+            format!(
+                "suppressions={}",
+                manifest_path("tests/c/lsan.supp").display()
+            ),
+        )
+        .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1"));
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    println!("{stdout}");
+    eprint!("{stderr}");
+    assert!(
+        output.status.success() && stdout.contains(" passed, 0 failed"),
+        "the C host program failed under the sanitizers ({}); its output is above",
+        output.status
+    );
+    for report in ["AddressSanitizer", "LeakSanitizer", "runtime error:"] {
+        assert!(!stderr.contains(report), "a sanitizer reported: {report}");
+    }
     let _ = fs::remove_dir_all(&dir);
 }
 

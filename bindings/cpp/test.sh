@@ -2,7 +2,9 @@
 # Tests of the C++ binding:
 #   1. builds the library with the test providers (cargo build --features test-providers --lib),
 #   2. configures and builds bindings/cpp with CMake (GoogleTest when installed) and runs the
-#      tests with ctest, plus the built-in runner (no GoogleTest) on the quick cases,
+#      tests with ctest, then once more built with AddressSanitizer and UndefinedBehaviorSanitizer
+#      (any report fails, leaks at exit included), plus the built-in runner (no GoogleTest) on the
+#      quick cases,
 #   3. runs the minimal C++ host example on generated speech and checks its transcript,
 #   4. installs with scripts/install.sh into a temporary prefix (not /usr/local) and builds a
 #      consumer with pkg-config and with CMake find_package (test/install_consumer.sh).
@@ -50,6 +52,30 @@ cmake --build "$build/cmake"
 
 step "ctest"
 ctest --test-dir "$build/cmake" --output-on-failure
+
+step "the tests under AddressSanitizer + UndefinedBehaviorSanitizer ($build/asan)"
+# The C++ side is instrumented; the library is not, but it allocates through the same malloc, so
+# ASan also sees the bounds of its heap blocks the tests touch (event texts, callback buffers).
+# tests/c/lsan.supp says what LeakSanitizer is told to ignore, and why.
+sanitize="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+cmake -S "$here" -B "$build/asan" "${generator[@]}" -DCMAKE_BUILD_TYPE=Debug \
+  -DVOICEBACKEND_LIB_DIR="$build/lib" -DVOICEBACKEND_INCLUDE_DIR="$repo/include" \
+  -DVOICEBACKEND_BUILD_EXAMPLES=OFF -DCMAKE_CXX_FLAGS="$sanitize" \
+  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
+cmake --build "$build/asan" --target voicebackend_cpp_test voicebackend_cpp_operations_test
+for program in voicebackend_cpp_test voicebackend_cpp_operations_test; do
+  log="$build/asan/$program.log"
+  started=$(date +%s)
+  if ! ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS="suppressions=$repo/tests/c/lsan.supp" \
+      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "$build/asan/$program" >"$log" 2>&1; then
+    tail -n 60 "$log" >&2
+    fail "$program under the sanitizers (log: $log)"
+  fi
+  if grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$log" >&2; then
+    fail "a sanitizer reported in $program (log: $log)"
+  fi
+  echo "$program: $(tail -n 1 "$log" | tr -s ' ') under ASan + UBSan, $(( $(date +%s) - started )) s"
+done
 
 step "the built-in test runner (configured without GoogleTest), quick cases"
 cmake -S "$here" -B "$build/mini" "${generator[@]}" -DCMAKE_DISABLE_FIND_PACKAGE_GTest=ON \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds libvoicebackend with the test providers and checks the Go binding: gofmt, go vet, the
-# tests under the race detector, the example programs on generated audio, and the ProcessAudio
-# benchmark. Needs cargo and Go >= 1.22; no network (the module uses only the standard library).
+# tests under the race detector and again under AddressSanitizer, the example programs on
+# generated audio, and the ProcessAudio benchmark. Needs cargo and Go >= 1.22; no network (the module uses only the standard library).
 #
 #   bindings/go/test.sh            # from anywhere
 #   VB_SKIP_CARGO=1 bindings/go/test.sh   # the library is already built
@@ -40,6 +40,13 @@ go vet ./...
 
 step "go test -race -count=1 ./..."
 go test -race -count=1 ./...
+
+# The cgo side (and Go's own heap) under AddressSanitizer: -asan builds the package's C with
+# -fsanitize=address and checks at exit for leaked C memory (Go >= 1.25). The library is not
+# instrumented, but it allocates through the same malloc. -race and -asan exclude each other.
+# tests/c/lsan.supp says what LeakSanitizer is told to ignore, and why.
+step "go test -asan -count=1 ./..."
+LSAN_OPTIONS="suppressions=$root/tests/c/lsan.supp" go test -asan -count=1 ./...
 
 step "examples: build, then run examples/minimal on generated speech with the test providers"
 bin="$(mktemp -d)"
