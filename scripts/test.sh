@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting and lints, unit tests, integration tests through the Rust API
-# and the C ABI (a C program compiled and run against the library), the examples, the embedded
-# providers, and the host bindings (C++ with CMake and GoogleTest, install + pkg-config; Go with
-# go vet, go test -race and the ProcessAudio benchmark).
+# and the C ABI (a C program compiled and run against the library, once more under ASan + UBSan),
+# the examples, the embedded providers, the host bindings (C++ with CMake and GoogleTest, also
+# under ASan + UBSan, install + pkg-config; Go with go vet, go test -race, go test -asan and the
+# ProcessAudio benchmark), and a minute of fuzzing the C ABI (libFuzzer + ASan + UBSan).
 # Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,3 +27,5 @@ echo "test: C++ binding (bindings/cpp/test.sh)"
 bindings/cpp/test.sh
 echo "test: Go binding (bindings/go/test.sh)"
 bindings/go/test.sh
+echo "test: fuzzing the C ABI for 60 s (scripts/fuzz-abi.sh)"
+scripts/fuzz-abi.sh 60
