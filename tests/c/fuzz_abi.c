@@ -78,19 +78,22 @@ static void feature(unsigned area, unsigned a, unsigned b)
 }
 
 /* What the whole run reached, printed at exit (how deep random call sequences get). */
-static atomic_ulong g_events[VB_EVENT_AUDIO_DROPPED + 1], g_agent_calls, g_backends, g_sessions,
+/* The last event kind of the header. */
+#define LAST_EVENT_KIND VB_EVENT_DTMF
+
+static atomic_ulong g_events[LAST_EVENT_KIND + 1], g_agent_calls, g_backends, g_sessions,
     g_samples_read, g_packets_read, g_processor_frames, g_inputs, g_threads_kept;
 
 static void print_summary(void)
 {
     static const char *const KINDS[] = {"state", "speech start", "speech stop", "partial",
                                         "final", "response", "interrupted", "metrics", "error",
-                                        "dropped"};
+                                        "dropped", "dtmf"};
     fprintf(stderr, "fuzz_abi: %lu inputs; %lu backends and %lu sessions created; events:",
             (unsigned long)g_inputs, (unsigned long)g_backends, (unsigned long)g_sessions);
-    for (int k = 0; k <= VB_EVENT_AUDIO_DROPPED; k++)
+    for (int k = 0; k <= LAST_EVENT_KIND; k++)
         fprintf(stderr, " %s %lu%s", KINDS[k], (unsigned long)g_events[k],
-                k < VB_EVENT_AUDIO_DROPPED ? "," : ";");
+                k < LAST_EVENT_KIND ? "," : ";");
     fprintf(stderr,
             " agent calls %lu, reply samples read %lu, Opus packets read %lu, processor frames "
             "%lu; threads still running 2 s after everything was freed: %lu\n",
@@ -255,12 +258,13 @@ static const int16_t *speech_second(unsigned rate, unsigned *rate_out)
 static void check_event(const VbEvent *e, uint64_t *last_timestamp_us)
 {
     int kind = (int)e->kind, state = (int)e->state, error = (int)e->error;
-    CHECK(kind >= VB_EVENT_STATE_CHANGED && kind <= VB_EVENT_AUDIO_DROPPED, "event kind %d", kind);
+    CHECK(kind >= VB_EVENT_STATE_CHANGED && kind <= LAST_EVENT_KIND, "event kind %d", kind);
     CHECK(state >= VB_STATE_IDLE && state <= VB_STATE_ERROR, "event state %d", state);
     CHECK(error >= VB_OK && error <= VB_ERR_INTERNAL, "event error %d", error);
     CHECK((kind == VB_EVENT_ERROR) == (error != VB_OK), "kind %d with error %d", kind, error);
     bool needs_text = kind == VB_EVENT_TRANSCRIPT_PARTIAL || kind == VB_EVENT_TRANSCRIPT_FINAL ||
-                      kind == VB_EVENT_AGENT_RESPONSE || kind == VB_EVENT_ERROR;
+                      kind == VB_EVENT_AGENT_RESPONSE || kind == VB_EVENT_ERROR ||
+                      kind == VB_EVENT_DTMF;
     if (needs_text)
         CHECK(e->text != NULL, "event kind %d without text", kind);
     if (e->text) {
