@@ -9,6 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --tests
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+# A fresh checkout (CI) gains nothing from incremental compilation, which would keep a few GB of
+# caches beside the binaries.
+[ "${CI:-}" = true ] && export CARGO_INCREMENTAL=0
+# The build needs ~10 GB in target/ (a CI run once failed with a full disk): say how much is free.
+disk() { echo "test: disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free, target/ $(du -sh target 2>/dev/null | cut -f1)"; }
+disk
 
 # The LiveKit tests' independent peers: livekit-server v1.13.5 (built from the Go module proxy once,
 # ~4 min), the Go SDK participant, and headless Chromium with livekit-client from npm.
@@ -23,9 +29,11 @@ echo "test: cargo clippy"
 cargo clippy --quiet --all-targets --features test-providers -- -D warnings
 echo "test: cargo test"
 cargo test --features test-providers
+disk
 echo "test: C++ binding (bindings/cpp/test.sh)"
 bindings/cpp/test.sh
 echo "test: Go binding (bindings/go/test.sh)"
 bindings/go/test.sh
 echo "test: fuzzing the C ABI for 60 s (scripts/fuzz-abi.sh)"
 scripts/fuzz-abi.sh 60
+disk
