@@ -1,6 +1,7 @@
 //! The host's agent: turns a final transcript into a streamed reply. It runs on an agent worker
 //! thread (tokio's blocking pool), never on the realtime thread, and may block.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -46,32 +47,50 @@ pub struct Turn {
     pub interrupted: bool,
 }
 
-/// The finished turns of one session, oldest first: appended by the session task, read by the
-/// host ([`crate::Session::history`]) and the agent ([`Reply::history`]) on any thread.
-#[derive(Debug, Default)]
-pub struct History(Mutex<Vec<Turn>>);
+/// The most recent finished turns of one session, oldest first, at most `history_max_turns` of
+/// them (older ones are dropped, so a long conversation costs bounded memory): appended by the
+/// session task, read by the host ([`crate::Session::history`]) and the agent
+/// ([`Reply::history`]) on any thread.
+#[derive(Debug)]
+pub struct History {
+    turns: Mutex<VecDeque<Turn>>,
+    max_turns: usize,
+}
 
 impl History {
-    /// A history that starts with `turns` (those of a resumed session).
-    pub fn new(turns: Vec<Turn>) -> Self {
-        History(Mutex::new(turns))
+    /// A history of at most `max_turns` turns (at least one) that starts with the last of
+    /// `turns` (those of a resumed session).
+    pub fn new(turns: Vec<Turn>, max_turns: usize) -> Self {
+        let max_turns = max_turns.max(1);
+        let mut turns = VecDeque::from(turns);
+        while turns.len() > max_turns {
+            turns.pop_front();
+        }
+        History {
+            turns: Mutex::new(turns),
+            max_turns,
+        }
     }
 
-    /// A copy of the turns so far.
+    /// A copy of the turns kept.
     pub fn turns(&self) -> Vec<Turn> {
-        self.lock().clone()
+        self.lock().iter().cloned().collect()
     }
 
-    /// Appends `turn`, then calls `then` with all turns while no other append can run (so that
-    /// what `then` records is in the order of the appends).
+    /// Appends `turn` (dropping the oldest when the history is full), then calls `then` with the
+    /// turns kept while no other append can run (so that what `then` records is in the order of
+    /// the appends).
     pub fn append(&self, turn: Turn, then: impl FnOnce(&[Turn])) {
         let mut turns = self.lock();
-        turns.push(turn);
-        then(&turns);
+        if turns.len() == self.max_turns {
+            turns.pop_front();
+        }
+        turns.push_back(turn);
+        then(turns.make_contiguous());
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Turn>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Turn>> {
+        self.turns.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -185,5 +204,37 @@ impl Reply {
         self.tx
             .send((self.id, msg))
             .map_err(|_| Error::invalid_state("the session has stopped"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{History, Turn};
+
+    fn turn(n: usize) -> Turn {
+        Turn {
+            transcript: Some(format!("question {n}")),
+            reply: Some(format!("answer {n}")),
+            interrupted: n % 2 == 0,
+        }
+    }
+
+    #[test]
+    fn a_history_keeps_the_most_recent_turns_and_records_them_in_order() {
+        let history = History::new((0..5).map(turn).collect(), 3);
+        assert_eq!(history.turns(), vec![turn(2), turn(3), turn(4)]);
+        for n in 5..9 {
+            let mut recorded = Vec::new();
+            history.append(turn(n), |turns| recorded = turns.to_vec());
+            assert_eq!(recorded, vec![turn(n - 2), turn(n - 1), turn(n)]);
+        }
+        assert_eq!(history.turns(), vec![turn(6), turn(7), turn(8)]);
+    }
+
+    #[test]
+    fn a_history_keeps_at_least_one_turn() {
+        let history = History::new(Vec::new(), 0);
+        history.append(turn(1), |turns| assert_eq!(turns, [turn(1)]));
+        history.append(turn(2), |turns| assert_eq!(turns, [turn(2)]));
     }
 }

@@ -100,6 +100,12 @@ pub struct BackendConfig {
     /// `VB_ERR_TIMEOUT` and the session goes back to listening (100–600000, default 10000).
     #[serde(default = "default_agent_timeout_ms")]
     pub agent_timeout_ms: u32,
+    /// How many of a session's most recent turns are kept: in memory, as the agent's context
+    /// ([`crate::Reply::history`]), and in the session store for a resume (1–100000, default
+    /// 50). Older turns are dropped, so a long conversation costs bounded memory; hosts that
+    /// keep a full transcript do so from the events.
+    #[serde(default = "default_history_max_turns")]
+    pub history_max_turns: u32,
     /// How network providers retry failed connections.
     #[serde(default)]
     pub retry: RetryConfig,
@@ -139,6 +145,7 @@ impl std::fmt::Debug for BackendConfig {
             .field("turn", &self.turn)
             .field("interruptions", &self.interruptions)
             .field("agent_timeout_ms", &self.agent_timeout_ms)
+            .field("history_max_turns", &self.history_max_turns)
             .field("retry", &self.retry)
             .field("rate_limit", &self.rate_limit)
             .field("auth", &self.auth)
@@ -213,6 +220,9 @@ fn default_max_sessions() -> u32 {
 }
 fn default_agent_timeout_ms() -> u32 {
     10_000
+}
+fn default_history_max_turns() -> u32 {
+    50
 }
 
 /// Parses JSON into `T`, naming the field path of the first error.
@@ -393,6 +403,12 @@ impl BackendConfig {
             self.agent_timeout_ms.into(),
             100,
             600_000,
+        )?;
+        check_range(
+            "history_max_turns",
+            self.history_max_turns.into(),
+            1,
+            100_000,
         )?;
         let r = &self.retry;
         check_range("retry.max_attempts", r.max_attempts.into(), 1, 20)?;

@@ -429,6 +429,57 @@ fn a_privacy_policy_decides_per_user_what_text_reaches_the_store() {
 }
 
 #[test]
+fn a_long_conversation_keeps_its_last_history_max_turns_turns_in_memory_context_and_store() {
+    let path = scratch("window").join("sessions.redb");
+    let backend = backend_on(&path, r#""history_max_turns":2"#);
+    let contexts: Arc<Mutex<Vec<Vec<Turn>>>> = Arc::default();
+    let seen = contexts.clone();
+    let agent = Arc::new(move |transcript: &str, reply: &mut Reply| {
+        seen.lock().unwrap().push(reply.history());
+        reply.write(&format!("you said {transcript}"))?;
+        reply.end()
+    });
+    let session = started_session(&backend, agent);
+    for f0 in [150.0, 180.0, 220.0, 260.0] {
+        hold_turn(&session, f0);
+    }
+    let pitches = |turns: &[Turn]| -> Vec<String> {
+        turns
+            .iter()
+            .map(|t| {
+                t.transcript
+                    .as_deref()
+                    .unwrap()
+                    .split(" for ")
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let history = session.history();
+    assert_eq!(pitches(&history), ["pitch 220 hz", "pitch 260 hz"]);
+    // The agent's context: the turns before each one, never more than two.
+    let contexts = contexts.lock().unwrap();
+    let context_pitches: Vec<Vec<String>> = contexts.iter().map(|c| pitches(c)).collect();
+    assert_eq!(
+        context_pitches,
+        [
+            vec![],
+            vec!["pitch 150 hz".to_owned()],
+            vec!["pitch 150 hz".to_owned(), "pitch 180 hz".to_owned()],
+            vec!["pitch 180 hz".to_owned(), "pitch 220 hz".to_owned()],
+        ]
+    );
+    backend.flush_store().unwrap();
+    let stored = backend.stored_sessions().unwrap();
+    assert_eq!(
+        stored[0].history, history,
+        "the store keeps the same window"
+    );
+}
+
+#[test]
 fn an_interrupted_reply_is_kept_as_far_as_it_got_and_counted() {
     let path = scratch("interrupted").join("sessions.redb");
     let backend = backend_on(&path, "");

@@ -493,6 +493,7 @@ impl BackendInner {
             earlier
                 .or_else(|| adopted.as_ref().map(|a| a.history.clone()))
                 .unwrap_or_default(),
+            self.config.history_max_turns as usize,
         ));
         let persisted = self.store.as_ref().map(|store| {
             let created = resumed.map(|r| r.created_at_ms);

@@ -24,6 +24,7 @@ fn defaults_are_the_documented_ones() {
     assert!(c.interruptions.enabled);
     assert_eq!(c.interruptions.min_speech_ms, 200);
     assert_eq!(c.agent_timeout_ms, 10_000);
+    assert_eq!(c.history_max_turns, 50);
     assert_eq!(c.retry, RetryConfig::default());
     assert_eq!(
         (
@@ -59,6 +60,8 @@ fn operations_sections_are_checked_like_the_rest() {
     assert_eq!(m, "retry.max_backoff_ms: 100 is below the minimum 500");
     let m = err(&with(r#""agent_timeout_ms":5"#));
     assert!(m.starts_with("agent_timeout_ms"), "{m}");
+    let m = err(&with(r#""history_max_turns":0"#));
+    assert_eq!(m, "history_max_turns: 0 is below the minimum 1");
     let m = err(&with(r#""auth":{"jwt_hs256_secret":""}"#));
     assert!(m.starts_with("auth.jwt_hs256_secret"), "{m}");
     let m = err(&with(r#""privacy":{"keep_audio":true}"#));
