@@ -495,6 +495,9 @@ struct ErrorMessage {
     variant: Option<String>,
 }
 
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
+
 #[cfg(test)]
 mod tests {
     use super::*;
