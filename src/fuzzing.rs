@@ -31,3 +31,13 @@ pub mod deepgram {
 pub mod elevenlabs {
     pub use crate::provider::network::elevenlabs::fuzz::*;
 }
+
+/// OpenAI's HTTP answers: error bodies, transcriptions, server-sent event streams.
+pub mod openai {
+    pub use crate::provider::network::openai::fuzz::*;
+}
+
+/// OpenAI's Realtime server events, through a session's conversation.
+pub mod openai_realtime {
+    pub use crate::provider::network::openai_realtime::fuzz::*;
+}

@@ -43,6 +43,8 @@
 
 mod stt;
 mod tts;
+#[cfg(feature = "fuzzing")]
+pub(crate) use stt::fuzz;
 
 use std::sync::Arc;
 use std::time::Duration;

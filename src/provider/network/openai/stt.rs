@@ -142,40 +142,62 @@ impl SttInner {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if !is_sse {
-            #[derive(Deserialize)]
-            struct Transcription {
-                text: String,
-            }
             let body = e.body(response).await?;
-            let parsed: Transcription =
-                serde_json::from_slice(&body).map_err(|err| e.unreadable("transcription", err))?;
-            return Ok(parsed.text);
+            return transcription(e, &body);
         }
-        let mut events = SseReader::default();
-        let mut text = String::new();
+        let mut stream = TranscriptionStream::default();
         while let Some(chunk) = e.chunk(&mut response).await? {
-            for data in events.push(&chunk) {
-                let event: Value = serde_json::from_str(&data)
-                    .map_err(|err| e.unreadable("transcription event", err))?;
-                let field = |name: &str| {
-                    event[name].as_str().map(str::to_owned).ok_or_else(|| {
-                        e.unreadable("transcription event", format!("no '{name}' in {data}"))
-                    })
-                };
-                match event["type"].as_str() {
-                    Some("transcript.text.delta") => {
-                        text.push_str(&field("delta")?);
-                        results.partial(text.trim());
-                    }
-                    Some("transcript.text.done") => return field("text"),
-                    _ => {} // event types this client does not use
-                }
+            if let Some(text) = stream.push(e, &chunk, results)? {
+                return Ok(text);
             }
         }
         Err(e.unreadable(
             "transcription stream",
             "it ended without transcript.text.done",
         ))
+    }
+}
+
+/// The transcript of a plain JSON answer (`{"text": …}`).
+fn transcription(e: &Endpoint, body: &[u8]) -> Result<String> {
+    #[derive(Deserialize)]
+    struct Transcription {
+        text: String,
+    }
+    let parsed: Transcription =
+        serde_json::from_slice(body).map_err(|err| e.unreadable("transcription", err))?;
+    Ok(parsed.text)
+}
+
+/// A streamed answer (server-sent events): the transcript so far, reported as partials, until
+/// `transcript.text.done` gives the whole of it.
+#[derive(Default)]
+struct TranscriptionStream {
+    events: SseReader,
+    text: String,
+}
+
+impl TranscriptionStream {
+    /// Reads the next piece of the stream; the final transcript once `transcript.text.done` came.
+    fn push(&mut self, e: &Endpoint, chunk: &[u8], results: &SttSink) -> Result<Option<String>> {
+        for data in self.events.push(chunk) {
+            let event: Value = serde_json::from_str(&data)
+                .map_err(|err| e.unreadable("transcription event", err))?;
+            let field = |name: &str| {
+                event[name].as_str().map(str::to_owned).ok_or_else(|| {
+                    e.unreadable("transcription event", format!("no '{name}' in {data}"))
+                })
+            };
+            match event["type"].as_str() {
+                Some("transcript.text.delta") => {
+                    self.text.push_str(&field("delta")?);
+                    results.partial(self.text.trim());
+                }
+                Some("transcript.text.done") => return field("text").map(Some),
+                _ => {} // event types this client does not use
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -227,6 +249,9 @@ fn wav_bytes(rate: u32, pcm: &[i16]) -> Result<Vec<u8>> {
     writer.finalize().map_err(fail)?;
     Ok(bytes)
 }
+
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 
 #[cfg(test)]
 mod tests {

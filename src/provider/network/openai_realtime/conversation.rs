@@ -2,6 +2,8 @@
 //! that sends the user's audio and turns, and keeps track of responses and cancels. What the
 //! server sends is read in [`server`].
 
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 mod server;
 
 use std::sync::Arc;
@@ -440,6 +442,27 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// 16-bit little-endian bytes of `pcm`.
 fn pcm_bytes(pcm: &[i16]) -> Vec<u8> {
     pcm.iter().flat_map(|s| s.to_le_bytes()).collect()
+}
+
+/// A client WebSocket on a loopback TCP connection whose other end reads and drops everything:
+/// a conversation to drive by hand (fuzzing). Needs a tokio runtime with I/O.
+#[cfg(feature = "fuzzing")]
+async fn loopback_socket() -> WebSocket {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("loopback");
+    let address = listener.local_addr().expect("loopback address");
+    let (client, server) = tokio::join!(TcpStream::connect(address), listener.accept());
+    let (mut server, _) = server.expect("loopback accept");
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 1 << 16];
+        while matches!(server.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+    let client = MaybeTlsStream::Plain(client.expect("loopback connect"));
+    WebSocketStream::from_raw_socket(client, Role::Client, None).await
 }
 
 #[cfg(test)]
