@@ -205,12 +205,31 @@ impl TranscriptionStream {
 #[derive(Default)]
 struct SseReader {
     buffer: String,
+    /// The first bytes of a character the last piece ended in the middle of.
+    cut: Vec<u8>,
 }
 
 impl SseReader {
-    /// Adds bytes of the stream and returns the data of the events they completed.
+    /// Adds bytes of the stream and returns the data of the events they completed. The network
+    /// cuts the stream anywhere, also inside a character: its first bytes wait for the rest.
     fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        self.buffer.push_str(&String::from_utf8_lossy(bytes));
+        let mut bytes = bytes;
+        let joined;
+        if !self.cut.is_empty() {
+            self.cut.extend_from_slice(bytes);
+            joined = std::mem::take(&mut self.cut);
+            bytes = &joined;
+        }
+        let keep = (1..=bytes.len().min(3))
+            .find(|&n| {
+                // An incomplete character: a lead byte and fewer continuation bytes than it needs.
+                matches!(std::str::from_utf8(&bytes[bytes.len() - n..]),
+                    Err(e) if e.valid_up_to() == 0 && e.error_len().is_none())
+            })
+            .unwrap_or(0);
+        let (text, cut) = bytes.split_at(bytes.len() - keep);
+        self.cut.extend_from_slice(cut);
+        self.buffer.push_str(&String::from_utf8_lossy(text));
         if self.buffer.contains('\r') {
             self.buffer = self.buffer.replace("\r\n", "\n");
         }
@@ -309,6 +328,24 @@ mod tests {
             sse.push(b"1}\r\n\r\nevent: x\ndata: 2\n\ndata: [DONE]\n\n"),
             ["{\"a\":1}", "2"]
         );
+    }
+
+    #[test]
+    fn server_sent_events_split_inside_a_character() {
+        // Found by the fuzz target openai_http: a piece of the stream that ended inside a
+        // multi-byte character turned it into U+FFFD twice ("caf\u{FFFD}\u{FFFD}").
+        let stream = "data: {\"delta\":\"café 日本\"}\n\n".as_bytes();
+        for cut in 0..=stream.len() {
+            let mut sse = SseReader::default();
+            let mut events = sse.push(&stream[..cut]);
+            events.extend(sse.push(&stream[cut..]));
+            assert_eq!(events, ["{\"delta\":\"café 日本\"}"], "cut at {cut}");
+        }
+        // Bytes that are not UTF-8 stay U+FFFD, wherever the stream is cut.
+        let mut sse = SseReader::default();
+        let mut events = sse.push(b"data: \xe6\x97");
+        events.extend(sse.push(b"x\xff\n\n"));
+        assert_eq!(events, ["\u{FFFD}x\u{FFFD}"]);
     }
 
     #[test]
