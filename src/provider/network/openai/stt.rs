@@ -201,17 +201,23 @@ impl TranscriptionStream {
     }
 }
 
-/// Splits a server-sent event stream into the `data` of its events (`[DONE]` markers dropped).
+/// Splits a server-sent event stream into the `data` of its events (`[DONE]` markers dropped),
+/// as the event-stream format defines it: lines end at CR LF, LF or CR, an empty line ends an
+/// event. The network cuts the stream anywhere, also between CR and LF and inside a character.
 #[derive(Default)]
 struct SseReader {
-    buffer: String,
+    /// The line being read.
+    line: String,
+    /// The `data` lines of the event being read.
+    data: Vec<String>,
+    /// The last piece ended with CR: an LF that starts the next one ends no other line.
+    after_cr: bool,
     /// The first bytes of a character the last piece ended in the middle of.
     cut: Vec<u8>,
 }
 
 impl SseReader {
-    /// Adds bytes of the stream and returns the data of the events they completed. The network
-    /// cuts the stream anywhere, also inside a character: its first bytes wait for the rest.
+    /// Adds bytes of the stream and returns the data of the events they completed.
     fn push(&mut self, bytes: &[u8]) -> Vec<String> {
         let mut bytes = bytes;
         let joined;
@@ -229,23 +235,33 @@ impl SseReader {
             .unwrap_or(0);
         let (text, cut) = bytes.split_at(bytes.len() - keep);
         self.cut.extend_from_slice(cut);
-        self.buffer.push_str(&String::from_utf8_lossy(text));
-        if self.buffer.contains('\r') {
-            self.buffer = self.buffer.replace("\r\n", "\n");
-        }
         let mut events = Vec::new();
-        while let Some(end) = self.buffer.find("\n\n") {
-            let block: String = self.buffer.drain(..end + 2).collect();
-            let data: Vec<&str> = block
-                .lines()
-                .filter_map(|line| line.strip_prefix("data:"))
-                .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                .collect();
-            if !data.is_empty() && data != ["[DONE]"] {
-                events.push(data.join("\n"));
+        for c in String::from_utf8_lossy(text).chars() {
+            if std::mem::take(&mut self.after_cr) && c == '\n' {
+                continue; // the LF of a CR LF
+            }
+            match c {
+                '\r' | '\n' => {
+                    self.after_cr = c == '\r';
+                    self.end_line(&mut events);
+                }
+                c => self.line.push(c),
             }
         }
         events
+    }
+
+    fn end_line(&mut self, events: &mut Vec<String>) {
+        let line = std::mem::take(&mut self.line);
+        if line.is_empty() {
+            let data = std::mem::take(&mut self.data);
+            if !data.is_empty() && data != ["[DONE]"] {
+                events.push(data.join("\n"));
+            }
+        } else if let Some(data) = line.strip_prefix("data:") {
+            self.data
+                .push(data.strip_prefix(' ').unwrap_or(data).to_owned());
+        }
     }
 }
 
@@ -346,6 +362,20 @@ mod tests {
         let mut events = sse.push(b"data: \xe6\x97");
         events.extend(sse.push(b"x\xff\n\n"));
         assert_eq!(events, ["\u{FFFD}x\u{FFFD}"]);
+    }
+
+    #[test]
+    fn server_sent_events_end_lines_at_cr_lf_or_both_wherever_cut() {
+        // Found by the fuzz target openai_http: CR LF was replaced in what was buffered after
+        // each piece, so "\r\r\n\n" made an event or not depending on where the stream was cut,
+        // and a stream whose lines end with CR alone (allowed by the format) gave no event.
+        let stream = b"data: a\r\r\n\ndata: b\rdata: c\r\rdata: [DONE]\n\n";
+        for cut in 0..=stream.len() {
+            let mut sse = SseReader::default();
+            let mut events = sse.push(&stream[..cut]);
+            events.extend(sse.push(&stream[cut..]));
+            assert_eq!(events, ["a", "b\nc"], "cut at {cut}");
+        }
     }
 
     #[test]
