@@ -1,5 +1,5 @@
-//! Fuzzing entry (feature `fuzzing`): the server's messages through one turn's result handling,
-//! [`TurnRun::on_text`], exactly as a connection hands them over.
+//! Fuzzing entry (feature `fuzzing`; the tests use it too): the server's messages through one
+//! turn's result handling, [`TurnRun::on_text`], exactly as a connection hands them over.
 
 use tokio::sync::mpsc;
 
