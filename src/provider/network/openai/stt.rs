@@ -337,6 +337,23 @@ mod tests {
     }
 
     #[test]
+    fn the_key_never_shows_in_an_error_code_or_a_cut_body() {
+        // Found with the fuzz target openai_http (no error may show the key) on a hand-made
+        // answer, after the same leak in the Realtime provider: the error's code was shown as the
+        // server sent it, and a body that is not JSON was cut after 300 bytes before the key was
+        // looked for, so the start of a key there was shown.
+        let key = "sk-test-4f9c21d8e7";
+        let s = stt(json!({"api_key": key, "base_url": "http://127.0.0.1:9"})).unwrap();
+        let e = &s.inner.endpoint;
+        let coded = json!({"error": {"message": "m", "code": key}}).to_string();
+        let cut = format!("{}{key}", "x".repeat(295));
+        for (status, body) in [(400, &coded), (401, &coded), (500, &cut)] {
+            let error = e.answer_error(StatusCode::from_u16(status).unwrap(), body.as_bytes());
+            assert!(!error.message().contains(&key[..5]), "{}", error.message());
+        }
+    }
+
+    #[test]
     fn server_sent_events_split_across_pieces() {
         let mut sse = SseReader::default();
         assert!(sse.push(b"data: {\"a\":").is_empty());
