@@ -345,7 +345,21 @@ write("media_jitter", "reordered-lost", b"".join([frames[0], frames[2], PULL, fr
 write("media_jitter", "late-duplicate-wrap", b"".join([packet(65534, 0xFFFFFC40, 0, b"\xfc\x00"), packet(65535, 0xFFFFFF00, 20, b"\xfc\x00"),
     PULL, PULL, packet(0, 0x000001C0, 20, b"\xfc\x00"), packet(0, 0x000001C0, 0, b"\xfc\x00"), PULL, packet(65534, 0xFFFFFC40, 500, b"\xfc\x00"), PULL,
     packet(1, 0x00000580, 60, b"\x00"), packet(2, 0, 0, b""), PULL]))
-print("seeds written to", ROOT)
+
+# --- Regressions: the inputs of the bugs the targets found (each has a unit test too) ---------
+write("media_jitter", "regression-fec-of-corrupt-packet", packet(52, 0, 20, bytes([0xFC, 0xFF, 0xFE]))
+      + packet(2, 1920, 40, bytes([0x26] * 31 + [0x14, 0x00, 0x03, 0xFE, 0xFF, 0xFF, 0x01])) + PULL * 4)
+cafe = ("data: " + json.dumps({"type": "transcript.text.delta", "delta": "café"}, ensure_ascii=False) + "\n\n").encode()
+write("openai_http", "regression-cut-in-character", bytes([2, 1]) + struct.pack("<H", cafe.index(0xC3) + 1) + cafe)
+write("openai_http", "regression-lone-cr", bytes([2, 1]) + struct.pack("<H", 9) + b"data: a\r\r\n\ndata: b\rdata: c\r\r")
+write("openai_http", "regression-key-in-code", http_error(400, j({"error": {"message": "m", "code": "sk-fuzz-0123456789abcdef"}})))
+write("openai_realtime", "regression-key-echoed", "\n".join(["engine", "S{not json sk-fuzz-realtime-0123456789",
+    rt("error", error={"type": "server_error", "code": "sk-fuzz-realtime-0123456789", "message": "m"})]))
+write("config_session", "regression-float-round-trip",
+      '{"metadata":{"k":[9999999999999999999999999999999999999999999999999999999999999999999999999999999616]}}')
+write("deepgram", "regression-result-far-past-the-audio", deepgram(1, 32000, 8000, [j({"type": "Results",
+    "channel_index": [0, 1], "duration": 1.0, "start": 1e300, "is_final": True,
+    "channel": {"alternatives": [{"transcript": " far "}]}, "metadata": {}})]))
 
 # --- Dictionaries (libFuzzer -dict): JSON syntax and the keys and values each parser looks for --
 DICT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dict")
@@ -423,3 +437,4 @@ for target, keys in KEYS.items():
     with open(os.path.join(DICT, f"{target}.dict"), "w") as f:
         base = JSON if target != "livekit_signal" else JSON[:8]
         f.writelines(dict_entry(token) for token in base + keys)
+print("seeds written to", ROOT)
