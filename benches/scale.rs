@@ -187,21 +187,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn kind_name(kind: VbEventKind) -> &'static str {
-    match kind {
-        VbEventKind::VB_EVENT_STATE_CHANGED => "state",
-        VbEventKind::VB_EVENT_SPEECH_STARTED => "speech_started",
-        VbEventKind::VB_EVENT_SPEECH_STOPPED => "speech_stopped",
-        VbEventKind::VB_EVENT_TRANSCRIPT_PARTIAL => "partial",
-        VbEventKind::VB_EVENT_TRANSCRIPT_FINAL => "final",
-        VbEventKind::VB_EVENT_AGENT_RESPONSE => "agent_response",
-        VbEventKind::VB_EVENT_INTERRUPTED => "interrupted",
-        VbEventKind::VB_EVENT_TURN_METRICS => "turn_metrics",
-        VbEventKind::VB_EVENT_ERROR => "error",
-        VbEventKind::VB_EVENT_AUDIO_DROPPED => "audio_dropped",
-    }
-}
-
 /// Prints the CPU split by thread group as % of one core per session.
 fn print_groups(
     label: &str,
@@ -371,7 +356,7 @@ fn run_child(
             push_dropped += s.process_audio(frame).expect("process_audio").dropped as u64;
             while s.read_audio(&mut out).expect("read_audio") == out.len() {}
             while let Some(e) = s.poll_event().expect("poll_event") {
-                *events.entry(kind_name(e.kind)).or_default() += 1;
+                *events.entry(common::event_kind_name(e.kind)).or_default() += 1;
                 match e.kind {
                     VbEventKind::VB_EVENT_TURN_METRICS if e.metrics.first_output_audio_us > 0 => {
                         v2v_ms.push(e.metrics.first_output_audio_us as f64 / 1e3);

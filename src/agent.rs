@@ -4,6 +4,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// What writing to a cancelled reply returns. An agent that passes it on (returns it from its
+/// callback) reports nothing new: the host heard of the cancellation already (barge-in, its own
+/// interrupt, or `agent_timeout_ms`).
+pub(crate) const REPLY_CANCELLED: &str =
+    "the reply was cancelled (barge-in, the host's interrupt, or agent_timeout_ms)";
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -166,9 +172,7 @@ impl Reply {
 
     fn check_open(&self) -> Result<()> {
         if self.is_cancelled() {
-            return Err(Error::invalid_state(
-                "the reply was cancelled by an interruption",
-            ));
+            return Err(Error::invalid_state(REPLY_CANCELLED));
         }
         match self.finish {
             Finish::Open => Ok(()),

@@ -6,8 +6,8 @@
 use std::ffi::CStr;
 use std::fmt;
 
-/// Status codes of the C ABI. Values are fixed by the contract (`C_API.md`); the variant names are
-/// spelled as in C so that Rust and C code read the same.
+/// Status codes of the C ABI. Values are fixed by the contract (`C_API.md`).
+// The variant names are spelled as in C so that Rust and C code read the same.
 #[allow(non_camel_case_types)]
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -7,26 +7,28 @@ use crate::error::VbStatus;
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VbEventKind {
-    /// `state` holds the new state.
+    /// The session entered a new state, given in `state`.
     VB_EVENT_STATE_CHANGED = 0,
     /// A user turn started (after `turn.min_speech_ms` of speech).
     VB_EVENT_SPEECH_STARTED = 1,
     /// The user turn ended (after `turn.silence_ms` of silence, or at `turn.max_turn_ms`).
     VB_EVENT_SPEECH_STOPPED = 2,
-    /// `text`: an interim transcript.
+    /// An interim transcript, in `text`.
     VB_EVENT_TRANSCRIPT_PARTIAL = 3,
-    /// `text`: the final transcript of a turn.
+    /// The final transcript of a turn, in `text`.
     VB_EVENT_TRANSCRIPT_FINAL = 4,
-    /// `text`: the agent's full reply once it ended.
+    /// The agent's full reply once it ended, in `text`.
     VB_EVENT_AGENT_RESPONSE = 5,
     /// Playback stopped by barge-in.
     VB_EVENT_INTERRUPTED = 6,
-    /// `metrics` of the turn that just got its first reply audio.
+    /// The latencies (`metrics`) of the turn that just got its first reply audio.
     VB_EVENT_TURN_METRICS = 7,
-    /// `error` and `text` describe a failure of asynchronous work.
+    /// Asynchronous work failed: `error` and `text` say how.
     VB_EVENT_ERROR = 8,
-    /// `dropped_samples` of audio were lost (input overrun or a stalled pipeline).
+    /// Audio was lost (input overrun or a stalled pipeline): `dropped_samples` samples.
     VB_EVENT_AUDIO_DROPPED = 9,
+    /// A key the caller pressed on a phone call, in `text` (DTMF: `0`–`9`, `*`, `#`, `A`–`D`).
+    VB_EVENT_DTMF = 10,
 }
 
 /// Session states. Values fixed by the C contract.

@@ -1,8 +1,9 @@
 #![cfg(feature = "test-providers")]
-//! The C ABI as a C host sees it: the committed header is the generated one, it compiles as C11
-//! and C++17, the shared library exports only `vb_*`, and the C host programs pass against the
-//! library built with the test providers: `tests/c/host_test/` (the runner `host_test.c`, its
-//! helpers `host.c`/`host_test.h` and one file of cases per area), `tests/c/log_test.c` and
+//! The C ABI as a C host sees it: the committed header is the generated one and declares all
+//! cbindgen generated, it compiles as C99, C11 and C++17 (and so does the usage sketch at its
+//! top), the shared library exports only `vb_*`, and the C host programs pass against the library
+//! built with the test providers: `tests/c/host_test/` (the runner `host_test.c`, its helpers
+//! `host.c`/`host_test.h` and one file of cases per area), `tests/c/log_test.c` and
 //! `tests/c/opus_alloc_test.c` (the Opus calls allocate nothing, libopus included). The programs
 //! link libopus (Debian `libopus-dev`) for their Opus side; the Opus cases run `espeak-ng`.
 //!
@@ -155,6 +156,62 @@ fn header_is_up_to_date() {
     );
 }
 
+/// `text` without its comments (`/* … */` and `// …`), line breaks kept.
+fn code_of(text: &str) -> String {
+    let mut code = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let block = rest.find("/*");
+        let line = rest.find("//");
+        let (start, end) = match (block, line) {
+            (Some(b), l) if l.is_none_or(|l| b < l) => (
+                b,
+                rest[b + 2..]
+                    .find("*/")
+                    .map_or(rest.len(), |e| b + 2 + e + 2),
+            ),
+            (_, Some(l)) => (l, rest[l..].find('\n').map_or(rest.len(), |e| l + e)),
+            _ => break,
+        };
+        code.push_str(&rest[..start]);
+        code.extend(rest[start..end].chars().filter(|&c| c == '\n'));
+        code.push(' ');
+        rest = &rest[end..];
+    }
+    code.push_str(rest);
+    code
+}
+
+/// The C ABI's names a header's code mentions (`vb_*`, `Vb*`, `VB_*`: functions, types, enum
+/// values, constants), comments left out.
+fn abi_names(header: &str) -> std::collections::BTreeSet<String> {
+    code_of(header)
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("vb_") || w.starts_with("Vb") || w.starts_with("VB_"))
+        .filter(|w| *w != "VOICEBACKEND_H")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_header_declares_everything_cbindgen_generated() {
+    // build.rs lays cbindgen's output out in sections; nothing may get lost on the way.
+    let plain_path = fresh_header().with_file_name("voicebackend.cbindgen.h");
+    let plain =
+        fs::read_to_string(&plain_path).unwrap_or_else(|e| panic!("{}: {e}", plain_path.display()));
+    let committed = fs::read_to_string(manifest_path("include/voicebackend.h")).expect("header");
+    let (want, got) = (abi_names(&plain), abi_names(&committed));
+    assert!(want.len() > 60, "read too few names: {want:?}");
+    let missing: Vec<&String> = want.difference(&got).collect();
+    let extra: Vec<&String> = got.difference(&want).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "include/voicebackend.h lacks {missing:?} and adds {extra:?} compared with cbindgen's \
+         output ({})",
+        plain_path.display()
+    );
+}
+
 /// A translation unit that uses the header's types, constants and functions.
 const HEADER_USER: &str = r#"#include "voicebackend.h"
 
@@ -202,7 +259,7 @@ int main(void) {
 "#;
 
 #[test]
-fn header_compiles_as_c11_and_cpp17() {
+fn header_compiles_as_c99_c11_and_cpp17() {
     let dir = scratch_dir("header");
     let c_file = dir.join("uses_header.c");
     let cpp_file = dir.join("uses_header.cpp");
@@ -210,20 +267,26 @@ fn header_compiles_as_c11_and_cpp17() {
     fs::write(&cpp_file, HEADER_USER).expect("write C++ file");
     let include = manifest_path("include");
 
-    let mut c = Command::new("cc");
-    c.args([
-        "-std=c11",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-pedantic",
-        "-fsyntax-only",
-    ])
-    .arg("-I")
-    .arg(&include)
-    .arg(&c_file);
-    let output = run(&mut c);
-    assert_success("compiling the header as C11", &c, &output);
+    for standard in ["-std=c99", "-std=c11"] {
+        let mut c = Command::new("cc");
+        c.args([
+            standard,
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-fsyntax-only",
+        ])
+        .arg("-I")
+        .arg(&include)
+        .arg(&c_file);
+        let output = run(&mut c);
+        assert_success(
+            &format!("compiling the header with {standard}"),
+            &c,
+            &output,
+        );
+    }
 
     let mut cpp = Command::new("c++");
     cpp.args(["-std=c++17", "-Wall", "-Wextra", "-Werror", "-fsyntax-only"])
@@ -235,11 +298,69 @@ fn header_compiles_as_c11_and_cpp17() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// The usage sketch in the header's opening comment: the lines after "A host, in short" that
+/// are indented code (` *   …`) or empty (` *`), without that prefix. Its first part, up to the
+/// first line that is a lone `}`, is at file scope; the rest is the body of `main`.
+fn usage_sketch(header: &str) -> (String, String) {
+    let mut lines = header
+        .lines()
+        .skip_while(|l| !l.contains("A host, in short"))
+        .skip(1)
+        .take_while(|l| l.starts_with(" *   ") || l.trim_end() == " *")
+        .map(|l| l.get(5..).unwrap_or(""));
+    let mut file_scope = String::new();
+    for line in lines.by_ref() {
+        file_scope.push_str(line);
+        file_scope.push('\n');
+        if line == "}" {
+            break;
+        }
+    }
+    let body: Vec<&str> = lines.collect();
+    (file_scope, body.join("\n"))
+}
+
+#[test]
+fn the_usage_sketch_at_the_top_of_the_header_compiles() {
+    let header = fs::read_to_string(manifest_path("include/voicebackend.h")).expect("header");
+    let (file_scope, body) = usage_sketch(&header);
+    assert!(
+        file_scope.contains("on_transcript") && body.contains("vb_session_create"),
+        "no usage sketch found in the header's opening comment:\n{file_scope}\n{body}"
+    );
+    let program = format!(
+        "#include <stdio.h>\n#include \"voicebackend.h\"\n\n{file_scope}\n\
+         int main(void) {{\n  int running = 0;\n  int16_t mic[320] = {{0}}, speaker[320];\n  \
+         size_t played;\n{body}\n  return 0;\n}}\n"
+    );
+    let dir = scratch_dir("sketch");
+    let c_file = dir.join("sketch.c");
+    fs::write(&c_file, &program).expect("write the sketch");
+    let mut c = Command::new("cc");
+    c.args([
+        "-std=c99",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-Wno-unused-parameter",
+    ])
+    .args(["-pedantic", "-fsyntax-only", "-I"])
+    .arg(manifest_path("include"))
+    .arg(&c_file);
+    let output = run(&mut c);
+    assert_success(
+        &format!("compiling the usage sketch\n{program}"),
+        &c,
+        &output,
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
 /// Names of the functions the header declares (`vb_name(`).
 fn header_functions() -> Vec<String> {
     let header = fs::read_to_string(manifest_path("include/voicebackend.h")).expect("header");
     let mut names = Vec::new();
-    for line in header.lines().filter(|l| !l.trim_start().starts_with('*')) {
+    for line in code_of(&header).lines() {
         let mut rest = line;
         while let Some(at) = rest.find("vb_") {
             let tail = &rest[at..];

@@ -374,6 +374,58 @@ fn an_agent_that_overruns_agent_timeout_ms_loses_the_turn_and_the_session_keeps_
 }
 
 #[test]
+fn a_late_agent_passing_back_the_refusal_of_its_cancelled_reply_reports_nothing_more() {
+    let backend = test_backend(r#""agent_timeout_ms":300"#);
+    let (release, hang) = std::sync::mpsc::channel::<()>();
+    let hang = Mutex::new(Some(hang));
+    let refused = Arc::new(Mutex::new(None));
+    let refusal = refused.clone();
+    let agent = Arc::new(
+        move |text: &str, reply: &mut Reply| -> voicebackend::Result<()> {
+            if let Some(hang) = hang.lock().unwrap().take() {
+                let _ = hang.recv();
+                // Too late: the write is refused, and the agent passes the refusal back.
+                let written = reply.write("too late");
+                *refusal.lock().unwrap() = Some(written.clone());
+                return written;
+            }
+            reply.write(&format!("you said {text}"))?;
+            reply.end()
+        },
+    );
+    let session = backend
+        .create_session(SessionConfig::default(), Some(agent), None)
+        .unwrap();
+    session.start().unwrap();
+    push_all(&session, &utterance(150.0, 600, 16000), 16000);
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_ERROR);
+    assert_eq!(events.last().unwrap().error, VbStatus::VB_ERR_TIMEOUT);
+    release.send(()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while refused.lock().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let refusal = refused
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the late agent wrote");
+    let e = refusal.expect_err("a cancelled reply refuses writes");
+    assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_STATE);
+    assert!(e.message().contains("agent_timeout_ms"), "{e}");
+
+    // The host heard of the timeout once: the next turn brings no error, only its answer.
+    push_all(&session, &utterance(150.0, 600, 16000), 16000);
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_AGENT_RESPONSE);
+    let errors: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == K::VB_EVENT_ERROR)
+        .map(|e| e.text.clone())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
 fn provider_failures_are_reported_with_the_provider_name() {
     let backend = test_backend(r#""stt_config":{"fail_with":"model crashed"}"#);
     let session = session_at(&backend, 16000);

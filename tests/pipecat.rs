@@ -166,6 +166,96 @@ fn a_spoken_question_gets_the_bots_spoken_answer_with_the_events_of_a_local_turn
     );
 }
 
+/// Asks `question` and waits until the reply has played: the events, with the reply's text
+/// checked to be the bot's answer to the transcript, given once.
+fn ask(session: &Session, question: &str, heard: &str) -> Vec<Event> {
+    let mut audio = Vec::new();
+    push_realtime(session, &utterance(question), HOST_RATE, &mut audio);
+    let (events, played) = play_until(session, reply_finished());
+    audio.extend(played);
+    let transcript = the_text(&events, VB_EVENT_TRANSCRIPT_FINAL);
+    assert!(
+        transcript.to_lowercase().contains(heard),
+        "the bot heard: {transcript:?}"
+    );
+    assert_eq!(
+        the_text(&events, VB_EVENT_AGENT_RESPONSE),
+        bot_reply(&transcript)
+    );
+    assert!(voiced_span(&audio) > 0, "the reply has no audio");
+    events
+}
+
+/// The bot has no LLM: it answers with a TTSSpeakFrame, and its words reach the client only as
+/// `bot-output` (announced, then completed), `tts-raw-text` and `bot-tts-text`.
+#[test]
+fn a_bot_without_an_llm_gives_the_words_it_speaks_once_when_it_has_spoken_them() {
+    let _serial = one_bot_at_a_time();
+    let bot = PipecatBot::start_with(&["--answer", "speak", "--raw-text"]);
+    let backend = pipecat_backend(&bot.url(), "");
+    let session = session_without_agent(&backend);
+    bot.wait_for_client();
+
+    let events = ask(
+        &session,
+        "What is the weather like in Paris today?",
+        "weather",
+    );
+    // The text comes with the speech: the host has it once the bot has finished speaking
+    // (after the turn's metrics, which come as the reply starts to play).
+    assert_eq!(
+        sequence(&events),
+        vec![
+            (VB_EVENT_STATE_CHANGED, Some(VB_STATE_LISTENING)),
+            (VB_EVENT_SPEECH_STARTED, None),
+            (VB_EVENT_STATE_CHANGED, Some(VB_STATE_PROCESSING)),
+            (VB_EVENT_SPEECH_STOPPED, None),
+            (VB_EVENT_TRANSCRIPT_FINAL, None),
+            (VB_EVENT_STATE_CHANGED, Some(VB_STATE_SPEAKING)),
+            (VB_EVENT_TURN_METRICS, None),
+            (VB_EVENT_AGENT_RESPONSE, None),
+            (VB_EVENT_STATE_CHANGED, Some(VB_STATE_LISTENING)),
+        ],
+        "{events:#?}"
+    );
+    // The next reply is read afresh.
+    let events = ask(&session, "And what about tomorrow?", "tomorrow");
+    assert!(!kinds(&events).contains(&VB_EVENT_ERROR), "{events:#?}");
+}
+
+/// The bot streams LLM text and sends every message that carries its words: `llm-raw-text`,
+/// `bot-llm-text`, `bot-transcription`, `bot-output`, `tts-raw-text`, `bot-tts-text`.
+#[test]
+fn a_bot_that_sends_every_kind_of_reply_text_gives_its_llm_text_once_before_it_speaks() {
+    let _serial = one_bot_at_a_time();
+    let bot = PipecatBot::start_with(&["--answer", "llm", "--raw-text"]);
+    let backend = pipecat_backend(&bot.url(), "");
+    let session = session_without_agent(&backend);
+    bot.wait_for_client();
+
+    let events = ask(
+        &session,
+        "No I do not think so thank you very much",
+        "think",
+    );
+    // The LLM's text is whole at bot-llm-stopped: the host has it before the bot speaks.
+    assert_eq!(
+        sequence(&events),
+        vec![
+            (VB_EVENT_STATE_CHANGED, Some(VB_STATE_LISTENING)),
+            (VB_EVENT_SPEECH_STARTED, None),
+            (VB_EVENT_STATE_CHANGED, Some(VB_STATE_PROCESSING)),
+            (VB_EVENT_SPEECH_STOPPED, None),
+            (VB_EVENT_TRANSCRIPT_FINAL, None),
+            (VB_EVENT_AGENT_RESPONSE, None),
+            (VB_EVENT_STATE_CHANGED, Some(VB_STATE_SPEAKING)),
+            (VB_EVENT_TURN_METRICS, None),
+            (VB_EVENT_STATE_CHANGED, Some(VB_STATE_LISTENING)),
+        ],
+        "{events:#?}"
+    );
+}
+
 #[test]
 fn user_speech_while_the_bot_speaks_interrupts_it_and_the_bot_answers_the_new_turn() {
     let _serial = one_bot_at_a_time();

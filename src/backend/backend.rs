@@ -340,6 +340,15 @@ impl Backend {
         inner.register(config, resumed, agent, on_event)
     }
 
+    /// Where the backend's transport takes calls while it runs (the phone server's address,
+    /// with the port it was given when `provider_config.phone.listen` asked for port 0); `None`
+    /// when it takes none.
+    pub fn listening_address(&self) -> Option<std::net::SocketAddr> {
+        lock(&self.inner.listener)
+            .as_ref()
+            .and_then(|listener| listener.local_addr())
+    }
+
     /// The backend's telemetry (where its Prometheus endpoint listens, failed OTLP exports).
     pub fn telemetry(&self) -> &Telemetry {
         &self.inner.telemetry

@@ -24,8 +24,9 @@ pub struct VbProcessor {
     pub name: *const c_char,
     /// Lower runs earlier.
     pub order: i32,
-    /// Realtime thread: processes `samples` samples at `sample_rate` in place; must not block or
-    /// allocate. Called concurrently from the realtime threads of different sessions.
+    /// Realtime thread: processes the frame in `pcm` in place (`samples` long, at `sample_rate`
+    /// Hz); must not block or allocate. Called concurrently from the realtime threads of
+    /// different sessions.
     pub process: Option<
         unsafe extern "C" fn(
             user_data: *mut c_void,

@@ -12,7 +12,7 @@ use super::backend::VbBackend;
 use super::{
     HostPtr, c_string, fill_buffer, guard, record, record_static, required_ref, required_str,
 };
-use crate::agent::{Agent, Reply};
+use crate::agent::{Agent, REPLY_CANCELLED, Reply};
 use crate::backend::{EventCallback, Session};
 use crate::config::SessionConfig;
 use crate::error::{Error, Result, VbStatus};
@@ -117,6 +117,10 @@ impl Agent for CAgent {
         let status = unsafe { raw(self.user_data.get(), session, text.as_ptr(), &mut c_reply) };
         match VbStatus::from_raw(status.into()) {
             Some(VbStatus::VB_OK) => Ok(()),
+            // The refusal of a write to the cancelled reply, passed back: nothing new to report.
+            Some(VbStatus::VB_ERR_INVALID_STATE) if reply.is_cancelled() => {
+                Err(Error::invalid_state(REPLY_CANCELLED))
+            }
             Some(status) => Err(Error::new(
                 status,
                 format!("on_transcript returned {status}"),

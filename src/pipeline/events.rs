@@ -171,6 +171,13 @@ impl EventSink {
         self.emit(VbEventKind::VB_EVENT_TURN_METRICS, |e| e.metrics = metrics);
     }
 
+    /// Emits `VB_EVENT_DTMF` for a key the caller pressed.
+    pub fn dtmf(&mut self, digit: &str) {
+        self.emit(VbEventKind::VB_EVENT_DTMF, |e| {
+            e.text = Some(digit.to_owned())
+        });
+    }
+
     /// Emits `VB_EVENT_AUDIO_DROPPED` for `samples` lost samples.
     pub fn dropped(&mut self, samples: u64, what: &str) {
         self.emit(VbEventKind::VB_EVENT_AUDIO_DROPPED, |e| {
@@ -215,6 +222,7 @@ fn log_event(event: &Event, policy: LogPolicy) {
         K::VB_EVENT_AUDIO_DROPPED => {
             tracing::warn!(samples = event.dropped_samples, "audio dropped: {text}")
         }
+        K::VB_EVENT_DTMF => tracing::debug!(digit = text, "the caller pressed a key"),
         K::VB_EVENT_ERROR => {}
     }
 }

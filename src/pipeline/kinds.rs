@@ -13,6 +13,7 @@ use crate::error::Result;
 use crate::provider::network::pipecat;
 use crate::provider::{ProviderRegistry, ProviderSetup};
 use crate::transport::livekit::{self, LiveKit};
+use crate::transport::phone::{self, Phone, PhoneSettings};
 use crate::transport::{self, MediaTransport};
 
 /// A kind of backend.
@@ -40,7 +41,9 @@ pub fn builtin() -> Vec<Arc<dyn BackendKind>> {
 }
 
 /// The embedded backend: the whole pipeline runs in this process, audio comes through the host
-/// calls, providers come from the provider registry.
+/// calls, providers come from the provider registry. With `provider_config.phone` it also takes
+/// phone calls ([`crate::transport::phone`]): sessions of transport `"phone"` that arrive by
+/// themselves.
 pub struct Local;
 
 impl BackendKind for Local {
@@ -49,14 +52,24 @@ impl BackendKind for Local {
     }
 
     fn prepare(&self, config: &BackendConfig) -> Result<Recipe> {
-        #[derive(Default, serde::Deserialize)]
-        struct NoSettings {}
-        let _: NoSettings = parse_section("provider_config", &config.provider_config, &[])?;
-        Ok(Recipe {
-            conversation: local_conversation(config)?,
-            transports: &[transport::HOST],
-            media: None,
-        })
+        // The only section is `phone` (checked below); other keys are an error.
+        let _: serde_json::Value =
+            parse_section("provider_config", &config.provider_config, &["phone"])?;
+        let conversation = local_conversation(config)?;
+        Ok(
+            match PhoneSettings::from_provider_config(&config.provider_config)? {
+                None => Recipe {
+                    conversation,
+                    transports: &[transport::HOST],
+                    media: None,
+                },
+                Some(settings) => Recipe {
+                    conversation,
+                    transports: &[transport::HOST, phone::TRANSPORT],
+                    media: Some(Arc::new(Phone::new(settings))),
+                },
+            },
+        )
     }
 }
 

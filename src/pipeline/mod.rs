@@ -92,9 +92,9 @@ pub struct TransportInbox {
 }
 
 impl PipelineContext {
-    /// Handles news from the transport: errors become error events; the end of the conversation
-    /// (the user left, the room closed) becomes state `STOPPED` with the reason. Returns whether
-    /// the conversation is over.
+    /// Handles news from the transport: errors become error events, keys the caller pressed
+    /// `VB_EVENT_DTMF`; the end of the conversation (the user left, the room closed, the caller
+    /// hung up) becomes state `STOPPED` with the reason. Returns whether the conversation is over.
     pub fn on_transport_news(&mut self, news: TransportNews) -> bool {
         let name = self
             .transport
@@ -103,6 +103,10 @@ impl PipelineContext {
         match news {
             TransportNews::Error(e) => {
                 self.events.provider_error(&name, e.status(), e.message());
+                false
+            }
+            TransportNews::Dtmf(digit) => {
+                self.events.dtmf(&digit);
                 false
             }
             TransportNews::Ended { reason, error } => {

@@ -5,8 +5,9 @@
 //! - `host`: the C calls (`process_audio` / `read_audio`), [`host`]; or Opus packets through
 //!   them (`process_opus` / `read_opus`), [`host_opus`].
 //! - media transports ([`MediaTransport`]) carry the audio over a network themselves, on the I/O
-//!   runtime: [`livekit`] joins a LiveKit room as the agent participant. They share the media
-//!   edge ([`media`]: Opus, jitter buffer).
+//!   runtime: [`livekit`] joins a LiveKit room as the agent participant; [`phone`] takes phone
+//!   calls that Twilio or Telnyx stream to it over WebSocket. They share the media edge
+//!   ([`media`]: Opus, jitter buffer, G.711).
 
 pub mod cpu_load;
 pub mod edge;
@@ -14,6 +15,7 @@ pub mod host;
 pub mod host_opus;
 pub mod livekit;
 pub mod media;
+pub mod phone;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -101,6 +103,11 @@ pub trait Listener: Send + Sync {
     /// Stops listening (unregisters) and waits briefly for that; calls under way are the
     /// backend's to stop.
     fn stop(&self);
+    /// The address it takes calls on, when it listens on a socket (the phone server; useful when
+    /// it was configured with port 0). Default: none.
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        None
+    }
     /// Whether a conversation whose last session had `config` is this listener's to bring back
     /// (a LiveKit worker: a LiveKit room). Default: none is.
     fn can_recover(&self, config: &SessionConfig) -> bool {
@@ -154,6 +161,8 @@ pub enum TransportNews {
     /// Something went wrong and the session goes on (a connection lost and being resumed, a
     /// message that did not parse).
     Error(Error),
+    /// The caller pressed a key (a phone call's DTMF): `0`–`9`, `*`, `#`, `A`–`D`.
+    Dtmf(String),
     /// The conversation is over: the peer left (`None`) or the transport failed for good.
     Ended {
         /// Why, for the host (`"livekit: user 'u' left room 'r'"`).

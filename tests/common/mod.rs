@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod livekit;
+pub mod phone;
 pub mod pipecat;
 pub mod worker;
 
@@ -183,11 +184,19 @@ pub fn texts(events: &[Event], kind: VbEventKind) -> Vec<String> {
         .collect()
 }
 
-/// A backend on the test providers with `extra` merged into its JSON config.
+/// A backend on the test providers with `extra` merged into its JSON config. Without a
+/// `persistence` section in `extra` it keeps no session store: a test that does not test
+/// persistence leaves no file behind, and two runs of one test program (say, from two checkouts)
+/// do not contend for the default store file.
 pub fn test_backend(extra: &str) -> Backend {
+    let no_store = if extra.contains("\"persistence\"") {
+        ""
+    } else {
+        r#","persistence":{"path":""}"#
+    };
     let sep = if extra.trim().is_empty() { "" } else { "," };
     let json = format!(
-        r#"{{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts"{sep}{extra}}}"#
+        r#"{{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts"{no_store}{sep}{extra}}}"#
     );
     let backend = Backend::from_json(&json).expect("backend config");
     backend.start().expect("start");
@@ -335,4 +344,21 @@ pub fn assert_key_absent(events: &[Event], key: &str) {
 /// Root mean square of `pcm`.
 pub fn rms(pcm: &[i16]) -> f64 {
     (pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / pcm.len().max(1) as f64).sqrt()
+}
+
+/// A short name of each event kind, for reports.
+pub fn event_kind_name(kind: VbEventKind) -> &'static str {
+    match kind {
+        VbEventKind::VB_EVENT_STATE_CHANGED => "state",
+        VbEventKind::VB_EVENT_SPEECH_STARTED => "speech_started",
+        VbEventKind::VB_EVENT_SPEECH_STOPPED => "speech_stopped",
+        VbEventKind::VB_EVENT_TRANSCRIPT_PARTIAL => "partial",
+        VbEventKind::VB_EVENT_TRANSCRIPT_FINAL => "final",
+        VbEventKind::VB_EVENT_AGENT_RESPONSE => "agent_response",
+        VbEventKind::VB_EVENT_INTERRUPTED => "interrupted",
+        VbEventKind::VB_EVENT_TURN_METRICS => "turn_metrics",
+        VbEventKind::VB_EVENT_ERROR => "error",
+        VbEventKind::VB_EVENT_AUDIO_DROPPED => "audio_dropped",
+        VbEventKind::VB_EVENT_DTMF => "dtmf",
+    }
 }

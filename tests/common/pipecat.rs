@@ -8,7 +8,8 @@
 //! let json = format!(r#"{{"provider":"pipecat","provider_config":{{"pipecat_url":"{}"}}}}"#, bot.url());
 //! ```
 //!
-//! The bot answers each user turn with "You said: <transcript>" spoken by eSpeak NG.
+//! The bot answers each user turn with "You said: <transcript>" spoken by eSpeak NG: as the
+//! text of a stand-in LLM, or (`start_with(&["--answer", "speak"])`) as speech alone.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -38,9 +39,19 @@ impl PipecatBot {
         PipecatBot::start_on(free_port())
     }
 
+    /// Starts a bot with the options `args` of `tests/pipecat/bot.py` (`--answer speak`,
+    /// `--raw-text`) on a free loopback port and waits until it listens.
+    pub fn start_with(args: &[&str]) -> PipecatBot {
+        PipecatBot::spawn(free_port(), args)
+    }
+
     /// Starts a bot on `port` (e.g. the port of a bot that was killed) and waits until it
     /// listens.
     pub fn start_on(port: u16) -> PipecatBot {
+        PipecatBot::spawn(port, &[])
+    }
+
+    fn spawn(port: u16, args: &[&str]) -> PipecatBot {
         let python = python();
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pipecat/bot.py");
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -49,6 +60,7 @@ impl PipecatBot {
         let mut child = Command::new(&python)
             .arg(script)
             .arg(port.to_string())
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -1,6 +1,6 @@
 """A real Pipecat voice bot for the `pipecat` backend's tests, fully offline.
 
-    python tests/pipecat/bot.py PORT
+    python tests/pipecat/bot.py PORT [--answer llm|speak] [--raw-text]
 
 Serves one client at a time on ws://127.0.0.1:PORT with Pipecat's
 SingleClientWebsocketServerTransport and ProtobufFrameSerializer. On stdout it prints
@@ -18,16 +18,22 @@ The pipeline (pipecat-ai 1.14.0):
 - Whisper: pipecat's WhisperSTTService on faster-whisper, loading the CTranslate2 model
   directory that scripts/fetch-models.sh installs (whisper-tiny.en), int8 on the CPU.
 - EchoResponder ends user turns (Pipecat's UserTurnProcessor: VAD start, speech timeout stop)
-  and stands in for an LLM: at the end of each user turn it answers
-  "You said: <transcript>" (the transcript with surrounding whitespace removed), as LLM text.
+  and answers each user turn with "You said: <transcript>" (the transcript with surrounding
+  whitespace removed). With `--answer llm` (the default) it stands in for an LLM and streams
+  the answer as LLM text (LLMFullResponseStartFrame, an LLMTextFrame per word,
+  LLMFullResponseEndFrame); with `--answer speak` the bot has no LLM at all: it pushes a
+  TTSSpeakFrame, as a bot that only speaks (a greeting, an IVR prompt, a scripted reply) does.
 - EspeakTTSService speaks with the espeak-ng program (Debian's eSpeak NG) at 16 kHz.
 - RTVI (added by PipelineWorker): user transcriptions, the bot's text and speaking state reach
   the client as RTVI messages (MessageFrame JSON); interruptions as InterruptionFrame.
+  `--raw-text` also turns on the RTVI observer's `llm-raw-text`, `tts-raw-text` and
+  `stt-raw-text` messages (off by default in Pipecat; sent to protocol 2.2.0 clients only).
 
 Nothing is downloaded at run time. Environment: VOICEBACKEND_MODELS overrides the model cache
 (default ~/.cache/voicebackend/models); VB_BOT_LOG sets the log level (default INFO, on stderr).
 """
 
+import argparse
 import asyncio
 import os
 import sys
@@ -45,11 +51,13 @@ from pipecat.frames.frames import (
     LLMFullResponseStartFrame,
     LLMTextFrame,
     TranscriptionFrame,
+    TTSSpeakFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.audio.vad_processor import VADProcessor
 from pipecat.processors.frame_processor import FrameDirection
+from pipecat.processors.frameworks.rtvi import RTVIObserverParams
 from pipecat.serializers.protobuf import ProtobufFrameSerializer
 from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TTSService
@@ -72,13 +80,19 @@ def reply_to(transcript: str) -> str:
     return f"You said: {transcript.strip()}"
 
 
+def tokens(text: str) -> list[str]:
+    """`text` in the pieces an LLM streams: word by word, each piece with its leading space."""
+    words = text.split(" ")
+    return words[:1] + [f" {word}" for word in words[1:]]
+
+
 class EchoResponder(UserTurnProcessor):
     """Decides when user turns start and stop (Silero VAD, then a short speech timeout once a
-    transcript is in) and stands in for the LLM: answers each finished turn with
-    `reply_to(transcript)`, as LLM text. Transcripts are gathered here, in the processor that
-    ends the turn, so that the answer always has the whole turn."""
+    transcript is in) and answers each finished turn with `reply_to(transcript)`: as the text
+    of a stand-in LLM (`answer` "llm") or as speech alone ("speak"). Transcripts are gathered
+    here, in the processor that ends the turn, so that the answer always has the whole turn."""
 
-    def __init__(self):
+    def __init__(self, answer: str):
         super().__init__(
             user_turn_strategies=UserTurnStrategies(
                 start=[VADUserTurnStartStrategy()],
@@ -86,6 +100,7 @@ class EchoResponder(UserTurnProcessor):
             )
         )
         self._transcript = ""
+        self._answer = answer
 
         @self.event_handler("on_user_turn_started")
         async def on_user_turn_started(_processor, _strategy):
@@ -94,9 +109,14 @@ class EchoResponder(UserTurnProcessor):
         @self.event_handler("on_user_turn_stopped")
         async def on_user_turn_stopped(_processor, _strategy):
             transcript, self._transcript = self._transcript, ""
-            if transcript:
+            if not transcript:
+                return
+            if self._answer == "speak":
+                await self.push_frame(TTSSpeakFrame(reply_to(transcript)))
+            else:
                 await self.push_frame(LLMFullResponseStartFrame())
-                await self.push_frame(LLMTextFrame(reply_to(transcript)))
+                for token in tokens(reply_to(transcript)):
+                    await self.push_frame(LLMTextFrame(token))
                 await self.push_frame(LLMFullResponseEndFrame())
 
     async def process_frame(self, frame: Frame, direction: FrameDirection):
@@ -156,7 +176,7 @@ def whisper_model_dir() -> str:
     return path
 
 
-async def main(port: int):
+async def main(port: int, answer: str, raw_text: bool):
     transport = SingleClientWebsocketServerTransport(
         host="127.0.0.1",
         port=port,
@@ -181,7 +201,7 @@ async def main(port: int):
             transport.input(),
             VADProcessor(vad_analyzer=SileroVADAnalyzer()),
             stt,
-            EchoResponder(),
+            EchoResponder(answer),
             EspeakTTSService(),
             transport.output(),
         ]
@@ -192,6 +212,11 @@ async def main(port: int):
             audio_in_sample_rate=SAMPLE_RATE, audio_out_sample_rate=SAMPLE_RATE
         ),
         idle_timeout_secs=None,
+        rtvi_observer_params=RTVIObserverParams(
+            llm_raw_text_enabled=raw_text,
+            tts_raw_text_enabled=raw_text,
+            stt_raw_text_enabled=raw_text,
+        ),
     )
 
     @transport.event_handler("on_websocket_ready")
@@ -213,9 +238,16 @@ async def main(port: int):
     await runner.run()
 
 
+def arguments():
+    parser = argparse.ArgumentParser(description="A Pipecat bot for voicebackend's tests.")
+    parser.add_argument("port", type=int)
+    parser.add_argument("--answer", choices=["llm", "speak"], default="llm")
+    parser.add_argument("--raw-text", action="store_true")
+    return parser.parse_args()
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or not sys.argv[1].isdigit():
-        sys.exit("usage: bot.py PORT")
+    args = arguments()
     logger.remove()
     logger.add(sys.stderr, level=os.environ.get("VB_BOT_LOG", "INFO"))
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(args.port, args.answer, args.raw_text))

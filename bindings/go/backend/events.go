@@ -9,21 +9,22 @@ import (
 type EventKind int
 
 const (
-	EventStateChanged      EventKind = 0 // State holds the new state
-	EventSpeechStarted     EventKind = 1 // a user turn started
-	EventSpeechStopped     EventKind = 2 // the user turn ended (silence, or the maximum turn length)
-	EventTranscriptPartial EventKind = 3 // Text: an interim transcript
-	EventTranscriptFinal   EventKind = 4 // Text: the final transcript of a turn
-	EventAgentResponse     EventKind = 5 // Text: the agent's full reply once it ended
-	EventInterrupted       EventKind = 6 // playback stopped by barge-in or Interrupt
-	EventTurnMetrics       EventKind = 7 // Metrics of the turn that just got its first reply audio
-	EventError             EventKind = 8 // Err (and Text): a failure of asynchronous work
-	EventAudioDropped      EventKind = 9 // DroppedSamples of audio were lost
+	EventStateChanged      EventKind = 0  // State holds the new state
+	EventSpeechStarted     EventKind = 1  // a user turn started
+	EventSpeechStopped     EventKind = 2  // the user turn ended (silence, or the maximum turn length)
+	EventTranscriptPartial EventKind = 3  // Text: an interim transcript
+	EventTranscriptFinal   EventKind = 4  // Text: the final transcript of a turn
+	EventAgentResponse     EventKind = 5  // Text: the agent's full reply once it ended
+	EventInterrupted       EventKind = 6  // playback stopped by barge-in or Interrupt
+	EventTurnMetrics       EventKind = 7  // Metrics of the turn that just got its first reply audio
+	EventError             EventKind = 8  // Err (and Text): a failure of asynchronous work
+	EventAudioDropped      EventKind = 9  // DroppedSamples of audio were lost
+	EventDTMF              EventKind = 10 // Text: a key the caller pressed on a phone call
 )
 
 var eventKindNames = [...]string{
 	"state_changed", "speech_started", "speech_stopped", "transcript_partial",
-	"transcript_final", "agent_response", "interrupted", "turn_metrics", "error", "audio_dropped",
+	"transcript_final", "agent_response", "interrupted", "turn_metrics", "error", "audio_dropped", "dtmf",
 }
 
 func (k EventKind) String() string {

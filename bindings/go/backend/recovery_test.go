@@ -142,8 +142,10 @@ func TestRecoveredSessionsAreResumedOrDiscarded(t *testing.T) {
 	if context := <-seen; len(context) != 1 || context[0] != history[0] {
 		t.Fatalf("the agent's context %+v, want %+v", context, history)
 	}
-	rec.waitEvent(t, i, "speaking", isState(StateSpeaking))
-	rec.waitEvent(t, i, "back to listening", isState(StateListening)) // the turn is recorded
+	// A streaming agent's reply may start playing before its text is complete: SPEAKING can come
+	// before or after AGENT_RESPONSE, so the states are looked for from the turn's start.
+	speaking := rec.waitEvent(t, 0, "speaking", isState(StateSpeaking))
+	rec.waitEvent(t, speaking, "back to listening", isState(StateListening)) // the turn is recorded
 	if history, _ := s.History(ctx); len(history) != 2 {
 		t.Fatalf("history after the turn: %+v", history)
 	}

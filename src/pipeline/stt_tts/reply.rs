@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
 use super::{ActiveReply, Conversation, ReplySource};
-use crate::agent::{Agent, History, Reply, ReplyMsg};
+use crate::agent::{Agent, History, REPLY_CANCELLED, Reply, ReplyMsg};
 use crate::error::{Error, Result, VbStatus};
 use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
 use crate::pipeline::provider_message;
@@ -94,9 +94,12 @@ impl Conversation {
     pub(super) fn on_reply_msg(&mut self, id: u64, msg: ReplyMsg) {
         let now = self.ctx.events.now_us();
         let Some(reply) = self.active.as_mut().filter(|r| r.id == id) else {
-            // The reply already finished (or was cancelled): its agent's failure still counts.
+            // The reply already finished (or was cancelled): its agent's failure still counts,
+            // unless it is only the cancellation passed back, which the host has heard of.
             if let ReplyMsg::Returned(Err(e)) | ReplyMsg::Failed(e) = msg {
-                self.agent_failed(&e);
+                if e.message() != REPLY_CANCELLED {
+                    self.agent_failed(&e);
+                }
             }
             return;
         };

@@ -75,6 +75,12 @@ pub enum DeepgramFault {
     },
     /// Read everything, answer nothing, never close.
     Stall,
+    /// Drop every connection open when a period ends (periods counted from the server's
+    /// start), without a Close frame: a network that fails every `period_ms`.
+    DropEvery {
+        /// The period, in ms.
+        period_ms: u32,
+    },
 }
 
 /// How the server behaves.
@@ -88,6 +94,9 @@ pub struct DeepgramServerOptions {
     pub interim_every_ms: u32,
     /// Closes with 1011 `NET-0001` after this long without a message (Deepgram: 10 s).
     pub idle_timeout_ms: u32,
+    /// Transcribes a segment (16 kHz) instead of Whisper: for hundreds of streams at once (the
+    /// soak bench), where the words do not matter.
+    pub transcriber: Option<fn(&[i16]) -> String>,
 }
 
 impl Default for DeepgramServerOptions {
@@ -97,6 +106,7 @@ impl Default for DeepgramServerOptions {
             fault: DeepgramFault::None,
             interim_every_ms: 500,
             idle_timeout_ms: 10_000,
+            transcriber: None,
         }
     }
 }
@@ -155,6 +165,19 @@ struct Shared {
     options: DeepgramServerOptions,
     records: Arc<Records<DeepgramConnection>>,
     dropped_once: AtomicBool,
+    started: std::time::Instant,
+}
+
+impl Shared {
+    /// The number of the [`DeepgramFault::DropEvery`] period now (0 without that fault).
+    fn period(&self) -> u128 {
+        match self.options.fault {
+            DeepgramFault::DropEvery { period_ms } => {
+                self.started.elapsed().as_millis() / u128::from(period_ms.max(1))
+            }
+            _ => 0,
+        }
+    }
 }
 
 impl DeepgramServer {
@@ -165,6 +188,7 @@ impl DeepgramServer {
             options,
             records: records.clone(),
             dropped_once: AtomicBool::new(false),
+            started: std::time::Instant::now(),
         });
         let thread = ServerThread::start("deepgram-server", move |stream| {
             serve(stream, shared.clone())
@@ -243,6 +267,8 @@ struct Stream {
     silence_ms: u32,
     last_interim: usize,
     malformed_sent: bool,
+    /// The [`DeepgramFault::DropEvery`] period it was opened in.
+    period: u128,
 }
 
 /// What the stream does after a message.
@@ -260,7 +286,6 @@ impl Stream {
             vad: VoiceDetector::new(&VadConfig::default(), RATE, 20),
             request_id: ws_server::uuid(),
             model_uuid: ws_server::uuid(),
-            shared,
             index,
             params,
             odd_byte: None,
@@ -273,6 +298,8 @@ impl Stream {
             silence_ms: 0,
             last_interim: 0,
             malformed_sent: false,
+            period: shared.period(),
+            shared,
         }
     }
 
@@ -357,6 +384,9 @@ impl Stream {
                 let broken = json!({"type": "Results", "channel_index": [0, 1], "is_final": true});
                 self.send(socket, broken).await;
                 return Next::Continue;
+            }
+            DeepgramFault::DropEvery { .. } if self.shared.period() > self.period => {
+                return Next::Drop;
             }
             DeepgramFault::DropOnce { after_audio_ms } => {
                 let heard_ms = self.received as u64 * 1000 / u64::from(self.params.sample_rate);
@@ -534,6 +564,9 @@ impl Stream {
 
     /// Whisper's transcript of `audio[start..end]`, formatted per `punctuate`/`smart_format`.
     async fn transcribe(&mut self, start: usize, end: usize) -> String {
+        if let Some(transcriber) = self.shared.options.transcriber {
+            return transcriber(&self.audio[start..end]);
+        }
         let samples: Vec<f32> = self.audio[start..end]
             .iter()
             .map(|&s| f32::from(s) / 32768.0)
