@@ -114,15 +114,48 @@ def message(*fields):
     return b"".join(field(n, v) for n, v in fields if v is not None)
 
 
-pcm = struct.pack("<3h", 1, -2, 300)
-write("pipecat_frame", "audio", field(2, message((3, pcm), (4, 16000), (5, 1))))
-write("pipecat_frame", "audio-stereo", field(2, message((1, 7), (2, "OutputAudioRawFrame"),
-    (3, struct.pack("<4h", 100, 300, -50, -150)), (4, 24000), (5, 2), (6, 123))))
-write("pipecat_frame", "interruption", bytes([0x2A, 0x00]))
-write("pipecat_frame", "text", field(1, message((1, 3), (2, "TextFrame"), (3, "Hello there."))))
-write("pipecat_frame", "transcription", field(3, message((1, 4), (2, "TranscriptionFrame"),
-    (3, "hello"), (4, "user"), (5, "2025-01-01T00:00:00Z"))))
+def frames_seq(*steps):
+    """pipecat_frame records: bytes are a message, "cancel", "timeout" and "lost" the other steps."""
+    out = bytearray()
+    for step in steps:
+        if isinstance(step, bytes):
+            out += struct.pack("<H", len(step)) + step
+        else:
+            out += struct.pack("<H", {"cancel": 1, "timeout": 2, "lost": 3}[step] << 14)
+    return bytes(out)
 
+
+def message_frame(m):
+    return field(4, message((1, m if isinstance(m, str) else j(m))))
+
+
+pcm = struct.pack("<3h", 1, -2, 300)
+audio = field(2, message((3, pcm), (4, 16000), (5, 1)))
+stereo = field(2, message((1, 7), (2, "OutputAudioRawFrame"), (3, struct.pack("<4h", 100, 300, -50, -150)),
+                          (4, 24000), (5, 2), (6, 123)))
+interruption = bytes([0x2A, 0x00])
+text_frame = field(1, message((1, 3), (2, "TextFrame"), (3, "Hello there.")))
+transcription_frame = field(3, message((1, 4), (2, "TranscriptionFrame"), (3, "hello"), (4, "user"), (5, "2025-01-01T00:00:00Z")))
+
+# Every distinct RTVI message type the recordings of real bots hold (tests/pipecat/rtvi/), and
+# each recording as the sequence of message frames a session reads.
+RECORDINGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "pipecat", "rtvi")
+seen = set()
+for name in sorted(os.listdir(RECORDINGS)):
+    if not name.endswith(".jsonl"):
+        continue
+    lines = [line.strip() for line in open(os.path.join(RECORDINGS, name)) if line.strip()]
+    for line in lines:
+        kind = json.loads(line).get("type")
+        if kind not in seen:
+            seen.add(kind)
+            write("pipecat_rtvi", f"recorded-{kind}", line)
+    messages = [message_frame(line) for line in lines]
+    write("pipecat_frame", f"recorded-{name[:-6]}", frames_seq(*messages))
+    # The same with the session barging in halfway, the bot confirming, and audio after it.
+    half = len(messages) // 2
+    write("pipecat_frame", f"recorded-{name[:-6]}-barge-in",
+          frames_seq(*messages[:half], audio, "cancel", audio, messages[half], interruption, *messages[half:], "lost"))
 RTVI = [
     {"label": "rtvi-ai", "type": "user-input", "data": {"text": " Hello there. ", "input_type": "transcription", "timestamp": "t", "final": True}},
     {"label": "rtvi-ai", "type": "user-transcription", "data": {"text": "hello", "user_id": "", "timestamp": "t", "final": False}},
@@ -137,7 +170,9 @@ RTVI = [
 ]
 for i, m in enumerate(RTVI):
     write("pipecat_rtvi", f"rtvi-{i}", j(m))
-write("pipecat_frame", "message", field(4, message((1, j(RTVI[0])))))
+write("pipecat_frame", "hand-made-rtvi", frames_seq(*[message_frame(m) for m in RTVI]))
+write("pipecat_frame", "frames", frames_seq(audio, stereo, interruption, text_frame, transcription_frame))
+write("pipecat_frame", "unconfirmed", frames_seq(audio, "cancel", "cancel", stereo, interruption, audio, "timeout", audio))
 
 # --- Deepgram ------------------------------------------------------------------------------------
 def results(start, end, text, final):
@@ -390,7 +425,9 @@ KEYS = {
         "canPublish", "canSubscribe", ".", "fuzz-hs256-signing-key-7f3a9c"],
     "pipecat_rtvi": ["label", "rtvi-ai", "type", "id", "data", "text", "final", "input_type", "transcription",
         "user-input", "user-transcription", "user-started-speaking", "user-stopped-speaking", "bot-llm-started",
-        "bot-llm-text", "bot-llm-stopped", "bot-stopped-speaking", "error", "fatal"],
+        "bot-llm-text", "bot-llm-stopped", "bot-stopped-speaking", "error", "fatal", "bot-output",
+        "segment_id", "spoken", "aggregated_by", "llm-raw-text", "tts-raw-text", "bot-transcription",
+        "bot-tts-text", "bot-interrupted"],
     "deepgram": ["type", "Results", "Error", "Metadata", "channel_index", "duration", "start", "is_final",
         "channel", "alternatives", "transcript", "metadata", "description", "message", "variant", "\n"],
     "elevenlabs": ["audio", "isFinal", "alignment", "normalizedAlignment", "chars", "error", "message",
@@ -414,6 +451,7 @@ KEYS = {
         "a=sctp-port:5000", "candidate", "sdpMid", "sdpMLineIndex", "usernameFragment", "typ host", "udp", "tcp",
         "TR_agent", "\x21\x12\xa4\x42"],
 }
+KEYS["pipecat_frame"] = KEYS["pipecat_rtvi"]
 os.makedirs(DICT, exist_ok=True)
 
 

@@ -2,8 +2,8 @@
 //! build): thin wrappers that reach parsers the public API keeps private, so that a target feeds
 //! them exactly what the network, a file or a host would. Nothing here changes what the library
 //! does; each function runs the library's own code on that input. Parsers the public API
-//! already reaches (configuration, JWTs, Pipecat frames and RTVI, the CT2 reader, the Whisper
-//! tokenizer, the jitter buffer, LiveKit captions) are fuzzed through it.
+//! already reaches (configuration, JWTs, RTVI, the CT2 reader, the Whisper tokenizer, the jitter
+//! buffer, LiveKit captions) are fuzzed through it.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -33,6 +33,11 @@ pub mod deepgram {
 /// ElevenLabs' stream-input messages (audio with alignment, `isFinal`, errors).
 pub mod elevenlabs {
     pub use crate::provider::network::elevenlabs::fuzz::*;
+}
+
+/// A Pipecat bot's messages through a session's connection (frames, RTVI, the reply's text).
+pub mod pipecat {
+    pub use crate::provider::network::pipecat::fuzz::*;
 }
 
 /// OpenAI's HTTP answers: error bodies, transcriptions, server-sent event streams.

@@ -1,7 +1,7 @@
 //! One RTVI message from a Pipecat bot (the JSON inside a `MessageFrame`).
 //!
 //! Checks: no panic; refusals are `VB_ERR_PROVIDER` naming pipecat; what is read is exactly in
-//! the message (a transcript or reply text is one of its strings).
+//! the message (a transcript or reply text is its `data.text`, from the message type named).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -20,10 +20,13 @@ fuzz_target!(|data: &[u8]| {
         Ok(event) => {
             let value: serde_json::Value = serde_json::from_str(json).expect("parsed as RTVI");
             let text = match &event {
-                RtviEvent::UserInput { text, .. } | RtviEvent::UserTranscription { text, .. } => {
+                RtviEvent::UserInput { text, .. }
+                | RtviEvent::UserTranscription { text, .. }
+                | RtviEvent::BotOutput { text, .. } => Some((text, "text")),
+                RtviEvent::ReplyText { source, text } => {
+                    assert_eq!(value["type"].as_str(), Some(source.message_type()));
                     Some((text, "text"))
                 }
-                RtviEvent::ReplyText(text) => Some((text, "text")),
                 RtviEvent::Error { message, .. } => Some((message, "error")),
                 _ => None,
             };
