@@ -26,6 +26,10 @@ pub mod rt;
 pub mod telemetry;
 pub mod transport;
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(feature = "test-providers")]
 #[path = "../tests/support/providers.rs"]
 pub mod test_providers;

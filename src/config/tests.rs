@@ -249,3 +249,23 @@ fn session_codecs_are_pcm_or_opus_at_a_rate_opus_runs_at() {
     let e = session_err(r#"{"output_codec":"opus","opus_bitrate":5000}"#);
     assert_eq!(e, "opus_bitrate: 5000 is below the minimum 6000");
 }
+
+#[test]
+fn a_stored_session_configuration_reads_back_exactly() {
+    // Found by the fuzz target config_session: serde_json's default float parser rounds some
+    // numbers to a neighbour of the nearest f64, so a number in the metadata changed on its way
+    // through the session store (1.0000000000000001e82 stored, 1e82 read back).
+    let number =
+        "9999999999999999999999999999999999999999999999999999999999999999999999999999999616";
+    let json = format!(r#"{{"metadata":{{"k":[{number},0.1,5e-324,1.7976931348623157e308]}}}}"#);
+    let config = SessionConfig::from_json(&json).unwrap();
+    assert_eq!(
+        config.metadata["k"][0].as_f64(),
+        Some(number.parse::<f64>().unwrap()),
+        "the nearest f64"
+    );
+    let stored = serde_json::to_string(&config).unwrap();
+    let back = SessionConfig::from_json(&stored).unwrap();
+    assert_eq!(back.metadata, config.metadata);
+    assert_eq!(serde_json::to_string(&back).unwrap(), stored);
+}

@@ -12,8 +12,13 @@ pub struct Audio {
 
 /// Reads `path`, mixing channels down to mono.
 pub fn read(path: &Path) -> Result<Audio, String> {
-    let mut reader =
-        hound::WavReader::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let reader = hound::WavReader::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    decode(reader).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The samples of an opened WAV file, channels mixed down to mono (what [`read`] does after
+/// opening; the fuzz target `wav_reader` feeds it files from memory).
+pub fn decode<R: std::io::Read>(mut reader: hound::WavReader<R>) -> Result<Audio, hound::Error> {
     let spec = reader.spec();
     let channels = usize::from(spec.channels.max(1));
     let interleaved: Vec<f32> = match spec.sample_format {
@@ -25,8 +30,7 @@ pub fn read(path: &Path) -> Result<Audio, String> {
                 .map(|s| s.map(|v| v as f32 * scale))
                 .collect::<Result<_, _>>()
         }
-    }
-    .map_err(|e| format!("{}: {e}", path.display()))?;
+    }?;
     let samples = interleaved
         .chunks(channels)
         .map(|frame| {

@@ -429,7 +429,10 @@ impl TurnRun {
                 self.finals.push(transcript.to_owned());
             }
             let end = (results.start + results.duration).max(0.0) * f64::from(self.rate);
-            self.covered = (base + end.round() as usize).clamp(self.covered, self.audio.len());
+            // Saturating: a result far past the audio (the server's numbers) covers all of it.
+            self.covered = base
+                .saturating_add(end.round() as usize)
+                .clamp(self.covered, self.audio.len());
         }
         if !self.shared.config.interim_results {
             return;
@@ -494,6 +497,9 @@ struct ErrorMessage {
     message: Option<String>,
     variant: Option<String>,
 }
+
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod fuzz;
 
 #[cfg(test)]
 mod tests {
@@ -563,6 +569,27 @@ mod tests {
     fn the_key_never_shows_in_debug_output() {
         let config = DeepgramConfig::from_json(&json!({"api_key": "dg-very-secret"})).unwrap();
         assert!(!format!("{config:?}").contains("dg-very-secret"));
+    }
+
+    #[test]
+    fn a_result_far_past_the_audio_covers_all_of_it() {
+        // Found while writing the fuzz target deepgram (and confirmed with it): the end of a
+        // final result, in samples, was added to the samples covered before the connection
+        // without a bound, so `"start": 1e300` overflowed (a panic with overflow checks, a
+        // coverage that wrapped around without them).
+        let results = json!({
+            "type": "Results", "channel_index": [0, 1], "duration": 1.0, "start": 1e300,
+            "is_final": true, "channel": {"alternatives": [{"transcript": " far "}]},
+            "metadata": {},
+        })
+        .to_string();
+        let outcome = fuzz::server_messages(&[&results], 16000, 32000, 8000, true);
+        assert!(outcome.answers.iter().all(Result::is_ok));
+        assert_eq!(outcome.covered, 32000);
+        assert_eq!(
+            (outcome.finals, outcome.partials),
+            (vec!["far".into()], vec!["far".into()])
+        );
     }
 
     #[test]

@@ -133,6 +133,23 @@ impl Peer {
         }
     }
 
+    /// [`Peer::drain`] that sends nothing: what str0m would transmit is dropped (the fuzz
+    /// targets must not send datagrams to addresses their input makes up).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn drain_quietly(&mut self, events: &mut Vec<PeerEvent>) -> Result<Instant> {
+        loop {
+            match self
+                .rtc
+                .poll_output()
+                .map_err(|e| webrtc_error("state", e))?
+            {
+                Output::Timeout(at) => return Ok(at),
+                Output::Transmit(_) => {}
+                Output::Event(event) => self.on_event(event, events),
+            }
+        }
+    }
+
     fn on_event(&mut self, event: Event, events: &mut Vec<PeerEvent>) {
         match event {
             Event::Connected => {

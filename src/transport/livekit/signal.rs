@@ -192,23 +192,29 @@ impl SignalRx {
                 Err(e) => return Some(Err(lost(&e.to_string()))),
             };
             match message {
-                Message::Binary(bytes) => {
-                    return Some(match proto::SignalResponse::decode(&bytes[..]) {
-                        Ok(proto::SignalResponse {
-                            message: Some(response),
-                        }) => Ok(response),
-                        // A message of a newer protocol than this client knows: nothing to do.
-                        Ok(_) => continue,
-                        Err(e) => Err(Error::new(
-                            VbStatus::VB_ERR_PROVIDER,
-                            format!("{NAME}: a signal message did not decode: {e}"),
-                        )),
-                    });
-                }
+                Message::Binary(bytes) => match decode_response(&bytes) {
+                    Some(response) => return Some(response),
+                    None => continue,
+                },
                 Message::Close(_) => return None,
                 _ => continue,
             }
         }
+    }
+}
+
+/// Decodes one binary signal message; `None` for a message of a newer protocol than this client
+/// knows (nothing to do), `VB_ERR_PROVIDER` for bytes that are not a `SignalResponse`.
+pub(crate) fn decode_response(bytes: &[u8]) -> Option<Result<Response>> {
+    match proto::SignalResponse::decode(bytes) {
+        Ok(proto::SignalResponse {
+            message: Some(response),
+        }) => Some(Ok(response)),
+        Ok(_) => None,
+        Err(e) => Some(Err(Error::new(
+            VbStatus::VB_ERR_PROVIDER,
+            format!("{NAME}: a signal message did not decode: {e}"),
+        ))),
     }
 }
 

@@ -394,18 +394,6 @@ impl WorkerTask {
         token: Secret,
         started: &mpsc::UnboundedSender<Started>,
     ) {
-        let (room, room_sid) = job
-            .room
-            .as_ref()
-            .map(|r| (r.name.clone(), r.sid.clone()))
-            .unwrap_or_default();
-        // One conversation per room instance: a room made again under its name is another.
-        let conversation = (!room_sid.is_empty()).then(|| recover::conversation_id(&room_sid));
-        let participant = job
-            .participant
-            .as_ref()
-            .map(|p| p.identity.clone())
-            .unwrap_or_default();
         self.jobs.insert(
             job.id.clone(),
             Job {
@@ -414,29 +402,7 @@ impl WorkerTask {
             },
         );
         self.shared.jobs.store(self.jobs.len(), Ordering::Release);
-        // Who the agent is in the room: a worker bringing the room back after this one died
-        // removes that participant (the server keeps a vanished one for a while).
-        let agent_identity = self.agent_identity(&job.id);
-        let config = SessionConfig {
-            metadata: json!({ recover::AGENT_IDENTITY: agent_identity }),
-            user_id: participant.clone(),
-            transport: TRANSPORT.to_owned(),
-            room: Some(room.clone()),
-            conversation_id: conversation.clone(),
-            connection_url: url,
-            connection_token: Some(token),
-            ..SessionConfig::default()
-        };
-        let info = json!({
-            "source": "livekit-dispatch",
-            "room": room,
-            "participant": participant,
-            "job_id": job.id,
-            "dispatch_id": job.dispatch_id,
-            "agent_name": job.agent_name,
-            "metadata": job.metadata,
-            "conversation_id": conversation,
-        });
+        let (config, info) = job_session(&job, url, token, self.agent_identity(&job.id));
         let arrivals = self.arrivals.clone();
         let started = started.clone();
         let job_id = job.id;
@@ -572,6 +538,51 @@ async fn send(socket: &mut WebSocket, message: ToServer) -> Result<()> {
         })
 }
 
+/// The session a job asks for (`url` and `token` from its assignment; `agent_identity` the
+/// agent's identity in the room) and the dispatch information the host's hook gets with it.
+pub(crate) fn job_session(
+    job: &proto::Job,
+    url: Option<String>,
+    token: Secret,
+    agent_identity: String,
+) -> (SessionConfig, serde_json::Value) {
+    let (room, room_sid) = job
+        .room
+        .as_ref()
+        .map(|r| (r.name.clone(), r.sid.clone()))
+        .unwrap_or_default();
+    // One conversation per room instance: a room made again under its name is another.
+    let conversation = (!room_sid.is_empty()).then(|| recover::conversation_id(&room_sid));
+    let participant = job
+        .participant
+        .as_ref()
+        .map(|p| p.identity.clone())
+        .unwrap_or_default();
+    // Who the agent is in the room: a worker bringing the room back after this one died
+    // removes that participant (the server keeps a vanished one for a while).
+    let config = SessionConfig {
+        metadata: json!({ recover::AGENT_IDENTITY: agent_identity }),
+        user_id: participant.clone(),
+        transport: TRANSPORT.to_owned(),
+        room: Some(room.clone()),
+        conversation_id: conversation.clone(),
+        connection_url: url,
+        connection_token: Some(token),
+        ..SessionConfig::default()
+    };
+    let info = json!({
+        "source": "livekit-dispatch",
+        "room": room,
+        "participant": participant,
+        "job_id": job.id,
+        "dispatch_id": job.dispatch_id,
+        "agent_name": job.agent_name,
+        "metadata": job.metadata,
+        "conversation_id": conversation,
+    });
+    (config, info)
+}
+
 /// The next server message (WebSocket pings are answered by the socket itself).
 async fn next_message(socket: &mut WebSocket) -> Result<FromServer> {
     loop {
@@ -600,16 +611,22 @@ async fn next_message(socket: &mut WebSocket) -> Result<FromServer> {
                 ));
             }
         };
-        let message = proto::ServerMessage::decode(bytes.as_ref()).map_err(|e| {
-            Error::new(
-                VbStatus::VB_ERR_PROVIDER,
-                format!("{NAME}: a worker message did not parse: {e}"),
-            )
-        })?;
-        if let Some(message) = message.message {
+        if let Some(message) = decode_server_message(&bytes)? {
             return Ok(message);
         }
     }
+}
+
+/// Decodes one binary message of the worker connection; `None` for a message of a newer protocol
+/// than this client knows, `VB_ERR_PROVIDER` for bytes that are not a `ServerMessage`.
+pub(crate) fn decode_server_message(bytes: &[u8]) -> Result<Option<FromServer>> {
+    let message = proto::ServerMessage::decode(bytes).map_err(|e| {
+        Error::new(
+            VbStatus::VB_ERR_PROVIDER,
+            format!("{NAME}: a worker message did not parse: {e}"),
+        )
+    })?;
+    Ok(message.message)
 }
 
 fn kind(message: &FromServer) -> &'static str {

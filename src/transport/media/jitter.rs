@@ -252,12 +252,17 @@ impl JitterBuffer {
         match next {
             Some(next) if lost => {
                 // Packets were lost: rebuild this frame from the next packet's FEC when it is
-                // the very next one, else conceal.
+                // the very next one, else conceal. The next packet came from the network: when
+                // it does not decode (its header is Opus, its body is not), conceal too; its own
+                // turn counts it as malformed.
                 self.stats.lost += 1;
                 let next_slot = &self.slots[next];
-                if next_slot.ts == play.wrapping_add(FRAME_20MS as u32) {
-                    self.decoder
-                        .recover(&next_slot.data[..next_slot.len], frame)?;
+                let recovered = next_slot.ts == play.wrapping_add(FRAME_20MS as u32)
+                    && self
+                        .decoder
+                        .recover(&next_slot.data[..next_slot.len], frame)
+                        .is_ok();
+                if recovered {
                     self.stats.recovered += 1;
                 } else {
                     self.decoder.conceal(frame)?;
@@ -495,6 +500,30 @@ mod tests {
             "{s:?}"
         );
         assert_eq!((s.duplicates, s.skipped), (0, 0));
+    }
+
+    #[test]
+    fn a_lost_frame_before_a_packet_that_does_not_decode_is_concealed() {
+        // Found by the fuzz target media_jitter: rebuilding a lost frame from the FEC of a next
+        // packet whose header is Opus but whose body libopus refuses failed the pull, and with
+        // it the LiveKit participant, so any peer could end the agent's session.
+        let p = packets(1);
+        let corrupt: Vec<u8> = [0x26; 31]
+            .into_iter()
+            .chain([0x14, 0x00, 0x03, 0xfe, 0xff, 0xff, 0x01])
+            .collect();
+        assert_eq!(packet_samples(&corrupt).unwrap(), FRAME_20MS);
+        let mut jb = JitterBuffer::new().unwrap();
+        let t0 = Instant::now();
+        let mut out = [0i16; FRAME_20MS];
+        jb.push(0, ts(0), &p[0], t0);
+        jb.push(2, ts(2), &corrupt, t0 + Duration::from_millis(40));
+        for _ in 0..4 {
+            assert_eq!(jb.pull(&mut out).unwrap(), Pulled::Audio);
+        }
+        let s = jb.stats();
+        assert_eq!((s.received, s.recovered, s.malformed), (2, 0, 1), "{s:?}");
+        assert_eq!((s.lost, s.concealed), (2, 3), "{s:?}");
     }
 
     #[test]

@@ -428,6 +428,9 @@ struct ErrorMessage {
     error: String,
 }
 
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,6 +43,8 @@
 
 mod stt;
 mod tts;
+#[cfg(feature = "fuzzing")]
+pub(crate) use stt::fuzz;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -236,20 +238,33 @@ impl Endpoint {
             .as_deref()
             .map(|c| format!(", {c}"))
             .unwrap_or_default();
+        // Whatever the server sent may quote the key (the code too): it is blanked out of the
+        // whole message.
         if matches!(status.as_u16(), 401 | 403) {
             return Error::new(
                 VbStatus::VB_ERR_UNAUTHORIZED,
-                format!(
-                    "{NAME}: {} refused the API key (HTTP {status}{code_note})",
-                    self.shown
+                scrub(
+                    &format!(
+                        "{NAME}: {} refused the API key (HTTP {status}{code_note})",
+                        self.shown
+                    ),
+                    &self.key,
                 ),
             );
         }
         let message = match parsed.and_then(|b| b.error.message) {
             Some(message) => message,
-            None => String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+            None => {
+                // The start of the body, cut after the key is blanked out (a cut key would
+                // not be found).
+                let body = scrub(&String::from_utf8_lossy(body), &self.key);
+                let end = (0..=body.len().min(300))
+                    .rev()
+                    .find(|&i| body.is_char_boundary(i))
+                    .unwrap_or(0);
+                body[..end].to_owned()
+            }
         };
-        let message = scrub(&message, &self.key);
         let transient = status.is_server_error()
             || (status == StatusCode::TOO_MANY_REQUESTS
                 && code.as_deref() != Some("insufficient_quota"));
@@ -260,9 +275,12 @@ impl Endpoint {
         };
         Error::new(
             vb_status,
-            format!(
-                "{NAME}: {} answered HTTP {status}{code_note}: {message}",
-                self.shown
+            scrub(
+                &format!(
+                    "{NAME}: {} answered HTTP {status}{code_note}: {message}",
+                    self.shown
+                ),
+                &self.key,
             ),
         )
     }

@@ -142,34 +142,13 @@ impl SttInner {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if !is_sse {
-            #[derive(Deserialize)]
-            struct Transcription {
-                text: String,
-            }
             let body = e.body(response).await?;
-            let parsed: Transcription =
-                serde_json::from_slice(&body).map_err(|err| e.unreadable("transcription", err))?;
-            return Ok(parsed.text);
+            return transcription(e, &body);
         }
-        let mut events = SseReader::default();
-        let mut text = String::new();
+        let mut stream = TranscriptionStream::default();
         while let Some(chunk) = e.chunk(&mut response).await? {
-            for data in events.push(&chunk) {
-                let event: Value = serde_json::from_str(&data)
-                    .map_err(|err| e.unreadable("transcription event", err))?;
-                let field = |name: &str| {
-                    event[name].as_str().map(str::to_owned).ok_or_else(|| {
-                        e.unreadable("transcription event", format!("no '{name}' in {data}"))
-                    })
-                };
-                match event["type"].as_str() {
-                    Some("transcript.text.delta") => {
-                        text.push_str(&field("delta")?);
-                        results.partial(text.trim());
-                    }
-                    Some("transcript.text.done") => return field("text"),
-                    _ => {} // event types this client does not use
-                }
+            if let Some(text) = stream.push(e, &chunk, results)? {
+                return Ok(text);
             }
         }
         Err(e.unreadable(
@@ -179,32 +158,110 @@ impl SttInner {
     }
 }
 
-/// Splits a server-sent event stream into the `data` of its events (`[DONE]` markers dropped).
+/// The transcript of a plain JSON answer (`{"text": …}`).
+fn transcription(e: &Endpoint, body: &[u8]) -> Result<String> {
+    #[derive(Deserialize)]
+    struct Transcription {
+        text: String,
+    }
+    let parsed: Transcription =
+        serde_json::from_slice(body).map_err(|err| e.unreadable("transcription", err))?;
+    Ok(parsed.text)
+}
+
+/// A streamed answer (server-sent events): the transcript so far, reported as partials, until
+/// `transcript.text.done` gives the whole of it.
+#[derive(Default)]
+struct TranscriptionStream {
+    events: SseReader,
+    text: String,
+}
+
+impl TranscriptionStream {
+    /// Reads the next piece of the stream; the final transcript once `transcript.text.done` came.
+    fn push(&mut self, e: &Endpoint, chunk: &[u8], results: &SttSink) -> Result<Option<String>> {
+        for data in self.events.push(chunk) {
+            let event: Value = serde_json::from_str(&data)
+                .map_err(|err| e.unreadable("transcription event", err))?;
+            let field = |name: &str| {
+                event[name].as_str().map(str::to_owned).ok_or_else(|| {
+                    e.unreadable("transcription event", format!("no '{name}' in {data}"))
+                })
+            };
+            match event["type"].as_str() {
+                Some("transcript.text.delta") => {
+                    self.text.push_str(&field("delta")?);
+                    results.partial(self.text.trim());
+                }
+                Some("transcript.text.done") => return field("text").map(Some),
+                _ => {} // event types this client does not use
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Splits a server-sent event stream into the `data` of its events (`[DONE]` markers dropped),
+/// as the event-stream format defines it: lines end at CR LF, LF or CR, an empty line ends an
+/// event. The network cuts the stream anywhere, also between CR and LF and inside a character.
 #[derive(Default)]
 struct SseReader {
-    buffer: String,
+    /// The line being read.
+    line: String,
+    /// The `data` lines of the event being read.
+    data: Vec<String>,
+    /// The last piece ended with CR: an LF that starts the next one ends no other line.
+    after_cr: bool,
+    /// The first bytes of a character the last piece ended in the middle of.
+    cut: Vec<u8>,
 }
 
 impl SseReader {
     /// Adds bytes of the stream and returns the data of the events they completed.
     fn push(&mut self, bytes: &[u8]) -> Vec<String> {
-        self.buffer.push_str(&String::from_utf8_lossy(bytes));
-        if self.buffer.contains('\r') {
-            self.buffer = self.buffer.replace("\r\n", "\n");
+        let mut bytes = bytes;
+        let joined;
+        if !self.cut.is_empty() {
+            self.cut.extend_from_slice(bytes);
+            joined = std::mem::take(&mut self.cut);
+            bytes = &joined;
         }
+        let keep = (1..=bytes.len().min(3))
+            .find(|&n| {
+                // An incomplete character: a lead byte and fewer continuation bytes than it needs.
+                matches!(std::str::from_utf8(&bytes[bytes.len() - n..]),
+                    Err(e) if e.valid_up_to() == 0 && e.error_len().is_none())
+            })
+            .unwrap_or(0);
+        let (text, cut) = bytes.split_at(bytes.len() - keep);
+        self.cut.extend_from_slice(cut);
         let mut events = Vec::new();
-        while let Some(end) = self.buffer.find("\n\n") {
-            let block: String = self.buffer.drain(..end + 2).collect();
-            let data: Vec<&str> = block
-                .lines()
-                .filter_map(|line| line.strip_prefix("data:"))
-                .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                .collect();
-            if !data.is_empty() && data != ["[DONE]"] {
-                events.push(data.join("\n"));
+        for c in String::from_utf8_lossy(text).chars() {
+            if std::mem::take(&mut self.after_cr) && c == '\n' {
+                continue; // the LF of a CR LF
+            }
+            match c {
+                '\r' | '\n' => {
+                    self.after_cr = c == '\r';
+                    self.end_line(&mut events);
+                }
+                c => self.line.push(c),
             }
         }
         events
+    }
+
+    fn end_line(&mut self, events: &mut Vec<String>) {
+        let line = std::mem::take(&mut self.line);
+        if line.is_empty() {
+            let data = std::mem::take(&mut self.data);
+            if !data.is_empty() && data != ["[DONE]"] {
+                events.push(data.join("\n"));
+            }
+        } else if let Some(data) = line.strip_prefix("data:") {
+            self.data
+                .push(data.strip_prefix(' ').unwrap_or(data).to_owned());
+        }
     }
 }
 
@@ -227,6 +284,9 @@ fn wav_bytes(rate: u32, pcm: &[i16]) -> Result<Vec<u8>> {
     writer.finalize().map_err(fail)?;
     Ok(bytes)
 }
+
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 
 #[cfg(test)]
 mod tests {
@@ -277,6 +337,23 @@ mod tests {
     }
 
     #[test]
+    fn the_key_never_shows_in_an_error_code_or_a_cut_body() {
+        // Found with the fuzz target openai_http (no error may show the key) on a hand-made
+        // answer, after the same leak in the Realtime provider: the error's code was shown as the
+        // server sent it, and a body that is not JSON was cut after 300 bytes before the key was
+        // looked for, so the start of a key there was shown.
+        let key = "sk-test-4f9c21d8e7";
+        let s = stt(json!({"api_key": key, "base_url": "http://127.0.0.1:9"})).unwrap();
+        let e = &s.inner.endpoint;
+        let coded = json!({"error": {"message": "m", "code": key}}).to_string();
+        let cut = format!("{}{key}", "x".repeat(295));
+        for (status, body) in [(400, &coded), (401, &coded), (500, &cut)] {
+            let error = e.answer_error(StatusCode::from_u16(status).unwrap(), body.as_bytes());
+            assert!(!error.message().contains(&key[..5]), "{}", error.message());
+        }
+    }
+
+    #[test]
     fn server_sent_events_split_across_pieces() {
         let mut sse = SseReader::default();
         assert!(sse.push(b"data: {\"a\":").is_empty());
@@ -284,6 +361,38 @@ mod tests {
             sse.push(b"1}\r\n\r\nevent: x\ndata: 2\n\ndata: [DONE]\n\n"),
             ["{\"a\":1}", "2"]
         );
+    }
+
+    #[test]
+    fn server_sent_events_split_inside_a_character() {
+        // Found by the fuzz target openai_http: a piece of the stream that ended inside a
+        // multi-byte character turned it into U+FFFD twice ("caf\u{FFFD}\u{FFFD}").
+        let stream = "data: {\"delta\":\"café 日本\"}\n\n".as_bytes();
+        for cut in 0..=stream.len() {
+            let mut sse = SseReader::default();
+            let mut events = sse.push(&stream[..cut]);
+            events.extend(sse.push(&stream[cut..]));
+            assert_eq!(events, ["{\"delta\":\"café 日本\"}"], "cut at {cut}");
+        }
+        // Bytes that are not UTF-8 stay U+FFFD, wherever the stream is cut.
+        let mut sse = SseReader::default();
+        let mut events = sse.push(b"data: \xe6\x97");
+        events.extend(sse.push(b"x\xff\n\n"));
+        assert_eq!(events, ["\u{FFFD}x\u{FFFD}"]);
+    }
+
+    #[test]
+    fn server_sent_events_end_lines_at_cr_lf_or_both_wherever_cut() {
+        // Found by the fuzz target openai_http: CR LF was replaced in what was buffered after
+        // each piece, so "\r\r\n\n" made an event or not depending on where the stream was cut,
+        // and a stream whose lines end with CR alone (allowed by the format) gave no event.
+        let stream = b"data: a\r\r\n\ndata: b\rdata: c\r\rdata: [DONE]\n\n";
+        for cut in 0..=stream.len() {
+            let mut sse = SseReader::default();
+            let mut events = sse.push(&stream[..cut]);
+            events.extend(sse.push(&stream[cut..]));
+            assert_eq!(events, ["a", "b\nc"], "cut at {cut}");
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! that sends the user's audio and turns, and keeps track of responses and cancels. What the
 //! server sends is read in [`server`].
 
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 mod server;
 
 use std::sync::Arc;
@@ -408,7 +410,15 @@ impl Conversation {
         }
     }
 
+    /// Reports `event`. An error may quote what the server sent, which may quote the key: the
+    /// key is blanked out of every error message here.
     fn emit(&self, event: S2sEvent) {
+        let event = match event {
+            S2sEvent::Error(e) => {
+                S2sEvent::Error(Error::new(e.status(), scrub(e.message(), &self.config.key)))
+            }
+            event => event,
+        };
         let _ = self.events.send(event);
     }
 
@@ -442,11 +452,34 @@ fn pcm_bytes(pcm: &[i16]) -> Vec<u8> {
     pcm.iter().flat_map(|s| s.to_le_bytes()).collect()
 }
 
+/// A client WebSocket on a loopback TCP connection whose other end reads and drops everything:
+/// a conversation to drive by hand (tests, fuzzing). Needs a tokio runtime with I/O.
+#[cfg(any(test, feature = "fuzzing"))]
+async fn loopback_socket() -> WebSocket {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("loopback");
+    let address = listener.local_addr().expect("loopback address");
+    let (client, server) = tokio::join!(TcpStream::connect(address), listener.accept());
+    let (mut server, _) = server.expect("loopback accept");
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 1 << 16];
+        while matches!(server.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+    let client = MaybeTlsStream::Plain(client.expect("loopback connect"));
+    WebSocketStream::from_raw_socket(client, Role::Client, None).await
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
+    use super::super::OpenAiRealtime;
     use super::*;
+    use crate::provider::ProviderSetup;
 
     #[test]
     fn heard_audio_is_capped_by_the_audio_delivered() {
@@ -466,5 +499,42 @@ mod tests {
             None,
             "100 ms delivered 300 ms ago were all played"
         );
+    }
+
+    #[tokio::test]
+    async fn the_key_never_shows_in_errors_even_when_the_server_echoes_it() {
+        // Found by the fuzz target openai_realtime: a server message that is not JSON was quoted
+        // in the error as it came (cut after 80 characters, possibly inside the key), and the
+        // type and code of an error event were not blanked.
+        let key = "sk-test-realtime-0123456789abcdef";
+        let config = serde_json::json!({"api_key": key, "base_url": "ws://127.0.0.1:9"});
+        let provider = OpenAiRealtime::new(&ProviderSetup::new(&config)).unwrap();
+        let (_input, input) = mpsc::unbounded_channel();
+        let (events, mut reported) = mpsc::unbounded_channel();
+        let session = S2sSession {
+            input_rate: 16_000,
+            input,
+            events,
+        };
+        let mut conversation = Conversation::new(provider.config.clone(), session);
+        let mut ws = loopback_socket().await;
+        let error = json!({"type": "error", "error": {"type": key, "code": key, "message": key}});
+        for text in [
+            format!("{{not json {key}"),
+            format!("{}{key}", "x".repeat(70)),
+            error.to_string(),
+        ] {
+            let message = Some(Ok(Message::text(text)));
+            conversation.on_message(&mut ws, message).await.unwrap();
+        }
+        let mut errors = 0;
+        while let Ok(event) = reported.try_recv() {
+            let S2sEvent::Error(e) = event else {
+                panic!("{event:?}");
+            };
+            assert!(!e.message().contains(&key[..10]), "{}", e.message());
+            errors += 1;
+        }
+        assert_eq!(errors, 3);
     }
 }

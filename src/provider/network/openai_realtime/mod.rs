@@ -56,6 +56,8 @@
 //! 10000).
 
 mod conversation;
+#[cfg(feature = "fuzzing")]
+pub(crate) use conversation::fuzz;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -30,6 +30,8 @@
 
 mod bot_output;
 pub mod frames;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 #[cfg(test)]
 mod recorded;
 mod reply_text;

@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::super::{SESSION_UPDATE_ID, TurnDetection};
 use super::{Active, Conversation, Spoken};
 use crate::error::{Error, Result, VbStatus};
-use crate::net::WebSocket;
+use crate::net::{WebSocket, scrub};
 use crate::provider::S2sEvent;
 
 impl Conversation {
@@ -41,7 +41,9 @@ impl Conversation {
         let event: Value = match serde_json::from_str(text.as_str()) {
             Ok(event @ Value::Object(_)) => event,
             _ => {
-                let start: String = text.as_str().chars().take(80).collect();
+                // Blanked before it is cut: a cut key would not be found.
+                let text = scrub(text.as_str(), &self.config.key);
+                let start: String = text.chars().take(80).collect();
                 self.emit(S2sEvent::Error(self.unreadable(&format!("'{start}'"))));
                 return Ok(());
             }
