@@ -3,7 +3,8 @@
 # and the C ABI (a C program compiled and run against the library, once more under ASan + UBSan),
 # the examples, the embedded providers, the host bindings (C++ with CMake and GoogleTest, also
 # under ASan + UBSan, install + pkg-config; Go with go vet, go test -race, go test -asan and the
-# ProcessAudio benchmark), and a minute of fuzzing the C ABI (libFuzzer + ASan + UBSan).
+# ProcessAudio benchmark), every cargo-fuzz target once over its committed seeds, and a minute of
+# fuzzing the C ABI (libFuzzer + ASan + UBSan).
 # Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,8 @@ echo "test: cargo clippy"
 cargo clippy --quiet --all-targets --features test-providers -- -D warnings
 echo "test: cargo test"
 cargo test --features test-providers
+echo "test: the cargo-fuzz targets on their seeds (scripts/fuzz-replay.sh)"
+scripts/fuzz-replay.sh
 disk
 echo "test: C++ binding (bindings/cpp/test.sh)"
 bindings/cpp/test.sh
