@@ -395,6 +395,9 @@ write("config_session", "regression-float-round-trip",
 write("deepgram", "regression-result-far-past-the-audio", deepgram(1, 32000, 8000, [j({"type": "Results",
     "channel_index": [0, 1], "duration": 1.0, "start": 1e300, "is_final": True,
     "channel": {"alternatives": [{"transcript": " far "}]}, "metadata": {}})]))
+# The target's own false alarm: a lone surrogate in a field RTVI does not read.
+write("pipecat_rtvi", "regression-lone-surrogate-in-ignored-key", '{"label":"rtvi-ai","type":"bot-ready","id":"1",'
+      '"extra":{"version\\ud800":{"library":"pipecat"}},"data":{"version":"1.0.0"}}')
 
 # --- Dictionaries (libFuzzer -dict): JSON syntax and the keys and values each parser looks for --
 DICT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dict")
