@@ -19,7 +19,6 @@ use tokio::sync::oneshot;
 use tokio::time::MissedTickBehavior;
 
 use super::data::{Captions, Outgoing};
-use super::peer::{MAX_DATAGRAM, Peer, PeerEvent};
 use super::room::{Room, RoomChange};
 use super::settings::{AGENT_STATE, NAME, Settings};
 use super::signal::{self, Joined, SignalRx, SignalTx};
@@ -28,6 +27,7 @@ use crate::error::{Error, Result, VbStatus};
 use crate::net::redact_url;
 use crate::transport::media::jitter::{JitterBuffer, JitterStats, Pulled};
 use crate::transport::media::opus::{EncoderSettings, FRAME_20MS, MAX_PACKET, OpusEncoder};
+use crate::transport::media::peer::{MAX_DATAGRAM, Peer, PeerEvent, Role, level_dbov};
 use crate::transport::{MediaEdge, TransportNews};
 
 /// Data packets kept while the data channel is not open yet, at most.
@@ -128,8 +128,8 @@ impl Participant {
             ping_every: Duration::from_secs(join.ping_interval.clamp(1, 60) as u64),
             ping_timeout: Duration::from_secs(join.ping_timeout.clamp(2, 120) as u64),
             last_heard: Instant::now(),
-            subscriber: Peer::new(ip).await?,
-            publisher: Peer::new(ip).await?,
+            subscriber: Peer::new(ip, NAME, Role::Offerer).await?,
+            publisher: Peer::new(ip, NAME, Role::Offerer).await?,
             room: Room::new(&spec.user_id),
             cid: format!("{}-mic", spec.settings.identity),
             agent_track: None,
@@ -529,16 +529,6 @@ impl Participant {
     }
 }
 
-/// The level of a frame in dBov (0 loudest, -127 silence), for the audio-level extension.
-fn level_dbov(frame: &[i16]) -> i8 {
-    let energy: f64 = frame.iter().map(|&s| f64::from(s).powi(2)).sum();
-    let rms = (energy / frame.len().max(1) as f64).sqrt() / 32768.0;
-    if rms <= 0.0 {
-        return -127;
-    }
-    (20.0 * rms.log10()).clamp(-127.0, 0.0) as i8
-}
-
 /// The address this machine reaches the server from (a UDP socket "connected" towards it; no
 /// packet is sent), for the peer connections' host candidate. Loopback when that fails.
 async fn local_ip_towards(url: &str) -> IpAddr {
@@ -572,18 +562,5 @@ async fn local_ip_towards(url: &str) -> IpAddr {
             socket.local_addr().map_or(loopback, |a| a.ip())
         }
         _ => loopback,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn levels_follow_loudness() {
-        assert_eq!(level_dbov(&[0; 960]), -127);
-        assert_eq!(level_dbov(&[i16::MAX; 960]), 0);
-        let quiet = level_dbov(&[300; 960]);
-        assert!((-41..=-39).contains(&quiet), "{quiet}");
     }
 }
