@@ -13,9 +13,10 @@
 //! - **Data channel**: the session's events go out as RTVI messages ([`super::rtvi`]) on the
 //!   first channel the client opened, as text; what waits for the channel to open is kept (up to
 //!   [`MAX_QUEUED`] messages). `client-ready` is answered with `bot-ready`.
-//! - **The end**: the client closing its data channel ends the call; so does a media connection
-//!   that stays down (never up, ICE lost) for `disconnect_timeout_ms` with no new offer. The
-//!   session closing the transport ends the task.
+//! - **The end**: the client closing its data channel ends the call [`CLOSE_GRACE`] later unless
+//!   a `restart_pc` offer came meanwhile (a reconnecting client closes its old connection
+//!   first); so does a media connection that stays down (never up, ICE lost) for
+//!   `disconnect_timeout_ms` with no new offer. The session closing the transport ends the task.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -37,6 +38,9 @@ use crate::transport::{MediaEdge, TransportNews};
 
 /// RTVI messages kept while the data channel is not open, at most.
 pub const MAX_QUEUED: usize = 256;
+/// How long a call whose client closed its data channel waits for a `restart_pc` offer (a client
+/// reconnecting closes its old connection first) before it ends.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Why the call ended.
 enum Exit {
@@ -81,6 +85,8 @@ pub struct Call {
     down_since: Option<Instant>,
     /// The client's data channel was open once.
     channel_opened: bool,
+    /// Since when the client's data channel is closed.
+    closed_since: Option<Instant>,
     events: Vec<PeerEvent>,
 }
 
@@ -136,6 +142,7 @@ impl Call {
             sending: false,
             down_since: Some(Instant::now()),
             channel_opened: false,
+            closed_since: None,
             events: Vec::new(),
         })
     }
@@ -227,7 +234,11 @@ impl Call {
                         self.send(rtvi::bot_ready(id.as_deref()))?;
                     }
                 }
-                PeerEvent::ChannelClosed(_) => {}
+                PeerEvent::ChannelClosed(_) => {
+                    if self.channel_opened && !self.peer.can_send_data() {
+                        self.closed_since.get_or_insert_with(Instant::now);
+                    }
+                }
             }
         }
         self.events = events;
@@ -237,7 +248,10 @@ impl Call {
     /// `Some` when the call is over: the client closed its channel, or the media stayed down.
     fn check_ended(&self) -> Option<Exit> {
         let pc_id = &self.entry.pc_id;
-        if self.channel_opened && !self.peer.can_send_data() {
+        if self
+            .closed_since
+            .is_some_and(|at| at.elapsed() >= CLOSE_GRACE)
+        {
             return Some(Exit::Ended(TransportNews::Ended {
                 reason: format!("{NAME}: the client closed call {pc_id}"),
                 error: None,
@@ -292,6 +306,7 @@ impl Call {
                     self.reported = JitterStats::default();
                     self.down_since = Some(Instant::now());
                     self.channel_opened = false;
+                    self.closed_since = None;
                     self.sending = false;
                     let _ = reply.send(Ok(sdp));
                 }

@@ -12,7 +12,7 @@
 //! | state becomes / stops being `SPEAKING` | `bot-started-speaking` / `bot-stopped-speaking` |
 //! | every state change | `server-message` `{"type": "agent-state", "state": …}` |
 //! | `INTERRUPTED` | `server-message` `{"type": "interrupted"}` |
-//! | `TURN_METRICS` | `metrics` (`ttfb` of `stt`, `agent`, `tts`; `processing` of `voice-to-voice`), seconds |
+//! | `TURN_METRICS` | `metrics`: `ttfb` of `stt` (end of speech to final transcript), `agent` (to its first text), `tts` (to its first audio); `processing` of `voice-to-voice` (end of speech to the first reply sample); seconds |
 //! | `ERROR` | `error` (`fatal`: false) |
 //!
 //! Pure data, on the call's task.
@@ -113,13 +113,17 @@ impl Rtvi {
             K::VB_EVENT_TURN_METRICS => {
                 let m = &event.metrics;
                 let seconds = |us: u64| us as f64 / 1e6;
+                // The metrics count from the end of the user's speech; each stage's own time is
+                // from the stage before it (none when a stage did not happen).
+                let stage =
+                    |at: u64, after: u64| (at > 0 && after > 0).then(|| at.saturating_sub(after));
                 let mut ttfb = Vec::new();
                 for (processor, us) in [
-                    ("stt", m.stt_final_us),
-                    ("agent", m.agent_first_text_us),
-                    ("tts", m.tts_first_audio_us),
+                    ("stt", (m.stt_final_us > 0).then_some(m.stt_final_us)),
+                    ("agent", stage(m.agent_first_text_us, m.stt_final_us)),
+                    ("tts", stage(m.tts_first_audio_us, m.agent_first_text_us)),
                 ] {
-                    if us > 0 {
+                    if let Some(us) = us {
                         ttfb.push(json!({"processor": processor, "value": seconds(us)}));
                     }
                 }
@@ -225,17 +229,23 @@ mod tests {
         let mut event = Event::new(K::VB_EVENT_TURN_METRICS, 0, S::VB_STATE_SPEAKING);
         event.metrics = VbTurnMetrics {
             stt_final_us: 250_000,
-            agent_first_text_us: 0,
-            tts_first_audio_us: 100_000,
+            agent_first_text_us: 300_000,
+            tts_first_audio_us: 450_000,
             first_output_audio_us: 900_000,
         };
         let v: Value = serde_json::from_str(&rtvi.on_event(&event, "t")[0]).unwrap();
         assert_eq!(
-            v["data"]["ttfb"][0],
-            json!({"processor": "stt", "value": 0.25})
+            v["data"]["ttfb"],
+            json!([
+                {"processor": "stt", "value": 0.25},
+                {"processor": "agent", "value": 0.05},
+                {"processor": "tts", "value": 0.15}
+            ])
         );
-        assert_eq!(v["data"]["ttfb"].as_array().unwrap().len(), 2);
         assert_eq!(v["data"]["processing"][0]["value"], 0.9);
+        event.metrics.agent_first_text_us = 0; // an S2S turn: no agent text
+        let v: Value = serde_json::from_str(&rtvi.on_event(&event, "t")[0]).unwrap();
+        assert_eq!(v["data"]["ttfb"].as_array().unwrap().len(), 1);
         let ready = br#"{"label": "rtvi-ai", "type": "client-ready", "id": "7", "data": {}}"#;
         assert_eq!(client_ready(ready), Some(Some("7".into())));
         assert_eq!(client_ready(b"{}"), None);
