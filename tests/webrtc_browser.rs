@@ -2,7 +2,9 @@
 //! from `tests/livekit/browser/`'s node_modules) opens the served page, its fake microphone
 //! plays a question spoken by eSpeak NG, the test clicks Talk and reads the captions from the
 //! DOM: the transcript of the question and the agent's answer must appear, with a latency row.
-//! The screenshot is kept at `target/webrtc-browser.png`.
+//! Then the page restarts ICE on its connection (a browser's `restartIce()`, a new offer for the
+//! same `pc_id`) and the data channel must answer again over it. The screenshot is kept at
+//! `target/webrtc-browser.png`.
 //!
 //! Chromium and the server run in a network namespace that has only `lo`
 //! (`tests/livekit/browser/run-in-netns.sh`): every packet is on 127.0.0.1.
@@ -51,7 +53,7 @@ for _ in $(seq 1 600); do grep -q '^serve: open' {dir}/serve.log && break; sleep
 URL=$(sed -n 's/^serve: open \([^ ]*\).*/\1/p' {dir}/serve.log)
 [ -n "$URL" ] || {{ echo "serve printed no URL"; exit 1; }}
 node {root}/tests/webrtc/browser.mjs --url "$URL" --mic {question} --screenshot {screenshot} \
-  --report {report} --timeout-ms 90000 2>{dir}/browser.log
+  --report {report} --timeout-ms 90000 --ice-restart 2>{dir}/browser.log
 "#,
         serve = env!("CARGO_BIN_EXE_voicebackend"),
         dir = dir.display(),
@@ -108,4 +110,28 @@ node {root}/tests/webrtc/browser.mjs --url "$URL" --mic {question} --screenshot 
         .fold(0.0, f64::max);
     assert!(loudest > 0.2, "the microphone meter moved: {}", logs());
     assert!(screenshot.exists());
+    // The ICE restart (restartIce, a new offer for the same pc_id): new credentials on both
+    // sides, connected again, and the data channel answers over it.
+    let restart = &report["iceRestart"];
+    assert_eq!(restart["samePcId"], true, "{}", logs());
+    assert_ne!(restart["localBefore"], restart["localAfter"], "{}", logs());
+    assert_ne!(
+        restart["remoteBefore"],
+        restart["remoteAfter"],
+        "{}",
+        logs()
+    );
+    assert_eq!(restart["iceState"], "connected", "{}", logs());
+    assert_eq!(
+        restart["transportUfrag"],
+        restart["localAfter"],
+        "{}",
+        logs()
+    );
+    assert_eq!(restart["transportIceState"], "connected", "{}", logs());
+    assert!(
+        restart["readyAfter"].as_u64() > restart["readyBefore"].as_u64(),
+        "bot-ready after the restart: {}",
+        logs()
+    );
 }

@@ -5,7 +5,11 @@
 // transcript of the user and a reply of the agent. Saves a screenshot; writes a JSON report.
 //
 //   node browser.mjs --url http://127.0.0.1:PORT/ --mic speech.wav --screenshot out.png \
-//       --report out.json [--timeout-ms 90000] [--chromium /usr/bin/chromium]
+//       --report out.json [--timeout-ms 90000] [--chromium /usr/bin/chromium] [--ice-restart]
+//
+// --ice-restart: once the captions are there, the page restarts ICE on its connection
+// (restartIce, a new offer for the same pc_id) and asks again with client-ready: a bot-ready
+// must come back over the data channel, carried by the restarted ICE.
 //
 // Exit status: 0 when both captions appeared; 1 otherwise (the reason on stderr and in the
 // report); 2 for bad arguments.
@@ -24,6 +28,7 @@ const { values: args } = parseArgs({
     url: { type: 'string' }, mic: { type: 'string' }, screenshot: { type: 'string' },
     report: { type: 'string' }, 'timeout-ms': { type: 'string', default: '90000' },
     chromium: { type: 'string', default: '/usr/bin/chromium' },
+    'ice-restart': { type: 'boolean', default: false },
   },
 });
 for (const needed of ['url', 'mic', 'screenshot', 'report']) {
@@ -75,6 +80,44 @@ try {
     await new Promise((r) => setTimeout(r, 200));
     seen = await read();
     report.levels.push(seen.level);
+  }
+  if (done(seen) && args['ice-restart']) {
+    report.iceRestart = await page.evaluate(async () => {
+      const ufrag = (d) => (d.sdp.match(/a=ice-ufrag:(\S+)/) || [])[1];
+      const pc = window.voicebackendPage.connection();
+      const status = document.getElementById('status');
+      const readyBefore = Number(status.dataset.ready || 0);
+      const before = document.getElementById('talk').dataset.pcId;
+      const localBefore = ufrag(pc.localDescription);
+      const remoteBefore = ufrag(pc.remoteDescription);
+      const pcId = await window.voicebackendPage.restartIce();
+      const localAfter = ufrag(pc.localDescription);
+      const remoteAfter = ufrag(pc.remoteDescription);
+      // The transport runs on the new credentials once a pair of the restarted ICE is selected.
+      const transport = async () => {
+        const stats = await pc.getStats();
+        return [...stats.values()].find((s) => s.type === 'transport') || {};
+      };
+      const t0 = Date.now();
+      let now = await transport();
+      while (Date.now() - t0 < 10000) {
+        now = await transport();
+        if (pc.iceConnectionState === 'connected' && now.iceLocalUsernameFragment === localAfter
+            && now.iceState === 'connected') break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      window.voicebackendPage.clientReady();
+      while (Date.now() - t0 < 10000 && Number(status.dataset.ready || 0) <= readyBefore) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return {
+        samePcId: pcId === before, localBefore, localAfter, remoteBefore, remoteAfter,
+        iceState: pc.iceConnectionState,
+        transportUfrag: now.iceLocalUsernameFragment, transportIceState: now.iceState,
+        pairChanges: now.selectedCandidatePairChanges,
+        readyBefore, readyAfter: Number(status.dataset.ready || 0), ms: Date.now() - t0,
+      };
+    });
   }
   // Let the agent's state settle and the reply's audio play, then keep a picture of it.
   await new Promise((r) => setTimeout(r, 1500));
