@@ -4,12 +4,10 @@
 //! sends (renegotiations, restarts, trickled candidates) — so that nothing is shared and nothing
 //! is locked.
 //!
-//! - **Client → session**: Opus packets go through the jitter buffer; every 20 ms one frame of
-//!   48 kHz PCM goes into the session's input ring.
-//! - **Session → client**: every 20 ms one frame of the agent's audio is taken from the out ring,
-//!   Opus-encoded and sent on the client's audio line (nothing while the agent is silent; a
-//!   barge-in empties the ring, so the line falls silent within a frame). Until the connection
-//!   is up the agent's audio waits in the ring.
+//! - **Audio** both ways at 20 ms through the shared media clock ([`Pump`]): the client's Opus
+//!   through the jitter buffer into the session's input ring at 48 kHz, the agent's voice
+//!   Opus-encoded onto the client's audio line (nothing while the agent is silent; a barge-in
+//!   silences it within a frame; until the connection is up the agent's audio waits).
 //! - **Data channel**: the session's events go out as RTVI messages ([`super::rtvi`]) on the
 //!   first channel the client opened, as text; what waits for the channel to open is kept (up to
 //!   [`MAX_QUEUED`] messages). `client-ready` is answered with `bot-ready`.
@@ -30,9 +28,8 @@ use super::live::{Control, LiveEntry};
 use super::offer::Refusal;
 use super::rtvi::{self, Rtvi};
 use crate::error::{Error, Result, VbStatus};
-use crate::transport::media::jitter::{JitterBuffer, JitterStats, Pulled};
-use crate::transport::media::opus::{EncoderSettings, FRAME_20MS, MAX_PACKET, OpusEncoder};
-use crate::transport::media::peer::{MAX_DATAGRAM, Peer, PeerEvent, Role, level_dbov};
+use crate::transport::media::peer::{MAX_DATAGRAM, Peer, PeerEvent, Role};
+use crate::transport::media::pump::Pump;
 use crate::transport::pending::Attach;
 use crate::transport::{MediaEdge, TransportNews};
 
@@ -68,19 +65,13 @@ pub struct Call {
     ip: IpAddr,
     disconnect_timeout: Duration,
     peer: Peer,
-    jitter: JitterBuffer,
-    reported: JitterStats,
-    encoder: OpusEncoder,
+    pump: Pump,
     edge: MediaEdge,
     close: oneshot::Receiver<()>,
     _done: crossbeam_channel::Sender<()>,
     control: mpsc::UnboundedReceiver<Control>,
     rtvi: Rtvi,
     queued: VecDeque<String>,
-    /// Media clock ticks so far (the agent's RTP time is ticks × 960).
-    ticks: u64,
-    /// Whether the previous tick sent audio (the next one after a pause starts a talkspurt).
-    sending: bool,
     /// Since when the media connection is down (not up yet, or lost).
     down_since: Option<Instant>,
     /// The client's data channel was open once.
@@ -127,19 +118,12 @@ impl Call {
             ip,
             disconnect_timeout,
             peer,
-            jitter: JitterBuffer::new()?,
-            reported: JitterStats::default(),
-            encoder: OpusEncoder::new(EncoderSettings {
-                complexity: opus_complexity,
-                ..EncoderSettings::default()
-            })?,
+            pump: Pump::new(opus_complexity)?,
             edge,
             close,
             _done: done,
             control,
             queued: VecDeque::new(),
-            ticks: 0,
-            sending: false,
             down_since: Some(Instant::now()),
             channel_opened: false,
             closed_since: None,
@@ -184,7 +168,9 @@ impl Call {
                     }
                 }
                 () = tokio::time::sleep_until(at.into()) => self.peer.on_timeout()?,
-                _ = clock.tick() => self.on_media_tick()?,
+                _ = clock.tick() => {
+                    self.pump.tick(&mut self.edge, &mut self.peer)?;
+                }
                 control = self.control.recv() => match control {
                     Some(control) => self.on_control(control).await,
                     None => return Ok(Exit::Closed),
@@ -210,7 +196,7 @@ impl Call {
             match event {
                 PeerEvent::Audio {
                     seq, ts, data, at, ..
-                } => self.jitter.push(seq, ts, &data, at),
+                } => self.pump.push(seq, ts, &data, at),
                 PeerEvent::Connected => {
                     tracing::debug!("{NAME}: call {} connected", self.entry.pc_id);
                     self.down_since = None;
@@ -295,19 +281,14 @@ impl Call {
                         "{NAME}: call {}: new peer connection (restart_pc)",
                         self.entry.pc_id
                     );
+                    if let Err(e) = self.pump.restart_input(&self.edge) {
+                        let _ = reply.send(Err(Refusal::new(500, e.message().to_owned())));
+                        return;
+                    }
                     self.peer = peer;
-                    self.jitter = match JitterBuffer::new() {
-                        Ok(jitter) => jitter,
-                        Err(e) => {
-                            let _ = reply.send(Err(Refusal::new(500, e.message().to_owned())));
-                            return;
-                        }
-                    };
-                    self.reported = JitterStats::default();
                     self.down_since = Some(Instant::now());
                     self.channel_opened = false;
                     self.closed_since = None;
-                    self.sending = false;
                     let _ = reply.send(Ok(sdp));
                 }
                 Err(refusal) => {
@@ -322,49 +303,6 @@ impl Call {
                 }
             }
         }
-    }
-
-    /// One tick of the media clock: a frame of the client in, a frame of the agent out.
-    fn on_media_tick(&mut self) -> Result<()> {
-        self.ticks += 1;
-        let mut frame = [0i16; FRAME_20MS];
-        if self.jitter.pull(&mut frame)? == Pulled::Audio {
-            self.edge.writer.push(&frame);
-        }
-        self.count_media();
-        if !self.peer.can_send_audio() {
-            self.sending = false;
-            return Ok(());
-        }
-        let n = self.edge.reader.read(&mut frame);
-        if n == 0 {
-            self.sending = false;
-            return Ok(());
-        }
-        frame[n..].fill(0);
-        let mut packet = [0u8; MAX_PACKET];
-        let len = self.encoder.encode(&frame, &mut packet)?;
-        let rtp_time = self.ticks * FRAME_20MS as u64;
-        self.sending =
-            self.peer
-                .write_audio(&packet[..len], rtp_time, level_dbov(&frame), !self.sending)?;
-        // What was played is what the host may record.
-        let monitor = &mut self.edge.monitor;
-        if let Ok(chunk) = monitor.write_chunk_uninit(n.min(monitor.slots())) {
-            chunk.fill_from_iter(frame[..n].iter().copied());
-        }
-        Ok(())
-    }
-
-    /// Adds what the jitter buffer saw since last time to the engine's health counters.
-    fn count_media(&mut self) {
-        let now = self.jitter.stats();
-        let before = std::mem::replace(&mut self.reported, now);
-        self.edge.counters.add_media(
-            now.received.saturating_sub(before.received),
-            now.lost.saturating_sub(before.lost),
-            (now.concealed + now.recovered).saturating_sub(before.concealed + before.recovered),
-        );
     }
 
     /// Sends an RTVI message now, or once the channel opens.
