@@ -199,3 +199,63 @@ fn a_second_client_is_refused_with_503_while_the_only_session_is_taken() {
         "{held}"
     );
 }
+
+/// The host of `a_session_the_host_stops_tells_the_client_and_closes_its_channel`: keeps every
+/// session it is handed.
+struct Keeper(std::sync::Mutex<Vec<voicebackend::Session>>);
+
+impl voicebackend::backend::IncomingHandler for Keeper {
+    fn on_session(
+        &self,
+        session: voicebackend::Session,
+        _: &Value,
+    ) -> voicebackend::Result<voicebackend::backend::Accepted> {
+        self.0.lock().unwrap().push(session);
+        Ok(voicebackend::backend::Accepted {
+            agent: Some(common::echo_agent()),
+            on_event: None,
+        })
+    }
+}
+
+#[test]
+fn a_session_the_host_stops_tells_the_client_and_closes_its_channel() {
+    let Some(python) = python() else {
+        skip_without(
+            "aiortc in the test venv",
+            "scripts/setup.sh --tests installs it",
+        );
+        return;
+    };
+    let dir = test_dir("webrtc-aiortc-left");
+    let wav = question(&dir);
+    let backend = voicebackend::Backend::from_json(
+        r#"{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts",
+            "persistence":{"path":""},"provider_config":{"webrtc":{}}}"#,
+    )
+    .unwrap();
+    let keeper = std::sync::Arc::new(Keeper(std::sync::Mutex::new(Vec::new())));
+    backend.set_incoming(keeper.clone()).unwrap();
+    backend.start().unwrap();
+    let url = format!("http://{}", backend.listening_address().unwrap());
+    let client =
+        std::thread::spawn(move || client(&python, &url, &wav, &["--hold", "20", "--until-left"]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while keeper.0.lock().unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no call arrived");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Let the data channel open, then the host hangs up.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let stopped_at = std::time::Instant::now();
+    keeper.0.lock().unwrap()[0].stop().unwrap();
+    let (code, report, stderr) = client.join().unwrap();
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert_eq!(report["left"], true, "peerLeft arrived: {report}\n{stderr}");
+    assert_eq!(report["channel_closed"], true, "{report}\n{stderr}");
+    assert!(
+        stopped_at.elapsed() < std::time::Duration::from_secs(10),
+        "the client heard of it at once, not after its hold"
+    );
+    backend.stop(std::time::Duration::from_secs(5)).unwrap();
+}

@@ -6,6 +6,7 @@ one JSON report on stdout.
 
     client.py --url http://127.0.0.1:PORT --wav speech.wav [--turns N] [--restart] [--timeout S]
     client.py --url … --wav … --hold S        # connect and stay S seconds (fills a session)
+    client.py --url … --wav … --hold S --until-left   # … or until the agent leaves (peerLeft)
 
 Exit status: 0 when the run ended as asked (the report says what happened), 3 when the offer was
 refused (the report holds the HTTP status and body), 1 on a timeout or an error.
@@ -90,6 +91,8 @@ class Report:
         self.loud_frames = 0
         self.pc_ids = []
         self.restarted = False
+        self.left = False
+        self.channel_closed = False
 
     def types(self):
         return [m.get("type") for m in self.messages]
@@ -114,6 +117,8 @@ class Report:
             "metrics": [m["data"] for m in self.messages if m.get("type") == "metrics"],
             "audio_ms": self.audio_frames * 20,
             "loud_ms": self.loud_frames * 20,
+            "left": self.left,
+            "channel_closed": self.channel_closed,
         }
 
 
@@ -144,7 +149,15 @@ async def connect(url, speaker, report, pc_id=None):
 
     @channel.on("message")
     def on_message(message):
-        report.messages.append(json.loads(message))
+        message = json.loads(message)
+        if message.get("type") == "signalling" and message.get("message", {}).get("type") == "peerLeft":
+            report.left = True
+        else:
+            report.messages.append(message)
+
+    @channel.on("close")
+    def on_close():
+        report.channel_closed = True
 
     @pc.on("track")
     def on_track(track):
@@ -189,7 +202,13 @@ async def run(args):
         print(json.dumps({"refused": status, "body": body}))
         return 3
     if args.hold:
-        await asyncio.sleep(args.hold)
+        if args.until_left:
+            try:
+                await wait_for(lambda: report.left and report.channel_closed, args.hold)
+            except TimeoutError:
+                pass
+        else:
+            await asyncio.sleep(args.hold)
         await pc.close()
         print(json.dumps(report.json()))
         return 0
@@ -230,6 +249,7 @@ def main():
     parser.add_argument("--turns", type=int, default=1)
     parser.add_argument("--restart", action="store_true")
     parser.add_argument("--hold", type=float, default=0)
+    parser.add_argument("--until-left", action="store_true")
     parser.add_argument("--timeout", type=float, default=60)
     sys.exit(asyncio.run(run(parser.parse_args())))
 

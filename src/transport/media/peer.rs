@@ -370,6 +370,14 @@ impl Peer {
         self.connected && self.audio_mid.is_some()
     }
 
+    /// Closes the data channel this peer sends on, if open (the peer sees it close once
+    /// [`Peer::drain`] sent it).
+    pub fn close_data(&mut self) {
+        if let Some(id) = self.reliable.take() {
+            self.rtc.direct_api().close_data_channel(id);
+        }
+    }
+
     /// Whether the data channel this peer sends on is open.
     pub fn can_send_data(&self) -> bool {
         self.reliable.is_some()

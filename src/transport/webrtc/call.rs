@@ -14,7 +14,9 @@
 //! - **The end**: the client closing its data channel ends the call [`CLOSE_GRACE`] later unless
 //!   a `restart_pc` offer came meanwhile (a reconnecting client closes its old connection
 //!   first); so does a media connection that stays down (never up, ICE lost) for
-//!   `disconnect_timeout_ms` with no new offer. The session closing the transport ends the task.
+//!   `disconnect_timeout_ms` with no new offer. The session closing the transport (the host
+//!   stopped it) ends the task: the client is told (`peerLeft`, as Pipecat's bots say it) and the
+//!   data channel closed.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -38,6 +40,8 @@ pub const MAX_QUEUED: usize = 256;
 /// How long a call whose client closed its data channel waits for a `restart_pc` offer (a client
 /// reconnecting closes its old connection first) before it ends.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long a call the session ended keeps its connection running for the goodbye to arrive.
+pub const LEAVE_TIME: Duration = Duration::from_millis(300);
 
 /// Why the call ended.
 enum Exit {
@@ -141,7 +145,10 @@ impl Call {
             }),
         };
         match exit {
-            Exit::Closed => tracing::info!("{NAME}: the session ended call {}", self.entry.pc_id),
+            Exit::Closed => {
+                tracing::info!("{NAME}: the session ended call {}", self.entry.pc_id);
+                self.leave().await;
+            }
             Exit::Ended(news) => {
                 if let TransportNews::Ended { reason, .. } = &news {
                     tracing::info!("{reason}");
@@ -184,6 +191,37 @@ impl Call {
                     }
                     None => return Ok(Exit::Closed),
                 },
+            }
+        }
+    }
+
+    /// Tells the client the agent left (Pipecat's `{"type": "signalling", "message": {"type":
+    /// "peerLeft"}}`, what a SmallWebRTC bot sends as it closes) and closes the data channel,
+    /// running the connection for [`LEAVE_TIME`] so that the close reaches the client.
+    async fn leave(&mut self) {
+        let left = rtvi::peer_left();
+        if self.queued.is_empty() {
+            let _ = self.peer.send_data(false, left.as_bytes());
+        }
+        self.peer.close_data();
+        let deadline = tokio::time::Instant::now() + LEAVE_TIME;
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut events = Vec::new();
+        loop {
+            let Ok(at) = self.peer.drain(&mut events) else {
+                return;
+            };
+            events.clear();
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return,
+                received = self.peer.recv(&mut buf) => {
+                    if let Ok((n, from)) = received {
+                        let _ = self.peer.on_datagram(&buf[..n], from);
+                    }
+                }
+                () = tokio::time::sleep_until(at.into()) => {
+                    let _ = self.peer.on_timeout();
+                }
             }
         }
     }

@@ -14,6 +14,7 @@
 //! | `INTERRUPTED` | `server-message` `{"type": "interrupted"}` |
 //! | `TURN_METRICS` | `metrics`: `ttfb` of `stt` (end of speech to final transcript), `agent` (to its first text), `tts` (to its first audio); `processing` of `voice-to-voice` (end of speech to the first reply sample); seconds |
 //! | `ERROR` | `error` (`fatal`: false) |
+//! | the session stopped by the host | `{"type": "signalling", "message": {"type": "peerLeft"}}` (Pipecat's, not RTVI), then the channel closes |
 //!
 //! Pure data, on the call's task.
 
@@ -44,6 +45,12 @@ pub fn bot_ready(id: Option<&str>) -> String {
         ready["id"] = id.into();
     }
     ready.to_string()
+}
+
+/// Pipecat's signalling message that the bot left the call (`PeerLeftMessage` of
+/// `pipecat/transports/smallwebrtc/connection.py`), sent on the data channel before it closes.
+pub fn peer_left() -> String {
+    json!({"type": "signalling", "message": {"type": "peerLeft"}}).to_string()
 }
 
 /// The `id` of a `client-ready` message from the client, `None` for anything else.
