@@ -9,14 +9,17 @@
 #
 # The bot's TTS is eSpeak NG through libespeak-ng (a Debian package from scripts/setup.sh).
 #
+# aiortc (a WebRTC peer in Python) is the independent client of the direct WebRTC tests
+# (tests/webrtc/client.py, run by tests/webrtc_aiortc.rs).
+#
 # Venv: ${VOICEBACKEND_VENV:-$HOME/.cache/voicebackend/venv}. Idempotent: a venv whose pinned
 # packages are already installed is left alone. Needs python3 with the venv module.
 set -euo pipefail
 
 VENV="${VOICEBACKEND_VENV:-$HOME/.cache/voicebackend/venv}"
-REQUIREMENTS=("pipecat-ai[silero,websocket,whisper]==1.14.0")
+REQUIREMENTS=("pipecat-ai[silero,websocket,whisper]==1.14.0" "aiortc==1.16.0")
 # Checked after installing: what the bot imports.
-IMPORTS="pipecat, pipecat.transports.websocket.server, pipecat.serializers.protobuf, pipecat.audio.vad.silero, pipecat.services.whisper.stt, faster_whisper"
+IMPORTS="pipecat, pipecat.transports.websocket.server, pipecat.serializers.protobuf, pipecat.audio.vad.silero, pipecat.services.whisper.stt, faster_whisper, aiortc"
 
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import $IMPORTS" 2>/dev/null \
     && [ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("pipecat-ai"))')" = "1.14.0" ]; then

@@ -9,11 +9,12 @@ use super::SessionPipeline;
 use super::s2s::S2sPipeline;
 use super::stt_tts::SttTtsPipeline;
 use crate::config::{BackendConfig, PipelineType, parse_section};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::provider::network::pipecat;
 use crate::provider::{ProviderRegistry, ProviderSetup};
 use crate::transport::livekit::{self, LiveKit};
 use crate::transport::phone::{self, Phone, PhoneSettings};
+use crate::transport::webrtc::{self, WebRtc, WebRtcSettings};
 use crate::transport::{self, MediaTransport};
 
 /// A kind of backend.
@@ -42,8 +43,9 @@ pub fn builtin() -> Vec<Arc<dyn BackendKind>> {
 
 /// The embedded backend: the whole pipeline runs in this process, audio comes through the host
 /// calls, providers come from the provider registry. With `provider_config.phone` it also takes
-/// phone calls ([`crate::transport::phone`]): sessions of transport `"phone"` that arrive by
-/// themselves.
+/// phone calls ([`crate::transport::phone`]), with `provider_config.webrtc` browsers' direct
+/// WebRTC calls ([`crate::transport::webrtc`]): sessions of transport `"phone"` or `"webrtc"`
+/// that arrive by themselves. One listening transport per backend: not both.
 pub struct Local;
 
 impl BackendKind for Local {
@@ -52,24 +54,37 @@ impl BackendKind for Local {
     }
 
     fn prepare(&self, config: &BackendConfig) -> Result<Recipe> {
-        // The only section is `phone` (checked below); other keys are an error.
-        let _: serde_json::Value =
-            parse_section("provider_config", &config.provider_config, &["phone"])?;
+        // The only sections are `phone` and `webrtc` (checked below); other keys are an error.
+        let _: serde_json::Value = parse_section(
+            "provider_config",
+            &config.provider_config,
+            &["phone", "webrtc"],
+        )?;
         let conversation = local_conversation(config)?;
-        Ok(
-            match PhoneSettings::from_provider_config(&config.provider_config)? {
-                None => Recipe {
-                    conversation,
-                    transports: &[transport::HOST],
-                    media: None,
-                },
-                Some(settings) => Recipe {
-                    conversation,
-                    transports: &[transport::HOST, phone::TRANSPORT],
-                    media: Some(Arc::new(Phone::new(settings))),
-                },
+        let phone = PhoneSettings::from_provider_config(&config.provider_config)?;
+        let webrtc = WebRtcSettings::from_provider_config(&config.provider_config)?;
+        Ok(match (phone, webrtc) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid_config(
+                    "provider_config: 'phone' and 'webrtc' cannot both be set (one listening transport per backend: make two backends)",
+                ));
+            }
+            (Some(settings), None) => Recipe {
+                conversation,
+                transports: &[transport::HOST, phone::TRANSPORT],
+                media: Some(Arc::new(Phone::new(settings))),
             },
-        )
+            (None, Some(settings)) => Recipe {
+                conversation,
+                transports: &[transport::HOST, webrtc::TRANSPORT],
+                media: Some(Arc::new(WebRtc::new(settings))),
+            },
+            (None, None) => Recipe {
+                conversation,
+                transports: &[transport::HOST],
+                media: None,
+            },
+        })
     }
 }
 

@@ -6,8 +6,10 @@
 //!   them (`process_opus` / `read_opus`), [`host_opus`].
 //! - media transports ([`MediaTransport`]) carry the audio over a network themselves, on the I/O
 //!   runtime: [`livekit`] joins a LiveKit room as the agent participant; [`phone`] takes phone
-//!   calls that Twilio or Telnyx stream to it over WebSocket. They share the media edge
-//!   ([`media`]: Opus, jitter buffer, G.711).
+//!   calls that Twilio or Telnyx stream to it over WebSocket; [`webrtc`] takes browsers' direct
+//!   WebRTC calls (Pipecat's `POST /api/offer`). They share the media edge ([`media`]: Opus,
+//!   jitter buffer, the str0m peer connection, G.711); listening ones pair a call with its
+//!   session through [`pending`].
 
 pub mod cpu_load;
 pub mod edge;
@@ -15,7 +17,9 @@ pub mod host;
 pub mod host_opus;
 pub mod livekit;
 pub mod media;
+pub mod pending;
 pub mod phone;
+pub mod webrtc;
 
 use std::future::Future;
 use std::pin::Pin;

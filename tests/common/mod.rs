@@ -6,6 +6,7 @@ pub mod admission;
 pub mod livekit;
 pub mod phone;
 pub mod pipecat;
+pub mod serve;
 pub mod worker;
 
 use std::sync::Arc;

@@ -6,6 +6,7 @@
 //! voicebackend transcribe file.wav [--stt NAME] [--config FILE]
 //! voicebackend agent --room NAME [--url URL] [--user IDENTITY] [--once] [--stt NAME] [--tts NAME] [--config FILE]
 //! voicebackend agent --worker [--agent-name NAME] [--max-jobs N] [--url URL] [--stt NAME] [--tts NAME] [--config FILE]
+//! voicebackend serve [--port N] [--stt NAME] [--tts NAME] [--config FILE]
 //! voicebackend rooms list | create ROOM | delete ROOM | participants ROOM | remove ROOM IDENTITY | dispatch ROOM [--agent-name NAME] [--metadata TEXT]
 //! ```
 
@@ -14,6 +15,7 @@ mod converse;
 mod report;
 mod room;
 mod rooms;
+mod serve;
 mod signals;
 mod wav;
 
@@ -47,6 +49,13 @@ USAGE:
       (every new room; with --agent-name only explicit dispatches to NAME), each one a
       conversation with the built-in agent. SIGINT/SIGTERM drains: conversations under way
       finish (up to 10 minutes), no new ones come, then it exits.
+  voicebackend serve [--port N] [OPTIONS]
+      Serves a page at http://127.0.0.1:N/ (default 8080; 0: any free port) where a browser
+      talks with the built-in agent over WebRTC, directly (no SFU): a talk button, live
+      captions, the agent's state, a microphone meter, per-turn latency. Offers go to
+      POST /api/offer (Pipecat's SmallWebRTC shape); --config FILE is a `local` backend
+      configuration (its own providers; provider_config.webrtc is filled in). SIGINT/SIGTERM
+      drains: calls under way finish (up to a minute), then it exits.
   voicebackend rooms list | create ROOM | delete ROOM | participants ROOM
   voicebackend rooms remove ROOM IDENTITY | dispatch ROOM [--agent-name NAME] [--metadata TEXT]
       LiveKit's room service (same server and keys as `agent`): prints the answer as JSON.
@@ -152,6 +161,7 @@ fn run(args: &[String]) -> Result<(), String> {
         "transcribe" => transcribe(&Args::parse(rest, &["realtime"])?),
         "agent" => agent(&Args::parse(rest, &["once", "worker"])?),
         "rooms" => rooms::run(&Args::parse(rest, &[])?),
+        "serve" => serve(&Args::parse(rest, &[])?),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
@@ -214,6 +224,27 @@ fn converse(args: &Args) -> Result<(), String> {
     wav::write(&PathBuf::from(output), &result.timeline, audio.rate)?;
     println!("Agent audio on the conversation timeline: {output}");
     Ok(())
+}
+
+fn serve(args: &Args) -> Result<(), String> {
+    args.only(&["port", "stt", "tts", "config"])?;
+    let port = match args.value(&["port"]) {
+        Some(port) => port
+            .parse::<u16>()
+            .map_err(|_| format!("--port {port}: not a port number (0–65535)"))?,
+        None => 8080,
+    };
+    let base = match args.value(&["config"]) {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?),
+        None => None,
+    };
+    let json = serve::backend_json(
+        base.as_deref(),
+        args.value(&["stt"]).unwrap_or("whisper"),
+        args.value(&["tts"]).unwrap_or("espeak"),
+        port,
+    )?;
+    serve::run(&json, std::time::Duration::from_secs(60))
 }
 
 fn agent(args: &Args) -> Result<(), String> {

@@ -112,7 +112,7 @@ impl IncomingHandler for Conversations {
 }
 
 /// Prints the conversation until the session ends (its reason) or a signal arrives (`None`).
-fn converse(session: &voicebackend::Session) -> Option<String> {
+pub fn converse(session: &voicebackend::Session) -> Option<String> {
     let mut buf = vec![0i16; 4800];
     loop {
         if stop_requested() {

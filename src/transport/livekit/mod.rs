@@ -6,7 +6,6 @@
 //! |---|---|
 //! | [`settings`] | `provider_config` (url, keys, identity, Opus complexity), tokens |
 //! | [`signal`] | the `/rtc` WebSocket: join, resume, leave |
-//! | [`peer`] | one WebRTC peer connection (str0m) and its UDP socket |
 //! | [`room`] | who is in the room, whom the agent listens to |
 //! | [`data`] | captions (`lk.transcription` text streams) and `lk.agent.state` |
 //! | [`participant`] | the session's task: all of the above, and the 20 ms media clock |
@@ -18,7 +17,6 @@
 
 pub mod data;
 pub mod participant;
-pub mod peer;
 pub mod recover;
 pub mod room;
 pub mod rooms;

@@ -3,11 +3,12 @@
 //! once — signal messages, datagrams, str0m's timers, the 20 ms media clock, the session's events
 //! — so that nothing is shared and nothing is locked.
 //!
-//! Every 20 ms the media clock takes one frame of the user's audio out of the jitter buffer into
-//! the session's input ring, and one frame of the agent's audio out of the session's out ring
-//! into the encoder and onto the published track (nothing is sent while the agent is silent; a
-//! barge-in empties the out ring, so the track falls silent within a frame). Until the published
-//! track is connected the agent's audio waits in the out ring.
+//! Every 20 ms the media clock (`media::pump`, shared with direct browser calls) takes one frame
+//! of the user's audio out of the jitter buffer into the session's input ring, and one frame of
+//! the agent's audio out of the session's out ring into the encoder and onto the published track
+//! (nothing is sent while the agent is silent; a barge-in empties the out ring, so the track falls
+//! silent within a frame). Until the published track is connected the agent's audio waits in the
+//! out ring.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -19,15 +20,14 @@ use tokio::sync::oneshot;
 use tokio::time::MissedTickBehavior;
 
 use super::data::{Captions, Outgoing};
-use super::peer::{MAX_DATAGRAM, Peer, PeerEvent};
 use super::room::{Room, RoomChange};
 use super::settings::{AGENT_STATE, NAME, Settings};
 use super::signal::{self, Joined, SignalRx, SignalTx};
 use crate::config::Secret;
 use crate::error::{Error, Result, VbStatus};
 use crate::net::redact_url;
-use crate::transport::media::jitter::{JitterBuffer, JitterStats, Pulled};
-use crate::transport::media::opus::{EncoderSettings, FRAME_20MS, MAX_PACKET, OpusEncoder};
+use crate::transport::media::peer::{MAX_DATAGRAM, Peer, PeerEvent, Role};
+use crate::transport::media::pump::Pump;
 use crate::transport::{MediaEdge, TransportNews};
 
 /// Data packets kept while the data channel is not open yet, at most.
@@ -74,16 +74,11 @@ pub struct Participant {
     /// Our track's client id and, once published, its sid.
     cid: String,
     agent_track: Option<String>,
-    jitter: JitterBuffer,
-    reported: JitterStats,
-    encoder: OpusEncoder,
+    /// The media clock: jitter buffer and encoder.
+    pump: Pump,
     edge: MediaEdge,
     captions: Captions,
     queued_data: std::collections::VecDeque<Vec<u8>>,
-    /// Media clock ticks so far (the published track's RTP time is ticks × 960).
-    ticks: u64,
-    /// Whether the previous tick sent audio (the next one after a pause starts a talkspurt).
-    sending: bool,
     /// Whether a published track that never connected was reported.
     publish_stalled_reported: bool,
     events: Vec<PeerEvent>,
@@ -115,10 +110,7 @@ impl Participant {
             ));
         };
         let ip = local_ip_towards(&spec.url).await;
-        let encoder = OpusEncoder::new(EncoderSettings {
-            complexity: spec.settings.opus_complexity,
-            ..EncoderSettings::default()
-        })?;
+        let pump = Pump::new(spec.settings.opus_complexity)?;
         let mut participant = Participant {
             sid: join
                 .participant
@@ -128,19 +120,15 @@ impl Participant {
             ping_every: Duration::from_secs(join.ping_interval.clamp(1, 60) as u64),
             ping_timeout: Duration::from_secs(join.ping_timeout.clamp(2, 120) as u64),
             last_heard: Instant::now(),
-            subscriber: Peer::new(ip).await?,
-            publisher: Peer::new(ip).await?,
+            subscriber: Peer::new(ip, NAME, Role::Offerer).await?,
+            publisher: Peer::new(ip, NAME, Role::Offerer).await?,
             room: Room::new(&spec.user_id),
             cid: format!("{}-mic", spec.settings.identity),
             agent_track: None,
-            jitter: JitterBuffer::new()?,
-            reported: JitterStats::default(),
-            encoder,
+            pump,
             captions: Captions::new(&spec.settings.identity),
             queued_data: std::collections::VecDeque::new(),
-            ticks: 0,
             publish_stalled_reported: false,
-            sending: false,
             events: Vec::new(),
             edge,
             token,
@@ -245,7 +233,7 @@ impl Participant {
                     ts,
                     data,
                     at,
-                } if self.room.is_user_audio(&mid) => self.jitter.push(seq, ts, &data, at),
+                } if self.room.is_user_audio(&mid) => self.pump.push(seq, ts, &data, at),
                 PeerEvent::Disconnected => self.report(Error::new(
                     VbStatus::VB_ERR_CONNECTION_FAILED,
                     format!("{NAME}: the media connection to the server was interrupted"),
@@ -278,68 +266,25 @@ impl Participant {
         Ok(at)
     }
 
-    /// One tick of the media clock: a frame of the user in, a frame of the agent out.
+    /// One tick of the media clock: a frame of the user in, a frame of the agent out (see
+    /// [`Pump`]); a published track that never connects is reported once.
     fn on_media_tick(&mut self) -> Result<()> {
-        self.ticks += 1;
-        let mut frame = [0i16; FRAME_20MS];
-        if self.jitter.pull(&mut frame)? == Pulled::Audio {
-            self.edge.writer.push(&frame);
-        }
-        self.count_media();
-        if !self.publisher.can_send_audio() {
-            // The agent's audio waits in its ring until the track can carry it (a greeting said
-            // at once is heard whole, not lost to the handshake).
-            self.sending = false;
-            let waited = Duration::from_millis(self.ticks * 20);
-            if !self.publish_stalled_reported && waited > self.spec.settings.timeout {
-                self.publish_stalled_reported = true;
-                self.report(Error::new(
-                    VbStatus::VB_ERR_CONNECTION_FAILED,
-                    format!(
-                        "{NAME}: the agent's track in room '{}' did not connect within {} ms (ICE/DTLS): the user cannot hear the agent",
-                        self.spec.room,
-                        self.spec.settings.timeout.as_millis()
-                    ),
-                ));
-            }
+        if self.pump.tick(&mut self.edge, &mut self.publisher)? {
             return Ok(());
         }
-        let n = self.edge.reader.read(&mut frame);
-        if n == 0 {
-            self.sending = false;
-            return Ok(());
-        }
-        frame[n..].fill(0);
-        let mut packet = [0u8; MAX_PACKET];
-        let len = self.encoder.encode(&frame, &mut packet)?;
-        let rtp_time = self.ticks * FRAME_20MS as u64;
-        let sent = self.publisher.write_audio(
-            &packet[..len],
-            rtp_time,
-            level_dbov(&frame),
-            !self.sending,
-        )?;
-        self.sending = sent;
-        // What was played is what the host may record.
-        if let Ok(chunk) = self
-            .edge
-            .monitor
-            .write_chunk_uninit(n.min(self.edge.monitor.slots()))
-        {
-            chunk.fill_from_iter(frame[..n].iter().copied());
+        let waited = Duration::from_millis(self.pump.ticks() * 20);
+        if !self.publish_stalled_reported && waited > self.spec.settings.timeout {
+            self.publish_stalled_reported = true;
+            self.report(Error::new(
+                VbStatus::VB_ERR_CONNECTION_FAILED,
+                format!(
+                    "{NAME}: the agent's track in room '{}' did not connect within {} ms (ICE/DTLS): the user cannot hear the agent",
+                    self.spec.room,
+                    self.spec.settings.timeout.as_millis()
+                ),
+            ));
         }
         Ok(())
-    }
-
-    /// Adds what the jitter buffer saw since last time to the engine's health counters.
-    fn count_media(&mut self) {
-        let now = self.jitter.stats();
-        let before = std::mem::replace(&mut self.reported, now);
-        self.edge.counters.add_media(
-            now.received - before.received,
-            now.lost - before.lost,
-            now.concealed + now.recovered - before.concealed - before.recovered,
-        );
     }
 
     async fn ping(&mut self) -> Result<()> {
@@ -529,16 +474,6 @@ impl Participant {
     }
 }
 
-/// The level of a frame in dBov (0 loudest, -127 silence), for the audio-level extension.
-fn level_dbov(frame: &[i16]) -> i8 {
-    let energy: f64 = frame.iter().map(|&s| f64::from(s).powi(2)).sum();
-    let rms = (energy / frame.len().max(1) as f64).sqrt() / 32768.0;
-    if rms <= 0.0 {
-        return -127;
-    }
-    (20.0 * rms.log10()).clamp(-127.0, 0.0) as i8
-}
-
 /// The address this machine reaches the server from (a UDP socket "connected" towards it; no
 /// packet is sent), for the peer connections' host candidate. Loopback when that fails.
 async fn local_ip_towards(url: &str) -> IpAddr {
@@ -572,18 +507,5 @@ async fn local_ip_towards(url: &str) -> IpAddr {
             socket.local_addr().map_or(loopback, |a| a.ip())
         }
         _ => loopback,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn levels_follow_loudness() {
-        assert_eq!(level_dbov(&[0; 960]), -127);
-        assert_eq!(level_dbov(&[i16::MAX; 960]), 0);
-        let quiet = level_dbov(&[300; 960]);
-        assert!((-41..=-39).contains(&quiet), "{quiet}");
     }
 }

@@ -6,7 +6,6 @@
 //! |---|---|
 //! | [`settings`] | `provider_config.phone` of the `local` backend: address, paths |
 //! | [`protocol`] | the two vendors' JSON messages, parsed and built |
-//! | [`calls`] | calls waiting for their session, paired with it through `connection_token` |
 //! | [`server`] | the listening socket: accepts, routes by path, drains, stops |
 //! | [`call`] | one call until its session starts: handshake, `start`, the host's decision |
 //! | [`stream`] | one call with its session: audio both ways at 20 ms, marks, `clear`, DTMF |
@@ -17,7 +16,6 @@
 //! does not know a pending call's key).
 
 pub mod call;
-pub mod calls;
 pub mod protocol;
 pub mod server;
 pub mod settings;
@@ -28,8 +26,8 @@ use std::sync::Arc;
 use crate::config::SessionConfig;
 use crate::error::{Error, Result};
 use crate::transport::media::g711::G711_RATE;
+use crate::transport::pending::Calls;
 use crate::transport::{Arrivals, BoxFuture, Listener, MediaEdge, MediaLink, MediaTransport};
-use calls::Calls;
 pub use settings::PhoneSettings;
 
 /// Who errors are attributed to, and the name in messages.
@@ -48,7 +46,7 @@ impl Phone {
     pub fn new(settings: PhoneSettings) -> Phone {
         Phone {
             settings,
-            calls: Arc::new(Calls::default()),
+            calls: Arc::new(Calls::new(NAME)),
         }
     }
 }

@@ -16,9 +16,9 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 use super::NAME;
-use super::calls::Calls;
 use super::settings::PhoneSettings;
 use crate::error::{Error, Result};
+use crate::transport::pending::Calls;
 use crate::transport::{Arrivals, Listener};
 
 /// How long `stop` waits for the accepting task.

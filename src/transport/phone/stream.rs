@@ -31,11 +31,11 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::NAME;
 use super::call::{CallSocket, close, describe, non_text};
-use super::calls::Attach;
 use super::protocol::{self, CallStart, Dialect, Inbound, Outbound, excerpt};
 use crate::error::{Error, Result, VbStatus};
 use crate::event::VbEventKind;
 use crate::transport::media::g711::{G711_RATE, Law};
+use crate::transport::pending::Attach;
 use crate::transport::{MediaEdge, TransportNews};
 
 /// Samples of one 20 ms frame at 8 kHz.

@@ -1,7 +1,9 @@
-//! One WebRTC peer connection to the LiveKit server: a str0m [`Rtc`] (sans-I/O) and the UDP
-//! socket it talks through. LiveKit uses two per participant: the *subscriber* (the server
-//! offers, we answer; the user's audio and the server's data channels arrive on it) and the
-//! *publisher* (we offer; the agent's voice and its data go out on it).
+//! One WebRTC peer connection: a str0m [`Rtc`] (sans-I/O) and the UDP socket it talks through,
+//! shared by every WebRTC transport. The LiveKit participant uses two per session: the
+//! *subscriber* (the server offers, we answer; the user's audio and the server's data channels
+//! arrive on it) and the *publisher* (we offer; the agent's voice and its data go out on it,
+//! [`Peer::offer_publish`]). A direct browser call uses one ([`Role::Answerer`]): the browser
+//! offers a send-receive audio line and its data channel, we answer and send on both.
 //!
 //! str0m does no I/O: every change (an input, an offer, a write) is followed by
 //! [`Peer::drain`], which sends what it produced, collects its events and returns when it next
@@ -18,7 +20,6 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 
-use super::settings::NAME;
 use crate::error::{Error, Result, VbStatus};
 
 /// The largest datagram read from the socket.
@@ -48,10 +49,27 @@ pub enum PeerEvent {
     ChannelOpen(ChannelId, String),
     /// A message on a data channel.
     ChannelData(ChannelId, Vec<u8>),
+    /// A data channel closed.
+    ChannelClosed(ChannelId),
+}
+
+/// How a peer connection sends: what decides its audio line and its data channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends only what it offered itself ([`Peer::offer_publish`]): its own audio line, and its
+    /// own `_reliable` channel (LiveKit's publisher); what it answers is receive-only for it
+    /// (LiveKit's subscriber).
+    Offerer,
+    /// Answers a peer's offer and sends on what that offer brought: the agent's voice on the
+    /// offered audio line, data on the first data channel the peer opened (a browser call).
+    Answerer,
 }
 
 /// One peer connection and its socket.
 pub struct Peer {
+    /// Who errors are attributed to (`"livekit"`, `"webrtc"`).
+    who: &'static str,
+    role: Role,
     rtc: Rtc,
     socket: UdpSocket,
     local: SocketAddr,
@@ -62,26 +80,27 @@ pub struct Peer {
     connected: bool,
 }
 
-fn webrtc_error(what: &str, e: impl std::fmt::Display) -> Error {
+fn webrtc_error(who: &str, what: &str, e: impl std::fmt::Display) -> Error {
     Error::new(
         VbStatus::VB_ERR_PROVIDER,
-        format!("{NAME}: WebRTC: {what}: {e}"),
+        format!("{who}: WebRTC: {what}: {e}"),
     )
 }
 
 impl Peer {
     /// A peer connection with one host candidate on `ip` (the address this machine reaches the
-    /// server from). Opus only, no RED, NACK feedback on, the audio-level header extension on.
-    pub async fn new(ip: IpAddr) -> Result<Peer> {
+    /// peer from). Opus only, no RED, NACK feedback on, the audio-level header extension on.
+    /// `who` names the transport in errors.
+    pub async fn new(ip: IpAddr, who: &'static str, role: Role) -> Result<Peer> {
         let socket = UdpSocket::bind((ip, 0)).await.map_err(|e| {
             Error::new(
                 VbStatus::VB_ERR_CONNECTION_FAILED,
-                format!("{NAME}: could not open a UDP socket on {ip}: {e}"),
+                format!("{who}: could not open a UDP socket on {ip}: {e}"),
             )
         })?;
         let local = socket
             .local_addr()
-            .map_err(|e| Error::internal(format!("{NAME}: UDP socket address: {e}")))?;
+            .map_err(|e| Error::internal(format!("{who}: UDP socket address: {e}")))?;
         let mut config = Rtc::builder()
             .clear_codecs()
             .enable_opus(true, false)
@@ -101,9 +120,11 @@ impl Peer {
         *config.codec_config() = CodecConfig::new_from_payload_params(params);
         let mut rtc = config.build(Instant::now());
         let candidate =
-            Candidate::host(local, "udp").map_err(|e| webrtc_error("host candidate", e))?;
+            Candidate::host(local, "udp").map_err(|e| webrtc_error(who, "host candidate", e))?;
         rtc.add_local_candidate(candidate);
         Ok(Peer {
+            who,
+            role,
             rtc,
             socket,
             local,
@@ -121,7 +142,7 @@ impl Peer {
             match self
                 .rtc
                 .poll_output()
-                .map_err(|e| webrtc_error("state", e))?
+                .map_err(|e| webrtc_error(self.who, "state", e))?
             {
                 Output::Timeout(at) => return Ok(at),
                 Output::Transmit(t) => {
@@ -161,10 +182,24 @@ impl Peer {
                 events.push(PeerEvent::Disconnected)
             }
             Event::IceConnectionStateChange(IceConnectionState::Connected) => {
-                // Back after a disconnection (DTLS stayed up).
+                // Back after a disconnection (DTLS stayed up), or after an ICE restart.
+                let was = self.connected;
                 self.connected = self.rtc.is_connected();
+                if self.connected && !was {
+                    events.push(PeerEvent::Connected);
+                }
             }
-            Event::MediaAdded(added) => self.resume_nack(added.mid),
+            Event::MediaAdded(added) => {
+                self.resume_nack(added.mid);
+                // A browser's microphone line: the agent answers on the same line.
+                if self.role == Role::Answerer
+                    && added.kind == MediaKind::Audio
+                    && matches!(added.direction, Direction::SendRecv | Direction::SendOnly)
+                    && self.audio_mid.is_none()
+                {
+                    self.audio_mid = Some(added.mid);
+                }
+            }
             Event::MediaData(data) if data.params.spec().codec == Codec::Opus => {
                 events.push(PeerEvent::Audio {
                     mid: data.mid,
@@ -175,12 +210,22 @@ impl Peer {
                 });
             }
             Event::ChannelOpen(id, label) => {
-                if label == "_reliable" && self.audio_mid.is_some() {
+                let ours = match self.role {
+                    Role::Offerer => label == "_reliable" && self.audio_mid.is_some(),
+                    Role::Answerer => self.reliable.is_none(),
+                };
+                if ours {
                     self.reliable = Some(id);
                 }
                 events.push(PeerEvent::ChannelOpen(id, label));
             }
             Event::ChannelData(data) => events.push(PeerEvent::ChannelData(data.id, data.data)),
+            Event::ChannelClose(id) => {
+                if self.reliable == Some(id) {
+                    self.reliable = None;
+                }
+                events.push(PeerEvent::ChannelClosed(id));
+            }
             _ => {}
         }
     }
@@ -211,24 +256,26 @@ impl Peer {
         };
         self.rtc
             .handle_input(Input::Receive(Instant::now(), receive))
-            .map_err(|e| webrtc_error("input", e))
+            .map_err(|e| webrtc_error(self.who, "input", e))
     }
 
     /// Time has come (see [`Peer::drain`]).
     pub fn on_timeout(&mut self) -> Result<()> {
         self.rtc
             .handle_input(Input::Timeout(Instant::now()))
-            .map_err(|e| webrtc_error("timer", e))
+            .map_err(|e| webrtc_error(self.who, "timer", e))
     }
 
-    /// Accepts the server's offer (subscriber) and returns our answer.
+    /// Accepts the peer's offer (LiveKit's subscriber; a browser's call, or its renegotiation or
+    /// ICE restart on the same connection) and returns our answer.
     pub fn accept_offer(&mut self, sdp: &str) -> Result<String> {
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| webrtc_error("offer", e))?;
+        let offer =
+            SdpOffer::from_sdp_string(sdp).map_err(|e| webrtc_error(self.who, "offer", e))?;
         let answer = self
             .rtc
             .sdp_api()
             .accept_offer(offer)
-            .map_err(|e| webrtc_error("answering the offer", e))?;
+            .map_err(|e| webrtc_error(self.who, "answering the offer", e))?;
         Ok(answer.to_sdp_string())
     }
 
@@ -252,7 +299,7 @@ impl Peer {
         });
         let (offer, pending) = api
             .apply()
-            .ok_or_else(|| webrtc_error("offer", "nothing to negotiate"))?;
+            .ok_or_else(|| webrtc_error(self.who, "offer", "nothing to negotiate"))?;
         self.pending_offer = Some(pending);
         self.audio_mid = Some(mid);
         Ok(offer.to_sdp_string())
@@ -263,17 +310,18 @@ impl Peer {
         let Some(pending) = self.pending_offer.take() else {
             return Ok(()); // an answer to nothing we asked: ignored
         };
-        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| webrtc_error("answer", e))?;
+        let answer =
+            SdpAnswer::from_sdp_string(sdp).map_err(|e| webrtc_error(self.who, "answer", e))?;
         self.rtc
             .sdp_api()
             .accept_answer(pending, answer)
-            .map_err(|e| webrtc_error("accepting the answer", e))
+            .map_err(|e| webrtc_error(self.who, "accepting the answer", e))
     }
 
-    /// A candidate the server trickled (`candidateInit` JSON).
+    /// A candidate the peer trickled (`candidateInit` JSON).
     pub fn add_remote_candidate(&mut self, json: &str) -> Result<()> {
-        let candidate: Candidate =
-            serde_json::from_str(json).map_err(|e| webrtc_error("a trickled candidate", e))?;
+        let candidate: Candidate = serde_json::from_str(json)
+            .map_err(|e| webrtc_error(self.who, "a trickled candidate", e))?;
         self.rtc.add_remote_candidate(candidate);
         Ok(())
     }
@@ -310,12 +358,19 @@ impl Peer {
                 MediaTime::new(rtp_time, Frequency::FORTY_EIGHT_KHZ),
                 packet.to_vec(),
             )
-            .map_err(|e| webrtc_error("sending audio", e))?;
+            .map_err(|e| webrtc_error(self.who, "sending audio", e))?;
         Ok(true)
     }
 
-    /// Sends `bytes` on the publisher's `_reliable` data channel. `false` while it is not open.
+    /// Sends `bytes` on the data channel this peer sends on (the publisher's `_reliable`; a
+    /// browser's first channel). `false` while it is not open.
     pub fn send_reliable(&mut self, bytes: &[u8]) -> Result<bool> {
+        self.send_data(true, bytes)
+    }
+
+    /// Sends `bytes` as a binary message, or as text (`binary` false: UTF-8 JSON for a browser),
+    /// on the data channel this peer sends on. `false` while it is not open.
+    pub fn send_data(&mut self, binary: bool, bytes: &[u8]) -> Result<bool> {
         let Some(id) = self.reliable else {
             return Ok(false);
         };
@@ -323,17 +378,48 @@ impl Peer {
             return Ok(false);
         };
         channel
-            .write(true, bytes)
-            .map_err(|e| webrtc_error("sending data", e))
+            .write(binary, bytes)
+            .map_err(|e| webrtc_error(self.who, "sending data", e))
     }
 
-    /// Whether the published audio track can carry audio now (negotiated, ICE and DTLS up).
+    /// Whether the agent's audio line can carry audio now (negotiated, ICE and DTLS up).
     pub fn can_send_audio(&self) -> bool {
         self.connected && self.audio_mid.is_some()
     }
 
-    /// Whether the publisher's data channel is open.
+    /// Closes the data channel this peer sends on, if open (the peer sees it close once
+    /// [`Peer::drain`] sent it).
+    pub fn close_data(&mut self) {
+        if let Some(id) = self.reliable.take() {
+            self.rtc.direct_api().close_data_channel(id);
+        }
+    }
+
+    /// Whether the data channel this peer sends on is open.
     pub fn can_send_data(&self) -> bool {
         self.reliable.is_some()
+    }
+}
+
+/// The level of a frame in dBov (0 loudest, -127 silence), for the audio-level extension.
+pub fn level_dbov(frame: &[i16]) -> i8 {
+    let energy: f64 = frame.iter().map(|&s| f64::from(s).powi(2)).sum();
+    let rms = (energy / frame.len().max(1) as f64).sqrt() / 32768.0;
+    if rms <= 0.0 {
+        return -127;
+    }
+    (20.0 * rms.log10()).clamp(-127.0, 0.0) as i8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_follow_loudness() {
+        assert_eq!(level_dbov(&[0; 960]), -127);
+        assert_eq!(level_dbov(&[i16::MAX; 960]), 0);
+        let quiet = level_dbov(&[300; 960]);
+        assert!((-41..=-39).contains(&quiet), "{quiet}");
     }
 }

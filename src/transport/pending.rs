@@ -1,7 +1,8 @@
-//! Calls waiting for their session. A call that sent `start` is registered under a fresh,
-//! unguessable key; the key travels to the session as its `connection_token` (opaque, a secret:
-//! never logged or persisted), and [`super::Phone::connect`] hands the session's media edge to
-//! the call's task through it. A key names one call once: attaching takes it out.
+//! Calls waiting for their session, for listening transports (a phone call that sent `start`, a
+//! browser's offer). A call is registered under a fresh, unguessable key; the key travels to the
+//! session as its `connection_token` (opaque, a secret: never logged or persisted), and the
+//! transport's `connect` hands the session's media edge to the call's task through it. A key
+//! names one call once: attaching takes it out.
 //!
 //! Any thread; the lock is held for a map operation only, never on the realtime path.
 
@@ -12,7 +13,6 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-use super::NAME;
 use crate::error::{Error, Result, VbStatus};
 use crate::transport::{MediaEdge, MediaLink};
 
@@ -26,9 +26,10 @@ pub struct Attach {
     pub done: crossbeam_channel::Sender<()>,
 }
 
-/// The calls of one phone server that wait for their session.
-#[derive(Default)]
+/// The calls of one server that wait for their session.
 pub struct Calls {
+    /// The transport's name, in keys and errors (`"phone"`).
+    who: &'static str,
     pending: Mutex<HashMap<String, oneshot::Sender<Attach>>>,
     next: AtomicU64,
 }
@@ -47,10 +48,23 @@ impl Drop for PendingCall {
 }
 
 impl Calls {
+    /// No calls yet, of the transport `who`.
+    pub fn new(who: &'static str) -> Calls {
+        Calls {
+            who,
+            pending: Mutex::default(),
+            next: AtomicU64::new(0),
+        }
+    }
+
     /// Registers a call; its task waits on the receiver for the session's edge.
     pub fn register(self: &Arc<Self>) -> (PendingCall, oneshot::Receiver<Attach>) {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let key = format!("phone-call-{n}-{:016x}", RandomState::new().hash_one(n));
+        let key = format!(
+            "{}-call-{n}-{:016x}",
+            self.who,
+            RandomState::new().hash_one(n)
+        );
         let (tx, rx) = oneshot::channel();
         self.lock().insert(key.clone(), tx);
         (
@@ -73,7 +87,7 @@ impl Calls {
         let gone = || {
             Error::new(
                 VbStatus::VB_ERR_CONNECTION_FAILED,
-                format!("{NAME}: the call ended before its session started"),
+                format!("{}: the call ended before its session started", self.who),
             )
         };
         let call = self.lock().remove(key).ok_or_else(gone)?;
