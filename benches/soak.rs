@@ -15,7 +15,9 @@
 //! failure must reach the host as a `VB_EVENT_ERROR` with its status.
 //!
 //! Pass criteria (the exit status is 1 when one fails): RSS growth after the warm-up
-//! (`VB_SOAK_WARMUP_SECONDS`, default 60) under 2 %; file descriptors and threads flat after the
+//! (`VB_SOAK_WARMUP_SECONDS`, default the time each session takes to fill its history window of
+//! `VB_SOAK_HISTORY_TURNS` turns — `history_max_turns`, default 50 as in the engine, so 220 s;
+//! at least 60 s) under 2 %; file descriptors and threads flat after the
 //! warm-up (threads within 2 of the count at its end, 8 with `--faults`, whose stalling agents
 //! borrow blocking threads for a while; descriptors within ±2; in `--faults` a network connection per turn under
 //! way comes and goes, so there at most one per session more than at the start), and the
@@ -125,7 +127,12 @@ fn length_transcript(audio: &[i16]) -> String {
 fn main() {
     let n = env_u64("VB_SOAK_SESSIONS", 500) as usize;
     let seconds = env_u64("VB_SOAK_SECONDS", 600);
-    let warmup = env_u64("VB_SOAK_WARMUP_SECONDS", 60).min(seconds / 2);
+    // Each session keeps its last `history_max_turns` turns (default 50): its memory grows until
+    // that window is full, a turn every 4 s, then stays flat. The warm-up covers that.
+    let history_turns = env_u64("VB_SOAK_HISTORY_TURNS", 50).max(1);
+    let cycle_s = CYCLE_FRAMES as u64 * FRAME_MS / 1000;
+    let warmup = env_u64("VB_SOAK_WARMUP_SECONDS", (history_turns * cycle_s + 20).max(60))
+        .min(seconds / 2);
     let faults = std::env::args().any(|a| a == "--faults")
         || std::env::var("VB_SOAK_FAULTS").is_ok_and(|v| v.trim() == "1");
 
@@ -144,7 +151,7 @@ fn main() {
         None => r#""stt_provider":"test-pitch-stt""#.to_owned(),
     };
     let json = format!(
-        r#"{{"provider":"local",{stt},"tts_provider":"test-tone-tts","max_concurrent_sessions":{},"agent_timeout_ms":{AGENT_TIMEOUT_MS},"rate_limit":{{"sessions_per_second":0}},"persistence":{{"path":""}}}}"#,
+        r#"{{"provider":"local",{stt},"tts_provider":"test-tone-tts","max_concurrent_sessions":{},"agent_timeout_ms":{AGENT_TIMEOUT_MS},"history_max_turns":{history_turns},"rate_limit":{{"sessions_per_second":0}},"persistence":{{"path":""}}}}"#,
         n.max(1)
     );
     let backend = Backend::from_json(&json).expect("backend config");
