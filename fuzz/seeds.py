@@ -381,6 +381,47 @@ write("media_jitter", "late-duplicate-wrap", b"".join([packet(65534, 0xFFFFFC40,
     PULL, PULL, packet(0, 0x000001C0, 20, b"\xfc\x00"), packet(0, 0x000001C0, 0, b"\xfc\x00"), PULL, packet(65534, 0xFFFFFC40, 500, b"\xfc\x00"), PULL,
     packet(1, 0x00000580, 60, b"\x00"), packet(2, 0, 0, b""), PULL]))
 
+# --- Phone media streams (the vendors' documented examples, as tests/phone.rs and the protocol tests use them)
+TWILIO_START = '{"event":"start","sequenceNumber":"1","start":{"accountSid":"ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX","streamSid":"MZXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX","callSid":"CAXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX","tracks":["inbound","outbound"],"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1},"customParameters":{"FirstName":"Jane","LastName":"Doe","RemoteParty":"Bob"}},"streamSid":"MZXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"}'
+TELNYX_START = '{"event":"start","sequence_number":"1","stream_id":"32DE0DEA-53CB-4B21-89A4-9E1819C043BC","start":{"user_id":"3E6F995F-85F7-4705-9741-53B116D28237","call_control_id":"v2:T02llQxIyaRkhfRKxgAP8nY511EhFLizdvdUKJiSw8d6A9BborherQ","call_session_id":"ff55a038-6f5d-11ef-9692-02420aeffb1f","from":"+13122010094","to":"+13122123456","tags":["TAG1","TAG2"],"client_state":"aGF2ZSBhIG5pY2UgZGF5ID1d","custom_parameters":{"customer_id":"customer_123"},"media_format":{"encoding":"PCMA","sample_rate":8000,"channels":1}}}'
+TWILIO_MEDIA = '{"event":"media","sequenceNumber":"3","media":{"track":"inbound","chunk":"1","timestamp":"5","payload":"no+JhoaJjpzSHxAKBgYJ"},"streamSid":"MZX"}'
+TELNYX_MEDIA = '{"event":"media","sequence_number":"4","media":{"track":"inbound","chunk":"2","timestamp":"5","payload":"1dXV1dXV1dXV1dXV"},"stream_id":"32DE0DEA"}'
+write("phone_stream", "twilio-call", b"\x00" + "\n".join([
+    '{"event":"connected","protocol":"Call","version":"1.0.0"}', TWILIO_START, TWILIO_MEDIA,
+    '{"event":"dtmf","streamSid":"MZX","sequenceNumber":"5","dtmf":{"track":"inbound_track","digit":"1"}}',
+    '{"event":"mark","sequenceNumber":"4","streamSid":"MZX","mark":{"name":"my label"}}',
+    '{"event":"stop","sequenceNumber":"5","stop":{"accountSid":"AC","callSid":"CA"},"streamSid":"MZX"}']).encode())
+write("phone_stream", "telnyx-call", b"\x01" + "\n".join([
+    '{"event":"connected","version":"1.0.0"}', TELNYX_START, TELNYX_MEDIA,
+    '{"event":"dtmf","sequence_number":"5","dtmf":{"digit":"#"},"stream_id":"32DE0DEA"}',
+    '{"event":"error","sequence_number":"6","payload":{"code":100003,"title":"malformed_frame","detail":"x"},"stream_id":"32DE0DEA"}',
+    '{"event":"stop","sequence_number":"7","stop":{"user_id":"u","call_control_id":"c"},"stream_id":"32DE0DEA"}']).encode())
+write("phone_stream", "bad-frames", b"\x00" + "\n".join([
+    '{"event":"media","media":{"payload":"not base64!"}}', '{"event":"unknown"}', 'not json',
+    '{"event":"media","media":{"track":"outbound","payload":"AAAA"}}']).encode())
+
+# --- Direct WebRTC signalling (tests/webrtc/offer.sdp: an offer as aiortc makes it)
+def records(*requests):
+    out = bytearray()
+    for method, body in requests:
+        body = body.encode() if isinstance(body, str) else body
+        out += struct.pack("<H", (0x8000 if method == "PATCH" else 0) | len(body)) + body
+    return bytes(out)
+
+
+OFFER_SDP = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "webrtc", "offer.sdp")).read()
+CANDIDATE = "candidate:1 1 udp 2130706431 127.0.0.1 50000 typ host"
+write("webrtc_offer", "offer", records(("POST", j({"sdp": OFFER_SDP, "type": "offer"}))))
+write("webrtc_offer", "offer-patch-renegotiate", records(
+    ("POST", j({"sdp": OFFER_SDP, "type": "offer", "requestData": {"name": "ada"}})),
+    ("PATCH", j({"pc_id": "p", "candidates": [{"candidate": CANDIDATE, "sdp_mid": "0", "sdp_mline_index": 0},
+                                               {"candidate": "", "sdp_mid": "0", "sdp_mline_index": 0}]})),
+    ("POST", j({"sdp": OFFER_SDP, "type": "offer", "pc_id": "p"})),
+    ("POST", j({"sdp": OFFER_SDP, "type": "offer", "pc_id": "p", "restart_pc": True}))))
+write("webrtc_offer", "refusals", records(("POST", "{"), ("POST", j({"sdp": "v=0", "type": "answer"})),
+    ("POST", j({"sdp": " ", "type": "offer"})), ("POST", j({"sdp": "v=0", "type": "offer", "restart_pc": True})),
+    ("POST", j({"sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "type": "offer"})), ("PATCH", "[]")))
+
 # --- Regressions: the inputs of the bugs the targets found (each has a unit test too) ---------
 write("media_jitter", "regression-fec-of-corrupt-packet", packet(52, 0, 20, bytes([0xFC, 0xFF, 0xFE]))
       + packet(2, 1920, 40, bytes([0x26] * 31 + [0x14, 0x00, 0x03, 0xFE, 0xFF, 0xFF, 0x01])) + PULL * 4)
@@ -455,6 +496,14 @@ KEYS = {
         "TR_agent", "\x21\x12\xa4\x42"],
 }
 KEYS["pipecat_frame"] = KEYS["pipecat_rtvi"]
+KEYS["phone_stream"] = ["event", "connected", "start", "media", "mark", "clear", "stop", "dtmf", "error", "track",
+    "inbound", "outbound", "payload", "streamSid", "stream_id", "callSid", "call_control_id", "mediaFormat",
+    "media_format", "encoding", "audio/x-mulaw", "audio/x-alaw", "PCMU", "PCMA", "sampleRate", "sample_rate",
+    "8000", "digit", "name", "customParameters", "custom_parameters", "\n"]
+KEYS["webrtc_offer"] = ["sdp", "type", "offer", "pc_id", "restart_pc", "requestData", "request_data", "candidates",
+    "candidate", "sdp_mid", "sdp_mline_index", "v=0", "m=audio", "m=application", "a=mid:", "a=ice-ufrag:",
+    "a=ice-pwd:", "a=fingerprint:sha-256 ", "a=setup:actpass", "a=rtpmap:111 opus/48000/2", "a=sendrecv",
+    "a=group:BUNDLE ", "a=sctp-port:5000", "UDP/TLS/RTP/SAVPF", "UDP/DTLS/SCTP webrtc-datachannel", "\r\n"]
 os.makedirs(DICT, exist_ok=True)
 
 

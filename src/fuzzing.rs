@@ -60,9 +60,10 @@ pub mod livekit {
 
     use super::{Result, Secret, block_on};
     use crate::config::SessionConfig;
-    use crate::transport::livekit::peer::Peer;
+    use crate::transport::livekit::NAME;
     use crate::transport::livekit::room::Room;
     use crate::transport::livekit::{signal, worker};
+    use crate::transport::media::peer::{Peer, Role};
 
     /// The `cid` the agent publishes its microphone under in [`signal_messages`].
     pub const AGENT_CID: &str = "TR_agent";
@@ -189,7 +190,7 @@ pub mod livekit {
     /// The peer connection in `slot`, made on first use (on the loopback address).
     async fn peer(slot: &mut Option<Peer>) -> &mut Peer {
         if slot.is_none() {
-            let peer = Peer::new(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+            let peer = Peer::new(IpAddr::V4(Ipv4Addr::LOCALHOST), NAME, Role::Offerer).await;
             *slot = Some(peer.expect("a peer connection on the loopback address"));
         }
         slot.as_mut().expect("made above")
@@ -214,5 +215,136 @@ pub mod livekit {
             _ => None,
         };
         Ok(Some((message, session)))
+    }
+}
+
+/// Direct WebRTC signalling: what a browser posts to `/api/offer` through what a call does with
+/// it.
+pub mod webrtc {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::block_on;
+    use crate::error::Error;
+    use crate::transport::media::peer::Peer;
+    use crate::transport::webrtc::call;
+    use crate::transport::webrtc::offer::{self, Refusal};
+
+    /// One request of a client, as the signalling server gets its body.
+    #[derive(Debug, Clone, Copy)]
+    pub enum Request<'a> {
+        /// `POST /api/offer`: a new call, or a renegotiation of the last answered one.
+        Offer(&'a [u8]),
+        /// `PATCH /api/offer`: trickled candidates for the last answered call.
+        Patch(&'a [u8]),
+    }
+
+    /// What became of one request.
+    #[derive(Debug)]
+    pub enum Outcome {
+        /// Refused with an HTTP status and a JSON body.
+        Refused(Refusal),
+        /// An offer answered: the answer's SDP.
+        Answered(String),
+        /// Candidates taken (some may have been refused one by one).
+        Patched(Vec<Result<(), Error>>),
+    }
+
+    /// Runs the requests in order: a body that parses as an offer is answered by a new peer
+    /// connection on the loopback address (`call::answer`), or, when it names a `pc_id` and a call
+    /// was answered before, renegotiated on that call's connection; candidates go to the last
+    /// answered connection. Nothing is sent: what str0m would transmit is dropped. Per request:
+    /// its outcome, and the error the last connection reported afterwards, if any.
+    pub fn offer_requests(requests: &[Request]) -> Vec<(Outcome, Option<Error>)> {
+        block_on(async {
+            let mut last: Option<Peer> = None;
+            let mut events = Vec::new();
+            let mut outcomes = Vec::new();
+            for request in requests {
+                let outcome = match *request {
+                    Request::Offer(body) => match offer::parse_offer(body) {
+                        Err(refusal) => Outcome::Refused(refusal),
+                        Ok(request) => match (&mut last, request.pc_id.is_some()) {
+                            (Some(peer), true) if request.restart_pc != Some(true) => {
+                                match peer.accept_offer(&request.sdp) {
+                                    Ok(answer) => Outcome::Answered(answer),
+                                    Err(e) => Outcome::Refused(Refusal::new(
+                                        400,
+                                        format!("sdp: {}", e.message()),
+                                    )),
+                                }
+                            }
+                            _ => match call::answer(IpAddr::V4(Ipv4Addr::LOCALHOST), &request.sdp)
+                                .await
+                            {
+                                Ok((peer, answer)) => {
+                                    last = Some(peer);
+                                    Outcome::Answered(answer)
+                                }
+                                Err(refusal) => Outcome::Refused(refusal),
+                            },
+                        },
+                    },
+                    Request::Patch(body) => match offer::parse_patch(body) {
+                        Err(refusal) => Outcome::Refused(refusal),
+                        Ok(patch) => Outcome::Patched(
+                            patch
+                                .candidates
+                                .iter()
+                                .filter_map(offer::candidate_init)
+                                .map(|init| match &mut last {
+                                    Some(peer) => peer.add_remote_candidate(&init),
+                                    None => Ok(()),
+                                })
+                                .collect(),
+                        ),
+                    },
+                };
+                // As after every change: the connection's output (nothing is sent).
+                let drained = match &mut last {
+                    Some(peer) => peer.drain_quietly(&mut events).err(),
+                    None => None,
+                };
+                events.clear();
+                outcomes.push((outcome, drained));
+            }
+            outcomes
+        })
+    }
+}
+
+/// Phone media streams: the text frames a telephony provider sends one call.
+pub mod phone {
+    use tokio_tungstenite::tungstenite::Message;
+
+    use crate::error::Result;
+    use crate::transport::media::g711::Law;
+    use crate::transport::phone::protocol::{self, Dialect, Inbound};
+    use crate::transport::phone::stream::Early;
+
+    /// What a call made of one text frame: the message parsed on its own, and what the call did
+    /// with it while its session was starting (`Ok(Some(why))`: the call ended).
+    pub type Heard = (Result<String>, Result<Option<String>>);
+
+    /// Runs `frames` of `dialect` through the parser and, in order, through what a call does
+    /// with them while its session starts (base64 and G.711 decoding of the caller's audio,
+    /// the last second kept, keys pressed, `stop`), with the law a `start` among them named
+    /// (μ-law before one). Per frame: the parsed message's kind (or the error) and the call's
+    /// answer.
+    pub fn call_frames(dialect: Dialect, frames: &[&str]) -> Vec<Heard> {
+        let mut early = Early::new(Law::MuLaw);
+        frames
+            .iter()
+            .map(|text| {
+                let parsed = protocol::parse(dialect, text).map(|inbound| match inbound {
+                    Inbound::Start(start) => {
+                        early = Early::new(start.law);
+                        format!("start {}", start.stream_id)
+                    }
+                    other => format!("{other:?}").chars().take(40).collect(),
+                });
+                let answer = early.on_frame(dialect, Some(Ok(Message::text(*text))));
+                (parsed, answer)
+            })
+            .collect()
     }
 }

@@ -162,7 +162,7 @@ impl Peer {
             match self
                 .rtc
                 .poll_output()
-                .map_err(|e| webrtc_error("state", e))?
+                .map_err(|e| webrtc_error(self.who, "state", e))?
             {
                 Output::Timeout(at) => return Ok(at),
                 Output::Transmit(_) => {}
