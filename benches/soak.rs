@@ -131,8 +131,11 @@ fn main() {
     // that window is full, a turn every 4 s, then stays flat. The warm-up covers that.
     let history_turns = env_u64("VB_SOAK_HISTORY_TURNS", 50).max(1);
     let cycle_s = CYCLE_FRAMES as u64 * FRAME_MS / 1000;
-    let warmup = env_u64("VB_SOAK_WARMUP_SECONDS", (history_turns * cycle_s + 20).max(60))
-        .min(seconds / 2);
+    let warmup = env_u64(
+        "VB_SOAK_WARMUP_SECONDS",
+        (history_turns * cycle_s + 20).max(60),
+    )
+    .min(seconds / 2);
     let faults = std::env::args().any(|a| a == "--faults")
         || std::env::var("VB_SOAK_FAULTS").is_ok_and(|v| v.trim() == "1");
 

@@ -440,6 +440,11 @@ write("deepgram", "regression-result-far-past-the-audio", deepgram(1, 32000, 800
 write("pipecat_rtvi", "regression-lone-surrogate-in-ignored-key", '{"label":"rtvi-ai","type":"bot-ready","id":"1",'
       '"extra":{"version\\ud800":{"library":"pipecat"}},"data":{"version":"1.0.0"}}')
 
+# A header claiming 272-bit integer samples (the reader shifted by 271 bits).
+write("wav_reader", "regression-272-bit-samples", b'RIFF4\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00\x80>\x00\x00\x00\x00}\x00\x00\x02\x10\x01data\x00\x00\x00\x02\x10\x00\x00')
+# A vocabulary of 9 tokens: the default first-step suppression named the blank, id 220, past it.
+write("whisper_tokenizer", "regression-small-vocabulary-suppression", b'\x02\x00{"model":{"type":"BPE","vocab":{"H":0,"ello":1,"\\u0120there":2,".":3,"\\u0120":4}},"added_tokens":[{"id":3,"content":"<|endoftext|>"},{"id":6,"content":"<|startoftranscript|>"},{"id":3,"content":"<|notimestamps|>"},{"id":8,"content":"<|nocaptions|otimestamps|>"},{"id":8,"content":"<|nocaptions|>"}]}\x00{"ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZsuppng_ids":[]}\x00\x06\x00\x07\x00\x00\x00\x01\x00\x02\x00\x03\x00\x05\x00,\x01')
+
 # --- Dictionaries (libFuzzer -dict): JSON syntax and the keys and values each parser looks for --
 DICT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dict")
 # Tokens as the bytes they stand for (escaped for libFuzzer when written).

@@ -206,7 +206,8 @@ impl Suppression {
         always.dedup();
         let mut at_begin = valid(parsed.suppress_ids_begin);
         if at_begin.is_empty() {
-            at_begin = vec![220, vocab.eot]; // " " and <|endoftext|>
+            // " " and <|endoftext|>, as far as the vocabulary has them.
+            at_begin = valid(vec![220, vocab.eot.into()]);
         }
         Ok(Suppression { always, at_begin })
     }
@@ -423,6 +424,18 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn the_default_first_step_suppression_stays_inside_a_small_vocabulary() {
+        // Nine tokens: the blank of Whisper's real vocabulary (220) is not one of them, so only
+        // <|endoftext|> is suppressed at the first step, and nothing past the vocabulary.
+        let v = tiny_vocab();
+        let s = Suppression::from_config_json("{}", &v).unwrap();
+        let mut l = vec![0.0; 9 + 256];
+        s.apply(&mut l, 0);
+        assert!(l[5].is_infinite(), "<|endoftext|>");
+        assert!(l[9..].iter().all(|x| x.is_finite()), "past the vocabulary");
     }
 
     #[test]
