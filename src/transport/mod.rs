@@ -8,9 +8,10 @@
 //!   runtime: [`livekit`] joins a LiveKit room as the agent participant; [`phone`] takes phone
 //!   calls that Twilio or Telnyx stream to it over WebSocket; [`webrtc`] takes browsers' direct
 //!   WebRTC calls (Pipecat's `POST /api/offer`). They share the media edge ([`media`]: Opus,
-//!   jitter buffer, the str0m peer connection, G.711); listening ones pair a call with its
-//!   session through [`pending`].
+//!   jitter buffer, the str0m peer connection, G.711); listening ones accept connections with
+//!   an [`acceptor`] and pair a call with its session through [`pending`].
 
+pub mod acceptor;
 pub mod cpu_load;
 pub mod edge;
 pub mod host;

@@ -11,18 +11,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::NAME;
 use super::settings::PhoneSettings;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::transport::acceptor::Acceptor;
 use crate::transport::pending::Calls;
 use crate::transport::{Arrivals, Listener};
-
-/// How long `stop` waits for the accepting task.
-const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What every call's task shares with the server.
 pub struct Shared {
@@ -60,9 +57,7 @@ impl Drop for LiveCall {
 /// The running server, as the backend holds it. Any thread but the I/O runtime's.
 pub struct PhoneServer {
     shared: Arc<Shared>,
-    stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
-    done: crossbeam_channel::Receiver<()>,
-    local_addr: SocketAddr,
+    acceptor: Acceptor,
 }
 
 impl PhoneServer {
@@ -74,18 +69,6 @@ impl PhoneServer {
         runtime: &tokio::runtime::Handle,
     ) -> Result<PhoneServer> {
         let address = settings.listen;
-        let cannot = |e: std::io::Error| {
-            Error::invalid_config(format!(
-                "provider_config.phone.listen: cannot listen on {address}: {e}"
-            ))
-        };
-        let socket = std::net::TcpListener::bind(address).map_err(cannot)?;
-        socket.set_nonblocking(true).map_err(cannot)?;
-        let local_addr = socket.local_addr().map_err(cannot)?;
-        let listener = {
-            let _runtime = runtime.enter();
-            tokio::net::TcpListener::from_std(socket).map_err(cannot)?
-        };
         let (stopping_tx, stopping) = watch::channel(false);
         let shared = Arc::new(Shared {
             settings,
@@ -95,49 +78,26 @@ impl PhoneServer {
             live: AtomicUsize::new(0),
             stopping,
         });
-        let (stop, stop_rx) = oneshot::channel();
-        let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
         let accepting = shared.clone();
-        runtime.spawn(async move {
-            let _done = done_tx;
-            accept(listener, accepting, stop_rx).await;
-            let _ = stopping_tx.send(true);
-        });
+        let acceptor = Acceptor::start(
+            NAME,
+            "provider_config.phone.listen",
+            address,
+            runtime,
+            move |stream, peer| {
+                tokio::spawn(super::call::serve(stream, peer, accepting.clone()));
+            },
+            move || {
+                let _ = stopping_tx.send(true);
+            },
+        )?;
         tracing::info!(
-            address = %local_addr,
+            address = %acceptor.local_addr(),
             twilio = shared.settings.twilio_path,
             telnyx = shared.settings.telnyx_path,
             "{NAME}: taking calls"
         );
-        Ok(PhoneServer {
-            shared,
-            stop: std::sync::Mutex::new(Some(stop)),
-            done,
-            local_addr,
-        })
-    }
-}
-
-async fn accept(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    tokio::spawn(super::call::serve(stream, peer, shared.clone()));
-                }
-                Err(e) => {
-                    // Out of file descriptors, say: the calls under way go on; try again soon.
-                    tracing::warn!("{NAME}: accepting a connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
+        Ok(PhoneServer { shared, acceptor })
     }
 }
 
@@ -151,21 +111,10 @@ impl Listener for PhoneServer {
     }
 
     fn stop(&self) {
-        let stop = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(stop) = stop {
-            let _ = stop.send(());
-            let _ = self.done.recv_timeout(STOP_TIMEOUT);
-            tracing::info!(address = %self.local_addr, "{NAME}: no longer taking calls");
-        }
+        self.acceptor.stop();
     }
 
     fn local_addr(&self) -> Option<SocketAddr> {
-        Some(self.local_addr)
-    }
-}
-
-impl Drop for PhoneServer {
-    fn drop(&mut self) {
-        self.stop();
+        Some(self.acceptor.local_addr())
     }
 }

@@ -16,17 +16,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use tokio::sync::oneshot;
 
 use super::NAME;
 use super::live::Live;
 use super::settings::WebRtcSettings;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::transport::acceptor::Acceptor;
 use crate::transport::pending::Calls;
 use crate::transport::{Arrivals, Listener};
 
-/// How long `stop` waits for the accepting task.
-const STOP_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a client may take for one request and its answer (an offer waits for the host's
 /// decision and the session's start).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,9 +46,7 @@ pub struct Shared {
 /// The running server, as the backend holds it. Any thread but the I/O runtime's.
 pub struct WebRtcServer {
     shared: Arc<Shared>,
-    stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
-    done: crossbeam_channel::Receiver<()>,
-    local_addr: SocketAddr,
+    acceptor: Acceptor,
 }
 
 impl WebRtcServer {
@@ -63,18 +59,6 @@ impl WebRtcServer {
         runtime: &tokio::runtime::Handle,
     ) -> Result<WebRtcServer> {
         let address = settings.listen;
-        let cannot = |e: std::io::Error| {
-            Error::invalid_config(format!(
-                "provider_config.webrtc.listen: cannot listen on {address}: {e}"
-            ))
-        };
-        let socket = std::net::TcpListener::bind(address).map_err(cannot)?;
-        socket.set_nonblocking(true).map_err(cannot)?;
-        let local_addr = socket.local_addr().map_err(cannot)?;
-        let listener = {
-            let _runtime = runtime.enter();
-            tokio::net::TcpListener::from_std(socket).map_err(cannot)?
-        };
         let shared = Arc::new(Shared {
             settings,
             calls,
@@ -82,44 +66,20 @@ impl WebRtcServer {
             arrivals,
             draining: AtomicBool::new(false),
         });
-        let (stop, stop_rx) = oneshot::channel();
-        let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
         let serving = shared.clone();
-        runtime.spawn(async move {
-            let _done = done_tx;
-            accept(listener, serving, stop_rx).await;
-        });
-        tracing::info!(address = %local_addr, "{NAME}: taking calls at POST /api/offer");
-        Ok(WebRtcServer {
-            shared,
-            stop: std::sync::Mutex::new(Some(stop)),
-            done,
-            local_addr,
-        })
-    }
-}
-
-async fn accept(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let local = stream.local_addr().unwrap_or(shared.settings.listen);
-                    tokio::spawn(serve(stream, local, peer, shared.clone()));
-                }
-                Err(e) => {
-                    // Out of file descriptors, say: the calls under way go on; try again soon.
-                    tracing::warn!("{NAME}: accepting a connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+        let acceptor = Acceptor::start(
+            NAME,
+            "provider_config.webrtc.listen",
+            address,
+            runtime,
+            move |stream, peer| {
+                let local = stream.local_addr().unwrap_or(address);
+                tokio::spawn(serve(stream, local, peer, serving.clone()));
             },
-        }
+            || {},
+        )?;
+        tracing::info!(address = %acceptor.local_addr(), "{NAME}: taking calls at POST /api/offer");
+        Ok(WebRtcServer { shared, acceptor })
     }
 }
 
@@ -151,21 +111,10 @@ impl Listener for WebRtcServer {
     }
 
     fn stop(&self) {
-        let stop = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(stop) = stop {
-            let _ = stop.send(());
-            let _ = self.done.recv_timeout(STOP_TIMEOUT);
-            tracing::info!(address = %self.local_addr, "{NAME}: no longer taking calls");
-        }
+        self.acceptor.stop();
     }
 
     fn local_addr(&self) -> Option<SocketAddr> {
-        Some(self.local_addr)
-    }
-}
-
-impl Drop for WebRtcServer {
-    fn drop(&mut self) {
-        self.stop();
+        Some(self.acceptor.local_addr())
     }
 }
