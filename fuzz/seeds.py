@@ -445,6 +445,9 @@ write("wav_reader", "regression-272-bit-samples", b'RIFF4\x00\x00\x00WAVEfmt \x1
 # A vocabulary of 9 tokens: the default first-step suppression named the blank, id 220, past it.
 write("whisper_tokenizer", "regression-small-vocabulary-suppression", b'\x02\x00{"model":{"type":"BPE","vocab":{"H":0,"ello":1,"\\u0120there":2,".":3,"\\u0120":4}},"added_tokens":[{"id":3,"content":"<|endoftext|>"},{"id":6,"content":"<|startoftranscript|>"},{"id":3,"content":"<|notimestamps|>"},{"id":8,"content":"<|nocaptions|otimestamps|>"},{"id":8,"content":"<|nocaptions|>"}]}\x00{"ZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZZsuppng_ids":[]}\x00\x06\x00\x07\x00\x00\x00\x01\x00\x02\x00\x03\x00\x05\x00,\x01')
 
+# A frame that is a long JSON string: serde_json's refusal quoted it whole.
+write("phone_stream", "regression-long-value-in-refusal", b'\x00"stroa0000000000000000000000000000066sequenceN66000000000000000000000000666666666666666666666666666666666666666661.5666666666660000000000000000000000000000666666666666600000000000000000000000066666666666660000000000000000000000000666000000066666666666660000000000000000"reamSSimSid":"MZX"}')
+
 # --- Dictionaries (libFuzzer -dict): JSON syntax and the keys and values each parser looks for --
 DICT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dict")
 # Tokens as the bytes they stand for (escaped for libFuzzer when written).
