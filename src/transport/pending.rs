@@ -13,8 +13,34 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
+use crate::config::SessionConfig;
 use crate::error::{Error, Result, VbStatus};
-use crate::transport::{MediaEdge, MediaLink};
+use crate::transport::{Arrivals, MediaEdge, MediaLink};
+
+/// Hands an arriving call's session to the host's hook (`VbIncoming`) on a blocking thread (the
+/// hook may block), and gives the hook's decision through the returned receiver. A hook that
+/// panics refuses the call with `VB_ERR_PANIC`: the caller must still hear of it. Call on the I/O
+/// runtime.
+pub fn decide_arrival(
+    arrivals: Arc<dyn Arrivals>,
+    config: SessionConfig,
+    info: serde_json::Value,
+) -> oneshot::Receiver<Result<()>> {
+    let (decided_tx, decided) = oneshot::channel();
+    tokio::task::spawn_blocking(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            arrivals.arrive(config, info).map(drop)
+        }))
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                VbStatus::VB_ERR_PANIC,
+                "the host's hook for arriving sessions panicked",
+            ))
+        });
+        let _ = decided_tx.send(result);
+    });
+    decided
+}
 
 /// What a call's task gets when its session starts.
 pub struct Attach {

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
@@ -34,6 +33,7 @@ use super::{NAME, TRANSPORT};
 use crate::config::{Secret, SessionConfig};
 use crate::error::{Error, Result, VbStatus};
 use crate::transport::TransportNews;
+use crate::transport::pending::decide_arrival;
 
 /// A call's WebSocket.
 pub type CallSocket = WebSocketStream<TcpStream>;
@@ -209,22 +209,7 @@ async fn arrive(mut socket: CallSocket, dialect: Dialect, start: CallStart, shar
         }}),
         ..SessionConfig::default()
     };
-    let (decided_tx, mut decided) = oneshot::channel::<Result<()>>();
-    let arrivals = shared.arrivals.clone();
-    let info = start.info.clone();
-    tokio::task::spawn_blocking(move || {
-        // A host hook that panics refuses the call; the call must still hear of it.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            arrivals.arrive(config, info).map(drop)
-        }))
-        .unwrap_or_else(|_| {
-            Err(Error::new(
-                VbStatus::VB_ERR_PANIC,
-                "the host's hook for arriving sessions panicked",
-            ))
-        });
-        let _ = decided_tx.send(result);
-    });
+    let mut decided = decide_arrival(shared.arrivals.clone(), config, start.info.clone());
     let mut early = Early::new(start.law);
     let mut stopping = shared.stopping.clone();
     let attached = loop {

@@ -31,6 +31,7 @@ use super::server::Shared;
 use super::{NAME, TRANSPORT};
 use crate::config::{Secret, SessionConfig};
 use crate::error::{Error, VbStatus};
+use crate::transport::pending::decide_arrival;
 
 /// The path of offers (Pipecat's).
 pub const OFFER_PATH: &str = "/api/offer";
@@ -288,21 +289,7 @@ async fn new_call(
         "peer": peer.to_string(),
         "request_data": offer.request_data,
     });
-    let (decided_tx, mut decided) = oneshot::channel();
-    let arrivals = shared.arrivals.clone();
-    tokio::task::spawn_blocking(move || {
-        // A host hook that panics refuses the call; the client must still hear of it.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            arrivals.arrive(config, info).map(drop)
-        }))
-        .unwrap_or_else(|_| {
-            Err(Error::new(
-                VbStatus::VB_ERR_PANIC,
-                "the host's hook for arriving sessions panicked",
-            ))
-        });
-        let _ = decided_tx.send(result);
-    });
+    let mut decided = decide_arrival(shared.arrivals.clone(), config, info);
     let attached = tokio::select! {
         biased;
         attached = &mut attach => attached.ok(),
