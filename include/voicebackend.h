@@ -63,6 +63,9 @@ extern "C" {
  * Every fallible call returns a VbStatus (VB_OK is 0); vb_last_error_message() says why the last
  * call on this thread failed. */
 
+/* The longest message an Error keeps, in characters. */
+#define MAX_MESSAGE_CHARS 1000
+
 /* Status codes of the C ABI. Values are fixed by the contract (C_API.md). */
 typedef enum VbStatus {
   VB_OK = 0,                     /* Success. */
@@ -99,7 +102,8 @@ const char *vb_version(void);
 const char *vb_status_str(int32_t status);
 
 /* The reason the last failed vb_ call on this OS thread failed; "" when the last call succeeded.
- * Valid until the next vb_ call on this thread. */
+ * Valid until the next vb_ call on this thread. At most about 1000 characters: a longer reason (one
+ * quoting what a peer sent) keeps its start and end. */
 const char *vb_last_error_message(void);
 
 /* ==== Backends ===================================================================================

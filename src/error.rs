@@ -3,6 +3,7 @@
 //! Every fallible operation returns [`Result`]; [`Error::status`] gives the `VbStatus` that the C
 //! ABI returns, one to one. Messages say what was wrong and with which value.
 
+use std::borrow::Cow;
 use std::ffi::CStr;
 use std::fmt;
 
@@ -116,17 +117,49 @@ pub struct Error {
     message: String,
 }
 
+/// The longest message an [`Error`] keeps, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// `text` if it has at most `max` characters (`max` ≥ 40), else its first half and its last third
+/// of `max` with the number of characters left out between them: the start says what
+/// failed, the end often says where.
+pub fn shorten(text: &str, max: usize) -> Cow<'_, str> {
+    let max = max.max(40);
+    let chars = text.chars().count();
+    if chars <= max {
+        return Cow::Borrowed(text);
+    }
+    let (head, tail) = (max / 2, max / 3);
+    let head_end = text.char_indices().nth(head).map_or(text.len(), |(i, _)| i);
+    let tail_start = text
+        .char_indices()
+        .nth(chars - tail)
+        .map_or(text.len(), |(i, _)| i);
+    Cow::Owned(format!(
+        "{} … ({} characters left out) … {}",
+        &text[..head_end],
+        chars - head - tail,
+        &text[tail_start..]
+    ))
+}
+
 /// Result with the engine's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// An error with the given status and message. `status` must not be `VB_OK`.
+    ///
+    /// A message longer than [`MAX_MESSAGE_CHARS`] keeps its start and end (see [`shorten`]): a
+    /// message may quote what a peer sent (serde_json quotes an offending string whole), and one
+    /// hostile or broken frame must not become a megabyte in the host's logs.
     pub fn new(status: VbStatus, message: impl Into<String>) -> Self {
         debug_assert_ne!(status, VbStatus::VB_OK);
-        Error {
-            status,
-            message: message.into(),
-        }
+        let message = message.into();
+        let message = match shorten(&message, MAX_MESSAGE_CHARS) {
+            Cow::Borrowed(_) => message,
+            Cow::Owned(short) => short,
+        };
+        Error { status, message }
     }
 
     /// The C status this error maps onto.
@@ -189,6 +222,29 @@ mod tests {
         assert_eq!(VbStatus::from_raw(-1), None);
         assert_eq!(VbStatus::from_raw(15), None);
         assert_eq!(VbStatus::VB_ERR_INTERNAL.name(), "VB_ERR_INTERNAL");
+    }
+
+    #[test]
+    fn a_long_message_keeps_its_start_and_end_and_says_how_much_is_left_out() {
+        let quoted = "x".repeat(100_000);
+        let e = Error::provider(
+            "deepgram",
+            format!("malformed message: invalid type: string \"{quoted}\", expected u32 at line 1"),
+        );
+        let message = e.message();
+        assert!(
+            message.chars().count() < MAX_MESSAGE_CHARS + 40,
+            "{}",
+            message.len()
+        );
+        assert!(message.starts_with("deepgram: malformed message: invalid type: string"));
+        assert!(message.ends_with("\", expected u32 at line 1"), "{message}");
+        assert!(message.contains("characters left out"), "{message}");
+        let short = "turn.silence_ms: 0 is below the minimum 50";
+        assert_eq!(Error::invalid_config(short).message(), short);
+        // Characters, not bytes: never cut inside one.
+        let wide = "é".repeat(2000);
+        assert!(shorten(&wide, 100).starts_with(&"é".repeat(50)));
     }
 
     #[test]

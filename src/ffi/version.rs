@@ -36,7 +36,8 @@ pub extern "C" fn vb_status_str(status: i32) -> *const c_char {
 }
 
 /// The reason the last failed `vb_` call on this OS thread failed; "" when the last call
-/// succeeded. Valid until the next `vb_` call on this thread.
+/// succeeded. Valid until the next `vb_` call on this thread. At most about 1000 characters: a
+/// longer reason (one quoting what a peer sent) keeps its start and end.
 #[unsafe(no_mangle)]
 pub extern "C" fn vb_last_error_message() -> *const c_char {
     guard_value(c"".as_ptr(), last_error_ptr)

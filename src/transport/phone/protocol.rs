@@ -405,14 +405,7 @@ impl Outbound {
 /// ("invalid type: string \"…\""), and a provider's frame must not flood the host's logs (found
 /// by the `phone_stream` fuzz target). The end, which says where, is kept.
 fn json_error(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    let chars = text.chars().count();
-    if chars <= 180 {
-        return text;
-    }
-    let head: String = text.chars().take(120).collect();
-    let tail: String = text.chars().skip(chars - 50).collect();
-    format!("{head}…{tail}")
+    crate::error::shorten(&e.to_string(), 180).into_owned()
 }
 
 /// At most 80 characters of `text`, for messages.
