@@ -51,6 +51,13 @@ const SECTIONS: &[Section] = &[
                 streams the answer's text into it.",
     },
     Section {
+        id: "tools",
+        title: "Tools of the built-in agent",
+        intro: "A backend whose agent section configures the built-in LLM agent answers sessions \
+                that have no on_transcript of their own; the host's tools are offered to its \
+                model, which may call them while it answers.",
+    },
+    Section {
         id: "incoming",
         title: "Sessions that arrive by themselves",
         intro: "A backend that accepts calls itself (a LiveKit worker's dispatched jobs) hands \
@@ -112,6 +119,11 @@ const PLACES: &[Place] = &[
         file: "src/event",
         prefix: "",
         section: "session",
+    },
+    Place {
+        file: "src/ffi/tool",
+        prefix: "",
+        section: "tools",
     },
     Place {
         file: "src/ffi/incoming",

@@ -496,6 +496,48 @@ enum VbStatus vb_reply_fail(struct VbReply *reply, int32_t status, const char *m
  * Safety: reply is NULL or the reply passed to the running on_transcript. */
 bool vb_reply_is_cancelled(const struct VbReply *reply);
 
+/* ==== Tools of the built-in agent ================================================================
+ * A backend whose agent section configures the built-in LLM agent answers sessions that have no
+ * on_transcript of their own; the host's tools are offered to its model, which may call them while
+ * it answers. */
+
+/* Where a tool writes its answer (vb_tool_result_write). Valid only during the call it is handed
+ * to. */
+typedef struct VbToolResult VbToolResult;
+
+/* A tool the host offers the built-in agent (the backend's agent section): the model sees name,
+ * description and the JSON schema parameters_json, and may call it while it answers. call runs on
+ * an agent worker thread (never the realtime thread; it may block, up to the agent's
+ * tool_timeout_ms, after which the model is told the tool timed out) and may run for several
+ * sessions at once. */
+typedef struct VbTool {
+  const char *name;            /* [A-Za-z0-9_-], 1–64 characters, unique per backend. */
+  const char *description;     /* What the tool does and when to use it, for the model. */
+  const char *parameters_json; /* The JSON schema of the arguments, an object, e.g.
+                                  {"type":"object","properties":{}}. */
+  /* Runs the tool with the model's arguments (a JSON object, as text). Write the answer with
+   * vb_tool_result_write (JSON or plain text; the model reads it) and return VB_OK; on failure
+   * return an error status, with what was written as the reason: the model reads it, the session
+   * gets a VB_EVENT_ERROR, the conversation goes on. */
+  enum VbStatus (*call)(void *user_data, const char *arguments_json, struct VbToolResult *result);
+  void *user_data;             /* Passed back to call; must stay valid until the backend is
+                                  freed. */
+} VbTool;
+
+/* Offers a tool to the backend's built-in agent. The struct and its strings are copied. Only before
+ * vb_backend_start (VB_ERR_INVALID_STATE after); VB_ERR_INVALID_ARGUMENT for a NULL field, a name
+ * that is not 1–64 of [A-Za-z0-9_-] or already added, or parameters that are not a JSON object.
+ * Thread-safe.
+ * Safety: backend is NULL or a live backend; tool is NULL or a valid struct whose strings are NULL
+ * or NUL-terminated. */
+enum VbStatus vb_backend_add_tool(struct VbBackend *backend, const struct VbTool *tool);
+
+/* Appends text (UTF-8) to a tool's answer. VB_ERR_INVALID_ARGUMENT for NULL or invalid UTF-8. Only
+ * from within the call that was handed result.
+ * Safety: result is NULL or the result handed to the running call; text is NULL or
+ * NUL-terminated. */
+enum VbStatus vb_tool_result_write(struct VbToolResult *result, const char *text);
+
 /* ==== Sessions that arrive by themselves =========================================================
  * A backend that accepts calls itself (a LiveKit worker's dispatched jobs) hands each new session
  * to the host. */

@@ -34,6 +34,61 @@ where
     }
 }
 
+/// What a tool does with the arguments the model gave (a JSON object, as text): its result, as
+/// text the model reads (often JSON). Runs on a blocking worker thread, never the realtime
+/// thread; it may block, within the agent's `tool_timeout_ms`.
+pub type ToolHandler = Arc<dyn Fn(&str) -> Result<String> + Send + Sync>;
+
+/// A function the host offers the built-in LLM agent (`Backend::add_tool`, C
+/// `vb_backend_add_tool`): the model sees its name, description and parameters' JSON schema and
+/// may call it while it answers.
+#[derive(Clone)]
+pub struct Tool {
+    /// `[A-Za-z0-9_-]`, 1–64 characters, unique per backend.
+    pub name: String,
+    /// What it does and when to use it, for the model.
+    pub description: String,
+    /// The JSON schema of its arguments (an object schema).
+    pub parameters: serde_json::Value,
+    /// What runs when the model calls it.
+    pub handler: ToolHandler,
+}
+
+impl std::fmt::Debug for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tool")
+            .field("name", &self.name)
+            .field("description", &self.description)
+            .field("parameters", &self.parameters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tool {
+    /// `VB_ERR_INVALID_ARGUMENT` unless the name fits OpenAI's rules (`^[a-zA-Z0-9_-]{1,64}$`)
+    /// and the parameters are a JSON schema object.
+    pub fn validate(&self) -> Result<()> {
+        let name_ok = (1..=64).contains(&self.name.len())
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if !name_ok {
+            return Err(Error::invalid_argument(format!(
+                "tool name '{}': 1-64 characters of A-Z, a-z, 0-9, _ and -",
+                self.name
+            )));
+        }
+        if !self.parameters.is_object() {
+            return Err(Error::invalid_argument(format!(
+                "tool '{}': parameters must be a JSON schema object, e.g. {{\"type\":\"object\",\"properties\":{{}}}}",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// One finished user turn: what the user said and what the agent answered. In a resumed session
 /// a text is `None` where the privacy policy kept it out of the session store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +158,9 @@ pub(crate) enum ReplyMsg {
     Failed(Error),
     /// The agent callback returned (after its last write).
     Returned(Result<()>),
+    /// Something went wrong that the host should hear of, while the reply goes on (a tool of the
+    /// built-in agent failed).
+    Notice(Error),
 }
 
 /// The streaming reply of one turn (`VbReply` in C). Valid while the agent callback runs.
@@ -179,9 +237,24 @@ impl Reply {
         self.send(ReplyMsg::Failed(Error::new(status, message)))
     }
 
+    /// Tells the host of a failure that does not end the reply (`VB_EVENT_ERROR` with `error`'s
+    /// status and the text `"agent: <message>"`): the built-in agent's tool that failed, hung or
+    /// was not found. Ignored once the reply is over.
+    pub fn report(&self, error: Error) {
+        if self.finish == Finish::Open && !self.is_cancelled() {
+            let _ = self.tx.send((self.id, ReplyMsg::Notice(error)));
+        }
+    }
+
     /// Whether [`Reply::fail`] failed this reply.
     pub(crate) fn has_failed(&self) -> bool {
         self.finish == Finish::Failed
+    }
+
+    /// The flag barge-in sets, for an agent that waits on something else (the built-in agent's
+    /// network answer) and must notice at once.
+    pub(crate) fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancelled.clone()
     }
 
     /// Whether barge-in (or the host's interrupt) cancelled this reply: stop producing it.

@@ -100,6 +100,12 @@ pub struct BackendConfig {
     /// `VB_ERR_TIMEOUT` and the session goes back to listening (100–600000, default 10000).
     #[serde(default = "default_agent_timeout_ms")]
     pub agent_timeout_ms: u32,
+    /// The built-in LLM agent that answers sessions without an agent callback of their own:
+    /// `{"provider": "openai", "base_url", "model", "api_key", "system_prompt", "temperature",
+    /// "max_tokens", "tools", …}` (validated by the agent provider; see the README's *Built-in
+    /// agent*). Null (default): sessions of `stt_tts` backends need the host's agent.
+    #[serde(default)]
+    pub agent: Value,
     /// How many of a session's most recent turns are kept: in memory, as the agent's context
     /// ([`crate::Reply::history`]), and in the session store for a resume (1–100000, default
     /// 50). Older turns are dropped, so a long conversation costs bounded memory; hosts that
@@ -144,6 +150,7 @@ impl std::fmt::Debug for BackendConfig {
             .field("vad", &self.vad)
             .field("turn", &self.turn)
             .field("interruptions", &self.interruptions)
+            .field("agent", &redacted(&self.agent))
             .field("agent_timeout_ms", &self.agent_timeout_ms)
             .field("history_max_turns", &self.history_max_turns)
             .field("retry", &self.retry)

@@ -34,7 +34,7 @@ pub mod fuzzing;
 #[path = "../tests/support/providers.rs"]
 pub mod test_providers;
 
-pub use agent::{Agent, Reply, Turn};
+pub use agent::{Agent, Reply, Tool, ToolHandler, Turn};
 pub use backend::{Backend, Session, VbHealth, VbHealthStatus};
 pub use config::{BackendConfig, SessionConfig};
 pub use error::{Error, Result, VbStatus};

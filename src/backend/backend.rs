@@ -15,7 +15,7 @@ use super::persist::{SessionStore, SharedStore, StoredSession};
 use super::privacy::{DataKind, DataOwner, PrivacyPolicy};
 use super::recovery::Recovery;
 use super::session::{EventCallback, Session, SessionInner, SessionParts};
-use crate::agent::{Agent, History};
+use crate::agent::{Agent, History, Tool};
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result, VbStatus};
 use crate::event::VbSessionState;
@@ -131,6 +131,13 @@ impl Backend {
     pub fn add_processor(&self, factory: ProcessorFactory) -> Result<()> {
         self.inner.before_start("processors can only be added")?;
         self.inner.engine.add_processor(factory)
+    }
+
+    /// Offers `tool` to the built-in agent (the `agent` section): the model may call it while it
+    /// answers; see [`Tool`]. Only before `start`; names must be unique.
+    pub fn add_tool(&self, tool: Tool) -> Result<()> {
+        self.inner.before_start("tools can only be added")?;
+        self.inner.engine.add_tool(tool)
     }
 
     /// Installs the hook that authenticates and authorizes new sessions, replacing the built-in
@@ -322,9 +329,14 @@ impl Backend {
         let inner = &self.inner;
         inner.accepts_sessions()?;
         inner.engine.check_transport(&config)?;
+        // The host's agent, else the built-in one the configuration describes.
+        let agent = match agent {
+            Some(agent) => Some(agent),
+            None => inner.engine.builtin_agent(&config)?,
+        };
         if inner.engine.needs_agent() && agent.is_none() {
             return Err(Error::invalid_argument(
-                "this backend runs an stt_tts pipeline: the session needs an agent (on_transcript)",
+                "this backend runs an stt_tts pipeline: the session needs an agent (on_transcript, or the backend's agent section)",
             ));
         }
         // At the limit, refuse before admission takes a rate-limit token; admission runs host
@@ -444,6 +456,10 @@ impl BackendInner {
         agent: Option<Arc<dyn Agent>>,
         on_event: Option<EventCallback>,
     ) -> Result<Session> {
+        let agent = match agent {
+            Some(agent) => Some(agent),
+            None => self.engine.builtin_agent(&config)?,
+        };
         let mut sessions = lock(&self.sessions);
         self.accepts_sessions()?;
         self.check_session_limit(&sessions)?;

@@ -71,6 +71,11 @@ pub struct SessionConfig {
     /// with `output_codec` `"opus"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opus_bitrate: Option<u32>,
+    /// Settings of the built-in agent for this session, over the backend's `agent` section
+    /// field by field (e.g. another `system_prompt` or `model`); never `api_key`, which belongs
+    /// to the backend (session configurations are persisted). Null (default): the backend's.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub agent: Value,
     /// Free-form metadata handed to hooks.
     #[serde(default = "empty_object")]
     pub metadata: Value,
@@ -93,6 +98,7 @@ impl Default for SessionConfig {
             output_codec: Codec::Pcm,
             opus_complexity: None,
             opus_bitrate: None,
+            agent: Value::Null,
             metadata: empty_object(),
         }
     }
@@ -159,6 +165,14 @@ impl SessionConfig {
         )?;
         check_one_of("output_sample_rate", self.output_sample_rate, &HOST_RATES)?;
         check_object("metadata", &self.metadata)?;
+        if !self.agent.is_null() {
+            check_object("agent", &self.agent)?;
+            if self.agent.get("api_key").is_some() {
+                return Err(Error::invalid_config(
+                    "agent.api_key: a session cannot set the agent's key (session configurations are persisted); set it in the backend's agent section or the provider's environment variable",
+                ));
+            }
+        }
         if self.transport.is_empty() {
             return Err(Error::invalid_config("transport: must not be empty"));
         }

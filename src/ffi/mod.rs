@@ -10,6 +10,7 @@ pub mod log;
 pub mod rooms;
 pub mod session;
 pub mod session_opus;
+pub mod tool;
 pub mod version;
 
 use std::cell::RefCell;

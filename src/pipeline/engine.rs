@@ -5,14 +5,16 @@
 //! The backend layer owns one [`Engine`] and asks it for each session's [`SessionWiring`].
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::bell::Doorbell;
 use super::kinds::{BackendKind, Recipe};
 use super::wiring::SessionWiring;
+use crate::agent::{Agent, Tool};
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result, VbStatus};
 use crate::logging::LogPolicy;
+use crate::provider::llm;
 use crate::rt::pool::RealtimePool;
 use crate::rt::processor::{ProcessorChain, ProcessorFactory};
 use crate::rt::shared::EngineCounters;
@@ -29,12 +31,23 @@ pub struct Engine {
     /// The realtime pool, when `audio.realtime_threads` asks for one (its threads start with the
     /// first session).
     pool: Option<Arc<RealtimePool>>,
+    /// The host's tools for the built-in agent.
+    tools: Mutex<Vec<Tool>>,
+    /// The built-in agent of the backend's `agent` section, made for the first session that
+    /// uses it (the host's tools are all added by then) and shared by the sessions that do not
+    /// override it (one HTTP client, its connections pooled).
+    agent: OnceLock<Arc<dyn Agent>>,
 }
 
 impl Engine {
     /// Prepares `kind` with the validated `config` (see [`BackendKind::prepare`]).
     pub fn new(kind: &dyn BackendKind, config: &BackendConfig) -> Result<Engine> {
+        if !config.agent.is_null() {
+            llm::validate(&config.agent, None)?;
+        }
         Ok(Engine {
+            tools: Mutex::new(Vec::new()),
+            agent: OnceLock::new(),
             recipe: kind.prepare(config)?,
             config: config.clone(),
             processors: Mutex::new(Vec::new()),
@@ -66,6 +79,40 @@ impl Engine {
         }
         processors.push(factory);
         Ok(())
+    }
+
+    /// Offers a tool to the built-in agent. Names must be unique. (Only before the backend
+    /// starts: the backend checks.)
+    pub fn add_tool(&self, tool: Tool) -> Result<()> {
+        tool.validate()?;
+        let mut tools = self.tools.lock().unwrap_or_else(|p| p.into_inner());
+        if tools.iter().any(|t| t.name == tool.name) {
+            return Err(Error::invalid_argument(format!(
+                "a tool named '{}' is already added",
+                tool.name
+            )));
+        }
+        tools.push(tool);
+        Ok(())
+    }
+
+    /// The built-in agent for `session` when the backend's `agent` section or the session's own
+    /// describes one (`None` otherwise, and for conversations that need no agent). A session's
+    /// `agent` object overrides the backend's field by field and gets an agent of its own.
+    pub fn builtin_agent(&self, session: &SessionConfig) -> Result<Option<Arc<dyn Agent>>> {
+        if !self.needs_agent() || (self.config.agent.is_null() && session.agent.is_null()) {
+            return Ok(None);
+        }
+        let tools = self.tools.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if !session.agent.is_null() {
+            let config = llm::merged(&self.config.agent, &session.agent);
+            return llm::create_agent(&config, &tools, self.config.retry).map(Some);
+        }
+        if let Some(agent) = self.agent.get() {
+            return Ok(Some(agent.clone()));
+        }
+        let agent = llm::create_agent(&self.config.agent, &tools, self.config.retry)?;
+        Ok(Some(self.agent.get_or_init(|| agent).clone()))
     }
 
     /// Whether sessions need the host's agent callback (`stt_tts` conversations).

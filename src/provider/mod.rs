@@ -8,6 +8,7 @@
 
 pub mod builtin;
 pub mod embedded;
+pub mod llm;
 pub mod network;
 pub mod registry;
 pub mod s2s;

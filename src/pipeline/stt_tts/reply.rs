@@ -123,6 +123,7 @@ impl Conversation {
                 self.end_reply_text();
             }
             ReplyMsg::Returned(Ok(())) => self.end_reply_text(),
+            ReplyMsg::Notice(e) => self.agent_failed(&e),
         }
     }
 

@@ -41,6 +41,8 @@
 //! `gpt-4o-mini-tts`), `voice` (default `alloy`), `speed` (0.25–4.0, optional), `instructions`
 //! (optional; not for `tts-1`), `timeout_ms` (100–600000, default 10000).
 
+mod chat;
+mod sse;
 mod stt;
 mod tts;
 #[cfg(feature = "fuzzing")]
@@ -69,6 +71,7 @@ pub const DEFAULT_BASE_URL: &str = "https://api.openai.com";
 /// The rate of the `pcm` speech format.
 pub const SPEECH_RATE: u32 = 24_000;
 
+pub use chat::{ChatClient, ChatRound, ToolCall};
 pub use stt::OpenAiStt;
 pub use tts::OpenAiTts;
 
@@ -108,6 +111,19 @@ impl Endpoint {
         retry: RetryConfig,
     ) -> Result<Endpoint> {
         let key = api_key(&format!("{section}.api_key"), api_key_setting, KEY_ENV)?;
+        Self::with_key(section, key, base_url, timeout_ms, path, retry)
+    }
+
+    /// [`Endpoint::new`] with the key already found; an empty key sends no `Authorization`
+    /// (self-hosted servers such as llama.cpp's need none).
+    fn with_key(
+        section: &str,
+        key: Secret,
+        base_url: Option<&str>,
+        timeout_ms: Option<u32>,
+        path: &str,
+        retry: RetryConfig,
+    ) -> Result<Endpoint> {
         if !key.expose().bytes().all(|b| b.is_ascii_graphic()) {
             return Err(Error::invalid_config(format!(
                 "{section}.api_key: must be printable ASCII without spaces"
@@ -145,7 +161,10 @@ impl Endpoint {
     /// success is returned with its body still to read; anything else is an error per the
     /// module docs.
     async fn send(&self, build: impl FnOnce(RequestBuilder) -> RequestBuilder) -> Result<Response> {
-        let request = build(self.client.post(self.url.clone())).bearer_auth(self.key.expose());
+        let mut request = build(self.client.post(self.url.clone()));
+        if !self.key.expose().is_empty() {
+            request = request.bearer_auth(self.key.expose());
+        }
         let response = self
             .deadline(request.send())
             .await?

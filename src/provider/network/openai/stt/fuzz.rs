@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use reqwest::StatusCode;
 use tokio::sync::mpsc;
 
-use super::{OpenAiStt, SseReader, TranscriptionStream, transcription};
+use super::super::sse::SseReader;
+use super::{OpenAiStt, TranscriptionStream, transcription};
 use crate::error::{Error, Result};
 use crate::provider::ProviderSetup;
 use crate::provider::stt::{SttResult, SttSink};
