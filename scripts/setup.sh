@@ -17,7 +17,8 @@
 #   Go:     go (preinstalled on these machines; Debian's golang-go otherwise): the Go binding, the
 #           LiveKit tests' peers and livekit-server.
 #   Python: scripts/python-env.sh (a venv of about 800 MB with pipecat-ai, for the pipecat
-#           backend's test bot).
+#           backend's test bot) and scripts/llm-env.sh (llama-cpp-python's server, compiled from
+#           PyPI's source package, and SmolLM2-135M: the built-in agent's test server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,3 +68,4 @@ fi
 echo "setup: $(go version)"
 
 scripts/python-env.sh
+scripts/llm-env.sh

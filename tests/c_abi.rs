@@ -575,6 +575,27 @@ fn c_host_program_passes_under_address_and_undefined_behaviour_sanitizers() {
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// The host program's `tools` case with a real OpenAI-compatible server (llama.cpp's, see
+/// `tests/llm_agent.rs`): the built-in agent answers a session without `on_transcript` and
+/// calls the host's C tool on its way.
+#[test]
+fn a_c_hosts_tool_is_called_by_the_built_in_agent() {
+    let server = common::llama::LlamaServer::start(2048, &[]);
+    let (dir, program) = build_c_program("host_test_tools", &host_test_sources());
+    let output = run(c_command(&dir, &program)
+        .arg("tools")
+        .env("VB_TEST_LLM_URL", server.base_url()));
+    let stdout = text(&output.stdout);
+    println!("{stdout}");
+    eprint!("{}", text(&output.stderr));
+    assert!(
+        output.status.success() && stdout.contains("1 passed, 0 failed"),
+        "the C host's tools case failed ({}); its output is above",
+        output.status
+    );
+    let _ = fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_c_host_receives_log_records_through_its_callback() {
     let (dir, program) = build_c_program("log_test", &["tests/c/log_test.c".to_owned()]);

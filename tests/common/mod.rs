@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod livekit;
+pub mod llama;
 pub mod phone;
 pub mod pipecat;
 pub mod serve;

@@ -162,7 +162,9 @@ impl ChatAgent {
 fn assistant_with_calls(text: &str, calls: &[ToolCall]) -> Value {
     json!({
         "role": "assistant",
-        "content": if text.is_empty() { Value::Null } else { json!(text) },
+        // A string even when empty: servers that render the context with the model's chat
+        // template (llama.cpp) fail on a null content.
+        "content": text,
         "tool_calls": calls.iter().map(|c| json!({
             "id": c.id, "type": "function",
             "function": {"name": c.name, "arguments": c.arguments}})).collect::<Vec<_>>(),

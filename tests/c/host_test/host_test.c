@@ -38,6 +38,7 @@ static const struct {
     {"persistence", case_persistence},
     {"opus_turn", case_opus_turn},
     {"opus_bad_input", case_opus_bad_input},
+    {"tools", case_tools},
 };
 
 int main(int argc, char **argv)

@@ -213,5 +213,6 @@ void case_access(void);
 void case_persistence(void);
 void case_opus_turn(void);
 void case_opus_bad_input(void);
+void case_tools(void);
 
 #endif

@@ -137,7 +137,15 @@ impl ChatClient {
                 return Ok(None);
             };
             let Some(chunk) = chunk? else {
-                return Ok(Some(stream.finish()));
+                // The stream ended without saying why the model stopped: the server gave up
+                // mid-answer (llama.cpp's server does so when the context overflows).
+                return match stream.finish_reason {
+                    Some(_) => Ok(Some(stream.finish())),
+                    None => Err(e.unreadable(
+                        "completion",
+                        "the answer ended before the model finished (no finish_reason)",
+                    )),
+                };
             };
             for text in stream.push(e, &chunk)? {
                 on_text(&text);
@@ -209,8 +217,12 @@ impl ChatStream {
                     if let Some(id) = call["id"].as_str() {
                         entry.id = id.to_owned();
                     }
+                    // OpenAI names the function in the call's first piece only; some servers
+                    // (llama-cpp-python) repeat the whole name in every piece.
                     if let Some(name) = call["function"]["name"].as_str() {
-                        entry.name.push_str(name);
+                        if entry.name != name {
+                            entry.name.push_str(name);
+                        }
                     }
                     if let Some(arguments) = call["function"]["arguments"].as_str() {
                         entry.arguments.push_str(arguments);
@@ -324,6 +336,22 @@ mod tests {
                 arguments: "{\"city\": \"Paris\"}".into()
             }]
         );
+    }
+
+    #[test]
+    fn a_name_repeated_in_every_piece_is_taken_once() {
+        // llama-cpp-python 0.3.36 sends the function's name with each piece of its arguments.
+        let e = endpoint();
+        let mut stream = ChatStream::default();
+        for arguments in ["{", "\\\"city\\\": ", "\\\"Paris\\\"}"] {
+            let piece = format!(
+                "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"tool_calls\":[{{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{{\"name\":\"get_weather\",\"arguments\":\"{arguments}\"}}}}]}}}}]}}\n\n"
+            );
+            stream.push(&e, piece.as_bytes()).unwrap();
+        }
+        let round = stream.finish();
+        assert_eq!(round.tool_calls[0].name, "get_weather");
+        assert_eq!(round.tool_calls[0].arguments, r#"{"city": "Paris"}"#);
     }
 
     #[test]

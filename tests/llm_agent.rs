@@ -1,0 +1,297 @@
+//! The built-in agent (`agent` section, provider `openai`) against a real OpenAI-compatible
+//! server that is not ours: llama-cpp-python's server (llama.cpp) serving SmolLM2-135M-Instruct
+//! on 127.0.0.1 (`scripts/llm-env.sh` installs both). Temperature 0, so answers are the same run
+//! after run. The stall uses a listener of our own that accepts and never answers.
+#![cfg(feature = "test-providers")]
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::llama::LlamaServer;
+use common::*;
+use voicebackend::{Backend, SessionConfig, Tool, VbEventKind as K, VbStatus};
+
+/// One llama.cpp server at a time: each uses both cores, and a test's turn waits for its model.
+static ONE_SERVER: Mutex<()> = Mutex::new(());
+
+/// Starts a server for one test, holding [`ONE_SERVER`] while it runs.
+fn llama(n_ctx: u32) -> (std::sync::MutexGuard<'static, ()>, LlamaServer) {
+    let turn = ONE_SERVER.lock().unwrap_or_else(|p| p.into_inner());
+    (turn, LlamaServer::start(n_ctx, &[]))
+}
+
+/// A backend on the embedded Whisper and eSpeak NG whose sessions the built-in agent answers.
+fn spoken_backend(agent: &str, extra: &str) -> Backend {
+    let json = format!(
+        r#"{{"provider":"local","stt_provider":"whisper","tts_provider":"espeak",
+            "persistence":{{"path":""}},"agent":{agent}{extra}}}"#
+    );
+    Backend::from_json(&json).expect("backend config")
+}
+
+fn agent_json(server: &LlamaServer, more: &str) -> String {
+    format!(
+        r#"{{"provider":"openai","base_url":"{}","model":"smollm2","temperature":0{more}}}"#,
+        server.base_url()
+    )
+}
+
+/// A session with no agent of its own: the built-in one answers.
+fn session_without_agent(backend: &Backend) -> voicebackend::Session {
+    let session = backend
+        .create_session(SessionConfig::default(), None, None)
+        .expect("a session without an agent callback is answered by the built-in agent");
+    session.start().unwrap();
+    session
+}
+
+#[test]
+fn a_spoken_question_gets_a_spoken_answer_streamed_from_a_real_llama_cpp_server() {
+    let (_turn, server) = llama(2048);
+    let backend = spoken_backend(&agent_json(&server, r#","max_tokens":40"#), "");
+    backend.start().unwrap();
+    let session = session_without_agent(&backend);
+    say_as_user(&session, "What is the capital of France?");
+    let (events, audio) = play_until(&session, reply_finished());
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    let heard = texts(&events, K::VB_EVENT_TRANSCRIPT_FINAL).concat();
+    assert!(
+        heard.contains("capital of France"),
+        "Whisper heard {heard:?}"
+    );
+    let answer = texts(&events, K::VB_EVENT_AGENT_RESPONSE).concat();
+    assert!(answer.contains("Paris"), "the model answered {answer:?}");
+    assert!(
+        audio.iter().filter(|s| s.unsigned_abs() > 300).count() > 16000,
+        "the answer was spoken ({} samples)",
+        audio.len()
+    );
+    // Streamed: the first text reached the session before the whole answer was generated.
+    let metrics = events
+        .iter()
+        .find(|e| e.kind == K::VB_EVENT_TURN_METRICS)
+        .map(|e| e.metrics)
+        .expect("turn metrics");
+    assert!(metrics.agent_first_text_us > 0);
+    // The second turn has the first in its context.
+    say_as_user(&session, "What about Germany?");
+    let (events, _) = play_until(&session, reply_finished());
+    let answer = texts(&events, K::VB_EVENT_AGENT_RESPONSE).concat();
+    let heard = texts(&events, K::VB_EVENT_TRANSCRIPT_FINAL).concat();
+    assert!(
+        answer.contains("Berlin"),
+        "heard {heard:?}, the model answered {answer:?}"
+    );
+    session.stop().unwrap();
+    backend.stop(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn a_tool_call_round_trip_feeds_the_tools_result_back_to_the_model() {
+    let (_turn, server) = llama(2048);
+    let agent = agent_json(
+        &server,
+        r#","max_tokens":60,"tool_choice":"get_weather","filler":"Let me check.","filler_after_ms":100"#,
+    );
+    let backend = spoken_backend(&agent, "");
+    let calls = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = calls.clone();
+    backend
+        .add_tool(Tool {
+            name: "get_weather".into(),
+            description: "The weather forecast for a city.".into(),
+            parameters: serde_json::json!({
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"]
+            }),
+            handler: Arc::new(move |arguments| {
+                seen.lock().unwrap().push(arguments.to_owned());
+                std::thread::sleep(Duration::from_millis(300)); // slow enough for the filler
+                Ok(r#"{"forecast": "sunny and 21 degrees"}"#.to_owned())
+            }),
+        })
+        .unwrap();
+    backend.start().unwrap();
+    let session = session_without_agent(&backend);
+    say_as_user(&session, "What is the weather like in Paris today?");
+    let (events, _) = play_until(&session, reply_finished());
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "one call: {calls:?}");
+    let arguments: serde_json::Value = serde_json::from_str(&calls[0]).unwrap();
+    assert!(arguments["city"].is_string(), "{arguments}");
+    let answer = texts(&events, K::VB_EVENT_AGENT_RESPONSE).concat();
+    assert!(
+        answer.starts_with("Let me check."),
+        "the filler first: {answer:?}"
+    );
+    assert!(
+        answer.len() > "Let me check.".len() + 5,
+        "the model spoke after the tool: {answer:?}"
+    );
+    session.stop().unwrap();
+    backend.stop(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn server_errors_are_events_and_the_session_goes_on() {
+    let (_turn, server) = llama(512);
+    // (the agent settings, the status, what the message says)
+    let long_prompt = "You are a helpful assistant. ".repeat(300);
+    let cases = [
+        // A path the server does not serve: its own 404.
+        (
+            format!(
+                r#"{{"provider":"openai","base_url":"{}/nowhere"}}"#,
+                server.base_url()
+            ),
+            VbStatus::VB_ERR_PROVIDER,
+            "answered HTTP 404",
+        ),
+        // A context longer than the server's window: it starts the stream, then gives up.
+        (
+            agent_json(&server, &format!(r#","system_prompt":"{long_prompt}""#)),
+            VbStatus::VB_ERR_PROVIDER,
+            "the answer ended before the model finished",
+        ),
+    ];
+    for (agent, status, says) in cases {
+        let backend = test_backend(&format!(r#""agent":{agent},"retry":{{"max_attempts":1}}"#));
+        let session = session_without_agent(&backend);
+        push_all(&session, &utterance(150.0, 800, 16000), 16000);
+        let events = events_until(&session, is_error);
+        let (got, message) = errors(&events).pop().unwrap();
+        assert_eq!(got, status, "{message}");
+        assert!(message.starts_with("agent: openai: "), "{message}");
+        assert!(message.contains(says), "{message}");
+        listening_after_failed_turn(&session, &events);
+        session.stop().unwrap();
+        backend.stop(Duration::ZERO).unwrap();
+    }
+}
+
+#[test]
+fn a_stalled_server_is_a_timeout_and_the_session_goes_on() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(stream); // read nothing, answer nothing
+        }
+    });
+    let agent =
+        format!(r#"{{"provider":"openai","base_url":"http://127.0.0.1:{port}","timeout_ms":500}}"#);
+    let backend = test_backend(&format!(r#""agent":{agent},"retry":{{"max_attempts":1}}"#));
+    let session = session_without_agent(&backend);
+    let started = Instant::now();
+    push_all(&session, &utterance(150.0, 800, 16000), 16000);
+    let events = events_until(&session, is_error);
+    let (status, message) = errors(&events).pop().unwrap();
+    assert_eq!(status, VbStatus::VB_ERR_TIMEOUT, "{message}");
+    assert!(
+        message.contains("no answer from") && message.contains("within 500 ms"),
+        "{message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    listening_after_failed_turn(&session, &events);
+    session.stop().unwrap();
+}
+
+#[test]
+fn barge_in_drops_the_generation_on_the_server() {
+    let (_turn, server) = llama(2048);
+    let agent = agent_json(
+        &server,
+        r#","max_tokens":600,"system_prompt":"You tell very long stories. Never stop early.""#,
+    );
+    let backend = test_backend(&format!(r#""agent":{agent}"#));
+    let session = session_without_agent(&backend);
+    talk_until_the_agent_speaks(&session);
+    push_all(&session, &utterance(150.0, 800, 16000), 16000);
+    let events = events_until(&session, |e| e.kind == K::VB_EVENT_INTERRUPTED);
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    // The request's connection is closed at once; llama-cpp-python's server notices between two
+    // tokens and stops generating (it logs the disconnection).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.log().contains("Disconnected from client") {
+        assert!(
+            Instant::now() < deadline,
+            "the server kept generating; its log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    session.stop().unwrap();
+}
+
+#[test]
+fn bad_settings_and_bad_tools_are_refused_with_the_field_named() {
+    let refused = Backend::from_json(
+        r#"{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts",
+            "agent":{"provider":"openai","base_url":"http://127.0.0.1:1","temperature":7}}"#,
+    )
+    .err()
+    .unwrap();
+    assert_eq!(refused.status(), VbStatus::VB_ERR_INVALID_CONFIG);
+    assert!(
+        refused.message().starts_with("agent.temperature"),
+        "{}",
+        refused.message()
+    );
+
+    let backend = Backend::from_json(
+        r#"{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts",
+            "persistence":{"path":""},
+            "agent":{"provider":"openai","base_url":"http://127.0.0.1:1","tools":["clock"]}}"#,
+    )
+    .unwrap();
+    let tool = |name: &str| Tool {
+        name: name.into(),
+        description: String::new(),
+        parameters: serde_json::json!({"type": "object"}),
+        handler: Arc::new(|_| Ok(String::new())),
+    };
+    let bad_name = backend.add_tool(tool("get weather")).unwrap_err();
+    assert_eq!(bad_name.status(), VbStatus::VB_ERR_INVALID_ARGUMENT);
+    backend.add_tool(tool("calendar")).unwrap();
+    let twice = backend.add_tool(tool("calendar")).unwrap_err();
+    assert!(
+        twice.message().contains("already added"),
+        "{}",
+        twice.message()
+    );
+    backend.start().unwrap();
+    // The configuration names a tool the host never added: each session says so.
+    let missing = backend
+        .create_session(SessionConfig::default(), None, None)
+        .err()
+        .unwrap();
+    assert_eq!(missing.status(), VbStatus::VB_ERR_INVALID_CONFIG);
+    assert!(
+        missing
+            .message()
+            .contains("agent.tools: no tool named 'clock' was added (added: calendar)"),
+        "{}",
+        missing.message()
+    );
+    // A session may not carry a key of its own (session configurations are persisted).
+    let keyed = SessionConfig {
+        agent: serde_json::json!({"api_key": "sk-x"}),
+        ..SessionConfig::default()
+    };
+    let e = backend.create_session(keyed, None, None).err().unwrap();
+    assert!(e.message().starts_with("agent.api_key"), "{}", e.message());
+    let late = backend.add_tool(tool("late")).unwrap_err();
+    assert_eq!(late.status(), VbStatus::VB_ERR_INVALID_STATE);
+    backend.stop(Duration::ZERO).unwrap();
+}
