@@ -20,19 +20,21 @@
 // realtime path.
 //
 // Threads (as in the C contract): Backend's calls are thread-safe, except add_processor,
-// set_incoming, set_auth_hook and set_rate_limiter (one thread, before start(); they keep the
-// functions in the object). Per Session, one thread at a time calls process_audio (or
+// add_tool, set_incoming, set_auth_hook and set_rate_limiter (one thread, before start(); they
+// keep the functions in the object). Per Session, one thread at a time calls process_audio (or
 // process_opus), one read_audio (or read_opus), one poll_event; start/stop/say/interrupt are
 // thread-safe. Callbacks run on engine threads, except the auth hook and the rate limiter, which
 // run inside the create_session or resume_session call that they admit (possibly several at
 // once):
 // - the agent on an agent worker thread (it may block; Session's destructor waits for it),
+// - tools of the built-in agent (add_tool) on agent worker threads, possibly concurrently,
 // - the event handler on the session's event thread,
 // - the incoming handler (set_incoming) on an engine I/O thread, possibly concurrently,
 // - processors on the realtime threads of every session, concurrently: a processor must be
 //   safe to call from several threads at once and must not block or allocate.
 // Exceptions thrown by callbacks never reach the engine: a throwing agent ends its turn with
-// VB_ERR_PROVIDER (reported as a VB_EVENT_ERROR event); exceptions from event handlers and
+// VB_ERR_PROVIDER (reported as a VB_EVENT_ERROR event), so does a throwing tool (its what() is
+// the reason the model reads); exceptions from event handlers and
 // processors are swallowed.
 //
 // Logging: set_log_handler sends the library's log records to a std::function (on the library's
@@ -222,6 +224,12 @@ using StreamingAgent = std::function<void(const std::string& transcript, Reply& 
 using EventHandler = std::function<void(const Event& event)>;
 /// An audio processor: in place, pcm[0..samples) at sample_rate. Realtime threads, concurrently.
 using Processor = std::function<void(int16_t* pcm, size_t samples, uint32_t sample_rate)>;
+/// A tool of the built-in agent (Backend::add_tool): gets the model's arguments (a JSON object,
+/// as text) and returns the answer the model reads (JSON or plain text). Runs on an agent worker
+/// thread, possibly concurrently for several sessions; it may block up to the agent's
+/// tool_timeout_ms. A thrown exception fails the call: its what() is the reason the model reads
+/// and the session gets a VB_EVENT_ERROR (status: a voicebackend::Error's, else VB_ERR_PROVIDER).
+using ToolFunction = std::function<std::string(const std::string& arguments)>;
 
 /// How the host runs a session that arrived by itself (Backend::set_incoming): its agent, a
 /// whole-reply Agent or a StreamingAgent (at most one; none on an s2s backend), and optionally an
@@ -324,6 +332,31 @@ inline VbStatus limiter_wait_trampoline(void* user_data, const char* key,
   } catch (...) {
     return thrown_status();
   }
+}
+
+// VbTool.call: user_data is the Backend's ToolFunction. Nothing thrown reaches the engine.
+inline VbStatus tool_trampoline(void* user_data, const char* arguments_json,
+                                VbToolResult* result) noexcept {
+  VbStatus status = VB_OK;
+  try {
+    const auto* tool = static_cast<const ToolFunction*>(user_data);
+    const std::string answer = (*tool)(arguments_json != nullptr ? arguments_json : "{}");
+    if (answer.find('\0') != std::string::npos) {
+      vb_tool_result_write(result, "the tool's answer contains a NUL byte");
+      return VB_ERR_INVALID_ARGUMENT;
+    }
+    return vb_tool_result_write(result, answer.c_str());  // VB_ERR_INVALID_ARGUMENT: not UTF-8
+  } catch (const Error& e) {
+    status = e.status() != VB_OK ? e.status() : VB_ERR_PROVIDER;
+    vb_tool_result_write(result, e.what());
+  } catch (const std::exception& e) {
+    status = VB_ERR_PROVIDER;
+    vb_tool_result_write(result, e.what());
+  } catch (...) {
+    status = VB_ERR_PROVIDER;
+    vb_tool_result_write(result, "the tool threw an exception that is no std::exception");
+  }
+  return status;
 }
 
 }  // namespace detail
@@ -669,7 +702,8 @@ class Backend {
         processors_(std::move(other.processors_)),
         incoming_(std::move(other.incoming_)),
         auth_hook_(std::move(other.auth_hook_)),
-        rate_limiter_(std::move(other.rate_limiter_)) {}
+        rate_limiter_(std::move(other.rate_limiter_)),
+        tools_(std::move(other.tools_)) {}
   Backend& operator=(Backend&& other) noexcept {
     if (this != &other) {
       reset();
@@ -678,6 +712,7 @@ class Backend {
       incoming_ = std::move(other.incoming_);
       auth_hook_ = std::move(other.auth_hook_);
       rate_limiter_ = std::move(other.rate_limiter_);
+      tools_ = std::move(other.tools_);
     }
     return *this;
   }
@@ -718,6 +753,29 @@ class Backend {
     processors_.reserve(processors_.size() + 1);  // the push_back below cannot throw
     detail::check(vb_backend_add_processor(handle_, &processor));
     processors_.push_back(std::move(stored));
+  }
+
+  /// Offers a tool to the built-in agent (the backend's "agent" section, which answers the
+  /// sessions created without an agent): the model sees name, description and the JSON schema
+  /// parameters_json, and may call it while it answers. Only before start(); the function is
+  /// kept by this Backend until it is freed. Throws Error: VB_ERR_INVALID_ARGUMENT for a name
+  /// that is not 1-64 of [A-Za-z0-9_-] or already added, parameters that are not a JSON
+  /// object, or an empty function; VB_ERR_INVALID_STATE after start(). See ToolFunction.
+  void add_tool(std::string name, std::string description, std::string parameters_json,
+                ToolFunction call) {
+    const std::string n = detail::c_string(name, "tool name");
+    const std::string d = detail::c_string(description, "tool description");
+    const std::string p = detail::c_string(parameters_json, "tool parameters_json");
+    auto stored = std::make_unique<ToolFunction>(std::move(call));
+    VbTool tool{};
+    tool.name = n.c_str();
+    tool.description = d.c_str();
+    tool.parameters_json = p.c_str();
+    tool.call = *stored ? &detail::tool_trampoline : nullptr;
+    tool.user_data = stored.get();
+    tools_.reserve(tools_.size() + 1);  // the push_back below cannot throw
+    detail::check(vb_backend_add_tool(handle_, &tool));
+    tools_.push_back(std::move(stored));
   }
 
   /// Installs the hook for sessions that arrive by themselves: on a livekit backend in worker
@@ -789,7 +847,8 @@ class Backend {
     callbacks->on_event = std::move(on_event);
     return make_session(session_json, std::move(callbacks));
   }
-  /// A session without an agent on this side (s2s), polling events.
+  /// A session without an agent on this side, polling events: for pipelines that answer by
+  /// themselves (s2s), or answered by the built-in agent (the backend's "agent" section).
   Session create_session(const std::string& session_json) {
     return make_session(session_json, std::make_unique<detail::SessionCallbacks>());
   }
@@ -907,6 +966,7 @@ class Backend {
     incoming_.reset();
     auth_hook_.reset();
     rate_limiter_.reset();
+    tools_.clear();
   }
 
   VbBackend* handle_ = nullptr;
@@ -914,6 +974,7 @@ class Backend {
   std::unique_ptr<IncomingHandler> incoming_;
   std::unique_ptr<AuthHook> auth_hook_;
   std::unique_ptr<RateLimiter> rate_limiter_;
+  std::vector<std::unique_ptr<ToolFunction>> tools_;
 };
 
 }  // namespace voicebackend

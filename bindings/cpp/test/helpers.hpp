@@ -139,9 +139,9 @@ class Host {
     return true;
   }
 
-  /// Pumps until `until` holds over all events so far; false after kPatience.
-  bool wait_for(const Until& until) {
-    const auto deadline = std::chrono::steady_clock::now() + kPatience;
+  /// Pumps until `until` holds over all events so far; false after patience.
+  bool wait_for(const Until& until, std::chrono::steady_clock::duration patience = kPatience) {
+    const auto deadline = std::chrono::steady_clock::now() + patience;
     for (;;) {
       pump();
       if (until(log_.snapshot())) return true;

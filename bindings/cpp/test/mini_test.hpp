@@ -1,6 +1,7 @@
 // A tiny stand-in for GoogleTest, used only when find_package(GTest) finds nothing. It offers
 // the subset the tests use: TEST, EXPECT_/ASSERT_ TRUE FALSE EQ NE LT LE GT GE, FAIL,
-// ADD_FAILURE, with `<< message` streaming. Values are not printed (stream them if needed).
+// ADD_FAILURE, GTEST_SKIP (the case passes; its message is printed), with `<< message`
+// streaming. Values are not printed (stream them if needed).
 // Run all tests, or only those whose "Suite.Name" contains argv[1].
 #ifndef VOICEBACKEND_MINI_TEST_HPP
 #define VOICEBACKEND_MINI_TEST_HPP
@@ -64,6 +65,14 @@ class Failure {
   const char* what_;
 };
 
+// `return Skip() = Message() << ...;`: prints why the case is skipped; it still passes.
+struct Skip {
+  void operator=(const Message& message) const {
+    std::printf("[  SKIPPED ] %s\n", message.str().c_str());
+    std::fflush(stdout);
+  }
+};
+
 inline int run_all(int argc, char** argv) {
   const std::string filter = argc > 1 ? argv[1] : "";
   int passed = 0, failed = 0;
@@ -125,6 +134,7 @@ inline int run_all(int argc, char** argv) {
 #define ASSERT_GE(a, b) MINITEST_ASSERT_((a) >= (b), "expected " #a " >= " #b)
 #define FAIL() MINITEST_ASSERT_(false, "failed")
 #define ADD_FAILURE() MINITEST_EXPECT_(false, "failed")
+#define GTEST_SKIP() return ::minitest::Skip() = ::minitest::Message()
 
 int main(int argc, char** argv) { return ::minitest::run_all(argc, argv); }
 

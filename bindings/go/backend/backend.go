@@ -69,6 +69,8 @@ type Backend struct {
 	hooks *hostHooks
 	// incoming is the handle of Config.OnSession's VbIncoming (0 without one); freed after c.
 	incoming cgo.Handle
+	// tools are the handles of Config.Tools as the engine holds them; freed after c.
+	tools []cgo.Handle
 	// ctx is OnSession's context; cancelled by Stop and Close.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -168,6 +170,7 @@ func (b *Backend) Close() error {
 	C.vb_backend_free(b.c)
 	b.c = nil
 	b.hooks.release()
+	b.releaseTools()
 	if b.incoming != 0 {
 		b.incoming.Delete()
 	}

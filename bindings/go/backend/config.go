@@ -59,6 +59,14 @@ type Config struct {
 	// "load_threshold"}), one per job the LiveKit server dispatches (vb_backend_set_incoming).
 	// See OnSessionFunc.
 	OnSession OnSessionFunc
+	// Agent is the engine's "agent" section: the built-in LLM agent that answers the sessions
+	// created without an agent callback, e.g. {"provider": "openai", "base_url":
+	// "http://127.0.0.1:8080", "model": "smollm2", "temperature": 0.3, "tool_choice": "auto"}
+	// (keys: the engine's README, "The built-in agent"). nil: no built-in agent.
+	Agent map[string]any
+	// Tools are offered to the built-in agent's model (see Tool); installed before the backend
+	// starts. The agent section's "tools" may name a subset.
+	Tools []Tool
 	// Extra is merged into the JSON last (one level deep for objects), for engine keys this
 	// struct does not name yet, or to send a value whose Go zero value would be left out (e.g.
 	// Extra: map[string]any{"turn": map[string]any{"min_speech_ms": 0}}). Unknown keys are an
@@ -161,7 +169,9 @@ type SessionConfig struct {
 	OpusComplexity *int
 	OpusBitrate    int
 	// AgentCallback or StreamingAgentCallback (at most one) answers each user turn. An
-	// stt_tts session needs one (ErrCodeInvalidArgument otherwise); an s2s session needs none.
+	// stt_tts session needs one (ErrCodeInvalidArgument otherwise) unless the backend has a
+	// built-in agent (Config.Agent), which answers the sessions without one; an s2s session
+	// needs none.
 	AgentCallback          AgentCallback
 	StreamingAgentCallback StreamingAgentCallback
 	// EventBuffer is the capacity of the Events channel (default 256). Events that find it
@@ -233,6 +243,7 @@ func (c *Config) configJSON(op, name string) ([]byte, error) {
 		s.millis("interruptions.min_speech_ms", i.MinSpeech)
 		j.end("interruptions", s)
 	}
+	j.object("agent", c.Agent)
 	j.merge(c.Extra)
 	return j.marshal()
 }

@@ -213,7 +213,13 @@ func (r *recorder) samples() []int16 {
 // up to patience.
 func (r *recorder) waitEvent(t testing.TB, from int, what string, match func(Event) bool) int {
 	t.Helper()
-	i, err := r.awaitEvent(from, match)
+	return r.waitEventWithin(t, patience, from, what, match)
+}
+
+// waitEventWithin is waitEvent with a patience of its own (a real LLM on a loaded machine).
+func (r *recorder) waitEventWithin(t testing.TB, patience time.Duration, from int, what string, match func(Event) bool) int {
+	t.Helper()
+	i, err := r.awaitEventWithin(patience, from, match)
 	if err != nil {
 		t.Fatalf("waiting for %s: %v", what, err)
 	}
@@ -222,6 +228,10 @@ func (r *recorder) waitEvent(t testing.TB, from int, what string, match func(Eve
 
 // awaitEvent is waitEvent for goroutines other than the test's.
 func (r *recorder) awaitEvent(from int, match func(Event) bool) (int, error) {
+	return r.awaitEventWithin(patience, from, match)
+}
+
+func (r *recorder) awaitEventWithin(patience time.Duration, from int, match func(Event) bool) (int, error) {
 	deadline := time.After(patience)
 	for {
 		events := r.snapshot()

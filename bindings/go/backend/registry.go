@@ -85,10 +85,16 @@ func (r *Registry) Create(ctx context.Context, name string, cfg *Config) (*Backe
 	if saved.Provider == "" {
 		saved.Provider = name
 	}
+	saved.Tools = append([]Tool(nil), cfg.Tools...)
 	b := newBackend(out, &saved, hooks)
-	if err := installIncoming(op, b); err != nil {
+	err = installTools(op, b)
+	if err == nil {
+		err = installIncoming(op, b)
+	}
+	if err != nil {
 		C.vb_backend_free(out)
 		hooks.release()
+		b.releaseTools()
 		b.cancel()
 		return nil, err
 	}
