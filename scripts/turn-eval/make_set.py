@@ -213,6 +213,7 @@ class Builder:
         self.turn = 0
         self.agent = None
         self._babble = None
+        self.noisy = 0
 
     def voice(self):
         self.turn += 1
@@ -246,7 +247,8 @@ class Builder:
 
     def add_noisy(self, case, clean):
         """The same case with pink or babble noise at 15 dB below the speech."""
-        kind = "babble" if len(self.cases) % 2 else "pink"
+        self.noisy += 1
+        kind = "babble" if self.noisy % 2 else "pink"
         n = len(clean)
         if kind == "pink":
             noise = pink(n, self.rng)
