@@ -9,7 +9,7 @@ Categories (each case is one user track, plus an agent track where the agent is 
   backchannel   while the agent speaks: "mm-hmm", "yeah", "okay", "right", ...
   interruption  while the agent speaks: "wait", "stop", "actually, no, I meant Tuesday", ...
 Every category but trailing is generated again with 15 dB background noise (pink noise, or
-babble mixed from several eSpeak voices); those cases have "noisy": true.
+babble mixed from ten eSpeak talkers); those cases have "noisy": true.
 
 The agent's reply (its own track, <id>.agent.wav) plays from t = 0 to agent_end; the user track
 holds only the user (as after echo cancellation). Times in the manifest are seconds of audio.
@@ -182,12 +182,15 @@ def pink(n, rng):
     return audio / np.sqrt(np.mean(audio**2))
 
 
+BABBLE_VOICES = ["en-us", "en+f4", "en-gb-x-rp", "en+m2", "en+f1", "en+m5", "en-gb", "en+f5",
+                 "en+m1", "en-us+f2"]
+
+
 def babble(n, rng, pool):
-    """Four eSpeak talkers at once, looped: cafeteria-like speech noise, unit RMS."""
+    """Ten eSpeak talkers at once, looped: a canteen's diffuse speech noise, unit RMS."""
     mix = np.zeros(n)
-    for k in range(4):
+    for voice in BABBLE_VOICES:
         text = " ".join(rng.permutation(pool))
-        voice = ["en-us", "en+f4", "en-gb-x-rp", "en+m2"][k]
         talker = at_level(espeak(text, voice, int(rng.integers(150, 200))))
         talker = np.tile(talker, n // len(talker) + 2)
         start = int(rng.integers(0, len(talker) - n))
@@ -205,10 +208,13 @@ def write_wav(path, audio):
 
 
 class Builder:
-    """Collects cases; voices and speeds rotate, noise and timings come from one seeded rng."""
+    """Collects cases; voices and speeds rotate. Sounds and timings come from one seeded rng,
+    background noise from another, so that changing the noise leaves the clean cases alone."""
 
-    def __init__(self, spec, rng, out):
-        self.spec, self.rng, self.out = spec, rng, out
+    def __init__(self, spec, seed, out):
+        self.spec, self.out = spec, out
+        self.rng = np.random.default_rng(seed)
+        self.noise_rng = np.random.default_rng(seed + 1)
         self.cases = []
         self.turn = 0
         self.agent = None
@@ -251,9 +257,9 @@ class Builder:
         kind = "babble" if self.noisy % 2 else "pink"
         n = len(clean)
         if kind == "pink":
-            noise = pink(n, self.rng)
+            noise = pink(n, self.noise_rng)
         else:
-            start = int(self.rng.integers(0, len(self.babble()) - n))
+            start = int(self.noise_rng.integers(0, len(self.babble()) - n))
             noise = self.babble()[start : start + n]
         case.update(id=case["id"] + "-noisy", noisy=True, background=kind, snr_db=SNR_DB)
         write_wav(self.out / f"{case['id']}.wav", clean + noise * SPEECH_RMS / 10 ** (SNR_DB / 20))
@@ -264,7 +270,7 @@ class Builder:
         if self._babble is None:
             s = self.spec
             pool = s["complete"] + [" ".join(p) for p in s["pause"]]
-            self._babble = babble(60 * RATE, self.rng, pool)
+            self._babble = babble(60 * RATE, self.noise_rng, pool)
         return self._babble
 
     def build(self):
@@ -328,7 +334,7 @@ def main():
     out = Path(args.out or root / "target/turn-eval" / ("set-unseen" if args.unseen else "set"))
     out.mkdir(parents=True, exist_ok=True)
     seed = args.seed + (1000 if args.unseen else 0)
-    cases = Builder(UNSEEN if args.unseen else SEEN, np.random.default_rng(seed), out).build()
+    cases = Builder(UNSEEN if args.unseen else SEEN, seed, out).build()
     manifest = {"rate": RATE, "seed": seed, "unseen": args.unseen, "cases": cases}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     counts = {}

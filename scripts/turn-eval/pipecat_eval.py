@@ -21,8 +21,9 @@ clock:
   - The controller never ends a turn while the user speaks; its 5 s stop watchdog never fires
     before the 3 s fallback here and is left out.
 Frames are 20 ms; time is audio time (the analyzers' time.monotonic() is replaced by the audio
-clock). A model run's measured duration is added to the decision's time, since audio keeps
-arriving while it runs. The bot speaks from t = 0 to the case's agent_end; it stops at the first
+clock). A model run's CPU time is added to the decision's time, since audio keeps arriving while
+it runs (CPU time rather than wall time: on a loaded machine the wall time would measure the
+load). The bot speaks from t = 0 to the case's agent_end; it stops at the first
 interruption.
 
 Output: {"system", "set", "cases": {id: {"speech_started", "speech_stopped", "interrupted"}},
@@ -35,6 +36,7 @@ Run: /root/.cache/voicebackend/venv/bin/python scripts/turn-eval/pipecat_eval.py
 import argparse
 import asyncio
 import json
+import re
 import time
 import wave
 from pathlib import Path
@@ -92,11 +94,12 @@ async def run_case(path, case, turn, cpu):
 
     async def analyze(t):
         """The model on the turn's audio; returns (complete, time the answer is known)."""
-        c0, w0 = time.process_time(), time.perf_counter()
+        c0 = time.process_time()
         state, _ = await turn.analyze_end_of_turn()
-        cpu.turn_s += time.process_time() - c0
+        spent = time.process_time() - c0
+        cpu.turn_s += spent
         cpu.turn_calls += 1
-        return state == EndOfTurnState.COMPLETE, t + time.perf_counter() - w0
+        return state == EndOfTurnState.COMPLETE, t + spent
 
     def stop_turn(t):
         nonlocal user_turn, turn_complete
@@ -143,13 +146,17 @@ async def main():
     root = Path(__file__).resolve().parents[2]
     parser.add_argument("--set", default=root / "target/turn-eval/set", type=Path)
     parser.add_argument("--out", default=root / "target/turn-eval/pipecat.json", type=Path)
+    parser.add_argument("--cases", default="", help="only the cases whose id matches this regex")
     args = parser.parse_args()
     logger.remove()
     manifest = json.loads((args.set / "manifest.json").read_text())
     turn = LocalSmartTurnAnalyzerV3()
     turn.set_sample_rate(RATE)
+    turn._predict_endpoint(np.zeros(RATE, np.float32))  # warm-up: the first run is slow
     cpu, results = Cpu(), {}
     for case in manifest["cases"]:
+        if not re.search(args.cases, case["id"]):
+            continue
         results[case["id"]] = await run_case(args.set / f"{case['id']}.wav", case, turn, cpu)
     audio_s = cpu.frames * FRAME / RATE
     report = {

@@ -4,7 +4,7 @@ Inputs: the set's manifest.json and result files written by benches/turn_eval.rs
 and pipecat_eval.py (Pipecat), each {"system", "cases": {id: {"speech_started",
 "speech_stopped", "interrupted"}}, "cpu"}, times in seconds of audio.
 
-What is counted (clean cases and 15 dB noisy cases in separate rows):
+What is counted (clean cases, pink-noise and babble cases at 15 dB SNR in separate rows):
   end-of-turn delay   complete sentences: first turn end at or after the speech's end, minus
                       that end; p50 / p95 ("never" when a turn never ended, counted as infinite)
   early end           complete sentences whose turn ended before the speech did
@@ -51,9 +51,9 @@ def frac(n, d):
 def score(cases, results):
     """Returns {row label: value text} for one system."""
     rows = {}
-    for noisy in (False, True):
-        tag = "noisy" if noisy else "clean"
-        sel = [c for c in cases if c["noisy"] == noisy]
+    groups = [("clean", None), ("pink 15 dB", "pink"), ("babble 15 dB", "babble")]
+    for tag, background in groups:
+        sel = [c for c in cases if c.get("background") == background]
         res = {c["id"]: results.get(c["id"], {}) for c in sel}
 
         def stops(c):
