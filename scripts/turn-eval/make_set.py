@@ -4,6 +4,7 @@ Categories (each case is one user track, plus an agent track where the agent is 
   complete      a finished sentence, then silence            truth: speech_end
   pause         a sentence with a 0.6 / 0.9 / 1.2 s pause at a syntactically unfinished point
                 ("I would like to ... order a large pizza")  truth: pause_start/pause_end, speech_end
+                (spoken as one utterance with an SSML break, the break then made exactly as long)
   trailing      a sentence that trails off ("so I was thinking that maybe we could, um")
   noise         while the agent speaks: a cough-like filtered noise burst or a door knock
   backchannel   while the agent speaks: "mm-hmm", "yeah", "okay", "right", ...
@@ -109,11 +110,12 @@ UNSEEN = {
 }
 
 
-def espeak(text, voice, speed):
+def espeak(text, voice, speed, ssml=False):
     """Speaks `text` and returns float32 mono at 16 kHz, trimmed of leading/trailing silence."""
     with tempfile.NamedTemporaryFile(suffix=".wav") as f:
+        flags = ["-m"] if ssml else []
         subprocess.run(
-            ["espeak-ng", "-v", voice, "-s", str(speed), "-w", f.name, text], check=True
+            ["espeak-ng", *flags, "-v", voice, "-s", str(speed), "-w", f.name, text], check=True
         )
         with wave.open(f.name) as w:
             rate = w.getframerate()
@@ -129,6 +131,28 @@ def trim(audio):
     rms = np.sqrt(np.mean(audio[: n * block].reshape(n, block) ** 2, axis=1))
     active = np.nonzero(rms > np.max(rms) * 0.01)[0]
     return audio[active[0] * block : (active[-1] + 1) * block]
+
+
+def with_pause(head, tail, pause, voice, speed):
+    """One utterance with an SSML break between `head` and `tail` (so the head keeps the
+    prosody of an unfinished sentence, not of a sentence on its own), the break's silence then
+    set to exactly `pause` seconds. Returns (audio, pause start in seconds)."""
+    ms = int(pause * 1000)
+    audio = at_level(espeak(f'{head} <break time="{ms}ms"/> {tail}', voice, speed, ssml=True))
+    block = RATE // 100
+    n = len(audio) // block
+    rms = np.sqrt(np.mean(audio[: n * block].reshape(n, block) ** 2, axis=1))
+    quiet = np.append(rms < np.max(rms) * 0.01, False)
+    best, start = (0, 0), None
+    for i, q in enumerate(quiet):  # the longest quiet run is the break
+        if q and start is None:
+            start = i
+        elif not q and start is not None:
+            best, start = max(best, (i - start, start)), None
+    length, first = best
+    head_audio, tail_audio = audio[: first * block], audio[(first + length) * block :]
+    gap = np.zeros(int(pause * RATE))
+    return np.concatenate([head_audio, gap, tail_audio]), len(head_audio) / RATE
 
 
 def at_level(audio, rms=SPEECH_RMS):
@@ -285,16 +309,14 @@ class Builder:
             )
         for i, (head, tail) in enumerate(s["pause"]):
             voice, speed = self.voice()
-            a, b = at_level(espeak(head, voice, speed)), at_level(espeak(tail, voice, speed))
             for pause in (0.6, 0.9, 1.2):
-                gap = np.zeros(int(pause * RATE))
+                audio, at = with_pause(head, tail, pause, voice, speed)
                 self.add(
                     dict(id=f"pause-{i}-{int(pause * 1000)}", category="pause",
                          text=f"{head} ... {tail}", voice=voice, speed=speed, pause_s=pause,
-                         speech_start=0.0, pause_start=len(a) / RATE,
-                         pause_end=(len(a) + len(gap)) / RATE,
-                         speech_end=(len(a) + len(gap) + len(b)) / RATE),
-                    np.concatenate([a, gap, b]),
+                         speech_start=0.0, pause_start=at, pause_end=at + pause,
+                         speech_end=len(audio) / RATE),
+                    audio,
                 )
         for i, text in enumerate(s["trailing"]):
             voice, speed = self.voice()
