@@ -6,7 +6,8 @@ smart-turn-v3.2-cpu model, default SmartTurnParams: stop_secs 3). What connects 
 Pipecat 1.14's defaults, re-enacted here frame by frame because a whole pipeline runs on the wall
 clock:
   - VADController: a VADUserStartedSpeakingFrame when the analyzer's state becomes SPEAKING, a
-    VADUserStoppedSpeakingFrame when it becomes QUIET.
+    VADUserStoppedSpeakingFrame when it becomes QUIET, queued behind the audio frame that caused
+    it (the strategies see that frame with the speaking state from before it).
   - UserTurnStrategies() defaults: start = [VADUserTurnStartStrategy, Transcription...]; stop =
     [TurnAnalyzerUserTurnStopStrategy(LocalSmartTurnAnalyzerV3)]. The user turn starts on VAD
     start (if no turn is open) and, with enable_interruptions (default True), broadcasts an
@@ -20,7 +21,8 @@ clock:
     is Pipecat's best case (with an STT it also waits for the final transcript).
   - The controller never ends a turn while the user speaks; its 5 s stop watchdog never fires
     before the 3 s fallback here and is left out.
-Frames are 20 ms; time is audio time (the analyzers' time.monotonic() is replaced by the audio
+pipecat_check.py runs a real Pipecat pipeline in real time on a few cases to check this
+re-enactment. Frames are 20 ms; time is audio time (the analyzers' time.monotonic() is replaced by the audio
 clock). A model run's CPU time is added to the decision's time, since audio keeps arriving while
 it runs (CPU time rather than wall time: on a loaded machine the wall time would measure the
 load). The bot speaks from t = 0 to the case's agent_end; it stops at the first
@@ -116,6 +118,12 @@ async def run_case(path, case, turn, cpu):
         new_state = await vad.analyze_audio(frame)
         cpu.vad_s += time.process_time() - c0
         cpu.frames += 1
+        # The audio frame reaches the stop strategy first, with the speaking state from before
+        # it: the aggregator queues the VAD frame it caused behind it (_queued_broadcast_frame).
+        if turn.append_audio(frame, user_speaking) == EndOfTurnState.COMPLETE:
+            _, at = await analyze(t)  # the 3 s fallback: the buffer is already cleared
+            turn_complete = True
+            stop_turn(at)
         if new_state != vad_state and new_state not in (VADState.STARTING, VADState.STOPPING):
             vad_state = new_state
             if new_state == VADState.SPEAKING:
@@ -133,10 +141,6 @@ async def run_case(path, case, turn, cpu):
                 turn_complete, at = await analyze(t)
                 if turn_complete:
                     stop_turn(at)
-        if turn.append_audio(frame, user_speaking) == EndOfTurnState.COMPLETE:
-            _, at = await analyze(t)  # the 3 s fallback: the buffer is already cleared
-            turn_complete = True
-            stop_turn(at)
     await vad.cleanup()
     return out
 
