@@ -12,6 +12,7 @@ use super::kinds::{BackendKind, Recipe};
 use super::wiring::SessionWiring;
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result, VbStatus};
+use crate::infer::pool::InferencePool;
 use crate::logging::LogPolicy;
 use crate::rt::pool::RealtimePool;
 use crate::rt::processor::{ProcessorChain, ProcessorFactory};
@@ -29,12 +30,21 @@ pub struct Engine {
     /// The realtime pool, when `audio.realtime_threads` asks for one (its threads start with the
     /// first session).
     pool: Option<Arc<RealtimePool>>,
+    /// The inference pool, when `vad.engine` or `turn.end_of_turn` names a model (loaded at
+    /// creation, so that a missing library or model fails the backend's creation).
+    inference: Option<Arc<InferencePool>>,
 }
 
 impl Engine {
     /// Prepares `kind` with the validated `config` (see [`BackendKind::prepare`]).
     pub fn new(kind: &dyn BackendKind, config: &BackendConfig) -> Result<Engine> {
+        let inference = if config.uses_models() {
+            Some(Arc::new(InferencePool::new(config)?))
+        } else {
+            None
+        };
         Ok(Engine {
+            inference,
             recipe: kind.prepare(config)?,
             config: config.clone(),
             processors: Mutex::new(Vec::new()),
@@ -162,6 +172,7 @@ impl Engine {
             counters: self.counters.clone(),
             bell: self.doorbell.bell()?,
             pool: self.pool.clone(),
+            inference: self.inference.clone(),
             conversation: self.recipe.conversation.clone(),
             telemetry,
             span,

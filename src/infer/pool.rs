@@ -1,0 +1,342 @@
+//! The backend's inference pool: a few worker threads that run the neural models for every
+//! session, batching the work of all the sessions a worker serves into one model call (one
+//! Silero window per session per call; the end-of-turn questions that wait, in one call).
+//!
+//! Sessions join with [`InferencePool::link`] (control side): the realtime side keeps the
+//! [`NeuralLink`], the worker gets the [`NeuralPeer`] through its inbox. A worker sleeps until a
+//! realtime thread pokes it (a window is complete, a question is asked) or a short timeout, and
+//! forgets a session once its realtime side has dropped its link. Workers allocate and call ONNX
+//! Runtime freely: they are no realtime threads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::runtime::{ModelFiles, prepare};
+use super::silero::{self, Silero, SileroStream};
+use super::smart_turn::{self, Features, SmartTurn};
+use crate::config::{BackendConfig, EndOfTurn, VadEngine};
+use crate::error::{Error, Result};
+use crate::rt::neural::{Answer, NeuralLink, NeuralPeer, PoolWake, TurnCheck, neural_link};
+use crate::rt::shared::RtShared;
+
+/// Audio ring of one link: 2 s at 16 kHz (the realtime side waits for answers long before).
+const LINK_RING_SAMPLES: usize = 32_000;
+/// Audio a worker keeps per session for the end-of-turn model: its 8 s plus slack.
+const HISTORY_SAMPLES: usize = smart_turn::SAMPLES + 32_000;
+/// Longest sleep of a worker with sessions (a safety net: realtime threads poke it).
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+
+/// The pool. Any thread; dropping it stops and joins the workers.
+pub struct InferencePool {
+    workers: Vec<Worker>,
+    next: AtomicUsize,
+    vad: bool,
+}
+
+struct Worker {
+    wake: Arc<PoolWake>,
+    inbox: Sender<NeuralPeer>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// One worker's models.
+struct Models {
+    silero: Option<Silero>,
+    smart_turn: Option<SmartTurn>,
+}
+
+impl Models {
+    fn load(files: &ModelFiles) -> Result<Models> {
+        Ok(Models {
+            silero: files.silero.as_deref().map(Silero::load).transpose()?,
+            smart_turn: files
+                .smart_turn
+                .as_deref()
+                .map(SmartTurn::load)
+                .transpose()?,
+        })
+    }
+}
+
+impl InferencePool {
+    /// Loads ONNX Runtime and the models `config` asks for, and starts `inference.threads`
+    /// workers (at least one). `VB_ERR_INVALID_CONFIG` when a library or model is missing.
+    pub fn new(config: &BackendConfig) -> Result<InferencePool> {
+        let vad = config.vad.engine == VadEngine::Silero;
+        let turn = config.turn.end_of_turn == EndOfTurn::SmartTurn;
+        let files = prepare(&config.inference, vad, turn)?;
+        let threads = config.inference.threads.max(1) as usize;
+        let mut workers = Vec::with_capacity(threads);
+        for index in 0..threads {
+            // Loaded here, so that a bad model file fails the backend's creation.
+            let models = Models::load(&files)?;
+            let wake = Arc::new(PoolWake::default());
+            let stop = Arc::new(AtomicBool::new(false));
+            let (inbox, peers) = crossbeam_channel::unbounded();
+            let state = WorkerState::new(models, peers, wake.clone(), stop.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("vb-infer-{index}"))
+                .spawn(move || state.run())
+                .map_err(|e| {
+                    Error::internal(format!("inference pool: cannot start a thread: {e}"))
+                })?;
+            workers.push(Worker {
+                wake,
+                inbox,
+                stop,
+                handle: Some(handle),
+            });
+        }
+        Ok(InferencePool {
+            workers,
+            next: AtomicUsize::new(0),
+            vad,
+        })
+    }
+
+    /// A new session's link (control side): its realtime loop keeps the returned end. `rt`
+    /// is woken when answers arrive.
+    pub fn link(&self, rt: Arc<RtShared>) -> NeuralLink {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.workers.len();
+        let worker = &self.workers[index];
+        let (link, peer) = neural_link(self.vad, worker.wake.clone(), rt, LINK_RING_SAMPLES);
+        // The worker outlives the pool's handle on it; a send only fails after it stopped, and
+        // then the link is never answered (the session cannot run past the pool anyway).
+        let _ = worker.inbox.send(peer);
+        worker.wake.poke();
+        link
+    }
+
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.workers.len()
+    }
+}
+
+impl Drop for InferencePool {
+    fn drop(&mut self) {
+        for w in &self.workers {
+            w.stop.store(true, Ordering::Release);
+            w.wake.poke();
+        }
+        for w in &mut self.workers {
+            if let Some(handle) = w.handle.take() {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+/// A worker's view of one session.
+struct Stream {
+    peer: NeuralPeer,
+    silero: SileroStream,
+    /// Samples received but not yet in a VAD window.
+    pending: Vec<f32>,
+    /// The last [`HISTORY_SAMPLES`] samples, a ring; `received` counts all samples.
+    history: Vec<i16>,
+    received: u64,
+    /// Answers were pushed in this pass: wake the realtime side.
+    answered: bool,
+}
+
+impl Stream {
+    fn new(peer: NeuralPeer) -> Stream {
+        Stream {
+            peer,
+            silero: SileroStream::default(),
+            pending: Vec::with_capacity(2 * silero::WINDOW),
+            history: vec![0; HISTORY_SAMPLES],
+            received: 0,
+            answered: false,
+        }
+    }
+
+    /// Moves what the realtime side sent into the window buffer and the history.
+    fn take_audio(&mut self) {
+        let n = self.peer.audio.slots();
+        if n == 0 {
+            return;
+        }
+        let Ok(chunk) = self.peer.audio.read_chunk(n) else {
+            return;
+        };
+        let (a, b) = chunk.as_slices();
+        for &s in a.iter().chain(b) {
+            if self.peer.vad {
+                self.pending.push(f32::from(s) / 32768.0);
+            }
+            self.history[(self.received % HISTORY_SAMPLES as u64) as usize] = s;
+            self.received += 1;
+        }
+        chunk.commit_all();
+    }
+
+    /// The turn's audio for a question (at most the model's 8 s, ending at the question).
+    fn turn_audio(&self, check: &TurnCheck, out: &mut Vec<i16>) {
+        out.clear();
+        let end = check.end_sample.min(self.received);
+        let oldest = self.received.saturating_sub(HISTORY_SAMPLES as u64);
+        let start = check
+            .start_sample
+            .max(end.saturating_sub(smart_turn::SAMPLES as u64))
+            .max(oldest);
+        for i in start..end {
+            out.push(self.history[(i % HISTORY_SAMPLES as u64) as usize]);
+        }
+    }
+}
+
+struct WorkerState {
+    models: Models,
+    peers: Receiver<NeuralPeer>,
+    wake: Arc<PoolWake>,
+    stop: Arc<AtomicBool>,
+    streams: Vec<Stream>,
+    features: Features,
+}
+
+impl WorkerState {
+    fn new(
+        models: Models,
+        peers: Receiver<NeuralPeer>,
+        wake: Arc<PoolWake>,
+        stop: Arc<AtomicBool>,
+    ) -> WorkerState {
+        WorkerState {
+            models,
+            peers,
+            wake,
+            stop,
+            streams: Vec::new(),
+            features: Features::new(),
+        }
+    }
+
+    fn run(mut self) {
+        let _ = self.wake.thread.set(std::thread::current());
+        let mut windows: Vec<[f32; silero::WINDOW]> = Vec::new();
+        let mut probs = Vec::new();
+        let mut audio = Vec::new();
+        let mut feats = Vec::new();
+        let mut questions: Vec<(usize, TurnCheck)> = Vec::new();
+        while !self.stop.load(Ordering::Acquire) {
+            while let Ok(peer) = self.peers.try_recv() {
+                self.streams.push(Stream::new(peer));
+            }
+            self.streams.retain(|s| !s.peer.audio.is_abandoned());
+            for s in &mut self.streams {
+                s.take_audio();
+            }
+            self.run_vad(&mut windows, &mut probs);
+            // Questions: the audio pushed before each one is in the ring already.
+            questions.clear();
+            for (i, s) in self.streams.iter_mut().enumerate() {
+                while let Ok(check) = s.peer.checks.pop() {
+                    s.take_audio();
+                    questions.push((i, check));
+                }
+            }
+            if !questions.is_empty() {
+                self.run_turns(&questions, &mut audio, &mut feats, &mut probs);
+            }
+            for s in &mut self.streams {
+                if std::mem::take(&mut s.answered) {
+                    s.peer.rt.wake();
+                }
+            }
+            self.wake.wait(if self.streams.is_empty() {
+                IDLE_WAIT * 10
+            } else {
+                IDLE_WAIT
+            });
+        }
+    }
+
+    /// One batched model call per round; each round takes one window of every session that has
+    /// one (a session's windows must run in order, its state passing from one to the next).
+    fn run_vad(&mut self, windows: &mut Vec<[f32; silero::WINDOW]>, probs: &mut Vec<f32>) {
+        let Some(model) = self.models.silero.as_mut() else {
+            return;
+        };
+        loop {
+            windows.clear();
+            let mut members = Vec::new();
+            for (i, s) in self.streams.iter().enumerate() {
+                if s.peer.vad && s.pending.len() >= silero::WINDOW {
+                    let mut w = [0f32; silero::WINDOW];
+                    w.copy_from_slice(&s.pending[..silero::WINDOW]);
+                    windows.push(w);
+                    members.push(i);
+                }
+            }
+            if members.is_empty() {
+                return;
+            }
+            let refs: Vec<&[f32; silero::WINDOW]> = windows.iter().collect();
+            let mut states: Vec<&mut SileroStream> = Vec::with_capacity(members.len());
+            for (i, s) in self.streams.iter_mut().enumerate() {
+                if members.contains(&i) {
+                    states.push(&mut s.silero);
+                }
+            }
+            let ok = model.run(&refs, &mut states, probs).is_ok();
+            for (k, &i) in members.iter().enumerate() {
+                let s = &mut self.streams[i];
+                s.pending.drain(..silero::WINDOW);
+                let processed = s.received - s.pending.len() as u64;
+                let prob = if ok {
+                    probs[k]
+                } else {
+                    s.peer.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    0.0
+                };
+                // The ring holds a full second of answers more than the audio ring can bring.
+                let _ = s.peer.answers.push(Answer::Vad {
+                    end_sample: processed,
+                    prob,
+                });
+                s.answered = true;
+            }
+        }
+    }
+
+    /// All waiting questions in one model call. A failed call answers "incomplete", so the
+    /// turn ends by `turn.max_wait_ms`.
+    fn run_turns(
+        &mut self,
+        questions: &[(usize, TurnCheck)],
+        audio: &mut Vec<i16>,
+        feats: &mut Vec<f32>,
+        probs: &mut Vec<f32>,
+    ) {
+        let block = smart_turn::N_MELS * smart_turn::FRAMES;
+        feats.clear();
+        feats.resize(block * questions.len(), 0.0);
+        for (k, (i, check)) in questions.iter().enumerate() {
+            self.streams[*i].turn_audio(check, audio);
+            self.features
+                .compute(audio, &mut feats[k * block..(k + 1) * block]);
+        }
+        let ok = match self.models.smart_turn.as_mut() {
+            Some(model) => model.run(feats, probs).is_ok(),
+            None => false,
+        };
+        for (k, (i, check)) in questions.iter().enumerate() {
+            let s = &mut self.streams[*i];
+            let prob = if ok {
+                probs[k]
+            } else {
+                s.peer.counters.failures.fetch_add(1, Ordering::Relaxed);
+                0.0
+            };
+            let _ = s.peer.answers.push(Answer::Turn { id: check.id, prob });
+            s.answered = true;
+        }
+    }
+}
