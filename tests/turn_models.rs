@@ -44,6 +44,45 @@ fn silero_probs(pcm: &[i16]) -> Vec<f32> {
     probs
 }
 
+#[test]
+fn silero_batched_across_sessions_gives_each_session_its_own_answers() {
+    let a = espeak_speech("I would like to order a large pizza.", "en-us");
+    let mut b = silence(700, 16000);
+    b.extend(espeak_speech("What time is it?", "en-gb"));
+    let (alone_a, alone_b) = (silero_probs(&a), silero_probs(&b));
+    let files = prepare(&InferenceConfig::default(), true, false).expect("models");
+    let mut model = Silero::load(files.silero.as_deref().unwrap()).unwrap();
+    let (mut sa, mut sb) = (SileroStream::default(), SileroStream::default());
+    let mut out = Vec::new();
+    let to_window = |pcm: &[i16]| {
+        let mut w = [0f32; WINDOW];
+        for (x, &s) in w.iter_mut().zip(pcm) {
+            *x = f32::from(s) / 32768.0;
+        }
+        w
+    };
+    let n = alone_a.len().min(alone_b.len());
+    for i in 0..n {
+        let wa = to_window(&a[i * WINDOW..]);
+        let wb = to_window(&b[i * WINDOW..]);
+        model
+            .run(&[&wa, &wb], &mut [&mut sa, &mut sb], &mut out)
+            .unwrap();
+        assert!(
+            (out[0] - alone_a[i]).abs() < 1e-4 && (out[1] - alone_b[i]).abs() < 1e-4,
+            "window {i}: batched {out:?}, alone {} {}",
+            alone_a[i],
+            alone_b[i]
+        );
+    }
+    assert!(
+        alone_a[..n]
+            .iter()
+            .zip(&alone_b[..n])
+            .any(|(x, y)| (x - y).abs() > 0.5)
+    );
+}
+
 /// Deterministic white noise at `amplitude`.
 fn noise(ms: u32, amplitude: f32) -> Vec<i16> {
     let mut x = 0x2545_f491_u32;

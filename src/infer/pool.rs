@@ -5,7 +5,10 @@
 //! Sessions join with [`InferencePool::link`] (control side): the realtime side keeps the
 //! [`NeuralLink`], the worker gets the [`NeuralPeer`] through its inbox. A worker sleeps until a
 //! realtime thread pokes it (a window is complete, a question is asked) or a short timeout, and
-//! forgets a session once its realtime side has dropped its link. Workers allocate and call ONNX
+//! forgets a session once its realtime side has dropped its link. Each worker has a helper thread
+//! for the end-of-turn model (about 130 ms a call on this machine, against 0.1 ms for a Silero
+//! window), so that a question never holds up the VAD of the worker's other sessions: the worker
+//! hands it the turn's audio and pushes the answers it gets back. Workers allocate and call ONNX
 //! Runtime freely: they are no realtime threads.
 
 use std::sync::Arc;
@@ -27,7 +30,8 @@ use crate::rt::shared::RtShared;
 const LINK_RING_SAMPLES: usize = 32_000;
 /// Audio a worker keeps per session for the end-of-turn model: its 8 s plus slack.
 const HISTORY_SAMPLES: usize = smart_turn::SAMPLES + 32_000;
-/// Longest sleep of a worker with sessions (a safety net: realtime threads poke it).
+/// Longest sleep of a worker with sessions (a safety net: realtime threads and the end-of-turn
+/// thread poke it).
 const IDLE_WAIT: Duration = Duration::from_millis(20);
 
 /// The pool. Any thread; dropping it stops and joins the workers.
@@ -78,13 +82,34 @@ impl InferencePool {
             let wake = Arc::new(PoolWake::default());
             let stop = Arc::new(AtomicBool::new(false));
             let (inbox, peers) = crossbeam_channel::unbounded();
-            let state = WorkerState::new(models, peers, wake.clone(), stop.clone());
+            let spawn_failed =
+                |e| Error::internal(format!("inference pool: cannot start a thread: {e}"));
+            let turns = match models.smart_turn {
+                Some(model) => {
+                    let (jobs, job_rx) = crossbeam_channel::unbounded();
+                    let (done_tx, done) = crossbeam_channel::unbounded();
+                    let worker_wake = wake.clone();
+                    std::thread::Builder::new()
+                        .name(format!("vb-turn-{index}"))
+                        .spawn(move || run_turn_model(model, job_rx, done_tx, worker_wake))
+                        .map_err(spawn_failed)?;
+                    Some(TurnThread { jobs, done })
+                }
+                None => None,
+            };
+            let state = WorkerState {
+                silero: models.silero,
+                turns,
+                peers,
+                wake: wake.clone(),
+                stop: stop.clone(),
+                streams: Vec::new(),
+                next_key: 0,
+            };
             let handle = std::thread::Builder::new()
                 .name(format!("vb-infer-{index}"))
                 .spawn(move || state.run())
-                .map_err(|e| {
-                    Error::internal(format!("inference pool: cannot start a thread: {e}"))
-                })?;
+                .map_err(spawn_failed)?;
             workers.push(Worker {
                 wake,
                 inbox,
@@ -134,6 +159,8 @@ impl Drop for InferencePool {
 
 /// A worker's view of one session.
 struct Stream {
+    /// Names the stream in the turn thread's answers.
+    key: u64,
     peer: NeuralPeer,
     silero: SileroStream,
     /// Samples received but not yet in a VAD window.
@@ -146,8 +173,9 @@ struct Stream {
 }
 
 impl Stream {
-    fn new(peer: NeuralPeer) -> Stream {
+    fn new(key: u64, peer: NeuralPeer) -> Stream {
         Stream {
+            key,
             peer,
             silero: SileroStream::default(),
             pending: Vec::with_capacity(2 * silero::WINDOW),
@@ -178,8 +206,8 @@ impl Stream {
     }
 
     /// The turn's audio for a question (at most the model's 8 s, ending at the question).
-    fn turn_audio(&self, check: &TurnCheck, out: &mut Vec<i16>) {
-        out.clear();
+    fn turn_audio(&self, check: &TurnCheck) -> Vec<i16> {
+        let mut out = Vec::new();
         let end = check.end_sample.min(self.received);
         let oldest = self.received.saturating_sub(HISTORY_SAMPLES as u64);
         let start = check
@@ -189,62 +217,51 @@ impl Stream {
         for i in start..end {
             out.push(self.history[(i % HISTORY_SAMPLES as u64) as usize]);
         }
+        out
     }
 }
 
+/// A worker's end of its end-of-turn thread.
+struct TurnThread {
+    /// Questions with their audio. Dropping it ends the thread.
+    jobs: Sender<TurnJob>,
+    /// Answers: stream key, question id, probability (`None`: the call failed).
+    done: Receiver<(u64, u32, Option<f32>)>,
+}
+
+/// One question for the end-of-turn thread.
+struct TurnJob {
+    key: u64,
+    id: u32,
+    audio: Vec<i16>,
+}
+
 struct WorkerState {
-    models: Models,
+    silero: Option<Silero>,
+    turns: Option<TurnThread>,
     peers: Receiver<NeuralPeer>,
     wake: Arc<PoolWake>,
     stop: Arc<AtomicBool>,
     streams: Vec<Stream>,
-    features: Features,
+    next_key: u64,
 }
 
 impl WorkerState {
-    fn new(
-        models: Models,
-        peers: Receiver<NeuralPeer>,
-        wake: Arc<PoolWake>,
-        stop: Arc<AtomicBool>,
-    ) -> WorkerState {
-        WorkerState {
-            models,
-            peers,
-            wake,
-            stop,
-            streams: Vec::new(),
-            features: Features::new(),
-        }
-    }
-
     fn run(mut self) {
         let _ = self.wake.thread.set(std::thread::current());
         let mut windows: Vec<[f32; silero::WINDOW]> = Vec::new();
         let mut probs = Vec::new();
-        let mut audio = Vec::new();
-        let mut feats = Vec::new();
-        let mut questions: Vec<(usize, TurnCheck)> = Vec::new();
         while !self.stop.load(Ordering::Acquire) {
             while let Ok(peer) = self.peers.try_recv() {
-                self.streams.push(Stream::new(peer));
+                self.next_key += 1;
+                self.streams.push(Stream::new(self.next_key, peer));
             }
             self.streams.retain(|s| !s.peer.audio.is_abandoned());
             for s in &mut self.streams {
                 s.take_audio();
             }
             self.run_vad(&mut windows, &mut probs);
-            // Questions: the audio pushed before each one is in the ring already.
-            questions.clear();
-            for (i, s) in self.streams.iter_mut().enumerate() {
-                while let Ok(check) = s.peer.checks.pop() {
-                    s.take_audio();
-                    questions.push((i, check));
-                }
-            }
-            if !questions.is_empty() {
-                self.run_turns(&questions, &mut audio, &mut feats, &mut probs);
-            }
+            self.pass_questions();
             for s in &mut self.streams {
                 if std::mem::take(&mut s.answered) {
                     s.peer.rt.wake();
@@ -258,10 +275,42 @@ impl WorkerState {
         }
     }
 
+    /// Hands new questions to the end-of-turn thread and pushes the answers it has.
+    fn pass_questions(&mut self) {
+        for s in &mut self.streams {
+            while let Ok(check) = s.peer.checks.pop() {
+                // The audio pushed before the question is in the ring already.
+                s.take_audio();
+                let audio = s.turn_audio(&check);
+                let sent = self.turns.as_ref().is_some_and(|t| {
+                    t.jobs
+                        .send(TurnJob {
+                            key: s.key,
+                            id: check.id,
+                            audio,
+                        })
+                        .is_ok()
+                });
+                if !sent {
+                    answer_turn(s, check.id, None);
+                }
+            }
+        }
+        let Some(turns) = &self.turns else {
+            return;
+        };
+        while let Ok((key, id, prob)) = turns.done.try_recv() {
+            // A session that ended meanwhile is gone: its answer is dropped.
+            if let Some(s) = self.streams.iter_mut().find(|s| s.key == key) {
+                answer_turn(s, id, prob);
+            }
+        }
+    }
+
     /// One batched model call per round; each round takes one window of every session that has
     /// one (a session's windows must run in order, its state passing from one to the next).
     fn run_vad(&mut self, windows: &mut Vec<[f32; silero::WINDOW]>, probs: &mut Vec<f32>) {
-        let Some(model) = self.models.silero.as_mut() else {
+        let Some(model) = self.silero.as_mut() else {
             return;
         };
         loop {
@@ -305,38 +354,43 @@ impl WorkerState {
             }
         }
     }
+}
 
-    /// All waiting questions in one model call. A failed call answers "incomplete", so the
-    /// turn ends by `turn.max_wait_ms`.
-    fn run_turns(
-        &mut self,
-        questions: &[(usize, TurnCheck)],
-        audio: &mut Vec<i16>,
-        feats: &mut Vec<f32>,
-        probs: &mut Vec<f32>,
-    ) {
-        let block = smart_turn::N_MELS * smart_turn::FRAMES;
+/// Pushes an end-of-turn answer. A failed call answers "incomplete" (counted), so the turn
+/// ends by `turn.max_wait_ms`.
+fn answer_turn(s: &mut Stream, id: u32, prob: Option<f32>) {
+    let prob = prob.unwrap_or_else(|| {
+        s.peer.counters.failures.fetch_add(1, Ordering::Relaxed);
+        0.0
+    });
+    let _ = s.peer.answers.push(Answer::Turn { id, prob });
+    s.answered = true;
+}
+
+/// The end-of-turn thread: every question that waits, in one model call; ends when its worker
+/// drops the job sender.
+fn run_turn_model(
+    mut model: SmartTurn,
+    jobs: Receiver<TurnJob>,
+    done: Sender<(u64, u32, Option<f32>)>,
+    worker: Arc<PoolWake>,
+) {
+    let mut features = Features::new();
+    let block = smart_turn::N_MELS * smart_turn::FRAMES;
+    let mut feats = Vec::new();
+    let mut probs = Vec::new();
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        batch.extend(jobs.try_iter());
         feats.clear();
-        feats.resize(block * questions.len(), 0.0);
-        for (k, (i, check)) in questions.iter().enumerate() {
-            self.streams[*i].turn_audio(check, audio);
-            self.features
-                .compute(audio, &mut feats[k * block..(k + 1) * block]);
+        feats.resize(block * batch.len(), 0.0);
+        for (k, job) in batch.iter().enumerate() {
+            features.compute(&job.audio, &mut feats[k * block..(k + 1) * block]);
         }
-        let ok = match self.models.smart_turn.as_mut() {
-            Some(model) => model.run(feats, probs).is_ok(),
-            None => false,
-        };
-        for (k, (i, check)) in questions.iter().enumerate() {
-            let s = &mut self.streams[*i];
-            let prob = if ok {
-                probs[k]
-            } else {
-                s.peer.counters.failures.fetch_add(1, Ordering::Relaxed);
-                0.0
-            };
-            let _ = s.peer.answers.push(Answer::Turn { id: check.id, prob });
-            s.answered = true;
+        let ok = model.run(&feats, &mut probs).is_ok();
+        for (k, job) in batch.iter().enumerate() {
+            let _ = done.send((job.key, job.id, ok.then(|| probs[k])));
         }
+        worker.poke();
     }
 }

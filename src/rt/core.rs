@@ -57,6 +57,8 @@ pub struct RealtimeLoop {
     turn_threshold: f32,
     /// Where the open turn's audio (with its pre-roll) starts on the link's 16 kHz clock.
     turn_start_sample: u64,
+    /// Input samples from which the loop stops waiting for the inference pool.
+    input_backlog: usize,
     turn_id: u32,
     /// Voiced frames in the current stretch of speech (barge-in counts these, not the VAD's
     /// hangover frames).
@@ -133,6 +135,7 @@ pub fn build_session(
         neural: None,
         turn_threshold: config.turn.smart_turn_threshold,
         turn_start_sample: 0,
+        input_backlog: FrameSpec::samples_in(spec.input_rate, audio.input_buffer_ms) / 2,
         turn_id: 0,
         voiced_frames: 0,
         barge_in_frames,
@@ -171,10 +174,13 @@ impl RealtimeLoop {
         self.neural = Some(link);
     }
 
-    /// Whether the next frame may be processed as far as the inference pool is concerned (its
-    /// answers for the audio sent so far are in). Realtime-safe.
+    /// Whether the next frame may be processed as far as the inference pool is concerned: its
+    /// answers for the audio sent so far are in, or the input ring is half full (a pool slowed
+    /// down by load must not make the edge drop audio: the loop then goes on with the answers it
+    /// has, and a late end-of-turn answer applies when it comes). Realtime-safe.
     fn neural_ready(&mut self) -> bool {
-        self.neural.as_mut().is_none_or(NeuralLink::ready)
+        let backlog = self.input.slots() >= self.input_backlog;
+        self.neural.as_mut().is_none_or(|n| n.ready() || backlog)
     }
 
     /// Does all the work that is due: controls, every complete input frame, playout.

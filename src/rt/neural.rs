@@ -8,7 +8,10 @@
 //! read before the frame after the question. The realtime loop processes no further frame until
 //! those answers are in ([`NeuralLink::ready`]; the frames wait in the input ring), so a file
 //! pushed faster than real time is cut into the same turns as the same audio spoken live. Live,
-//! the pool answers within a few ms, well inside a frame period.
+//! the pool answers a VAD window within a few ms, well inside a frame period, and an end-of-turn
+//! question within the model's time (about 130 ms here; the frames wait in the input ring
+//! meanwhile). Should the pool fall behind so far that the input ring is half full, the loop
+//! goes on without waiting (see `RealtimeLoop`), so the edge never drops audio for it.
 
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -81,8 +84,9 @@ impl PoolWake {
         if !self.poked.swap(false, Ordering::AcqRel) {
             std::thread::park_timeout(timeout);
         }
+        // A poke that woke the park stays set: the next wait skips its park once (one extra
+        // pass) rather than losing a poke made while the worker was busy.
         self.sleeping.store(false, Ordering::SeqCst);
-        self.poked.store(false, Ordering::Release);
     }
 }
 
