@@ -344,3 +344,54 @@ fn a_missing_library_or_model_is_a_clear_config_error() {
         .expect_err("an unknown engine");
     assert!(err.to_string().contains("vad.engine"), "{err}");
 }
+
+/// Through a whole backend and session, spoken in real time: `VB_EVENT_SPEECH_STOPPED` comes
+/// once, for the end of the sentence, not for its pause, and the one transcript covers both
+/// halves.
+#[cfg(feature = "test-providers")]
+#[test]
+fn a_session_reports_one_turn_for_a_sentence_with_a_pause() {
+    use common::{events_until, push_realtime, test_backend};
+    use voicebackend::{Reply, SessionConfig, VbEventKind as K};
+
+    let backend = test_backend(r#""vad":{"engine":"silero"},"turn":{"end_of_turn":"smart_turn"}"#);
+    let agent = Arc::new(|_: &str, reply: &mut Reply| -> voicebackend::Result<()> {
+        reply.write("Sure.")?;
+        reply.end()
+    });
+    let session = backend
+        .create_session(SessionConfig::default(), Some(agent), None)
+        .unwrap();
+    session.start().unwrap();
+    let mut audio = silence(300, 16000);
+    audio.extend(espeak_speech("I would like to", "en-us"));
+    audio.extend(silence(900, 16000));
+    audio.extend(espeak_speech(
+        "order a large pizza with mushrooms.",
+        "en-us",
+    ));
+    audio.extend(silence(1200, 16000));
+    let mut played = Vec::new();
+    push_realtime(&session, &audio, 16000, &mut played);
+    let mut events = events_until(&session, |e| e.kind == K::VB_EVENT_TRANSCRIPT_FINAL);
+    std::thread::sleep(Duration::from_millis(300));
+    while let Some(e) = session.poll_event().unwrap() {
+        events.push(e);
+    }
+    let count = |kind| events.iter().filter(|e| e.kind == kind).count();
+    assert_eq!(count(K::VB_EVENT_SPEECH_STARTED), 1, "one turn");
+    assert_eq!(count(K::VB_EVENT_SPEECH_STOPPED), 1, "one end of turn");
+    let text = events
+        .iter()
+        .find(|e| e.kind == K::VB_EVENT_TRANSCRIPT_FINAL)
+        .and_then(|e| e.text.clone())
+        .unwrap();
+    // test-pitch-stt says how long the turn's audio was: both halves and the pause.
+    let ms: u32 = text
+        .split("for ")
+        .nth(1)
+        .and_then(|t| t.trim_end_matches(" ms").parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(ms > 3000, "the turn holds both halves: {text}");
+    session.stop().unwrap();
+}
