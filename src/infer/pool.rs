@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -170,6 +170,9 @@ struct Stream {
     received: u64,
     /// Answers were pushed in this pass: wake the realtime side.
     answered: bool,
+    /// The link's counters when they were last logged (dropped samples, failures), and when.
+    reported: (u64, u64),
+    reported_at: Option<Instant>,
 }
 
 impl Stream {
@@ -182,6 +185,8 @@ impl Stream {
             history: vec![0; HISTORY_SAMPLES],
             received: 0,
             answered: false,
+            reported: (0, 0),
+            reported_at: None,
         }
     }
 
@@ -203,6 +208,29 @@ impl Stream {
             self.received += 1;
         }
         chunk.commit_all();
+    }
+
+    /// Logs what the link lost since the last time (nothing is lost silently): samples the
+    /// realtime side could not hand over, model calls that failed.
+    fn report_losses(&mut self) {
+        let counters = &self.peer.counters;
+        let now = (
+            counters.samples_dropped.load(Ordering::Relaxed),
+            counters.failures.load(Ordering::Relaxed),
+        );
+        // At most once a second, so that a model failing on every window cannot flood the log.
+        let due = self
+            .reported_at
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+        if now != self.reported && due {
+            self.reported_at = Some(Instant::now());
+            tracing::warn!(
+                samples_dropped = now.0 - self.reported.0,
+                failed_inferences = now.1 - self.reported.1,
+                "inference pool: a session's neural VAD / end-of-turn model missed audio or failed (no speech / not finished assumed)"
+            );
+            self.reported = now;
+        }
     }
 
     /// The turn's audio for a question (at most the model's 8 s, ending at the question).
@@ -266,6 +294,7 @@ impl WorkerState {
                 if std::mem::take(&mut s.answered) {
                     s.peer.rt.wake();
                 }
+                s.report_losses();
             }
             self.wake.wait(if self.streams.is_empty() {
                 IDLE_WAIT * 10
