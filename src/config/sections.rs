@@ -241,7 +241,8 @@ pub struct TurnConfig {
     pub max_turn_ms: u32,
     /// `"silence"` (default) or `"smart_turn"`.
     pub end_of_turn: EndOfTurn,
-    /// Smart Turn: silence after which the model is asked (60–2000 ms, default 300).
+    /// Smart Turn: silence after which the model is asked (60–2000 ms, default 200: on eSpeak NG
+    /// sentences it ended complete ones sooner and cut fewer pauses than 300; 100 cut sentences).
     pub pause_ms: u32,
     /// Smart Turn: while the model says "incomplete", ask it again after every `recheck_ms`
     /// more of silence; 0 (default) asks once per pause (0–5000 ms).
@@ -261,7 +262,7 @@ impl Default for TurnConfig {
             min_speech_ms: 150,
             max_turn_ms: 30000,
             end_of_turn: EndOfTurn::Silence,
-            pause_ms: 300,
+            pause_ms: 200,
             recheck_ms: 0,
             smart_turn_threshold: 0.5,
             max_wait_ms: 1500,
