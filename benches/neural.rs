@@ -5,7 +5,9 @@
 //! - `smart_turn/features`: the 80 × 800 log-mel features of 8 s of audio;
 //! - `smart_turn/model-batch-N`: one Smart Turn call on N turns;
 //! - `link/frame`: the realtime side's part per 20 ms frame (`NeuralLink::ready` +
-//!   `send_frame`), the pool side answering as fast as it can on another thread.
+//!   `send_frame`), the pool side answering as fast as it can on another thread;
+//! - `pool/turn_answer`: through a real `InferencePool` (Silero + Smart Turn), the wall time from
+//!   `ask_turn` until the answer is readable on the realtime side (features, model, hand-offs).
 //!
 //! Run: `cargo bench --bench neural` (needs the Python environment of scripts/python-env.sh:
 //! PyPI's onnxruntime and pipecat-ai wheels).
@@ -15,7 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use voicebackend::config::InferenceConfig;
+use voicebackend::config::{BackendConfig, InferenceConfig};
+use voicebackend::infer::pool::InferencePool;
 use voicebackend::infer::runtime::prepare;
 use voicebackend::infer::silero::{Silero, SileroStream, WINDOW};
 use voicebackend::infer::smart_turn::{FRAMES, Features, N_MELS, SmartTurn};
@@ -126,5 +129,41 @@ fn main() {
     println!(
         "link/frame: {:.2} µs (ready + send_frame, answers waited for included)",
         t.as_secs_f64() * 1e6
+    );
+
+    let config = BackendConfig::from_json(
+        r#"{"provider":"local","vad":{"engine":"silero"},"turn":{"end_of_turn":"smart_turn"}}"#,
+    )
+    .unwrap();
+    let pool = InferencePool::new(&config).unwrap();
+    let mut link = pool.link(Arc::new(RtShared::default()));
+    let mut sent = 0;
+    let mut latencies = Vec::new();
+    for round in 0..12 {
+        // 3 s of audio, each frame once its VAD answers are in, then a question.
+        for frame in audio[..48_000].chunks_exact(320) {
+            while !link.ready() {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            link.send_frame(frame);
+            sent += 1;
+        }
+        let t = Instant::now();
+        link.ask_turn(0);
+        while !link.ready() {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        let answer = link.take_turn_answer();
+        assert!(answer.is_some(), "answered");
+        if round >= 2 {
+            latencies.push(t.elapsed());
+        }
+    }
+    latencies.sort();
+    println!(
+        "pool/turn_answer: p50 {:.1} ms, max {:.1} ms ({} questions after {sent} frames)",
+        latencies[latencies.len() / 2].as_secs_f64() * 1e3,
+        latencies.last().unwrap().as_secs_f64() * 1e3,
+        latencies.len()
     );
 }
