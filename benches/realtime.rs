@@ -109,7 +109,10 @@ fn bench_stages(c: &mut Criterion) {
     // VAD on 320 samples of speech at 16 kHz.
     let frames16 = speech_frames(INTERNAL_RATE, 1000);
     let mut vad = VoiceDetector::new(&VadConfig::default(), INTERNAL_RATE, FRAME_MS);
-    let voiced = frames16.iter().filter(|f| vad.process(f).voiced).count();
+    let voiced = frames16
+        .iter()
+        .filter(|f| vad.process(f, 0.0).voiced)
+        .count();
     assert!(
         voiced * 10 >= frames16.len() * 9,
         "the synthetic speech must be voiced ({voiced}/{} frames)",
@@ -118,7 +121,7 @@ fn bench_stages(c: &mut Criterion) {
     let mut i = 0;
     group.bench_function("vad_16k", |b| {
         b.iter(|| {
-            let d = vad.process(black_box(&frames16[i % frames16.len()]));
+            let d = vad.process(black_box(&frames16[i % frames16.len()]), 0.0);
             i += 1;
             black_box(d)
         })

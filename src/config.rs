@@ -18,8 +18,8 @@ pub mod sections;
 pub mod session;
 
 pub use sections::{
-    AudioConfig, AuthConfig, InterruptionConfig, PersistenceConfig, PrivacyConfig, RateLimitConfig,
-    RetryConfig, TelemetryConfig, TurnConfig, VadConfig,
+    AudioConfig, AuthConfig, EndOfTurn, InferenceConfig, InterruptionConfig, PersistenceConfig,
+    PrivacyConfig, RateLimitConfig, RetryConfig, TelemetryConfig, TurnConfig, VadConfig, VadEngine,
 };
 pub use session::{Codec, SessionConfig};
 
@@ -96,6 +96,10 @@ pub struct BackendConfig {
     /// Barge-in.
     #[serde(default)]
     pub interruptions: InterruptionConfig,
+    /// The neural models' thread pool and files (used when `vad.engine` is `"silero"` or
+    /// `turn.end_of_turn` is `"smart_turn"`).
+    #[serde(default)]
+    pub inference: InferenceConfig,
     /// An agent callback still running after this many ms gives `VB_EVENT_ERROR` with
     /// `VB_ERR_TIMEOUT` and the session goes back to listening (100–600000, default 10000).
     #[serde(default = "default_agent_timeout_ms")]
@@ -151,6 +155,7 @@ impl std::fmt::Debug for BackendConfig {
             .field("turn", &self.turn)
             .field("interruptions", &self.interruptions)
             .field("agent", &redacted(&self.agent))
+            .field("inference", &self.inference)
             .field("agent_timeout_ms", &self.agent_timeout_ms)
             .field("history_max_turns", &self.history_max_turns)
             .field("retry", &self.retry)
@@ -161,6 +166,46 @@ impl std::fmt::Debug for BackendConfig {
             .field("telemetry", &self.telemetry)
             .finish()
     }
+}
+
+impl BackendConfig {
+    /// Whether sessions need the inference pool (a neural VAD or end-of-turn model).
+    pub fn uses_models(&self) -> bool {
+        self.vad.engine == VadEngine::Silero || self.turn.end_of_turn == EndOfTurn::SmartTurn
+    }
+
+    /// The ranges of the neural stages' keys (the files themselves are checked when the backend
+    /// loads them, see [`crate::infer`]).
+    fn check_models(&self) -> Result<()> {
+        check_fraction("vad.threshold", self.vad.threshold)?;
+        check_fraction("turn.smart_turn_threshold", self.turn.smart_turn_threshold)?;
+        check_range("turn.pause_ms", self.turn.pause_ms.into(), 60, 2000)?;
+        check_range("turn.recheck_ms", self.turn.recheck_ms.into(), 0, 5000)?;
+        check_range(
+            "turn.max_wait_ms",
+            self.turn.max_wait_ms.into(),
+            self.turn.pause_ms.into(),
+            10_000,
+        )?;
+        check_range("inference.threads", self.inference.threads.into(), 0, 16)?;
+        if self.uses_models() && self.audio.sample_rate != 16_000 {
+            return Err(Error::invalid_config(format!(
+                "audio.sample_rate: {} does not work with vad.engine \"silero\" or turn.end_of_turn \"smart_turn\" (their models take 16000 Hz)",
+                self.audio.sample_rate
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A probability threshold key: 0.05–0.95.
+fn check_fraction(field: &str, value: f32) -> Result<()> {
+    if !(0.05..=0.95).contains(&value) {
+        return Err(Error::invalid_config(format!(
+            "{field}: {value} is outside 0.05–0.95"
+        )));
+    }
+    Ok(())
 }
 
 /// `value` with the values of secret-looking keys (`api_key`, `token`, `secret`, `password`,
@@ -399,6 +444,7 @@ impl BackendConfig {
             1000,
             600_000,
         )?;
+        self.check_models()?;
         check_range(
             "interruptions.min_speech_ms",
             self.interruptions.min_speech_ms.into(),

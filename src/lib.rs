@@ -17,6 +17,7 @@ pub mod dsp;
 pub mod error;
 pub mod event;
 pub mod ffi;
+pub mod infer;
 pub mod logging;
 pub mod net;
 pub mod pipeline;

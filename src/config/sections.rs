@@ -177,12 +177,28 @@ impl Default for AudioConfig {
     }
 }
 
-/// `vad`: webrtc-vad with start/stop hysteresis.
+/// `vad.engine`: which classifier labels each frame voiced or not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VadEngine {
+    /// webrtc-vad on the realtime thread (1.5 µs a frame): the default.
+    #[default]
+    Webrtc,
+    /// Silero VAD v5 (ONNX) on the backend's inference pool; the realtime thread only hands
+    /// frames over and reads probabilities back (see [`crate::infer`]).
+    Silero,
+}
+
+/// `vad`: the frame classifier (webrtc-vad or Silero) with start/stop hysteresis.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VadConfig {
-    /// Aggressiveness 0 (quality) to 3 (very aggressive), default 2.
+    /// `"webrtc"` (default) or `"silero"`.
+    pub engine: VadEngine,
+    /// webrtc-vad aggressiveness 0 (quality) to 3 (very aggressive), default 2.
     pub mode: u8,
+    /// Silero: speech probability from which a frame is voiced (0.05–0.95, default 0.5).
+    pub threshold: f32,
     /// Voiced audio needed before the detector says "speech" (default 40 ms).
     pub start_ms: u32,
     /// Unvoiced audio needed before it says "silence" again (default 100 ms).
@@ -192,23 +208,51 @@ pub struct VadConfig {
 impl Default for VadConfig {
     fn default() -> Self {
         VadConfig {
+            engine: VadEngine::Webrtc,
             mode: 2,
+            threshold: 0.5,
             start_ms: 40,
             stop_ms: 100,
         }
     }
 }
 
+/// `turn.end_of_turn`: what ends a user turn after speech pauses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndOfTurn {
+    /// `turn.silence_ms` of silence (the default).
+    #[default]
+    Silence,
+    /// The Smart Turn v3 model, asked after `turn.pause_ms` of silence: "complete" ends the turn
+    /// at once, "incomplete" waits for more speech up to `turn.max_wait_ms` of silence.
+    SmartTurn,
+}
+
 /// `turn`: when a user turn starts and ends, in audio time.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TurnConfig {
-    /// Silence that ends a turn (50–10000 ms, default 500).
+    /// Silence that ends a turn with `end_of_turn: "silence"` (50–10000 ms, default 500).
     pub silence_ms: u32,
     /// Speech needed before a turn starts (0–5000 ms, default 150).
     pub min_speech_ms: u32,
     /// A turn is cut at this length (1000–600000 ms, default 30000).
     pub max_turn_ms: u32,
+    /// `"silence"` (default) or `"smart_turn"`.
+    pub end_of_turn: EndOfTurn,
+    /// Smart Turn: silence after which the model is asked (60–2000 ms, default 200: on eSpeak NG
+    /// sentences it ended complete ones sooner and cut fewer pauses than 300; 100 cut sentences).
+    pub pause_ms: u32,
+    /// Smart Turn: while the model says "incomplete", ask it again after every `recheck_ms`
+    /// more of silence; 0 (default) asks once per pause (0–5000 ms).
+    pub recheck_ms: u32,
+    /// Smart Turn: probability of "complete" from which the turn ends (0.05–0.95, default 0.5,
+    /// Pipecat's).
+    pub smart_turn_threshold: f32,
+    /// Smart Turn: silence that ends the turn even when the model said "incomplete"
+    /// (pause_ms–10000 ms, default 1500).
+    pub max_wait_ms: u32,
 }
 
 impl Default for TurnConfig {
@@ -217,8 +261,30 @@ impl Default for TurnConfig {
             silence_ms: 500,
             min_speech_ms: 150,
             max_turn_ms: 30000,
+            end_of_turn: EndOfTurn::Silence,
+            pause_ms: 200,
+            recheck_ms: 0,
+            smart_turn_threshold: 0.5,
+            max_wait_ms: 1500,
         }
     }
+}
+
+/// `inference`: the backend's pool of threads that runs the neural models (Silero VAD, Smart
+/// Turn) for all its sessions, and where the models and ONNX Runtime are found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferenceConfig {
+    /// Worker threads shared by every session of the backend (0 = 1; 1–16, default 1).
+    pub threads: u32,
+    /// ONNX Runtime's shared library (`libonnxruntime.so.*`); null: `$ORT_DYLIB_PATH`, else the
+    /// one of the `onnxruntime` wheel in the engine's Python environment
+    /// (`scripts/python-env.sh`).
+    pub ort_library: Option<String>,
+    /// Silero VAD v5 ONNX file; null: the one in the `pipecat-ai` wheel of that environment.
+    pub silero_model: Option<String>,
+    /// Smart Turn v3 ONNX file; null: the one in the `pipecat-ai` wheel of that environment.
+    pub smart_turn_model: Option<String>,
 }
 
 /// `interruptions`: barge-in while the agent speaks.

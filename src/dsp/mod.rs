@@ -6,4 +6,5 @@
 
 pub mod decimate;
 pub mod interpolate;
+pub mod mel;
 pub mod resample;

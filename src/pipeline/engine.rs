@@ -13,6 +13,7 @@ use super::wiring::SessionWiring;
 use crate::agent::{Agent, Tool};
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result, VbStatus};
+use crate::infer::pool::InferencePool;
 use crate::logging::LogPolicy;
 use crate::provider::llm;
 use crate::rt::pool::RealtimePool;
@@ -37,6 +38,9 @@ pub struct Engine {
     /// uses it (the host's tools are all added by then) and shared by the sessions that do not
     /// override it (one HTTP client, its connections pooled).
     agent: OnceLock<Arc<dyn Agent>>,
+    /// The inference pool, when `vad.engine` or `turn.end_of_turn` names a model (loaded at
+    /// creation, so that a missing library or model fails the backend's creation).
+    inference: Option<Arc<InferencePool>>,
 }
 
 impl Engine {
@@ -45,9 +49,15 @@ impl Engine {
         if !config.agent.is_null() {
             llm::validate(&config.agent, None)?;
         }
+        let inference = if config.uses_models() {
+            Some(Arc::new(InferencePool::new(config)?))
+        } else {
+            None
+        };
         Ok(Engine {
             tools: Mutex::new(Vec::new()),
             agent: OnceLock::new(),
+            inference,
             recipe: kind.prepare(config)?,
             config: config.clone(),
             processors: Mutex::new(Vec::new()),
@@ -209,6 +219,7 @@ impl Engine {
             counters: self.counters.clone(),
             bell: self.doorbell.bell()?,
             pool: self.pool.clone(),
+            inference: self.inference.clone(),
             conversation: self.recipe.conversation.clone(),
             telemetry,
             span,

@@ -30,6 +30,7 @@ use crate::agent::Agent;
 use crate::config::{BackendConfig, SessionConfig};
 use crate::error::{Error, Result};
 use crate::event::{Event, VbSessionState};
+use crate::infer::pool::InferencePool;
 use crate::logging::LogPolicy;
 use crate::rt::core::{IoEnds, RealtimeLoop, build_session};
 use crate::rt::frame::FrameSpec;
@@ -64,6 +65,8 @@ pub(crate) struct Parts<'a> {
     pub bell: Bell,
     /// The backend's realtime pool, when loops run there instead of on a thread each.
     pub pool: Option<Arc<RealtimePool>>,
+    /// The backend's inference pool, when sessions use a neural VAD or end-of-turn model.
+    pub inference: Option<Arc<InferencePool>>,
     pub conversation: Arc<dyn SessionPipeline>,
     pub telemetry: SessionTelemetry,
     /// The session's `tracing` span: its task and transport run in it.
@@ -145,7 +148,7 @@ impl SessionWiring {
             spec.output_rate = media.sample_rate();
         }
         let shared = Arc::new(RtShared::default());
-        let (edge_ends, io, rt) = build_session(
+        let (edge_ends, io, mut rt) = build_session(
             parts.backend,
             spec,
             parts.processors,
@@ -153,6 +156,9 @@ impl SessionWiring {
             parts.counters.clone(),
             Arc::new(parts.bell.clone()),
         );
+        if let Some(inference) = &parts.inference {
+            rt.attach_neural(inference.link(shared.clone()));
+        }
         let (writer, reader) = edge::split(
             edge_ends,
             spec.input_frame(),

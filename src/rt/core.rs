@@ -9,10 +9,11 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::frame::{FrameSpec, MAX_FRAME_SAMPLES};
 use super::message::{RtControl, RtOutput, SpeechFrame};
+use super::neural::NeuralLink;
 use super::playout::Playout;
 use super::processor::ProcessorChain;
 use super::shared::{EngineCounters, RtShared};
-use super::turn::{TurnDetector, TurnStep};
+use super::turn::{TurnDetector, TurnEndReason, TurnStep};
 use super::vad::VoiceDetector;
 use super::wake::IoWake;
 use crate::config::BackendConfig;
@@ -50,6 +51,14 @@ pub struct RealtimeLoop {
     processors: ProcessorChain,
     vad: VoiceDetector,
     turn: TurnDetector,
+    /// The inference pool's link (Silero VAD, Smart Turn), when the session uses a model.
+    neural: Option<NeuralLink>,
+    /// Smart Turn's "complete" threshold.
+    turn_threshold: f32,
+    /// Where the open turn's audio (with its pre-roll) starts on the link's 16 kHz clock.
+    turn_start_sample: u64,
+    /// Input samples from which the loop stops waiting for the inference pool.
+    input_backlog: usize,
     turn_id: u32,
     /// Voiced frames in the current stretch of speech (barge-in counts these, not the VAD's
     /// hangover frames).
@@ -123,6 +132,10 @@ pub fn build_session(
             internal_frame,
             vad_start_frames,
         ),
+        neural: None,
+        turn_threshold: config.turn.smart_turn_threshold,
+        turn_start_sample: 0,
+        input_backlog: FrameSpec::samples_in(spec.input_rate, audio.input_buffer_ms) / 2,
         turn_id: 0,
         voiced_frames: 0,
         barge_in_frames,
@@ -154,6 +167,22 @@ pub fn build_session(
 }
 
 impl RealtimeLoop {
+    /// Connects the loop to the backend's inference pool (control side, before the loop runs):
+    /// from then on the VAD (with `vad.engine: "silero"`) and the end of turn (with
+    /// `turn.end_of_turn: "smart_turn"`) follow the pool's answers.
+    pub fn attach_neural(&mut self, link: NeuralLink) {
+        self.neural = Some(link);
+    }
+
+    /// Whether the next frame may be processed as far as the inference pool is concerned: its
+    /// answers for the audio sent so far are in, or the input ring is half full (a pool slowed
+    /// down by load must not make the edge drop audio: the loop then goes on with the answers it
+    /// has, and a late end-of-turn answer applies when it comes). Realtime-safe.
+    fn neural_ready(&mut self) -> bool {
+        let backlog = self.input.slots() >= self.input_backlog;
+        self.neural.as_mut().is_none_or(|n| n.ready() || backlog)
+    }
+
     /// Does all the work that is due: controls, every complete input frame, playout.
     /// Returns the number of host frames consumed. Realtime-safe.
     ///
@@ -200,7 +229,10 @@ impl RealtimeLoop {
         // Backpressure: input waits in its ring while the I/O side has no room for what a frame
         // may produce. A host pushing faster than real time then sees a full input ring
         // (`writable_samples`) instead of speech being dropped further down.
-        while self.input.slots() >= host_frame && self.to_io.slots() >= self.io_headroom {
+        while self.input.slots() >= host_frame
+            && self.to_io.slots() >= self.io_headroom
+            && self.neural_ready()
+        {
             if let Ok(chunk) = self.input.read_chunk(host_frame) {
                 let (a, b) = chunk.as_slices();
                 self.host_frame[..a.len()].copy_from_slice(a);
@@ -236,13 +268,15 @@ impl RealtimeLoop {
         consumed
     }
 
-    /// Whether a complete input frame or a control is waiting (checked before parking).
-    pub fn has_work(&self) -> bool {
+    /// Whether a complete input frame (whose inference answers are in) or a control is waiting
+    /// (checked before parking).
+    pub fn has_work(&mut self) -> bool {
         if self.failed {
             return false;
         }
-        let frame_ready =
-            self.input.slots() >= self.host_frame.len() && self.to_io.slots() >= self.io_headroom;
+        let frame_ready = self.input.slots() >= self.host_frame.len()
+            && self.to_io.slots() >= self.io_headroom
+            && self.neural_ready();
         frame_ready || !self.control.is_empty()
     }
 
@@ -273,7 +307,21 @@ impl RealtimeLoop {
     fn process_frame(&mut self, now_us: u64) {
         self.processors
             .process(&mut self.frame, self.spec.internal_rate);
-        let vad = self.vad.process(&self.frame);
+        // The end-of-turn answer to the question of the previous frame.
+        let answer = self.neural.as_mut().and_then(NeuralLink::take_turn_answer);
+        if let Some(prob) = answer {
+            if let Some(TurnStep::Ended { reason, .. }) =
+                self.turn.model_answer(prob >= self.turn_threshold)
+            {
+                self.end_turn(now_us, reason);
+            }
+        }
+        let mut speech_prob = 0.0;
+        if let Some(neural) = &mut self.neural {
+            speech_prob = neural.speech_prob();
+            neural.send_frame(&self.frame);
+        }
+        let vad = self.vad.process(&self.frame, speech_prob);
         if vad.voiced {
             self.last_voiced_us = now_us;
         }
@@ -291,6 +339,10 @@ impl RealtimeLoop {
             TurnStep::Idle => {}
             TurnStep::Started => {
                 self.turn_id += 1;
+                if let Some(neural) = &self.neural {
+                    let preroll = (self.turn.preroll_capacity() * self.frame.len()) as u64;
+                    self.turn_start_sample = neural.sent().saturating_sub(preroll);
+                }
                 self.emit(RtOutput::SpeechStarted {
                     turn: self.turn_id,
                     at_us: now_us,
@@ -302,21 +354,32 @@ impl RealtimeLoop {
                 });
             }
             TurnStep::Continuing => self.push_frame(),
+            TurnStep::AskModel => {
+                self.push_frame();
+                if let Some(neural) = &mut self.neural {
+                    neural.ask_turn(self.turn_start_sample);
+                }
+            }
             TurnStep::Ended { reason, .. } => {
                 self.push_frame();
-                self.shared.turns_ended.fetch_add(1, Ordering::Release);
-                self.emit(RtOutput::SpeechStopped {
-                    turn: self.turn_id,
-                    at_us: now_us,
-                    speech_end_us: self.last_voiced_us,
-                    reason,
-                });
+                self.end_turn(now_us, reason);
             }
         }
         self.frame_index += 1;
         self.counters
             .frames_processed
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Closes the open turn: `VB_EVENT_SPEECH_STOPPED` follows (a decision, never a mere pause).
+    fn end_turn(&mut self, now_us: u64, reason: TurnEndReason) {
+        self.shared.turns_ended.fetch_add(1, Ordering::Release);
+        self.emit(RtOutput::SpeechStopped {
+            turn: self.turn_id,
+            at_us: now_us,
+            speech_end_us: self.last_voiced_us,
+            reason,
+        });
     }
 
     fn push_frame(&mut self) {

@@ -6,6 +6,7 @@
 pub mod core;
 pub mod frame;
 pub mod message;
+pub mod neural;
 pub mod playout;
 pub mod pool;
 pub mod processor;

@@ -3,10 +3,15 @@
 //!
 //! Everything is counted in frames, never in wall-clock time, so a file pushed faster than real
 //! time is cut into exactly the same turns as the same audio spoken live.
+//!
+//! With `turn.end_of_turn: "smart_turn"`, a pause of `turn.pause_ms` inside a turn asks the
+//! end-of-turn model ([`TurnStep::AskModel`]); its answer ([`TurnDetector::model_answer`]) ends
+//! the turn at once when the turn is complete, and otherwise the turn waits for more speech up
+//! to `turn.max_wait_ms` of silence. A turn ends only by such a decision, never by a mere pause.
 
 use super::frame::MAX_FRAME_SAMPLES;
 use super::vad::VadDecision;
-use crate::config::TurnConfig;
+use crate::config::{EndOfTurn, TurnConfig};
 
 /// Why a turn ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +20,8 @@ pub enum TurnEndReason {
     Silence,
     /// The turn reached `turn.max_turn_ms`.
     MaxLength,
+    /// The end-of-turn model said the turn is complete.
+    Model,
 }
 
 /// What the detector decided for one frame.
@@ -26,6 +33,9 @@ pub enum TurnStep {
     Started,
     /// Inside a turn: stream this frame.
     Continuing,
+    /// Inside a turn, after a pause: stream this frame and ask the end-of-turn model; pass its
+    /// answer to [`TurnDetector::model_answer`] before the next frame.
+    AskModel,
     /// The turn ends after this frame (stream it first).
     Ended {
         /// Silence or maximum length.
@@ -39,6 +49,12 @@ pub enum TurnStep {
 pub struct TurnDetector {
     min_speech_frames: u32,
     silence_frames: u32,
+    /// Smart Turn: the pause that asks the model (`None`: silence alone ends turns).
+    pause_frames: Option<u32>,
+    /// Smart Turn: ask again after this many more frames of silence (`None`: once a pause).
+    recheck_frames: Option<u32>,
+    /// The model was asked about the current pause, when this many frames into it.
+    asked: Option<u32>,
     max_turn_frames: u32,
     in_turn: bool,
     speech_frames: u32,
@@ -61,9 +77,18 @@ impl TurnDetector {
         // Pre-roll: speech before the VAD said "speaking", the candidate itself, and 100 ms of lead-in.
         let preroll_frames =
             (vad_start_frames + min_speech_frames + 100u32.div_ceil(frame_ms)) as usize;
+        let smart = config.end_of_turn == EndOfTurn::SmartTurn;
         TurnDetector {
             min_speech_frames,
-            silence_frames: config.silence_ms.div_ceil(frame_ms).max(1),
+            silence_frames: if smart {
+                config.max_wait_ms.div_ceil(frame_ms).max(1)
+            } else {
+                config.silence_ms.div_ceil(frame_ms).max(1)
+            },
+            pause_frames: smart.then(|| config.pause_ms.div_ceil(frame_ms).max(1)),
+            recheck_frames: (smart && config.recheck_ms > 0)
+                .then(|| config.recheck_ms.div_ceil(frame_ms).max(1)),
+            asked: None,
             max_turn_frames: config.max_turn_ms.div_ceil(frame_ms).max(1),
             in_turn: false,
             speech_frames: 0,
@@ -84,6 +109,7 @@ impl TurnDetector {
         if vad.voiced {
             self.frames_since_voiced = 0;
             self.last_voiced_frame = frame_index;
+            self.asked = None;
         } else {
             self.frames_since_voiced = self.frames_since_voiced.saturating_add(1);
         }
@@ -114,6 +140,7 @@ impl TurnDetector {
         match reason {
             Some(reason) => {
                 self.in_turn = false;
+                self.asked = None;
                 self.speech_frames = 0;
                 self.preroll.clear();
                 TurnStep::Ended {
@@ -121,8 +148,39 @@ impl TurnDetector {
                     speech_end_frame: self.last_voiced_frame,
                 }
             }
-            None => TurnStep::Continuing,
+            None => match self.pause_frames {
+                // Asked after `pause` frames of silence and, with `turn.recheck_ms`, again after
+                // every `recheck` more (the model's verdict changes as the silence grows).
+                Some(pause)
+                    if !vad.speaking
+                        && self.frames_since_voiced >= pause
+                        && self.asked.is_none_or(|at| {
+                            self.recheck_frames
+                                .is_some_and(|r| self.frames_since_voiced >= at + r)
+                        }) =>
+                {
+                    self.asked = Some(self.frames_since_voiced);
+                    TurnStep::AskModel
+                }
+                _ => TurnStep::Continuing,
+            },
         }
+    }
+
+    /// The end-of-turn model's answer to the last [`TurnStep::AskModel`]: `complete` ends the
+    /// turn now (the returned step), unless speech came back since the question.
+    pub fn model_answer(&mut self, complete: bool) -> Option<TurnStep> {
+        if !complete || !self.in_turn || self.asked.is_none() {
+            return None;
+        }
+        self.in_turn = false;
+        self.asked = None;
+        self.speech_frames = 0;
+        self.preroll.clear();
+        Some(TurnStep::Ended {
+            reason: TurnEndReason::Model,
+            speech_end_frame: self.last_voiced_frame,
+        })
     }
 
     /// Hands the buffered pre-roll frames, oldest first, to `f`, and empties the buffer.
@@ -211,6 +269,7 @@ mod tests {
                 silence_ms: 500,
                 min_speech_ms: 150,
                 max_turn_ms: 2000,
+                ..TurnConfig::default()
             },
             20,
             320,
@@ -238,6 +297,81 @@ mod tests {
             )
         );
         assert_eq!(steps.len(), 2);
+    }
+
+    fn smart_detector(recheck_ms: u32) -> TurnDetector {
+        TurnDetector::new(
+            &TurnConfig {
+                min_speech_ms: 150,
+                end_of_turn: EndOfTurn::SmartTurn,
+                pause_ms: 200,
+                recheck_ms,
+                max_wait_ms: 1000,
+                ..TurnConfig::default()
+            },
+            20,
+            320,
+            2,
+        )
+    }
+
+    #[test]
+    fn smart_turn_asks_after_the_pause_and_ends_on_complete() {
+        let mut once = smart_detector(0);
+        let steps = run(&mut once, &[(true, 20), (false, 25)]);
+        assert_eq!(
+            steps[1],
+            (29, TurnStep::AskModel),
+            "10 frames = 200 ms of pause"
+        );
+        assert_eq!(steps.len(), 2, "asked once: {steps:?}");
+        let mut det = smart_detector(200);
+        let steps = run(&mut det, &[(true, 20), (false, 25)]);
+        assert_eq!(
+            steps[1],
+            (29, TurnStep::AskModel),
+            "10 frames = 200 ms of pause"
+        );
+        assert_eq!(steps[2], (39, TurnStep::AskModel), "recheck_ms later again");
+        assert_eq!(steps.len(), 3);
+        assert_eq!(
+            det.model_answer(true),
+            Some(TurnStep::Ended {
+                reason: TurnEndReason::Model,
+                speech_end_frame: 19
+            })
+        );
+        assert_eq!(det.model_answer(true), None, "the turn is over");
+    }
+
+    #[test]
+    fn smart_turn_incomplete_waits_up_to_max_wait_and_speech_resumes_the_turn() {
+        let mut det = smart_detector(200);
+        let steps = run(&mut det, &[(true, 20), (false, 10)]);
+        assert_eq!(steps[1].1, TurnStep::AskModel);
+        assert_eq!(det.model_answer(false), None);
+        assert_eq!(
+            run(&mut det, &[(false, 9)]),
+            vec![],
+            "not asked again before 200 ms more"
+        );
+        // 900 ms more of pause (1.1 s in all) is past max_wait (1 s): ended at frame 69.
+        let mut det2 = smart_detector(0);
+        let steps2 = run(&mut det2, &[(true, 20), (false, 60)]);
+        assert_eq!(
+            steps2.last().unwrap(),
+            &(
+                69,
+                TurnStep::Ended {
+                    reason: TurnEndReason::Silence,
+                    speech_end_frame: 19
+                }
+            )
+        );
+        // Speech coming back before then continues the turn, and the next pause asks again.
+        let later = run(&mut det, &[(true, 10), (false, 10)]);
+        assert_eq!(later.len(), 1, "{later:?}");
+        assert_eq!(later[0].1, TurnStep::AskModel);
     }
 
     #[test]

@@ -1,13 +1,14 @@
-//! Voice activity detection: webrtc-vad per frame, smoothed by start/stop hysteresis.
+//! Voice activity detection: webrtc-vad per frame, or Silero's probability computed on the
+//! inference pool (see [`super::neural`]), smoothed by start/stop hysteresis.
 
 use webrtc_vad::{SampleRate, Vad, VadMode};
 
-use crate::config::VadConfig;
+use crate::config::{VadConfig, VadEngine};
 
 /// Raw frame classifier plus hysteresis: "speech" only after `start` voiced frames in a row,
 /// "silence" only after `stop` unvoiced frames in a row.
 pub struct VoiceDetector {
-    vad: FrameVad,
+    vad: Classifier,
     start_frames: u32,
     stop_frames: u32,
     run: u32,
@@ -27,7 +28,12 @@ impl VoiceDetector {
     /// A detector for frames of `frame_ms` at `sample_rate` (8000 or 16000).
     pub fn new(config: &VadConfig, sample_rate: u32, frame_ms: u32) -> Self {
         VoiceDetector {
-            vad: FrameVad::new(config.mode, sample_rate),
+            vad: match config.engine {
+                VadEngine::Webrtc => Classifier::Webrtc(FrameVad::new(config.mode, sample_rate)),
+                VadEngine::Silero => Classifier::Silero {
+                    threshold: config.threshold,
+                },
+            },
             start_frames: config.start_ms.div_ceil(frame_ms).max(1),
             stop_frames: config.stop_ms.div_ceil(frame_ms).max(1),
             run: 0,
@@ -35,9 +41,19 @@ impl VoiceDetector {
         }
     }
 
-    /// Classifies one frame. Realtime-safe.
-    pub fn process(&mut self, frame: &[i16]) -> VadDecision {
-        let voiced = self.vad.is_voiced(frame);
+    /// Whether the verdicts come from Silero on the inference pool (the caller passes its
+    /// probability to [`VoiceDetector::process`]).
+    pub fn uses_model(&self) -> bool {
+        matches!(self.vad, Classifier::Silero { .. })
+    }
+
+    /// Classifies one frame; `speech_prob` is Silero's latest probability (ignored by
+    /// webrtc-vad). Realtime-safe.
+    pub fn process(&mut self, frame: &[i16], speech_prob: f32) -> VadDecision {
+        let voiced = match &mut self.vad {
+            Classifier::Webrtc(vad) => vad.is_voiced(frame),
+            Classifier::Silero { threshold } => speech_prob >= *threshold,
+        };
         if voiced == self.speaking {
             self.run = 0;
         } else {
@@ -62,6 +78,12 @@ impl VoiceDetector {
     pub fn is_speaking(&self) -> bool {
         self.speaking
     }
+}
+
+/// Where the raw verdict comes from.
+enum Classifier {
+    Webrtc(FrameVad),
+    Silero { threshold: f32 },
 }
 
 /// webrtc-vad's C state. It holds plain memory with no tie to the thread that made it.
@@ -116,17 +138,18 @@ mod tests {
             mode: 2,
             start_ms: 40,
             stop_ms: 100,
+            ..VadConfig::default()
         };
         let mut d = VoiceDetector::new(&cfg, 16000, 20);
         for _ in 0..10 {
-            assert!(!d.process(&[0; 320]).speaking, "silence is no speech");
+            assert!(!d.process(&[0; 320], 0.0).speaking, "silence is no speech");
         }
         let mut decisions = Vec::new();
         for i in 0..10 {
-            decisions.push(d.process(&voice_like(320, i * 320)));
+            decisions.push(d.process(&voice_like(320, i * 320), 0.0));
         }
         for _ in 0..30 {
-            decisions.push(d.process(&[0; 320]));
+            decisions.push(d.process(&[0; 320], 0.0));
         }
         // The smoothed state flips exactly when the raw verdict has held for 2 (start) or
         // 5 (stop) frames in a row; webrtc-vad's own hangover shows in the raw verdicts.

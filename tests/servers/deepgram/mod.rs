@@ -408,7 +408,7 @@ impl Stream {
         while self.vad_done + FRAME <= self.audio.len() {
             let decision = self
                 .vad
-                .process(&self.audio[self.vad_done..self.vad_done + FRAME]);
+                .process(&self.audio[self.vad_done..self.vad_done + FRAME], 0.0);
             self.vad_done += FRAME;
             if decision.speaking {
                 self.segment_speech = true;

@@ -29,7 +29,7 @@
 
 pub mod ct2;
 pub mod decode;
-pub mod mel;
+pub use crate::dsp::mel;
 pub mod model;
 
 use std::path::PathBuf;

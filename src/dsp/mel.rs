@@ -1,4 +1,4 @@
-//! Whisper's input features: the log-mel spectrogram (16 kHz, `n_fft` 400, hop 160, Hann window,
+//! Whisper's input features (the embedded Whisper STT and the Smart Turn model use them): the log-mel spectrogram (16 kHz, `n_fft` 400, hop 160, Hann window,
 //! centred frames with reflect padding) over a Slaney-style mel filterbank, computed as OpenAI's
 //! `whisper.audio.log_mel_spectrogram` and `librosa.filters.mel(sr=16000, n_fft=400, n_mels=80)`
 //! do, for as many frames as the caller asks (the encoder may take fewer than 3000).
@@ -116,7 +116,7 @@ impl MelFilters {
 
     /// Applies the filterbank to one power spectrum (`n_bins` values), writing `n_mels` values
     /// spaced `stride` apart in `out`.
-    fn apply(&self, power: &[f32], out: &mut [f32], stride: usize) {
+    pub fn apply(&self, power: &[f32], out: &mut [f32], stride: usize) {
         for (m, &(lo, hi)) in self.ranges.iter().enumerate() {
             let row = &self.weights[m * self.n_bins..(m + 1) * self.n_bins];
             let sum: f32 = row[lo..hi]
