@@ -81,6 +81,15 @@ fn main() {
             answer.trim()
         );
     }
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_owned())
+        })
+        .unwrap_or_else(|| "?".to_owned());
+    println!("peak resident memory of this process: {peak} kB");
     first.sort_by(f64::total_cmp);
     rates.sort_by(f64::total_cmp);
     println!(

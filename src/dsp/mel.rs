@@ -137,16 +137,18 @@ pub struct MelSpectrogram {
     window: Vec<f32>,
 }
 
+/// `torch.hann_window(len)`, which is periodic: the window Whisper's features use.
+pub fn hann_window(len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|n| (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / len as f64).cos()) as f32)
+        .collect()
+}
+
 impl MelSpectrogram {
     /// A spectrogram with `n_mels` mel bins (80 for all but the large-v3 models).
     pub fn new(n_mels: usize) -> MelSpectrogram {
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(N_FFT);
-        // torch.hann_window(N_FFT), which is periodic.
-        let window = (0..N_FFT)
-            .map(|n| {
-                (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / N_FFT as f64).cos()) as f32
-            })
-            .collect();
+        let window = hann_window(N_FFT);
         MelSpectrogram {
             filters: MelFilters::slaney(SAMPLE_RATE, N_FFT, n_mels),
             fft,

@@ -201,3 +201,18 @@ fn check_dylib(path: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Opens an ONNX model for one thread (the pool's threads are the parallelism): graph
+/// optimizations on, one intra- and one inter-op thread. `key` names the setting in errors
+/// (`inference.silero_model`).
+pub fn open_session(path: &Path, key: &str) -> Result<ort::session::Session> {
+    use ort::session::builder::GraphOptimizationLevel;
+    ort::session::Session::builder()
+        .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
+        .and_then(|b| b.with_intra_threads(1))
+        .and_then(|b| b.with_inter_threads(1))
+        .and_then(|b| b.commit_from_file(path))
+        .map_err(|e| {
+            Error::invalid_config(format!("{key}: {} cannot be loaded: {e}", path.display()))
+        })
+}

@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 
 use crate::error::{Error, Result};
@@ -45,17 +44,7 @@ pub struct Silero {
 impl Silero {
     /// Loads the model (one intra-op thread: the pool's threads are the parallelism).
     pub fn load(path: &Path) -> Result<Silero> {
-        let session = Session::builder()
-            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
-            .and_then(|b| b.with_intra_threads(1))
-            .and_then(|b| b.with_inter_threads(1))
-            .and_then(|b| b.commit_from_file(path))
-            .map_err(|e| {
-                Error::invalid_config(format!(
-                    "inference.silero_model: {} cannot be loaded: {e}",
-                    path.display()
-                ))
-            })?;
+        let session = super::runtime::open_session(path, "inference.silero_model")?;
         Ok(Silero {
             session,
             input: Vec::new(),

@@ -8,12 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 use realfft::num_complex::Complex;
 use realfft::{RealFftPlanner, RealToComplex};
 
-use crate::dsp::mel::{HOP_LENGTH, MelFilters, N_FFT, SAMPLE_RATE};
+use crate::dsp::mel::{HOP_LENGTH, MelFilters, N_FFT, SAMPLE_RATE, hann_window};
 use crate::error::{Error, Result};
 
 /// Samples the model sees: 8 s at 16 kHz.
@@ -45,11 +44,7 @@ impl Features {
     /// Plans the FFT and builds the filterbank.
     pub fn new() -> Features {
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(N_FFT);
-        let window = (0..N_FFT)
-            .map(|n| {
-                (0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / N_FFT as f64).cos()) as f32
-            })
-            .collect();
+        let window = hann_window(N_FFT);
         Features {
             filters: MelFilters::slaney(SAMPLE_RATE, N_FFT, N_MELS),
             spectrum: fft.make_output_vec(),
@@ -131,17 +126,7 @@ pub struct SmartTurn {
 impl SmartTurn {
     /// Loads the model (one intra-op thread, as Pipecat's default `cpu_count=1`).
     pub fn load(path: &Path) -> Result<SmartTurn> {
-        let session = Session::builder()
-            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3))
-            .and_then(|b| b.with_intra_threads(1))
-            .and_then(|b| b.with_inter_threads(1))
-            .and_then(|b| b.commit_from_file(path))
-            .map_err(|e| {
-                Error::invalid_config(format!(
-                    "inference.smart_turn_model: {} cannot be loaded: {e}",
-                    path.display()
-                ))
-            })?;
+        let session = super::runtime::open_session(path, "inference.smart_turn_model")?;
         Ok(SmartTurn { session })
     }
 

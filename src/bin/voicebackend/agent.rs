@@ -1,27 +1,59 @@
-//! The CLI's built-in agent: a small rule-based responder (greetings, the time, simple arithmetic,
-//! and an echo for everything else), so that a conversation needs no LLM.
+//! The CLI's agent: a few exact rules (greetings, the time, arithmetic — what a small language
+//! model gets wrong) and, for everything else, the embedded language model when it is installed
+//! (`converse`, the main job) or an echo (`serve`, `agent`, and `converse --agent rules`).
+
+use std::sync::Arc;
 
 use voicebackend::{Agent, Reply, Result};
 
-/// Answers from a few rules; runs on the engine's agent worker thread.
-pub struct RuleAgent;
+/// Answers from a few rules, else from its fallback model (or an echo); runs on the engine's
+/// agent worker thread.
+#[derive(Default)]
+pub struct RuleAgent {
+    /// Answers what no rule does.
+    model: Option<Arc<dyn Agent>>,
+}
+
+impl RuleAgent {
+    /// Rules, and the model `model` for everything else.
+    pub fn with_model(model: Arc<dyn Agent>) -> RuleAgent {
+        RuleAgent { model: Some(model) }
+    }
+}
 
 impl Agent for RuleAgent {
     fn on_transcript(&self, transcript: &str, reply: &mut Reply) -> Result<()> {
-        reply.write(&answer(transcript, local_time()))?;
+        match (rule_answer(transcript, local_time()), &self.model) {
+            (Some(text), _) => reply.write(&text)?,
+            (None, Some(model)) => return model.on_transcript(transcript, reply),
+            (None, None) => reply.write(&echo(transcript))?,
+        }
         reply.end()
     }
 }
 
-/// The answer to `transcript`, given the local time as (hour, minute).
-pub fn answer(transcript: &str, (hour, minute): (u32, u32)) -> String {
+/// The rules' answer to `transcript` (given the local time as (hour, minute)), or the echo.
+#[cfg(test)]
+fn answer(transcript: &str, time: (u32, u32)) -> String {
+    rule_answer(transcript, time).unwrap_or_else(|| echo(transcript))
+}
+
+fn echo(transcript: &str) -> String {
+    format!(
+        "You said: {}.",
+        transcript.trim().trim_end_matches(['.', '!', '?'])
+    )
+}
+
+/// The answer of the rule that fits `transcript`, if one does.
+fn rule_answer(transcript: &str, (hour, minute): (u32, u32)) -> Option<String> {
     let words = normalize(transcript);
     let text = words.join(" ");
     if words.is_empty() {
-        return "Sorry, I did not catch that.".to_owned();
+        return Some("Sorry, I did not catch that.".to_owned());
     }
     if let Some(result) = arithmetic(&words) {
-        return result;
+        return Some(result);
     }
     let has = |word: &str| words.iter().any(|w| w == word);
     if has("time") && (has("what") || has("what's") || has("tell")) {
@@ -31,22 +63,21 @@ pub fn answer(transcript: &str, (hour, minute): (u32, u32)) -> String {
             12 => (12, "PM"),
             _ => (hour - 12, "PM"),
         };
-        return format!("It is {h12}:{minute:02} {suffix}.");
+        return Some(format!("It is {h12}:{minute:02} {suffix}."));
     }
     if matches!(words[0].as_str(), "hello" | "hi" | "hey" | "good") && words.len() <= 4 {
-        return "Hello! Ask me the time, or to add, subtract, multiply or divide two numbers."
-            .to_owned();
+        return Some(
+            "Hello! Ask me the time, or to add, subtract, multiply or divide two numbers."
+                .to_owned(),
+        );
     }
     if text.contains("thank") {
-        return "You are welcome.".to_owned();
+        return Some("You are welcome.".to_owned());
     }
     if matches!(words.last().map(String::as_str), Some("bye" | "goodbye")) {
-        return "Goodbye!".to_owned();
+        return Some("Goodbye!".to_owned());
     }
-    format!(
-        "You said: {}.",
-        transcript.trim().trim_end_matches(['.', '!', '?'])
-    )
+    None
 }
 
 /// Lower-case words without punctuation ("12.5" keeps its dot, "-3" its sign).
@@ -224,5 +255,7 @@ mod tests {
             "You said: The weather is nice today."
         );
         assert_eq!(answer("  ", (0, 0)), "Sorry, I did not catch that.");
+        // What no rule answers goes to the language model (or the echo).
+        assert_eq!(rule_answer("The weather is nice today.", (0, 0)), None);
     }
 }

@@ -23,6 +23,8 @@ pub struct RunOptions {
     pub realtime: bool,
     /// Print replies and metrics (converse) or only transcripts (transcribe).
     pub converse: bool,
+    /// The language model that answers what the rules do not (`converse`); `None`: an echo.
+    pub model: Option<Arc<dyn Agent>>,
 }
 
 /// What a run produced.
@@ -57,7 +59,10 @@ pub fn run(
     let backend = Backend::from_json(&options.backend_json).map_err(|e| e.to_string())?;
     backend.start().map_err(|e| e.to_string())?;
     let agent: Arc<dyn Agent> = if options.converse {
-        Arc::new(crate::agent::RuleAgent)
+        match &options.model {
+            Some(model) => Arc::new(crate::agent::RuleAgent::with_model(model.clone())),
+            None => Arc::new(crate::agent::RuleAgent::default()),
+        }
     } else {
         Arc::new(Silent)
     };

@@ -21,6 +21,7 @@ mod wav;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use voicebackend::config::HOST_RATES;
 use voicebackend::dsp::resample::StreamResampler;
@@ -31,10 +32,11 @@ const USAGE: &str = "\
 voicebackend — a realtime voice-agent engine, offline
 
 USAGE:
-  voicebackend converse --input IN.wav --output OUT.wav [--realtime] [OPTIONS]
-      Runs one conversation over IN.wav (any rate, mono or stereo) with the built-in
-      rule-based agent (echo, the time, simple arithmetic), prints every turn and a latency
-      table, and writes the agent's audio on the conversation timeline to OUT.wav.
+  voicebackend converse --input IN.wav --output OUT.wav [--realtime] [--agent model|rules] [OPTIONS]
+      Runs one conversation over IN.wav (any rate, mono or stereo), prints every turn and a
+      latency table, and writes the agent's audio on the conversation timeline to OUT.wav.
+      The agent: a few exact rules (greetings, the time, arithmetic) and, for the rest, the
+      embedded SmolLM2-135M-Instruct model (offline; --agent rules: an echo instead).
   voicebackend say TEXT -o OUT.wav [--voice VOICE] [--rate WPM]
       Speaks TEXT with the TTS provider into OUT.wav.
   voicebackend transcribe FILE.wav [OPTIONS]
@@ -199,10 +201,13 @@ fn read_input(path: &str) -> Result<wav::Audio, String> {
 }
 
 fn converse(args: &Args) -> Result<(), String> {
-    args.only(&["input", "output", "realtime", "stt", "tts", "config"])?;
+    args.only(&[
+        "input", "output", "realtime", "stt", "tts", "config", "agent",
+    ])?;
     let input = args
         .value(&["input"])
         .ok_or("converse needs --input IN.wav")?;
+    let model = converse_model(args.value(&["agent"]))?;
     let output = args
         .value(&["output"])
         .ok_or("converse needs --output OUT.wav")?;
@@ -211,6 +216,7 @@ fn converse(args: &Args) -> Result<(), String> {
         backend_json: backend_json(args)?,
         realtime: args.switch("realtime"),
         converse: true,
+        model,
     };
     println!(
         "Conversation over {input} ({:.1} s at {} Hz):",
@@ -315,12 +321,43 @@ fn transcribe(args: &Args) -> Result<(), String> {
         backend_json: backend_json(args)?,
         realtime: args.switch("realtime"),
         converse: false,
+        model: None,
     };
     let result = converse::run(&audio.samples, audio.rate, &options)?;
     if result.transcripts.is_empty() {
         println!("(no speech found)");
     }
     Ok(())
+}
+
+/// `converse --agent`: `model` (the default) answers with the rules and the embedded language
+/// model, `rules` with the rules and an echo. Without the model file, `model` falls back to the
+/// rules and says so.
+fn converse_model(choice: Option<&str>) -> Result<Option<Arc<dyn voicebackend::Agent>>, String> {
+    use voicebackend::provider::embedded::llm::default_model_path;
+    match choice.unwrap_or("model") {
+        "rules" => Ok(None),
+        "model" if !default_model_path().is_file() => {
+            println!(
+                "agent: rules and an echo ({} is not installed: scripts/fetch-models.sh)",
+                default_model_path().display()
+            );
+            Ok(None)
+        }
+        "model" => {
+            let model = voicebackend::provider::llm::create_agent(
+                &serde_json::json!({"provider": "embedded"}),
+                &[],
+                Default::default(),
+            )
+            .map_err(|e| e.to_string())?;
+            println!(
+                "agent: rules for greetings, the time and arithmetic; SmolLM2-135M-Instruct (embedded, offline) for the rest"
+            );
+            Ok(Some(model))
+        }
+        other => Err(format!("--agent {other}: use model or rules")),
+    }
 }
 
 fn say(args: &Args) -> Result<(), String> {

@@ -40,7 +40,7 @@ pub fn run(options: &RoomOptions) -> Result<(), String> {
             ..SessionConfig::default()
         };
         let session = backend
-            .create_session(config, Some(Arc::new(RuleAgent)), None)
+            .create_session(config, Some(Arc::new(RuleAgent::default())), None)
             .map_err(|e| e.to_string())?;
         session.start().map_err(|e| e.to_string())?;
         println!("agent: in room '{}', listening", options.room);
@@ -105,7 +105,7 @@ impl IncomingHandler for Conversations {
             })
             .map_err(|e| voicebackend::Error::internal(format!("no thread for the room: {e}")))?;
         Ok(Accepted {
-            agent: Some(Arc::new(RuleAgent)),
+            agent: Some(Arc::new(RuleAgent::default())),
             on_event: None,
         })
     }

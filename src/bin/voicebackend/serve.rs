@@ -99,7 +99,7 @@ impl IncomingHandler for Calls {
             })
             .map_err(|e| voicebackend::Error::internal(format!("no thread for the call: {e}")))?;
         Ok(Accepted {
-            agent: Some(Arc::new(RuleAgent)),
+            agent: Some(Arc::new(RuleAgent::default())),
             on_event: None,
         })
     }
