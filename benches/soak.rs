@@ -12,7 +12,9 @@
 //! Deepgram's streaming protocol (`tests/servers/deepgram`, with a cheap transcriber instead of
 //! Whisper) that drops every open connection every 30 s without a Close frame — and the host's
 //! agent fails every 17th call and overruns `agent_timeout_ms` (1 s) every 23rd. Every injected
-//! failure must reach the host as a `VB_EVENT_ERROR` with its status.
+//! failure must reach the host as a `VB_EVENT_ERROR` with its status. The server runs in a child
+//! process (this program again, with `VB_SOAK_DEEPGRAM_SERVER=1`): it records every connection,
+//! and its memory must not count as the engine's.
 //!
 //! Pass criteria (the exit status is 1 when one fails): RSS growth after the warm-up
 //! (`VB_SOAK_WARMUP_SECONDS`, default the time each session takes to fill its history window of
@@ -124,7 +126,78 @@ fn length_transcript(audio: &[i16]) -> String {
     )
 }
 
+/// The local Deepgram-protocol server in a process of its own: prints its URL, serves until its
+/// standard input closes, then prints `connections N dropped M`.
+fn serve_deepgram() {
+    use std::io::{BufRead, Write};
+    let server = DeepgramServer::start(DeepgramServerOptions {
+        fault: DeepgramFault::DropEvery { period_ms: 30_000 },
+        transcriber: Some(length_transcript),
+        ..DeepgramServerOptions::default()
+    });
+    println!("{}", server.base_url());
+    let _ = std::io::stdout().flush();
+    for _ in std::io::stdin().lock().lines() {}
+    let connections = server.connections();
+    let dropped = connections.iter().filter(|c| c.dropped).count();
+    println!("connections {} dropped {dropped}", connections.len());
+}
+
+/// The child process running [`serve_deepgram`], and its URL.
+struct DeepgramChild {
+    child: std::process::Child,
+    url: String,
+}
+
+impl DeepgramChild {
+    fn start() -> DeepgramChild {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(std::env::current_exe().expect("this program"))
+            .env("VB_SOAK_DEEPGRAM_SERVER", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting the Deepgram-protocol server process");
+        let mut url = String::new();
+        let stdout = child.stdout.as_mut().expect("piped");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut url)
+            .expect("the server's URL");
+        DeepgramChild {
+            child,
+            url: url.trim().to_owned(),
+        }
+    }
+
+    fn base_url(&self) -> &str {
+        &self.url
+    }
+
+    /// Stops the server; (connections, dropped without a Close frame).
+    fn finish(mut self) -> (u64, u64) {
+        use std::io::Read;
+        drop(self.child.stdin.take());
+        let mut out = String::new();
+        if let Some(mut stdout) = self.child.stdout.take() {
+            let _ = stdout.read_to_string(&mut out);
+        }
+        let _ = self.child.wait();
+        let numbers: Vec<u64> = out
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        (
+            numbers.first().copied().unwrap_or(0),
+            numbers.get(1).copied().unwrap_or(0),
+        )
+    }
+}
+
 fn main() {
+    if std::env::var_os("VB_SOAK_DEEPGRAM_SERVER").is_some() {
+        return serve_deepgram();
+    }
     let n = env_u64("VB_SOAK_SESSIONS", 500) as usize;
     let seconds = env_u64("VB_SOAK_SECONDS", 600);
     // Each session keeps its last `history_max_turns` turns (default 50): its memory grows until
@@ -139,13 +212,7 @@ fn main() {
     let faults = std::env::args().any(|a| a == "--faults")
         || std::env::var("VB_SOAK_FAULTS").is_ok_and(|v| v.trim() == "1");
 
-    let server = faults.then(|| {
-        DeepgramServer::start(DeepgramServerOptions {
-            fault: DeepgramFault::DropEvery { period_ms: 30_000 },
-            transcriber: Some(length_transcript),
-            ..DeepgramServerOptions::default()
-        })
-    });
+    let server = faults.then(DeepgramChild::start);
     let stt = match &server {
         Some(server) => format!(
             r#""stt_provider":"deepgram","stt_config":{{"api_key":"local-deepgram-key","base_url":"{}","interim_results":false}}"#,
@@ -330,10 +397,7 @@ fn main() {
         .copied()
         .unwrap_or(0);
     let failures_reported = provider_errors >= failed && timeouts >= stalled;
-    let drops = server.as_ref().map_or(0, |s| {
-        s.connections().iter().filter(|c| c.dropped).count() as u64
-    });
-    let connections = server.as_ref().map_or(0, |s| s.connections().len() as u64);
+    let (connections, drops) = server.map_or((0, 0), DeepgramChild::finish);
 
     println!("\nevents: {events:?}");
     for (text, count) in &errors {
