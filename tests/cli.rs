@@ -44,6 +44,9 @@ fn sigterm_drains_the_conversation_the_reply_in_flight_finishes_and_no_new_turn_
             "test-pitch-stt",
             "--tts",
             "test-tone-tts",
+            // The rules and their echo: a reply whose length the test knows.
+            "--agent",
+            "rules",
         ])
         .arg("--input")
         .arg(&input)

@@ -339,7 +339,7 @@ fn converse_model(choice: Option<&str>) -> Result<Option<Arc<dyn voicebackend::A
         "rules" => Ok(None),
         "model" if !default_model_path().is_file() => {
             println!(
-                "agent: rules and an echo ({} is not installed: scripts/fetch-models.sh)",
+                "Answering with: rules and an echo ({} is not installed: scripts/fetch-models.sh)",
                 default_model_path().display()
             );
             Ok(None)
@@ -352,7 +352,7 @@ fn converse_model(choice: Option<&str>) -> Result<Option<Arc<dyn voicebackend::A
             )
             .map_err(|e| e.to_string())?;
             println!(
-                "agent: rules for greetings, the time and arithmetic; SmolLM2-135M-Instruct (embedded, offline) for the rest"
+                "Answering with: rules for greetings, the time and arithmetic; SmolLM2-135M-Instruct (embedded, offline) for the rest"
             );
             Ok(Some(model))
         }
