@@ -344,10 +344,14 @@ node run.mjs --url ws://127.0.0.1:7895 --api-key devkey --api-secret secret --ro
             )
         })
         .collect();
+    // The user's words, as Whisper tiny.en heard them through 10 % of random (unseeded) packet
+    // loss: it loses "weather" in about half the runs ("what is that we ever like today?"), never
+    // the sentence's end. Intelligibility under a fixed loss pattern is checked with the Go peer's
+    // seeded loss (`tests/livekit_faults.rs`).
     assert!(
         captions
             .iter()
-            .any(|(f, t)| f == "true" && t.contains("weather") && !t.starts_with("you said")),
+            .any(|(f, t)| f == "true" && t.contains("today") && !t.starts_with("you said")),
         "the user's words as a caption: {captions:?}\n{}",
         logs()
     );
