@@ -125,11 +125,7 @@ fn embedded(settings: Settings, preload: bool) -> Result<Arc<dyn Agent>> {
     let context_tokens = settings.context_tokens.unwrap_or(2048);
     check_range("agent.context_tokens", context_tokens.into(), 256, 8192)?;
     let temperature = settings.temperature.unwrap_or(0.0);
-    if !(0.0..=2.0).contains(&temperature) {
-        return Err(Error::invalid_config(format!(
-            "agent.temperature: {temperature} is outside 0-2"
-        )));
-    }
+    check_temperature(temperature)?;
     let model_path = match settings.model_path {
         Some(path) if path.is_empty() => {
             return Err(Error::invalid_config("agent.model_path: must not be empty"));
@@ -223,11 +219,7 @@ fn create(
     let filler_after_ms = ms("filler_after_ms", settings.filler_after_ms, 700, 0, 60_000)?;
     let max_tool_rounds = ms("max_tool_rounds", settings.max_tool_rounds, 4, 1, 16)?;
     if let Some(t) = settings.temperature {
-        if !(0.0..=2.0).contains(&t) {
-            return Err(Error::invalid_config(format!(
-                "agent.temperature: {t} is outside 0-2"
-            )));
-        }
+        check_temperature(t)?;
     }
     if settings.model.as_deref() == Some("") {
         return Err(Error::invalid_config("agent.model: must not be empty"));
@@ -270,6 +262,25 @@ fn create(
     }))
 }
 
+/// `agent.temperature` within 0–2.
+fn check_temperature(t: f64) -> Result<()> {
+    if (0.0..=2.0).contains(&t) {
+        return Ok(());
+    }
+    Err(Error::invalid_config(format!(
+        "agent.temperature: {t} is outside 0-2"
+    )))
+}
+
+/// The names of `tools` for a message: "a, b", or "none".
+pub(crate) fn tool_names(tools: &[Tool]) -> String {
+    if tools.is_empty() {
+        return "none".to_owned();
+    }
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+    names.join(", ")
+}
+
 /// The host's tools the settings offer: those named in `tools` (each must exist), or all.
 fn offered_tools(settings: &Settings, tools: &[Tool], check: bool) -> Result<Vec<Tool>> {
     let Some(names) = &settings.tools else {
@@ -281,14 +292,9 @@ fn offered_tools(settings: &Settings, tools: &[Tool], check: bool) -> Result<Vec
             Some(tool) => offered.push(tool.clone()),
             None if !check => {}
             None => {
-                let known: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
                 return Err(Error::invalid_config(format!(
                     "agent.tools: no tool named '{name}' was added (added: {})",
-                    if known.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        known.join(", ")
-                    }
+                    tool_names(tools)
                 )));
             }
         }

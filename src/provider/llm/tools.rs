@@ -38,17 +38,12 @@ pub async fn run_tool(
     slow: &mut dyn FnMut(),
 ) -> ToolOutcome {
     let Some(tool) = tools.iter().find(|t| t.name == call.name) else {
-        let known: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
         return ToolOutcome::Failed(Error::new(
             VbStatus::VB_ERR_NOT_FOUND,
             format!(
                 "the model called a tool named '{}', which is not offered (offered: {})",
                 call.name,
-                if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                }
+                super::tool_names(tools)
             ),
         ));
     };

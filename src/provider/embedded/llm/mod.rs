@@ -239,30 +239,23 @@ fn feed(model: &mut Loaded, tokens: &[u32]) -> Result<Tensor> {
         model.cached.clear();
     }
     let start = model.cached.len();
-    let input = Tensor::new(&tokens[start..], &Device::Cpu)
-        .and_then(|t| t.unsqueeze(0))
-        .map_err(model_error)?;
-    let logits = match model.weights.forward(&input, start) {
-        Ok(logits) => logits,
-        Err(e) => {
-            // The cache may hold part of this call: start afresh next time.
-            model.weights.clear_kv_cache();
-            model.cached.clear();
-            return Err(model_error(e));
-        }
-    };
-    model.cached.extend_from_slice(&tokens[start..]);
-    logits.squeeze(0).map_err(model_error)
+    extend(model, &tokens[start..])
 }
 
 /// Runs the model over one more token after what the cache holds.
 fn feed_next(model: &mut Loaded, token: u32) -> Result<Tensor> {
-    let input = Tensor::new(&[token], &Device::Cpu)
+    extend(model, &[token])
+}
+
+/// Runs the model over `tokens`, which follow what the cache holds, and returns the logits
+/// after the last one; on failure the cache (which may hold part of the call) is dropped.
+fn extend(model: &mut Loaded, tokens: &[u32]) -> Result<Tensor> {
+    let input = Tensor::new(tokens, &Device::Cpu)
         .and_then(|t| t.unsqueeze(0))
         .map_err(model_error)?;
     match model.weights.forward(&input, model.cached.len()) {
         Ok(logits) => {
-            model.cached.push(token);
+            model.cached.extend_from_slice(tokens);
             logits.squeeze(0).map_err(model_error)
         }
         Err(e) => {
