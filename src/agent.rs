@@ -23,6 +23,15 @@ pub trait Agent: Send + Sync {
     /// ending ends it). An error (returned, or given to [`Reply::fail`]) becomes a
     /// `VB_EVENT_ERROR`; the session keeps listening.
     fn on_transcript(&self, transcript: &str, reply: &mut Reply) -> Result<()>;
+
+    /// Called on an agent worker thread each time a turn joins the session's conversation (its
+    /// reply played, or cut short), with the conversation so far, oldest first: an agent that
+    /// computes something per conversation (a language model's context) can do it now, while
+    /// the user speaks, instead of at the next [`Agent::on_transcript`]. It may run while a
+    /// turn of another session is answered; its panics are caught and logged. Default: nothing.
+    fn prepare(&self, history: &[Turn]) {
+        let _ = history;
+    }
 }
 
 impl<F> Agent for F

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use common::llama::LlamaServer;
 use common::*;
-use voicebackend::{Backend, SessionConfig, Tool, VbEventKind as K, VbStatus};
+use voicebackend::provider::embedded::llm::{EmbeddedAgent, EmbeddedSettings, default_model_path};
+use voicebackend::provider::llm::DEFAULT_SYSTEM_PROMPT;
+use voicebackend::{Agent, Backend, SessionConfig, Tool, Turn, VbEventKind as K, VbStatus};
 
 /// One llama.cpp server at a time: each uses both cores, and a test's turn waits for its model.
 static ONE_SERVER: Mutex<()> = Mutex::new(());
@@ -331,6 +333,94 @@ fn the_embedded_model_answers_a_spoken_question_offline() {
     );
     session.stop().unwrap();
     backend.stop(Duration::ZERO).unwrap();
+}
+
+/// The embedded model's answer to `question` after `history`, greedy, at most 24 tokens.
+fn embedded_answer(agent: &EmbeddedAgent, history: &[Turn], question: &str) -> String {
+    let mut answer = String::new();
+    agent
+        .generate(history, question, &mut |piece| {
+            answer.push_str(piece);
+            true
+        })
+        .expect("the model answers");
+    answer
+}
+
+fn turn(said: &str, answered: &str) -> Turn {
+    Turn {
+        transcript: Some(said.to_owned()),
+        reply: Some(answered.to_owned()),
+        interrupted: false,
+    }
+}
+
+#[test]
+fn a_prepared_conversation_leaves_only_the_question_to_compute() {
+    // The engine calls `prepare` after each turn (while the user speaks the next one): turns the
+    // model did not answer itself (a host's rules, an interrupted reply) are computed then, not
+    // at the next question, and the answer is the same as when all is computed at once.
+    let agent = EmbeddedAgent::new(EmbeddedSettings {
+        model_path: default_model_path(),
+        system_prompt: DEFAULT_SYSTEM_PROMPT.to_owned(),
+        temperature: 0.0,
+        max_tokens: 24,
+        context_tokens: 2048,
+        seed: 1,
+    })
+    .expect("scripts/fetch-models.sh installs the model");
+    agent.wait_loaded().unwrap();
+    let history = [
+        turn("What time is it?", "It is 3:04 PM."),
+        turn("What is twelve plus seven?", "12 plus 7 is 19."),
+    ];
+    let question = "Tell me a fun fact about octopuses.";
+
+    let before = agent.tokens_computed();
+    let cold = embedded_answer(&agent, &history, question);
+    let cold_cost = agent.tokens_computed() - before;
+
+    let before = agent.tokens_computed();
+    agent.prepare(&history);
+    let prepare_cost = agent.tokens_computed() - before;
+    let before = agent.tokens_computed();
+    let warm = embedded_answer(&agent, &history, question);
+    let warm_cost = agent.tokens_computed() - before;
+    println!(
+        "cold: {cold_cost} tokens; prepared: {prepare_cost} ahead + {warm_cost} at the question"
+    );
+    assert_eq!(warm, cold, "the same answer from the prepared conversation");
+    assert!(prepare_cost >= 30, "the two turns were computed ahead");
+    assert_eq!(
+        warm_cost + prepare_cost,
+        cold_cost,
+        "nothing computed twice"
+    );
+
+    // After an answer of its own, preparing the conversation that holds it computes only the
+    // answer's end: the cache already holds the rest.
+    let mut longer = history.to_vec();
+    longer.push(turn(question, &warm));
+    let before = agent.tokens_computed();
+    agent.prepare(&longer);
+    let cost = agent.tokens_computed() - before;
+    assert!(
+        cost <= 3,
+        "{cost} tokens computed to prepare the model's own turn"
+    );
+
+    // A reply cut short by barge-in leaves the cache (it holds more of the answer than was
+    // said): the conversation saved before the question is the start, not the system prompt.
+    let question = "How do I boil an egg?";
+    let _ = embedded_answer(&agent, &longer, question);
+    longer.push(turn(question, "Put the egg"));
+    let before = agent.tokens_computed();
+    agent.prepare(&longer);
+    let cost = agent.tokens_computed() - before;
+    assert!(
+        cost <= 25,
+        "{cost} tokens to prepare the cut turn: the conversation before it was computed again"
+    );
 }
 
 #[test]

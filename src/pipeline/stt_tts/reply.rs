@@ -231,8 +231,7 @@ impl Conversation {
         if let Some(reply) = self.active.take() {
             if let Some(turn) = reply.turn {
                 self.clock.forget(turn);
-                let recorder = &mut self.ctx.recorder;
-                recorder.finished(turn, reply.transcript, reply.full_text, false);
+                self.turn_finished(turn, reply.transcript, reply.full_text, false);
             }
         }
         self.back_to_listening_if_idle();
@@ -248,11 +247,10 @@ impl Conversation {
             self.record_cut_short(reply);
         }
         // Turns still waiting for their reply were heard: they stay in the history, unanswered.
-        for source in self.queue.drain(..) {
+        let queued: Vec<ReplySource> = self.queue.drain(..).collect();
+        for source in queued {
             if let ReplySource::Agent { turn, transcript } = source {
-                self.ctx
-                    .recorder
-                    .finished(turn, transcript, String::new(), true);
+                self.turn_finished(turn, transcript, String::new(), true);
             }
         }
         self.ctx.reply.clear();
@@ -309,9 +307,26 @@ impl Conversation {
     /// Records a reply that was cut short (barge-in, interrupt, agent timeout) in the history.
     pub(super) fn record_cut_short(&mut self, reply: ActiveReply) {
         if let Some(turn) = reply.turn {
-            let recorder = &mut self.ctx.recorder;
-            recorder.finished(turn, reply.transcript, reply.full_text, true);
+            self.turn_finished(turn, reply.transcript, reply.full_text, true);
         }
+    }
+
+    /// Turn `turn` joins the conversation: recorded in the history (and the session store), and
+    /// the agent gets ready for the next turn ([`Agent::prepare`]) on an agent worker thread.
+    fn turn_finished(&mut self, turn: u32, transcript: String, text: String, interrupted: bool) {
+        self.ctx
+            .recorder
+            .finished(turn, transcript, text, interrupted);
+        let Some(agent) = self.ctx.agent.clone() else {
+            return;
+        };
+        let history = self.ctx.recorder.history();
+        self.ctx.runtime.spawn_blocking(move || {
+            let turns = history.turns();
+            if std::panic::catch_unwind(AssertUnwindSafe(|| agent.prepare(&turns))).is_err() {
+                tracing::warn!("the agent's prepare panicked: the next turn starts unprepared");
+            }
+        });
     }
 }
 

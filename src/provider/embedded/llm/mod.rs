@@ -75,7 +75,23 @@ struct Loaded {
     /// with them (the system prompt; the conversation so far, when the last answer re-encodes
     /// to the tokens generated) is computed from where they end.
     cached: Vec<u32>,
+    /// Earlier states of the cache to go back to when a prompt leaves `cached` (the cache
+    /// cannot be cut short): the system prompt's and the last prepared conversation's. A clone
+    /// of the weights shares them and holds its own cache, which later steps do not change.
+    saved: Vec<Saved>,
+    /// Tokens run through the model so far (prompts and answers).
+    computed: u64,
 }
+
+/// The model with the keys and values of `tokens` in its cache.
+struct Saved {
+    tokens: Vec<u32>,
+    weights: ModelWeights,
+}
+
+/// Tokens kept free after the conversation for the user's next words: a prompt and the
+/// conversation prepared before it pick the same earlier turns when the words fit in it.
+const QUESTION_ROOM: usize = 96;
 
 impl EmbeddedAgent {
     /// An agent on the model at `settings.model_path` (checked to exist; loaded at first use).
@@ -103,7 +119,7 @@ impl EmbeddedAgent {
                 if let Some(model) = model.as_mut() {
                     // The system prompt's keys and values, ready for the first turn.
                     let head = system_message(model, &system_prompt);
-                    let _ = feed(model, &head);
+                    let _ = prepare(model, &head);
                 }
             });
     }
@@ -113,47 +129,66 @@ impl EmbeddedAgent {
         self.model().map(|_| ())
     }
 
+    /// How many tokens the model has computed so far (prompts and answers; what its cache held
+    /// already is not computed again): the work behind the time to first token.
+    pub fn tokens_computed(&self) -> u64 {
+        let model = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        model.as_ref().map_or(0, |m| m.computed)
+    }
+
     /// The model, loaded now if it was not yet.
     fn model(&self) -> Result<MutexGuard<'_, Option<Loaded>>> {
         let mut model = self.model.lock().unwrap_or_else(|p| p.into_inner());
         if model.is_none() {
-            *model = Some(load(&self.settings.model_path)?);
+            let mut loaded = load(&self.settings.model_path)?;
+            let head = system_message(&loaded, &self.settings.system_prompt);
+            prepare(&mut loaded, &head)?;
+            *model = Some(loaded);
         }
         Ok(model)
     }
 
-    /// The prompt of a turn in ChatML, as token ids: the system prompt, as many earlier turns as
-    /// fit the window (newest first in, oldest out), the user's words, and the assistant's
-    /// opening.
+    /// The prompt of a turn in ChatML, as token ids: the conversation (see
+    /// [`EmbeddedAgent::conversation`]), the user's words, and the assistant's opening.
     fn prompt(&self, model: &Loaded, history: &[Turn], transcript: &str) -> Vec<u32> {
-        let message = |role: &str, text: &str| chatml(model, role, text);
-        let head = system_message(model, &self.settings.system_prompt);
-        let mut tail = message("user", transcript);
+        let mut tail = chatml(model, "user", transcript);
         tail.push(model.im_start);
         tail.extend(model.tokenizer.encode("assistant\n"));
+        let mut prompt = self.conversation(model, history, tail.len());
+        prompt.extend(tail);
+        prompt
+    }
+
+    /// The system prompt and as many earlier turns as fit the window with `room` tokens for
+    /// the next question (at least [`QUESTION_ROOM`]) and `max_tokens` for its answer; newest
+    /// first in, oldest out. Turns without an answer are left out.
+    fn conversation(&self, model: &Loaded, history: &[Turn], room: usize) -> Vec<u32> {
+        let head = system_message(model, &self.settings.system_prompt);
         let window = self.settings.context_tokens as usize;
         let mut budget = window
             .saturating_sub(self.settings.max_tokens as usize)
-            .saturating_sub(head.len() + tail.len());
+            .saturating_sub(head.len() + room.max(QUESTION_ROOM));
         let mut earlier: Vec<Vec<u32>> = Vec::new();
         for turn in history.iter().rev() {
             let (Some(said), Some(answered)) = (&turn.transcript, &turn.reply) else {
                 continue;
             };
-            let mut ids = message("user", said);
-            ids.extend(message("assistant", answered));
+            if answered.is_empty() {
+                continue;
+            }
+            let mut ids = chatml(model, "user", said);
+            ids.extend(chatml(model, "assistant", answered));
             if ids.len() > budget {
                 break;
             }
             budget -= ids.len();
             earlier.push(ids);
         }
-        let mut prompt = head;
+        let mut tokens = head;
         for ids in earlier.into_iter().rev() {
-            prompt.extend(ids);
+            tokens.extend(ids);
         }
-        prompt.extend(tail);
-        prompt
+        tokens
     }
 }
 
@@ -171,6 +206,19 @@ impl Agent for EmbeddedAgent {
             reply.end()?;
         }
         Ok(())
+    }
+
+    /// Computes the conversation's keys and values (the next prompt starts with them), so the
+    /// next answer only computes the user's words. Waits for a model still loading; nothing
+    /// when it could not be loaded (the next turn reports why).
+    fn prepare(&self, history: &[Turn]) {
+        let mut guard = self.model.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(model) = guard.as_mut() {
+            let tokens = self.conversation(model, history, 0);
+            if let Err(e) = prepare(model, &tokens) {
+                tracing::warn!("embedded model: preparing the conversation failed: {e}");
+            }
+        }
     }
 }
 
@@ -231,15 +279,53 @@ fn model_error(e: candle_core::Error) -> Error {
 /// Runs the model over `tokens` and returns the logits after the last one. What the cache holds
 /// already (a prefix of `tokens`) is not computed again; a cache that is no prefix is dropped.
 fn feed(model: &mut Loaded, tokens: &[u32]) -> Result<Tensor> {
-    let reusable = !model.cached.is_empty()
-        && model.cached.len() < tokens.len()
-        && tokens.starts_with(&model.cached);
-    if !reusable {
-        model.weights.clear_kv_cache();
-        model.cached.clear();
-    }
+    resume(model, &tokens[..tokens.len().saturating_sub(1)]);
     let start = model.cached.len();
     extend(model, &tokens[start..])
+}
+
+/// Brings the cache to the keys and values of `tokens` (nothing to compute when it holds them)
+/// and saves that state, to come back to when a later prompt leaves it.
+fn prepare(model: &mut Loaded, tokens: &[u32]) -> Result<()> {
+    resume(model, tokens);
+    if model.cached.len() < tokens.len() {
+        let start = model.cached.len();
+        extend(model, &tokens[start..])?;
+    }
+    // Kept: the shortest state saved (the system prompt's) and this one.
+    model.saved.sort_by_key(|s| s.tokens.len());
+    model.saved.truncate(1);
+    if model.saved.first().is_some_and(|s| s.tokens == tokens) {
+        return Ok(());
+    }
+    model.saved.push(Saved {
+        tokens: tokens.to_vec(),
+        weights: model.weights.clone(),
+    });
+    Ok(())
+}
+
+/// Makes the cache hold the longest start of `tokens` it can without computing: what it holds
+/// when that is such a start, else the longest saved state that is, else nothing.
+fn resume(model: &mut Loaded, tokens: &[u32]) {
+    if tokens.starts_with(&model.cached) {
+        return;
+    }
+    let best = model
+        .saved
+        .iter()
+        .filter(|s| tokens.starts_with(&s.tokens))
+        .max_by_key(|s| s.tokens.len());
+    match best {
+        Some(saved) => {
+            model.weights = saved.weights.clone();
+            model.cached = saved.tokens.clone();
+        }
+        None => {
+            model.weights.clear_kv_cache();
+            model.cached.clear();
+        }
+    }
 }
 
 /// Runs the model over one more token after what the cache holds.
@@ -256,6 +342,7 @@ fn extend(model: &mut Loaded, tokens: &[u32]) -> Result<Tensor> {
     match model.weights.forward(&input, model.cached.len()) {
         Ok(logits) => {
             model.cached.extend_from_slice(tokens);
+            model.computed += tokens.len() as u64;
             logits.squeeze(0).map_err(model_error)
         }
         Err(e) => {
@@ -320,6 +407,8 @@ fn load(path: &Path) -> Result<Loaded> {
         im_start,
         im_end,
         cached: Vec::new(),
+        saved: Vec::new(),
+        computed: 0,
     })
 }
 
