@@ -296,7 +296,7 @@ fn a_browser_on_livekit_client_talks_with_the_cli_agent_and_shows_captions() {
     let script = format!(
         r#"set -u
 {root}/scripts/livekit-server.sh start 7895 52000 52100 >/dev/null || exit 1
-LIVEKIT_API_KEY=devkey LIVEKIT_API_SECRET=secret {agent} agent --room web --url ws://127.0.0.1:7895 --once >{dir}/agent.log 2>&1 &
+LIVEKIT_API_KEY=devkey LIVEKIT_API_SECRET=secret {agent} agent --room web --url ws://127.0.0.1:7895 --once --agent rules >{dir}/agent.log 2>&1 &
 cd {root}/tests/livekit/browser
 node run.mjs --url ws://127.0.0.1:7895 --api-key devkey --api-secret secret --room web --identity web-user \
   --mic {question} --mic-when "attr:lk.agent.state=listening" --mic-pad-start-ms 1000 --mic-once \

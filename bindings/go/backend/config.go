@@ -174,6 +174,11 @@ type SessionConfig struct {
 	// needs none.
 	AgentCallback          AgentCallback
 	StreamingAgentCallback StreamingAgentCallback
+	// Agent overrides the built-in agent's settings (Config.Agent) for this session, key by
+	// key, e.g. {"system_prompt": "You are a hotel's concierge.", "temperature": 0.7}. The
+	// agent's "api_key" is refused here (session configurations are persisted): set it in
+	// Config.Agent or the provider's environment variable. nil: the backend's settings.
+	Agent map[string]any
 	// EventBuffer is the capacity of the Events channel (default 256). Events that find it
 	// full are dropped and counted (Session.DroppedEvents): the engine's thread never waits.
 	EventBuffer int
@@ -275,6 +280,7 @@ func (c *SessionConfig) configJSON(op string) ([]byte, error) {
 	}
 	j.count("opus_bitrate", c.OpusBitrate)
 	j.object("metadata", c.Metadata)
+	j.object("agent", c.Agent)
 	return j.marshal()
 }
 

@@ -1,10 +1,11 @@
 //! The CLI's agent: a few exact rules (greetings, the time, arithmetic — what a small language
 //! model gets wrong) and, for everything else, the embedded language model when it is installed
-//! (`converse`, the main job) or an echo (`serve`, `agent`, and `converse --agent rules`).
+//! (the default of `converse` — the main job —, `serve` and `agent`) or an echo (`--agent
+//! rules`). One model serves all conversations of a process, one answer at a time.
 
 use std::sync::Arc;
 
-use voicebackend::{Agent, Reply, Result};
+use voicebackend::{Agent, Reply, Result, Turn};
 
 /// Answers from a few rules, else from its fallback model (or an echo); runs on the engine's
 /// agent worker thread.
@@ -15,9 +16,9 @@ pub struct RuleAgent {
 }
 
 impl RuleAgent {
-    /// Rules, and the model `model` for everything else.
-    pub fn with_model(model: Arc<dyn Agent>) -> RuleAgent {
-        RuleAgent { model: Some(model) }
+    /// Rules, and the model `model` (an echo without one) for everything else.
+    pub fn new(model: Option<Arc<dyn Agent>>) -> RuleAgent {
+        RuleAgent { model }
     }
 }
 
@@ -29,6 +30,14 @@ impl Agent for RuleAgent {
             (None, None) => reply.write(&echo(transcript))?,
         }
         reply.end()
+    }
+
+    /// The model computes the conversation — the turns the rules answered too — while the user
+    /// speaks, so its next answer starts as soon as the transcript comes.
+    fn prepare(&self, history: &[Turn]) {
+        if let Some(model) = &self.model {
+            model.prepare(history);
+        }
     }
 }
 

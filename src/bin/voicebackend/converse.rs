@@ -59,10 +59,7 @@ pub fn run(
     let backend = Backend::from_json(&options.backend_json).map_err(|e| e.to_string())?;
     backend.start().map_err(|e| e.to_string())?;
     let agent: Arc<dyn Agent> = if options.converse {
-        match &options.model {
-            Some(model) => Arc::new(crate::agent::RuleAgent::with_model(model.clone())),
-            None => Arc::new(crate::agent::RuleAgent::default()),
-        }
+        Arc::new(crate::agent::RuleAgent::new(options.model.clone()))
     } else {
         Arc::new(Silent)
     };

@@ -32,28 +32,26 @@ const USAGE: &str = "\
 voicebackend — a realtime voice-agent engine, offline
 
 USAGE:
-  voicebackend converse --input IN.wav --output OUT.wav [--realtime] [--agent model|rules] [OPTIONS]
+  voicebackend converse --input IN.wav --output OUT.wav [--realtime] [OPTIONS]
       Runs one conversation over IN.wav (any rate, mono or stereo), prints every turn and a
       latency table, and writes the agent's audio on the conversation timeline to OUT.wav.
-      The agent: a few exact rules (greetings, the time, arithmetic) and, for the rest, the
-      embedded SmolLM2-135M-Instruct model (offline; --agent rules: an echo instead).
   voicebackend say TEXT -o OUT.wav [--voice VOICE] [--rate WPM]
       Speaks TEXT with the TTS provider into OUT.wav.
   voicebackend transcribe FILE.wav [OPTIONS]
       Cuts FILE.wav into turns and prints each turn's transcript.
   voicebackend agent --room NAME [--url URL] [--user IDENTITY] [--once] [OPTIONS]
-      Joins the LiveKit room NAME as an agent with the built-in agent and talks with whoever
+      Joins the LiveKit room NAME as an agent and talks with whoever
       speaks there (or only with IDENTITY); when they leave it waits for the next one (--once:
       it exits). The server and its keys come from LIVEKIT_URL (or --url), LIVEKIT_API_KEY and
       LIVEKIT_API_SECRET; --config FILE replaces the whole backend configuration.
   voicebackend agent --worker [--agent-name NAME] [--max-jobs N] [OPTIONS]
       Registers with the LiveKit server as an agent worker: the server dispatches rooms to it
       (every new room; with --agent-name only explicit dispatches to NAME), each one a
-      conversation with the built-in agent. SIGINT/SIGTERM drains: conversations under way
+      conversation. SIGINT/SIGTERM drains: conversations under way
       finish (up to 10 minutes), no new ones come, then it exits.
   voicebackend serve [--port N] [OPTIONS]
       Serves a page at http://127.0.0.1:N/ (default 8080; 0: any free port) where a browser
-      talks with the built-in agent over WebRTC, directly (no SFU): a talk button, live
+      talks with the agent over WebRTC, directly (no SFU): a talk button, live
       captions, the agent's state, a microphone meter, per-turn latency. Offers go to
       POST /api/offer (Pipecat's SmallWebRTC shape); --config FILE is a `local` backend
       configuration (its own providers; provider_config.webrtc is filled in). SIGINT/SIGTERM
@@ -63,6 +61,10 @@ USAGE:
       LiveKit's room service (same server and keys as `agent`): prints the answer as JSON.
 
 OPTIONS:
+  --agent model|rules  who answers (converse, serve, agent): a few exact rules (greetings, the
+                    time, arithmetic) and, for the rest, the embedded SmolLM2-135M-Instruct
+                    model (model, the default: offline, one model for all conversations of
+                    the process) or an echo (rules)
   --stt NAME        STT provider (default: whisper)
   --tts NAME        TTS provider (default: espeak)
   --config FILE     full backend configuration JSON (overrides --stt/--tts)
@@ -207,7 +209,7 @@ fn converse(args: &Args) -> Result<(), String> {
     let input = args
         .value(&["input"])
         .ok_or("converse needs --input IN.wav")?;
-    let model = converse_model(args.value(&["agent"]))?;
+    let model = cli_model(args.value(&["agent"]))?;
     let output = args
         .value(&["output"])
         .ok_or("converse needs --output OUT.wav")?;
@@ -233,7 +235,7 @@ fn converse(args: &Args) -> Result<(), String> {
 }
 
 fn serve(args: &Args) -> Result<(), String> {
-    args.only(&["port", "stt", "tts", "config"])?;
+    args.only(&["port", "stt", "tts", "config", "agent"])?;
     let port = match args.value(&["port"]) {
         Some(port) => port
             .parse::<u16>()
@@ -250,7 +252,8 @@ fn serve(args: &Args) -> Result<(), String> {
         args.value(&["tts"]).unwrap_or("espeak"),
         port,
     )?;
-    serve::run(&json, std::time::Duration::from_secs(60))
+    let agent = cli_agent(args)?;
+    serve::run(&json, std::time::Duration::from_secs(60), agent)
 }
 
 fn agent(args: &Args) -> Result<(), String> {
@@ -263,6 +266,7 @@ fn agent(args: &Args) -> Result<(), String> {
             "stt",
             "tts",
             "config",
+            "agent",
         ])?;
         let mut worker = serde_json::Map::new();
         if let Some(name) = args.value(&["agent-name"]) {
@@ -275,9 +279,11 @@ fn agent(args: &Args) -> Result<(), String> {
             worker.insert("max_jobs".into(), max.into());
         }
         let json = livekit_backend_json(args, Some(worker.into()))?;
-        return room::run_worker(&json, std::time::Duration::from_secs(600));
+        return room::run_worker(&json, std::time::Duration::from_secs(600), cli_agent(args)?);
     }
-    args.only(&["room", "url", "user", "once", "stt", "tts", "config"])?;
+    args.only(&[
+        "room", "url", "user", "once", "stt", "tts", "config", "agent",
+    ])?;
     let room = args
         .value(&["room"])
         .ok_or("agent needs --room NAME (or --worker)")?;
@@ -286,6 +292,7 @@ fn agent(args: &Args) -> Result<(), String> {
         room: room.to_owned(),
         user: args.value(&["user"]).unwrap_or_default().to_owned(),
         once: args.switch("once"),
+        agent: cli_agent(args)?,
     })
 }
 
@@ -330,10 +337,17 @@ fn transcribe(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// `converse --agent`: `model` (the default) answers with the rules and the embedded language
-/// model, `rules` with the rules and an echo. Without the model file, `model` falls back to the
-/// rules and says so.
-fn converse_model(choice: Option<&str>) -> Result<Option<Arc<dyn voicebackend::Agent>>, String> {
+/// The agent of `converse`, `serve` and `agent`: the rules and what `--agent` chooses for the
+/// rest.
+fn cli_agent(args: &Args) -> Result<Arc<dyn voicebackend::Agent>, String> {
+    let model = cli_model(args.value(&["agent"]))?;
+    Ok(Arc::new(agent::RuleAgent::new(model)))
+}
+
+/// `--agent`: `model` (the default) answers with the rules and the embedded language model,
+/// `rules` with the rules and an echo. Without the model file, `model` falls back to the rules
+/// and says so.
+fn cli_model(choice: Option<&str>) -> Result<Option<Arc<dyn voicebackend::Agent>>, String> {
     use voicebackend::provider::embedded::llm::default_model_path;
     match choice.unwrap_or("model") {
         "rules" => Ok(None),

@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use voicebackend::backend::{Accepted, IncomingHandler};
-use voicebackend::{Backend, Session, SessionConfig, VbEventKind as K, VbSessionState as S};
+use voicebackend::{Agent, Backend, Session, SessionConfig, VbEventKind as K, VbSessionState as S};
 
-use super::agent::RuleAgent;
 use super::signals::stop_requested;
 
 /// What `agent` needs.
@@ -26,6 +25,8 @@ pub struct RoomOptions {
     pub user: String,
     /// End after the first conversation.
     pub once: bool,
+    /// Answers the user.
+    pub agent: Arc<dyn Agent>,
 }
 
 /// Runs the agent in the room until SIGINT/SIGTERM (or, with `once`, the user leaves).
@@ -40,7 +41,7 @@ pub fn run(options: &RoomOptions) -> Result<(), String> {
             ..SessionConfig::default()
         };
         let session = backend
-            .create_session(config, Some(Arc::new(RuleAgent::default())), None)
+            .create_session(config, Some(options.agent.clone()), None)
             .map_err(|e| e.to_string())?;
         session.start().map_err(|e| e.to_string())?;
         println!("agent: in room '{}', listening", options.room);
@@ -58,12 +59,16 @@ pub fn run(options: &RoomOptions) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Runs the agent as a LiveKit worker (the backend configured with `provider_config.worker`)
+/// Runs `agent` as a LiveKit worker (the backend configured with `provider_config.worker`)
 /// until SIGINT/SIGTERM, then drains for at most `drain`.
-pub fn run_worker(backend_json: &str, drain: Duration) -> Result<(), String> {
+pub fn run_worker(
+    backend_json: &str,
+    drain: Duration,
+    agent: Arc<dyn Agent>,
+) -> Result<(), String> {
     let backend = Backend::from_json(backend_json).map_err(|e| e.to_string())?;
     backend
-        .set_incoming(Arc::new(Conversations))
+        .set_incoming(Arc::new(Conversations { agent }))
         .map_err(|e| e.to_string())?;
     backend.start().map_err(|e| e.to_string())?;
     println!("worker: registered, waiting for rooms (Ctrl-C drains and exits)");
@@ -76,8 +81,10 @@ pub fn run_worker(backend_json: &str, drain: Duration) -> Result<(), String> {
     Ok(())
 }
 
-/// Takes every dispatched room with the built-in agent; one thread prints each conversation.
-struct Conversations;
+/// Takes every dispatched room with the CLI's agent; one thread prints each conversation.
+struct Conversations {
+    agent: Arc<dyn Agent>,
+}
 
 impl IncomingHandler for Conversations {
     fn on_session(
@@ -105,7 +112,7 @@ impl IncomingHandler for Conversations {
             })
             .map_err(|e| voicebackend::Error::internal(format!("no thread for the room: {e}")))?;
         Ok(Accepted {
-            agent: Some(Arc::new(RuleAgent::default())),
+            agent: Some(self.agent.clone()),
             on_event: None,
         })
     }

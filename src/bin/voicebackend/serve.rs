@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use voicebackend::backend::{Accepted, IncomingHandler};
-use voicebackend::{Backend, Session, VbSessionState as S};
+use voicebackend::{Agent, Backend, Session, VbSessionState as S};
 
-use super::agent::RuleAgent;
 use super::room::converse;
 use super::signals::stop_requested;
 
@@ -51,11 +50,11 @@ pub fn backend_json(base: Option<&str>, stt: &str, tts: &str, port: u16) -> Resu
     Ok(config.to_string())
 }
 
-/// Serves until SIGINT/SIGTERM, then drains for at most `drain`.
-pub fn run(backend_json: &str, drain: Duration) -> Result<(), String> {
+/// Serves until SIGINT/SIGTERM, then drains for at most `drain`; `agent` answers every call.
+pub fn run(backend_json: &str, drain: Duration, agent: Arc<dyn Agent>) -> Result<(), String> {
     let backend = Backend::from_json(backend_json).map_err(|e| e.to_string())?;
     backend
-        .set_incoming(Arc::new(Calls))
+        .set_incoming(Arc::new(Calls { agent }))
         .map_err(|e| e.to_string())?;
     backend.start().map_err(|e| e.to_string())?;
     let Some(address) = backend.listening_address() else {
@@ -73,8 +72,10 @@ pub fn run(backend_json: &str, drain: Duration) -> Result<(), String> {
     Ok(())
 }
 
-/// Takes every call with the built-in agent; one thread prints each conversation.
-struct Calls;
+/// Takes every call with the CLI's agent; one thread prints each conversation.
+struct Calls {
+    agent: Arc<dyn Agent>,
+}
 
 impl IncomingHandler for Calls {
     fn on_session(&self, session: Session, info: &Value) -> voicebackend::Result<Accepted> {
@@ -99,7 +100,7 @@ impl IncomingHandler for Calls {
             })
             .map_err(|e| voicebackend::Error::internal(format!("no thread for the call: {e}")))?;
         Ok(Accepted {
-            agent: Some(Arc::new(RuleAgent::default())),
+            agent: Some(self.agent.clone()),
             on_event: None,
         })
     }
