@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use voicebackend::rt::processor::AudioProcessor;
-use voicebackend::{Error, Reply, SessionConfig, VbEventKind as K, VbSessionState as S, VbStatus};
+use voicebackend::{
+    Agent, Error, Reply, SessionConfig, Turn, VbEventKind as K, VbSessionState as S, VbStatus,
+};
 
 #[test]
 fn a_full_turn_goes_from_speech_to_reply_audio_at_the_host_rate() {
@@ -170,6 +172,76 @@ fn host_interrupt_stops_playback_and_cancels_the_reply() {
         cancelled_seen.load(Ordering::SeqCst),
         1,
         "the agent saw the cancellation"
+    );
+}
+
+/// Answers "Noted." and keeps the conversation each `prepare` was given.
+#[derive(Default)]
+struct PreparingAgent {
+    prepared: Mutex<Vec<Vec<Turn>>>,
+}
+
+impl Agent for PreparingAgent {
+    fn on_transcript(&self, _: &str, reply: &mut Reply) -> voicebackend::Result<()> {
+        reply.write("Noted.")?;
+        reply.end()
+    }
+
+    fn prepare(&self, history: &[Turn]) {
+        self.prepared.lock().unwrap().push(history.to_vec());
+    }
+}
+
+impl PreparingAgent {
+    /// Waits until `prepare` has been called `n` times; returns the conversations it got.
+    fn prepared(&self, n: usize) -> Vec<Vec<Turn>> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let prepared = self.prepared.lock().unwrap().clone();
+            if prepared.len() >= n || std::time::Instant::now() > deadline {
+                return prepared;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+#[test]
+fn the_agent_prepares_for_the_next_turn_with_the_conversation_so_far() {
+    // After each turn joins the conversation (its reply played, or cut short), the agent's
+    // `prepare` gets the whole conversation: what a language model computes ahead.
+    let backend = test_backend("");
+    let agent = Arc::new(PreparingAgent::default());
+    let session = started_session(&backend, agent.clone());
+    push_all(&session, &utterance(150.0, 800, 16000), 16000);
+    play_until(&session, |e| e.kind == K::VB_EVENT_TURN_METRICS);
+    play_until(&session, back_to_listening);
+    let prepared = agent.prepared(1);
+    assert_eq!(prepared.len(), 1, "one turn, one prepare: {prepared:?}");
+    let turn = &prepared[0][..];
+    assert!(
+        matches!(turn, [t] if t.transcript.as_deref().is_some_and(|t| t.starts_with("pitch 150 hz"))
+            && t.reply.as_deref() == Some("Noted.") && !t.interrupted),
+        "{turn:?}"
+    );
+
+    push_all(&session, &utterance(220.0, 800, 16000), 16000);
+    play_until(&session, |e| e.kind == K::VB_EVENT_TURN_METRICS);
+    play_until(&session, back_to_listening);
+    let prepared = agent.prepared(2);
+    assert_eq!(prepared.len(), 2, "{prepared:?}");
+    assert_eq!(
+        prepared[1].len(),
+        2,
+        "the whole conversation: {:?}",
+        prepared[1]
+    );
+    assert!(
+        prepared[1][1]
+            .transcript
+            .as_deref()
+            .unwrap()
+            .starts_with("pitch 220 hz")
     );
 }
 

@@ -17,7 +17,8 @@ use voicebackend::provider::embedded::llm::{EmbeddedAgent, EmbeddedSettings, def
 use voicebackend::provider::llm::DEFAULT_SYSTEM_PROMPT;
 use voicebackend::{Agent, Backend, SessionConfig, Tool, Turn, VbEventKind as K, VbStatus};
 
-/// One llama.cpp server at a time: each uses both cores, and a test's turn waits for its model.
+/// One llama.cpp server or embedded model test at a time: each uses both cores, a test's turn
+/// waits for its model, and the embedded model is one per process.
 static ONE_SERVER: Mutex<()> = Mutex::new(());
 
 /// Starts a server for one test, holding [`ONE_SERVER`] while it runs.
@@ -300,6 +301,7 @@ fn bad_settings_and_bad_tools_are_refused_with_the_field_named() {
 
 #[test]
 fn the_embedded_model_answers_a_spoken_question_offline() {
+    let _one = ONE_SERVER.lock().unwrap_or_else(|p| p.into_inner());
     // SmolLM2-135M-Instruct in-process (scripts/fetch-models.sh installs it); greedy decoding.
     let backend = spoken_backend(
         r#"{"provider":"embedded","max_tokens":40}"#,
@@ -360,6 +362,8 @@ fn a_prepared_conversation_leaves_only_the_question_to_compute() {
     // The engine calls `prepare` after each turn (while the user speaks the next one): turns the
     // model did not answer itself (a host's rules, an interrupted reply) are computed then, not
     // at the next question, and the answer is the same as when all is computed at once.
+    // The model is shared in the process and counts its work: one test on it at a time.
+    let _one = ONE_SERVER.lock().unwrap_or_else(|p| p.into_inner());
     let agent = EmbeddedAgent::new(EmbeddedSettings {
         model_path: default_model_path(),
         system_prompt: DEFAULT_SYSTEM_PROMPT.to_owned(),
@@ -420,6 +424,53 @@ fn a_prepared_conversation_leaves_only_the_question_to_compute() {
     assert!(
         cost <= 25,
         "{cost} tokens to prepare the cut turn: the conversation before it was computed again"
+    );
+}
+
+#[test]
+fn agents_on_one_model_file_share_it_and_keep_their_system_prompts() {
+    // Sessions with settings of their own (an `agent` override) get agents of their own: they
+    // share the model in memory, and each one's system prompt stays computed.
+    let _one = ONE_SERVER.lock().unwrap_or_else(|p| p.into_inner());
+    let agent = |system_prompt: &str| {
+        EmbeddedAgent::new(EmbeddedSettings {
+            model_path: default_model_path(),
+            system_prompt: system_prompt.to_owned(),
+            temperature: 0.0,
+            max_tokens: 12,
+            context_tokens: 2048,
+            seed: 1,
+        })
+        .expect("scripts/fetch-models.sh installs the model")
+    };
+    let front_desk = agent(DEFAULT_SYSTEM_PROMPT);
+    front_desk.wait_loaded().unwrap();
+    let concierge = agent("You are a hotel's concierge. Answer in one short sentence.");
+    let started = Instant::now();
+    concierge.wait_loaded().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the second agent loaded the model again ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(
+        concierge.tokens_computed(),
+        front_desk.tokens_computed(),
+        "one model, one count"
+    );
+    let question = "Where can I eat tonight?";
+    let cost = |agent: &EmbeddedAgent| {
+        let before = agent.tokens_computed();
+        let answer = embedded_answer(agent, &[], question);
+        (agent.tokens_computed() - before, answer)
+    };
+    let (first, _) = cost(&concierge);
+    let _ = cost(&front_desk);
+    let (again, answer) = cost(&concierge);
+    println!("concierge: {first} tokens computed, then {again}: {answer:?}");
+    assert!(
+        again == first,
+        "the concierge's system prompt was computed again ({first} then {again} tokens)"
     );
 }
 

@@ -475,10 +475,11 @@ struct GatedAgent {
     key: u64,
 }
 
-impl Agent for GatedAgent {
-    fn on_transcript(&self, transcript: &str, reply: &mut crate::agent::Reply) -> Result<()> {
+impl GatedAgent {
+    /// Runs `call` as a counted call of the agent; `None` once the session has stopped.
+    fn call<T>(&self, call: impl FnOnce() -> T) -> Option<T> {
         if !self.gate.enter() {
-            return Err(Error::invalid_state("the session has stopped"));
+            return None;
         }
         struct Leave<'a>(&'a AgentGate);
         impl Drop for Leave<'_> {
@@ -487,6 +488,17 @@ impl Agent for GatedAgent {
             }
         }
         let _leave = Leave(&self.gate);
-        in_callback_of(self.key, || self.agent.on_transcript(transcript, reply))
+        Some(in_callback_of(self.key, call))
+    }
+}
+
+impl Agent for GatedAgent {
+    fn on_transcript(&self, transcript: &str, reply: &mut crate::agent::Reply) -> Result<()> {
+        self.call(|| self.agent.on_transcript(transcript, reply))
+            .unwrap_or_else(|| Err(Error::invalid_state("the session has stopped")))
+    }
+
+    fn prepare(&self, history: &[crate::agent::Turn]) {
+        self.call(|| self.agent.prepare(history));
     }
 }

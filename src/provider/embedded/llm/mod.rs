@@ -4,12 +4,14 @@
 //! with the file's own byte-level BPE tokenizer ([`tokenizer`]) and ChatML prompts (SmolLM2's
 //! chat template). Offline: nothing is downloaded.
 //!
-//! One model per backend, loaded when the first session needs it; one answer is generated at a
-//! time (the model's KV cache is one), so sessions take turns — enough for a demo or a few
-//! conversations on a small machine, not for many (use a server and `"provider": "openai"`).
-//! Generation runs on the agent worker thread of the turn; each token's text is written into the
-//! reply as it comes, so TTS speaks the first sentence while the rest is generated; barge-in
-//! stops it before the next token. Tools are not offered to the embedded model.
+//! One model per file in the process (agents with settings of their own share it), loaded when
+//! the first session needs it; one answer is generated at a time (the model's KV cache is one),
+//! so sessions take turns — enough for a demo or a few conversations on a small machine, not
+//! for many (use a server and `"provider": "openai"`). Generation runs on the agent worker
+//! thread of the turn; each token's text is written into the reply as it comes, so TTS speaks
+//! the first sentence while the rest is generated; barge-in stops it before the next token.
+//! Between turns ([`Agent::prepare`]) the conversation is computed into the cache, so the next
+//! answer computes only the user's words. Tools are not offered to the embedded model.
 
 mod tokenizer;
 
@@ -76,8 +78,9 @@ struct Loaded {
     /// to the tokens generated) is computed from where they end.
     cached: Vec<u32>,
     /// Earlier states of the cache to go back to when a prompt leaves `cached` (the cache
-    /// cannot be cut short): the system prompt's and the last prepared conversation's. A clone
-    /// of the weights shares them and holds its own cache, which later steps do not change.
+    /// cannot be cut short): the system prompts' (one per agent sharing the model, the most
+    /// recent [`SYSTEM_STATES`]) and the last prepared conversation's. A clone of the weights
+    /// shares them and holds its own cache, which later steps do not change.
     saved: Vec<Saved>,
     /// Tokens run through the model so far (prompts and answers).
     computed: u64,
@@ -87,7 +90,13 @@ struct Loaded {
 struct Saved {
     tokens: Vec<u32>,
     weights: ModelWeights,
+    /// A system prompt's state (kept), or a conversation's (replaced by the next).
+    system: bool,
 }
+
+/// System prompts whose computed state is kept (agents with prompts of their own share a
+/// model: sessions with an `agent` override).
+const SYSTEM_STATES: usize = 4;
 
 /// Tokens kept free after the conversation for the user's next words: a prompt and the
 /// conversation prepared before it pick the same earlier turns when the words fit in it.
@@ -98,8 +107,8 @@ impl EmbeddedAgent {
     pub fn new(settings: EmbeddedSettings) -> Result<EmbeddedAgent> {
         check_model(&settings.model_path)?;
         Ok(EmbeddedAgent {
+            model: shared_model(&settings.model_path),
             settings,
-            model: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -117,9 +126,7 @@ impl EmbeddedAgent {
                     *model = load(&path).ok();
                 }
                 if let Some(model) = model.as_mut() {
-                    // The system prompt's keys and values, ready for the first turn.
-                    let head = system_message(model, &system_prompt);
-                    let _ = prepare(model, &head);
+                    let _ = keep_system_prompt(model, &system_prompt);
                 }
             });
     }
@@ -136,14 +143,14 @@ impl EmbeddedAgent {
         model.as_ref().map_or(0, |m| m.computed)
     }
 
-    /// The model, loaded now if it was not yet.
+    /// The model, loaded now if it was not yet, with this agent's system prompt computed.
     fn model(&self) -> Result<MutexGuard<'_, Option<Loaded>>> {
         let mut model = self.model.lock().unwrap_or_else(|p| p.into_inner());
         if model.is_none() {
-            let mut loaded = load(&self.settings.model_path)?;
-            let head = system_message(&loaded, &self.settings.system_prompt);
-            prepare(&mut loaded, &head)?;
-            *model = Some(loaded);
+            *model = Some(load(&self.settings.model_path)?);
+        }
+        if let Some(loaded) = model.as_mut() {
+            keep_system_prompt(loaded, &self.settings.system_prompt)?;
         }
         Ok(model)
     }
@@ -215,7 +222,16 @@ impl Agent for EmbeddedAgent {
         let mut guard = self.model.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(model) = guard.as_mut() {
             let tokens = self.conversation(model, history, 0);
-            if let Err(e) = prepare(model, &tokens) {
+            let before = model.computed;
+            let started = std::time::Instant::now();
+            let prepared = prepare(model, &tokens, false);
+            tracing::debug!(
+                "embedded model: conversation of {} tokens prepared, {} computed ({} ms)",
+                tokens.len(),
+                model.computed - before,
+                started.elapsed().as_millis()
+            );
+            if let Err(e) = prepared {
                 tracing::warn!("embedded model: preparing the conversation failed: {e}");
             }
         }
@@ -240,7 +256,15 @@ impl EmbeddedAgent {
             (self.settings.temperature > 0.0).then_some(self.settings.temperature),
             None,
         );
+        let before = model.computed;
+        let started = std::time::Instant::now();
         let logits = feed(model, &prompt)?;
+        tracing::debug!(
+            "embedded model: prompt of {} tokens, {} computed ({} ms), the rest from the cache",
+            prompt.len(),
+            model.computed - before,
+            started.elapsed().as_millis()
+        );
         let mut next = sampler.sample(&logits).map_err(model_error)?;
         let mut text = Utf8Stream::default();
         for _ in 0..self.settings.max_tokens {
@@ -284,23 +308,33 @@ fn feed(model: &mut Loaded, tokens: &[u32]) -> Result<Tensor> {
     extend(model, &tokens[start..])
 }
 
+/// Computes and keeps the state of the system prompt `prompt` (every prompt of an agent starts
+/// with it) unless it is kept already.
+fn keep_system_prompt(model: &mut Loaded, prompt: &str) -> Result<()> {
+    let head = system_message(model, prompt);
+    if model.saved.iter().any(|s| s.system && s.tokens == head) {
+        return Ok(());
+    }
+    prepare(model, &head, true)
+}
+
 /// Brings the cache to the keys and values of `tokens` (nothing to compute when it holds them)
-/// and saves that state, to come back to when a later prompt leaves it.
-fn prepare(model: &mut Loaded, tokens: &[u32]) -> Result<()> {
+/// and saves that state, to come back to when a later prompt leaves it: a `system` prompt's
+/// among the others', a conversation's instead of the last one.
+fn prepare(model: &mut Loaded, tokens: &[u32], system: bool) -> Result<()> {
     resume(model, tokens);
     if model.cached.len() < tokens.len() {
         let start = model.cached.len();
         extend(model, &tokens[start..])?;
     }
-    // Kept: the shortest state saved (the system prompt's) and this one.
-    model.saved.sort_by_key(|s| s.tokens.len());
-    model.saved.truncate(1);
-    if model.saved.first().is_some_and(|s| s.tokens == tokens) {
-        return Ok(());
+    model.saved.retain(|s| s.system && s.tokens != tokens);
+    if system && model.saved.len() >= SYSTEM_STATES {
+        model.saved.remove(0);
     }
     model.saved.push(Saved {
         tokens: tokens.to_vec(),
         weights: model.weights.clone(),
+        system,
     });
     Ok(())
 }
@@ -372,6 +406,26 @@ impl Utf8Stream {
         let done: Vec<u8> = self.pending.drain(..valid).collect();
         String::from_utf8_lossy(&done).into_owned()
     }
+}
+
+/// The model of the file at `path`, shared by every agent on it in the process (loaded once,
+/// one answer at a time): sessions with settings of their own do not load copies.
+fn shared_model(path: &Path) -> Arc<Mutex<Option<Loaded>>> {
+    type Models = Vec<(PathBuf, std::sync::Weak<Mutex<Option<Loaded>>>)>;
+    static MODELS: Mutex<Models> = Mutex::new(Vec::new());
+    let mut models = MODELS.lock().unwrap_or_else(|p| p.into_inner());
+    models.retain(|(_, model)| model.strong_count() > 0);
+    let key = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    if let Some(model) = models
+        .iter()
+        .find(|(p, _)| *p == key)
+        .and_then(|(_, m)| m.upgrade())
+    {
+        return model;
+    }
+    let model = Arc::new(Mutex::new(None));
+    models.push((key, Arc::downgrade(&model)));
+    model
 }
 
 /// `VB_ERR_INVALID_CONFIG` naming the file and how to install it when it is missing.
