@@ -13,6 +13,9 @@ scripts/setup.sh --tests
 # A fresh checkout (CI) gains nothing from incremental compilation, which would keep a few GB of
 # caches beside the binaries.
 [ "${CI:-}" = true ] && export CARGO_INCREMENTAL=0
+# The embedded language model on one thread of candle's pool, as the CLI runs it: on two shared
+# cores its spinning workers ran it 6× slower (README, *The built-in agent*).
+export CANDLE_NUM_THREADS="${CANDLE_NUM_THREADS:-1}"
 # The build needs ~10 GB in target/ (a CI run once failed with a full disk): say how much is free.
 disk() { echo "test: disk: $(df -h --output=avail . | tail -1 | tr -d ' ') free, target/ $(du -sh target 2>/dev/null | cut -f1)"; }
 disk

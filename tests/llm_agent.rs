@@ -294,6 +294,20 @@ fn bad_settings_and_bad_tools_are_refused_with_the_field_named() {
     };
     let e = backend.create_session(keyed, None, None).err().unwrap();
     assert!(e.message().starts_with("agent.api_key"), "{}", e.message());
+    // The embedded model does not call tools: a session on it, with the host's tools there,
+    // is refused rather than left to ignore them.
+    let embedded = SessionConfig {
+        agent: serde_json::json!({"provider": "embedded", "base_url": null, "tools": null}),
+        ..SessionConfig::default()
+    };
+    let e = backend.create_session(embedded, None, None).err().unwrap();
+    assert_eq!(e.status(), VbStatus::VB_ERR_INVALID_CONFIG);
+    assert!(
+        e.message()
+            .contains("the embedded model does not call tools, so the host's tools (calendar)"),
+        "{}",
+        e.message()
+    );
     let late = backend.add_tool(tool("late")).unwrap_err();
     assert_eq!(late.status(), VbStatus::VB_ERR_INVALID_STATE);
     backend.stop(Duration::ZERO).unwrap();

@@ -74,7 +74,19 @@ SIGINT or SIGTERM stops a conversation gracefully: no more input is taken, the r
 flight finishes, the output is written. A second signal exits at once.
 ";
 
+/// Threads of candle's pool for the embedded language model's quantized matrix products (its
+/// workers spin at a barrier after each one): one, unless `CANDLE_NUM_THREADS` says otherwise.
+/// Measured with `cargo bench --bench llm` on this 2-core machine while other work ran: 41.9
+/// tokens a second and a first token in 253 ms with one thread, 6.3 and 816 ms with two (see
+/// the README, *The built-in agent*). Whisper's float products do not use this pool.
+const LLM_THREADS: &str = "1";
+
 fn main() -> ExitCode {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: the process has one thread yet (nothing was started before this line), so no
+        // other thread reads the environment while it changes.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", LLM_THREADS) };
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     signals::install();
     log_to_stderr();

@@ -170,6 +170,12 @@ fn create(
         .map_err(|e| Error::invalid_config(format!("agent: {e}")))?;
     match settings.provider.as_str() {
         "openai" => {}
+        "embedded" if for_sessions && !tools.is_empty() => {
+            return Err(Error::invalid_config(format!(
+                "agent: the embedded model does not call tools, so the host's tools ({}) would never be called: use provider \"openai\" with a model that calls tools for these sessions, or add no tools",
+                tool_names(tools)
+            )));
+        }
         "embedded" => return embedded(settings, for_sessions),
         other => {
             return Err(Error::provider_not_found(
