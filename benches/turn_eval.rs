@@ -208,8 +208,34 @@ fn run_case(backend: &Backend, set: &Path, case: &Value) -> (Decisions, u64, usi
             }
         }
     }
+    // With interruptions decided by words (`interruptions.decide_by`), speech over the reply
+    // pauses it and the verdict comes with the turn's transcript, which may come after the case's
+    // last frame: a reply that is silent at the end without an event gets a second of silence
+    // and a few seconds to say whether it was interrupted.
+    if agent_speaks && silent_since.is_some() && interrupt_events.is_empty() {
+        let end = frames as f64 * FRAME as f64 / f64::from(RATE);
+        for _ in 0..50 {
+            wait_for("room in the input ring", || {
+                session.writable_samples() >= FRAME
+            });
+            session.process_audio(&[0; FRAME]).expect("process_audio");
+            wait_for("the frame to be heard", || session.all_audio_heard());
+            let _ = session.read_audio(&mut out);
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && interrupt_events.is_empty() {
+            match session.poll_event().expect("poll_event") {
+                Some(e) if e.kind == VbEventKind::VB_EVENT_INTERRUPTED => {
+                    interrupt_events.push(end)
+                }
+                Some(_) => {}
+                None => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
     // The event reaches the driver through the I/O task, possibly frames late; the flush itself
-    // is exact: reply audio stops after the frame that decided the interruption.
+    // is exact: reply audio stops after the frame that decided the interruption (with a decision
+    // by words: the frame after which the pause began).
     d.interrupted = match (interrupt_events.first(), silent_since) {
         (Some(_), Some(flushed)) => vec![flushed],
         (Some(&late), None) => vec![late],

@@ -18,8 +18,9 @@ pub mod sections;
 pub mod session;
 
 pub use sections::{
-    AudioConfig, AuthConfig, EndOfTurn, InferenceConfig, InterruptionConfig, PersistenceConfig,
-    PrivacyConfig, RateLimitConfig, RetryConfig, TelemetryConfig, TurnConfig, VadConfig, VadEngine,
+    AudioConfig, AuthConfig, DEFAULT_BACKCHANNELS, DecideBy, EndOfTurn, InferenceConfig,
+    InterruptionConfig, PersistenceConfig, PrivacyConfig, RateLimitConfig, RetryConfig,
+    TelemetryConfig, TurnConfig, VadConfig, VadEngine,
 };
 pub use session::{Codec, SessionConfig};
 
@@ -445,12 +446,34 @@ impl BackendConfig {
             600_000,
         )?;
         self.check_models()?;
+        let interruptions = &self.interruptions;
         check_range(
             "interruptions.min_speech_ms",
-            self.interruptions.min_speech_ms.into(),
+            interruptions.min_speech_ms.into(),
             0,
             5000,
         )?;
+        check_range(
+            "interruptions.max_backchannel_ms",
+            interruptions.max_backchannel_ms.into(),
+            interruptions.min_speech_ms.into(),
+            30_000,
+        )?;
+        check_range(
+            "interruptions.resume_after_ms",
+            interruptions.resume_after_ms.into(),
+            100,
+            10_000,
+        )?;
+        if let Some(bad) = interruptions
+            .backchannels
+            .iter()
+            .find(|b| !b.chars().any(char::is_alphabetic) || b.len() > 64)
+        {
+            return Err(Error::invalid_config(format!(
+                "interruptions.backchannels: {bad:?} is not a word or a few (letters, 1-64 characters)"
+            )));
+        }
         check_range(
             "agent_timeout_ms",
             self.agent_timeout_ms.into(),

@@ -64,7 +64,9 @@ fn the_realtime_loop_and_the_audio_calls_never_touch_the_heap() {
     // realtime sections too.
     // Then the same with the neural stages on (Silero VAD, Smart Turn): the realtime loop hands
     // frames and questions to the inference pool and reads its answers, still off the heap.
-    for (threads, models) in [(0, ""), (2, ""), (0, NEURAL), (2, NEURAL)] {
+    // And with interruptions decided by words: the barge-in pauses playout, the verdict
+    // flushes it.
+    for (threads, models) in [(0, ""), (2, ""), (0, NEURAL), (2, NEURAL), (0, BY_WORDS)] {
         converse_with_barge_in_and_overrun(threads, models);
         assert_eq!(
             REALTIME_HEAP_OPS.load(Ordering::Relaxed),
@@ -100,6 +102,9 @@ fn the_realtime_loop_and_the_audio_calls_never_touch_the_heap() {
     let _ = VbStatus::VB_OK;
 }
 
+/// Interruptions decided by the user's words (`interruptions.decide_by`).
+const BY_WORDS: &str = r#","interruptions":{"decide_by":"words"}"#;
+
 /// The neural VAD and end-of-turn model (configuration keys to add to a backend's); a short
 /// bounded wait, so that each turn ends within its closing silence whatever the model says.
 const NEURAL: &str =
@@ -128,7 +133,7 @@ fn converse_with_barge_in_and_overrun(realtime_threads: u32, models: &str) {
     assert_realtime_threads(realtime_threads);
     session.say("Welcome.").unwrap();
     // Silero hears no speech in the synthetic buzz: the neural runs speak with eSpeak NG.
-    let neural = !models.is_empty();
+    let neural = models.contains("silero");
     let turn_audio = |f0: f32, text: &str| {
         if neural {
             let mut pcm = silence(200, 16000);

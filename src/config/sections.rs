@@ -288,20 +288,79 @@ pub struct InferenceConfig {
 }
 
 /// `interruptions`: barge-in while the agent speaks.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InterruptionConfig {
     /// Whether user speech interrupts the agent (default true).
     pub enabled: bool,
-    /// Speech needed to interrupt, so a cough does not (0–5000 ms, default 200).
+    /// Speech needed to interrupt (`decide_by` `"speech"`) or to pause the agent until the
+    /// words decide (`"words"`), so a cough does not (0–5000 ms, default 200).
     pub min_speech_ms: u32,
+    /// `"speech"` (default): `min_speech_ms` of speech interrupts. `"words"`: it pauses the
+    /// agent, and the user's words decide — a backchannel (`backchannels`) or no words at all
+    /// (a noise) resumes the reply where it paused, anything else interrupts it.
+    pub decide_by: DecideBy,
+    /// With `"words"`: speech this long interrupts without waiting for its words
+    /// (`min_speech_ms`–30000 ms, default 1500).
+    pub max_backchannel_ms: u32,
+    /// With `"words"`: a pause that no user turn follows (a sound too short to be one) resumes
+    /// after this long (100–10000 ms, default 1000).
+    pub resume_after_ms: u32,
+    /// With `"words"`: what a listener says without taking the turn, matched against the whole
+    /// transcript without punctuation or case (default: "mm-hmm", "uh-huh", "yeah", "okay",
+    /// "right", … — [`DEFAULT_BACKCHANNELS`]).
+    pub backchannels: Vec<String>,
 }
+
+/// How an interruption is decided (`interruptions.decide_by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecideBy {
+    /// Enough speech interrupts.
+    Speech,
+    /// Speech pauses the agent; the words decide.
+    Words,
+}
+
+/// The backchannels of `interruptions.backchannels` by default.
+pub const DEFAULT_BACKCHANNELS: &[&str] = &[
+    "mm-hmm",
+    "mhm",
+    "mm",
+    "hmm",
+    "uh-huh",
+    "uh huh",
+    "yeah",
+    "yes",
+    "yep",
+    "yup",
+    "okay",
+    "ok",
+    "right",
+    "sure",
+    "i see",
+    "got it",
+    "alright",
+    "all right",
+    "cool",
+    "nice",
+    "oh",
+    "ah",
+    "wow",
+    "really",
+    "thanks",
+    "thank you",
+];
 
 impl Default for InterruptionConfig {
     fn default() -> Self {
         InterruptionConfig {
             enabled: true,
             min_speech_ms: 200,
+            decide_by: DecideBy::Speech,
+            max_backchannel_ms: 1500,
+            resume_after_ms: 1000,
+            backchannels: DEFAULT_BACKCHANNELS.iter().map(|s| s.to_string()).collect(),
         }
     }
 }

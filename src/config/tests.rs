@@ -23,6 +23,18 @@ fn defaults_are_the_documented_ones() {
     );
     assert!(c.interruptions.enabled);
     assert_eq!(c.interruptions.min_speech_ms, 200);
+    assert_eq!(c.interruptions.decide_by, DecideBy::Speech);
+    assert_eq!(
+        (
+            c.interruptions.max_backchannel_ms,
+            c.interruptions.resume_after_ms
+        ),
+        (1500, 1000)
+    );
+    assert_eq!(
+        c.interruptions.backchannels.len(),
+        DEFAULT_BACKCHANNELS.len()
+    );
     assert_eq!(c.agent_timeout_ms, 10_000);
     assert_eq!(c.history_max_turns, 50);
     assert_eq!(c.retry, RetryConfig::default());
@@ -268,4 +280,35 @@ fn a_stored_session_configuration_reads_back_exactly() {
     let back = SessionConfig::from_json(&stored).unwrap();
     assert_eq!(back.metadata, config.metadata);
     assert_eq!(serde_json::to_string(&back).unwrap(), stored);
+}
+
+#[test]
+fn interruptions_by_words_are_checked() {
+    let with = |section: &str| {
+        format!(
+            r#"{{"provider":"local","stt_provider":"a","tts_provider":"b","interruptions":{section}}}"#
+        )
+    };
+    let c = BackendConfig::from_json(&with(
+        r#"{"decide_by":"words","backchannels":["mm-hmm","sounds good"],"resume_after_ms":800}"#,
+    ))
+    .unwrap();
+    assert_eq!(c.interruptions.decide_by, DecideBy::Words);
+    assert_eq!(c.interruptions.backchannels, ["mm-hmm", "sounds good"]);
+    for (section, says) in [
+        (r#"{"decide_by":"vibes"}"#, "unknown variant `vibes`"),
+        (r#"{"backchannels":"yeah"}"#, "invalid type"),
+        (
+            r#"{"backchannels":["..."]}"#,
+            "interruptions.backchannels: \"...\"",
+        ),
+        (r#"{"resume_after_ms":50}"#, "interruptions.resume_after_ms"),
+        (
+            r#"{"min_speech_ms":400,"max_backchannel_ms":300}"#,
+            "interruptions.max_backchannel_ms",
+        ),
+    ] {
+        let message = err(&with(section));
+        assert!(message.contains(says), "{section}: {message}");
+    }
 }

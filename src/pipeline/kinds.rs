@@ -105,7 +105,8 @@ pub fn local_conversation(config: &BackendConfig) -> Result<Arc<dyn SessionPipel
                 providers.create_stt(&named(&config.stt_provider), &setup(&config.stt_config))?;
             let tts =
                 providers.create_tts(&named(&config.tts_provider), &setup(&config.tts_config))?;
-            Arc::new(SttTtsPipeline::new(stt, tts, agent_timeout))
+            let manners = super::manners::Manners::of(&config.interruptions);
+            Arc::new(SttTtsPipeline::new(stt, tts, agent_timeout, manners))
         }
         PipelineType::S2s => {
             let model =

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod events;
 pub mod history;
 pub mod kinds;
+pub mod manners;
 pub mod reply_audio;
 pub mod s2s;
 pub mod stt_tts;

@@ -164,6 +164,13 @@ async fn run_session(
                             cancels_pending += 1;
                             cancel_response(&mut ctx, &input_tx, &mut response, false);
                         }
+                        // A speech-to-speech model hears the words itself: a pause by words is
+                        // an interruption here.
+                        RtOutput::Paused { .. } => {
+                            let _ = ctx.control.try_send(RtControl::Interrupt);
+                            cancels_pending += 1;
+                            cancel_response(&mut ctx, &input_tx, &mut response, false);
+                        }
                         RtOutput::PlayoutStarted { at_us } => {
                             ctx.events.set_state(VbSessionState::VB_STATE_SPEAKING);
                             if let Some(r) = response.as_mut() {

@@ -16,7 +16,7 @@ use super::shared::{EngineCounters, RtShared};
 use super::turn::{TurnDetector, TurnEndReason, TurnStep};
 use super::vad::VoiceDetector;
 use super::wake::IoWake;
-use crate::config::BackendConfig;
+use crate::config::{BackendConfig, DecideBy};
 use crate::dsp::resample::FrameResampler;
 
 /// The edge's ends of a session's rings: what the session's transport writes user audio into and
@@ -64,6 +64,9 @@ pub struct RealtimeLoop {
     /// hangover frames).
     voiced_frames: u32,
     barge_in_frames: Option<u32>,
+    /// With interruptions decided by words: the voiced frames that interrupt without waiting
+    /// for them (`interruptions.max_backchannel_ms`); `barge_in_frames` only pause then.
+    pause_frames: Option<u32>,
     /// Free slots the I/O ring must have before another host frame is processed.
     io_headroom: usize,
     last_voiced_us: u64,
@@ -116,6 +119,13 @@ pub fn build_session(
             .div_ceil(spec.frame_ms)
             .max(1)
     });
+    let pause_frames = (config.interruptions.decide_by == DecideBy::Words).then(|| {
+        config
+            .interruptions
+            .max_backchannel_ms
+            .div_ceil(spec.frame_ms)
+            .max(1)
+    });
     let mut rt = RealtimeLoop {
         spec,
         input: in_rx,
@@ -139,6 +149,7 @@ pub fn build_session(
         turn_id: 0,
         voiced_frames: 0,
         barge_in_frames,
+        pause_frames,
         io_headroom: 0,
         last_voiced_us: 0,
         frame_index: 0,
@@ -330,9 +341,22 @@ impl RealtimeLoop {
             (true, voiced) => self.voiced_frames + u32::from(voiced),
         };
         if let Some(needed) = self.barge_in_frames {
-            if self.playout.is_playing() && self.voiced_frames >= needed {
-                self.playout.flush(&self.shared);
-                self.emit(RtOutput::Interrupted { at_us: now_us });
+            let playing = self.playout.is_playing();
+            match self.pause_frames {
+                // By words: enough speech pauses; much more interrupts without them.
+                Some(interrupt) if playing && self.voiced_frames >= interrupt => {
+                    self.playout.flush(&self.shared);
+                    self.emit(RtOutput::Interrupted { at_us: now_us });
+                }
+                Some(_) if playing && !self.playout.is_paused() && self.voiced_frames >= needed => {
+                    self.playout.pause(&self.shared);
+                    self.emit(RtOutput::Paused { at_us: now_us });
+                }
+                None if playing && self.voiced_frames >= needed => {
+                    self.playout.flush(&self.shared);
+                    self.emit(RtOutput::Interrupted { at_us: now_us });
+                }
+                _ => {}
             }
         }
         match self.turn.process(self.frame_index, &self.frame, vad) {

@@ -64,6 +64,12 @@ pub enum RtOutput {
         /// When.
         at_us: u64,
     },
+    /// User speech paused reply playout (`interruptions.decide_by` `"words"`): the session
+    /// task decides from the words whether to resume ([`RtControl::Resume`]) or cancel.
+    Paused {
+        /// When.
+        at_us: u64,
+    },
     /// The first sample of the current reply became readable by the host.
     PlayoutStarted {
         /// When.
@@ -87,4 +93,6 @@ pub enum RtControl {
     Interrupt,
     /// The cancelled reply's producer has stopped: discard what it left and resume playout.
     ReplyCancelled,
+    /// Resume a paused reply where it paused (what the host had not read when it paused first).
+    Resume,
 }

@@ -1,5 +1,6 @@
 //! Playout: moves reply audio from the reply ring (filled by TTS on the I/O side) into the out
-//! ring that `read_audio` drains, and flushes both on barge-in.
+//! ring that `read_audio` drains, flushes both on barge-in, and pauses and resumes a reply while
+//! the user's words decide (`interruptions.decide_by` `"words"`).
 
 use std::sync::atomic::Ordering;
 
@@ -24,6 +25,14 @@ pub struct Playout {
     playing: bool,
     reply_done: bool,
     discarding: bool,
+    /// Paused: nothing moves until [`RtControl::Resume`] or a flush.
+    paused: bool,
+    /// The last `out_capacity` samples written to the out ring (a circle at `recent_at`), so a
+    /// pause can take back what the host had not read and a resume say it again.
+    recent: Box<[i16]>,
+    recent_at: usize,
+    /// Samples of `recent` (the newest) to write again when the reply resumes.
+    replay: usize,
 }
 
 impl Playout {
@@ -37,12 +46,37 @@ impl Playout {
             playing: false,
             reply_done: true,
             discarding: false,
+            paused: false,
+            recent: vec![0; out_capacity.max(1)].into_boxed_slice(),
+            recent_at: 0,
+            replay: 0,
         }
     }
 
-    /// Whether reply audio is being played (barge-in applies).
+    /// Whether reply audio is being played (barge-in applies), paused or not.
     pub fn is_playing(&self) -> bool {
         self.playing
+    }
+
+    /// Whether the reply is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Pauses the reply: the host stops hearing it at once (what the out ring holds is skipped
+    /// by `read_audio`, and kept to be said again on resume), nothing more moves out.
+    pub fn pause(&mut self, shared: &RtShared) {
+        if self.paused || !self.playing {
+            return;
+        }
+        // Unread samples: the host skips them from here on. A read between this count and the
+        // store below is heard twice after a resume (at most one host read).
+        self.replay = self.out_capacity - self.out.slots();
+        shared.out_flush_at.store(
+            shared.out_written.load(Ordering::Relaxed),
+            Ordering::Release,
+        );
+        self.paused = true;
     }
 
     /// Whether playout has work: a reply playing or reply audio waiting.
@@ -60,7 +94,10 @@ impl Playout {
                 self.skip_reply();
                 self.discarding = false;
                 self.reply_done = true;
+                self.paused = false;
+                self.replay = 0;
             }
+            RtControl::Resume => self.paused = false,
         }
     }
 
@@ -74,6 +111,8 @@ impl Playout {
         );
         self.playing = false;
         self.discarding = true;
+        self.paused = false;
+        self.replay = 0;
     }
 
     /// Moves as much reply audio as fits into the out ring and reports playout start and end.
@@ -83,6 +122,10 @@ impl Playout {
             self.skip_reply();
             return PlayoutStep::default();
         }
+        if self.paused {
+            return PlayoutStep::default();
+        }
+        self.replay_recent(shared);
         let n = self.reply.slots().min(self.out.slots());
         let mut event = None;
         if n > 0 {
@@ -90,6 +133,10 @@ impl Playout {
                 (self.reply.read_chunk(n), self.out.write_chunk_uninit(n))
             {
                 let (a, b) = read.as_slices();
+                for &sample in a.iter().chain(b) {
+                    self.recent[self.recent_at] = sample;
+                    self.recent_at = (self.recent_at + 1) % self.recent.len();
+                }
                 write.fill_from_iter(a.iter().chain(b).copied());
                 read.commit_all();
                 shared.out_written.fetch_add(n as u64, Ordering::Release);
@@ -108,6 +155,23 @@ impl Playout {
         PlayoutStep {
             event,
             refill_wanted: n > 0 && !self.reply_done && self.reply.slots() <= reply_capacity / 2,
+        }
+    }
+
+    /// After a resume: writes the samples the pause took back from the host again (the newest
+    /// `replay` of `recent`, oldest first), as far as the out ring has room.
+    fn replay_recent(&mut self, shared: &RtShared) {
+        let n = self.replay.min(self.out.slots());
+        if n == 0 {
+            return;
+        }
+        let len = self.recent.len();
+        let first = (self.recent_at + len - self.replay) % len;
+        if let Ok(write) = self.out.write_chunk_uninit(n) {
+            let recent = &self.recent;
+            write.fill_from_iter((0..n).map(|i| recent[(first + i) % len]));
+            shared.out_written.fetch_add(n as u64, Ordering::Release);
+            self.replay -= n;
         }
     }
 

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
+use super::manners::{Manners, Verdict};
 use super::{
     HOUSEKEEPING_PERIOD, PipelineContext, SessionCommand, SessionPipeline, TurnClock,
     end_if_realtime_failed, next_transport_news, provider_message, report_drops, sleep_until,
@@ -26,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
 use crate::provider::stt::{SpeechWriter, SttResult, speech_ring};
 use crate::provider::{BoxFuture, SttProvider, SttSink, SttTurn, TtsProvider};
-use crate::rt::message::RtOutput;
+use crate::rt::message::{RtControl, RtOutput};
 use crate::transport::TransportNews;
 use reply::next_tts_audio;
 
@@ -35,20 +36,24 @@ pub struct SttTtsPipeline {
     stt: Arc<dyn SttProvider>,
     tts: Arc<dyn TtsProvider>,
     agent_timeout: Duration,
+    manners: Option<Manners>,
 }
 
 impl SttTtsPipeline {
     /// A pipeline transcribing with `stt` and speaking with `tts`; an agent that has not finished
-    /// its reply text within `agent_timeout` loses the turn (`VB_ERR_TIMEOUT`).
+    /// its reply text within `agent_timeout` loses the turn (`VB_ERR_TIMEOUT`); with `manners`,
+    /// speech over a reply pauses it and the words decide (`interruptions.decide_by` `"words"`).
     pub fn new(
         stt: Arc<dyn SttProvider>,
         tts: Arc<dyn TtsProvider>,
         agent_timeout: Duration,
+        manners: Option<Manners>,
     ) -> Self {
         SttTtsPipeline {
             stt,
             tts,
             agent_timeout,
+            manners,
         }
     }
 }
@@ -59,8 +64,9 @@ impl SessionPipeline for SttTtsPipeline {
     }
 
     fn run(&self, ctx: PipelineContext) -> BoxFuture<'static, ()> {
-        let (conversation, inbox) =
+        let (mut conversation, inbox) =
             Conversation::new(ctx, self.stt.clone(), self.tts.clone(), self.agent_timeout);
+        conversation.manners = self.manners.clone();
         Box::pin(conversation.run(inbox))
     }
 }
@@ -107,6 +113,8 @@ enum Wake {
     SttDone(u32, Result<()>),
     Reply(u64, ReplyMsg),
     AgentTimeout,
+    /// A paused reply waited `interruptions.resume_after_ms` and no user turn came.
+    ResumeDue,
     TtsAudio(Option<Vec<i16>>),
     TtsDone(u64, Result<()>),
 }
@@ -130,6 +138,18 @@ struct Conversation {
     queue: VecDeque<ReplySource>,
     active: Option<ActiveReply>,
     next_reply_id: u64,
+    /// How speech over a reply is judged by its words, when it is.
+    manners: Option<Manners>,
+    /// The active reply, paused by user speech, waiting for the verdict.
+    paused: Option<PausedReply>,
+}
+
+/// A reply paused by user speech (`interruptions.decide_by` `"words"`).
+struct PausedReply {
+    /// When it paused.
+    since: tokio::time::Instant,
+    /// The user turn whose words decide, once one started.
+    turn: Option<u32>,
 }
 
 /// The receiving ends the task selects over (kept apart from `Conversation` for borrowing).
@@ -166,6 +186,8 @@ impl Conversation {
             queue: VecDeque::new(),
             active: None,
             next_reply_id: 1,
+            manners: None,
+            paused: None,
         };
         (
             conversation,
@@ -189,6 +211,7 @@ impl Conversation {
         loop {
             let has_room = self.ctx.reply.has_room();
             let agent_deadline = self.active.as_ref().and_then(|r| r.agent_deadline);
+            let resume_deadline = self.resume_deadline();
             let wake = tokio::select! {
                 () = self.ctx.bell.rung() => Wake::Rung,
                 news = next_transport_news(&mut self.ctx.transport) => Wake::Transport(news),
@@ -198,6 +221,7 @@ impl Conversation {
                 Some((turn, done)) = inbox.stt_done_rx.recv() => Wake::SttDone(turn, done),
                 Some((id, msg)) = inbox.reply_rx.recv() => Wake::Reply(id, msg),
                 () = sleep_until(agent_deadline) => Wake::AgentTimeout,
+                () = sleep_until(resume_deadline) => Wake::ResumeDue,
                 chunk = next_tts_audio(&mut self.active), if has_room => Wake::TtsAudio(chunk),
                 Some((id, done)) = inbox.tts_done_rx.recv() => Wake::TtsDone(id, done),
             };
@@ -234,6 +258,7 @@ impl Conversation {
                 }
                 Wake::Reply(id, msg) => self.on_reply_msg(id, msg),
                 Wake::AgentTimeout => self.on_agent_timeout(),
+                Wake::ResumeDue => self.resume_reply(),
                 Wake::TtsAudio(chunk) => self.on_tts_audio(chunk),
                 Wake::TtsDone(id, done) => self.on_tts_done(id, done),
             }
@@ -248,6 +273,9 @@ impl Conversation {
         while let Ok(output) = self.ctx.from_rt.pop() {
             match output {
                 RtOutput::SpeechStarted { turn, .. } => {
+                    if let Some(paused) = self.paused.as_mut() {
+                        paused.turn.get_or_insert(turn);
+                    }
                     self.open_stt_turn(turn);
                     self.ctx.recorder.speech_started(turn);
                     self.ctx
@@ -290,6 +318,7 @@ impl Conversation {
                         .emit(VbEventKind::VB_EVENT_SPEECH_STOPPED, |_| {});
                 }
                 RtOutput::Interrupted { .. } => self.cancel_reply(false),
+                RtOutput::Paused { .. } => self.on_paused(),
                 RtOutput::PlayoutStarted { at_us } => self.on_playout_started(at_us),
                 RtOutput::PlayoutFinished { .. } => {
                     if self.active.as_ref().is_some_and(|a| a.finished_sent) {
@@ -374,6 +403,7 @@ impl Conversation {
             let (turn, Some(outcome)) = entry.remove_entry() else {
                 continue;
             };
+            let verdict = self.judge_paused(turn, &outcome);
             match outcome {
                 Ok(text) => {
                     let transcript = text.trim().to_owned();
@@ -381,7 +411,7 @@ impl Conversation {
                     events.emit(VbEventKind::VB_EVENT_TRANSCRIPT_FINAL, |e| {
                         e.text = Some(text)
                     });
-                    if transcript.is_empty() {
+                    if verdict == Some(Verdict::Resume) || transcript.is_empty() {
                         self.clock.forget(turn);
                         self.ctx.recorder.discard(turn);
                         self.back_to_listening_if_idle();
@@ -402,6 +432,59 @@ impl Conversation {
                     self.back_to_listening_if_idle();
                 }
             }
+        }
+    }
+
+    /// The realtime thread paused the reply for user speech: the words of the turn it starts
+    /// decide, or `resume_after_ms` without a turn resumes it.
+    fn on_paused(&mut self) {
+        if self.active.is_none() {
+            return self.resume_reply();
+        }
+        self.paused = Some(PausedReply {
+            since: tokio::time::Instant::now(),
+            // The turn being spoken, when it started before the pause (its start needs less
+            // speech than a pause does, by default).
+            turn: self.stt_audio.keys().max().copied(),
+        });
+    }
+
+    /// When a paused reply with no user turn resumes by itself.
+    fn resume_deadline(&self) -> Option<tokio::time::Instant> {
+        let (paused, manners) = (self.paused.as_ref()?, self.manners.as_ref()?);
+        paused
+            .turn
+            .is_none()
+            .then(|| paused.since + manners.resume_after)
+    }
+
+    /// The verdict on `turn`'s transcript when it is the one that paused the reply (which it
+    /// then resumes or interrupts); `None` for any other turn.
+    fn judge_paused(&mut self, turn: u32, outcome: &Result<String>) -> Option<Verdict> {
+        if self.paused.as_ref()?.turn != Some(turn) {
+            return None;
+        }
+        let verdict = match (outcome, &self.manners) {
+            (Ok(text), Some(manners)) => manners.judge(text),
+            // Words unknown (STT failed): the reply goes on.
+            _ => Verdict::Resume,
+        };
+        match verdict {
+            Verdict::Resume => self.resume_reply(),
+            Verdict::Interruption => {
+                self.paused = None;
+                // The realtime side only paused: flush it as a host interrupt does.
+                self.cancel_reply(true);
+            }
+        }
+        Some(verdict)
+    }
+
+    /// Resumes a paused reply where it paused (no event: for the host it never stopped).
+    fn resume_reply(&mut self) {
+        if self.paused.take().is_some() {
+            let _ = self.ctx.control.try_send(RtControl::Resume);
+            self.ctx.shared.wake();
         }
     }
 

@@ -295,6 +295,7 @@ impl Conversation {
 
     /// Cancels the active reply's agent and TTS and forgets its turn; returns it, if any.
     pub(super) fn drop_active_reply(&mut self) -> Option<ActiveReply> {
+        self.paused = None;
         let reply = self.active.take()?;
         reply.cancelled.store(true, Ordering::Release);
         reply.tts_task.abort();
