@@ -166,7 +166,7 @@ pub struct AudioConfig {
     /// came) and before the VAD (default false). The VAD, and Silero and Smart Turn with
     /// `vad.engine` / `turn.end_of_turn`, hear the denoised audio; STT gets the frames as they
     /// were (see the README, *Noise suppression*). Adds 12 ms to the VAD's decisions at 16 kHz
-    /// (16 ms at 8 kHz).
+    /// (16 ms at 8 kHz) and about 100 µs of CPU a 20 ms frame (0.5 % of a core per session).
     pub noise_suppression: bool,
 }
 
