@@ -66,12 +66,22 @@ fn the_realtime_loop_and_the_audio_calls_never_touch_the_heap() {
     // frames and questions to the inference pool and reads its answers, still off the heap.
     // And with interruptions decided by words: the barge-in pauses playout, the verdict
     // flushes it.
-    for (threads, models) in [(0, ""), (2, ""), (0, NEURAL), (2, NEURAL), (0, BY_WORDS)] {
-        converse_with_barge_in_and_overrun(threads, models);
+    // Then with noise suppression (RNNoise on the realtime thread), alone and before Silero.
+    for (threads, denoise, models) in [
+        (0, false, ""),
+        (2, false, ""),
+        (0, false, NEURAL),
+        (2, false, NEURAL),
+        (0, false, BY_WORDS),
+        (0, true, ""),
+        (2, true, NEURAL),
+    ] {
+        converse_with_barge_in_and_overrun(threads, denoise, models);
         assert_eq!(
             REALTIME_HEAP_OPS.load(Ordering::Relaxed),
             0,
-            "heap operations inside realtime sections (audio.realtime_threads {threads}{models})"
+            "heap operations inside realtime sections (audio.realtime_threads {threads}, \
+             audio.noise_suppression {denoise}{models})"
         );
     }
 
@@ -112,10 +122,15 @@ const NEURAL: &str =
 
 /// A conversation at 48 kHz in and out (resampling on both edges) with a greeting, a long reply
 /// that the next turn barges in on, and an input overrun; a second session starts and stops
-/// meanwhile, so that a pool admits and hands back loops while others run.
-fn converse_with_barge_in_and_overrun(realtime_threads: u32, models: &str) {
+/// meanwhile, so that a pool admits and hands back loops while others run. `noise_suppression`:
+/// `audio.noise_suppression`.
+fn converse_with_barge_in_and_overrun(
+    realtime_threads: u32,
+    noise_suppression: bool,
+    models: &str,
+) {
     let backend = test_backend(&format!(
-        r#""audio":{{"realtime_threads":{realtime_threads}}}{models}"#
+        r#""audio":{{"realtime_threads":{realtime_threads},"noise_suppression":{noise_suppression}}}{models}"#
     ));
     let agent = Arc::new(|_: &str, reply: &mut Reply| -> voicebackend::Result<()> {
         reply.write(&"a fairly long answer. ".repeat(24))?;
@@ -132,8 +147,9 @@ fn converse_with_barge_in_and_overrun(realtime_threads: u32, models: &str) {
     session.start().unwrap();
     assert_realtime_threads(realtime_threads);
     session.say("Welcome.").unwrap();
-    // Silero hears no speech in the synthetic buzz: the neural runs speak with eSpeak NG.
-    let neural = models.contains("silero");
+    // Silero hears no speech in the synthetic buzz, and RNNoise takes it for noise: those runs
+    // speak with eSpeak NG.
+    let neural = models.contains("silero") || noise_suppression;
     let turn_audio = |f0: f32, text: &str| {
         if neural {
             let mut pcm = silence(200, 16000);

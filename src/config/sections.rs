@@ -161,6 +161,13 @@ pub struct AudioConfig {
     /// wake-ups for many sessions, up to half a frame more input latency). See
     /// [`crate::rt::pool`].
     pub realtime_threads: u32,
+    /// Built-in noise suppression (RNNoise, [`crate::rt::denoise`]) of every internal frame on the
+    /// realtime thread, after the custom processors (an echo canceller must see the signal as it
+    /// came) and before the VAD (default false). The VAD, and Silero and Smart Turn with
+    /// `vad.engine` / `turn.end_of_turn`, hear the denoised audio; STT gets the frames as they
+    /// were (see the README, *Noise suppression*). Adds 12 ms to the VAD's decisions at 16 kHz
+    /// (16 ms at 8 kHz) and about 100 µs of CPU a 20 ms frame (0.5 % of a core per session).
+    pub noise_suppression: bool,
 }
 
 impl Default for AudioConfig {
@@ -173,6 +180,7 @@ impl Default for AudioConfig {
             reply_buffer_ms: 2000,
             realtime_priority: true,
             realtime_threads: 0,
+            noise_suppression: false,
         }
     }
 }

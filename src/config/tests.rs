@@ -312,3 +312,41 @@ fn interruptions_by_words_are_checked() {
         assert!(message.contains(says), "{section}: {message}");
     }
 }
+
+#[test]
+fn noise_suppression_is_one_strict_boolean_off_by_default() {
+    let with = |audio: &str| {
+        format!(r#"{{"provider":"local","stt_provider":"a","tts_provider":"b","audio":{audio}}}"#)
+    };
+    assert!(
+        !BackendConfig::from_json(MINIMAL)
+            .unwrap()
+            .audio
+            .noise_suppression
+    );
+    for (json, on) in [("true", true), ("false", false)] {
+        let c = BackendConfig::from_json(&with(&format!(r#"{{"noise_suppression":{json}}}"#)));
+        assert_eq!(c.unwrap().audio.noise_suppression, on);
+    }
+    // With the 8 kHz internal rate too (the suppressor resamples either rate to 48 kHz).
+    let c = BackendConfig::from_json(&with(r#"{"noise_suppression":true,"sample_rate":8000}"#));
+    assert!(c.unwrap().audio.noise_suppression);
+    // No truthy strings or numbers: a wrong type names the field and what it wants.
+    for bad in [r#""yes""#, "1", "null", "{}"] {
+        let m = err(&with(&format!(r#"{{"noise_suppression":{bad}}}"#)));
+        assert!(
+            m.starts_with("audio.noise_suppression: invalid type") && m.contains("a boolean"),
+            "{bad}: {m}"
+        );
+    }
+    // The section is strict: a misspelt key is refused, not ignored (suppression left off).
+    let m = err(&with(r#"{"noise_supression":true}"#));
+    assert!(
+        m.starts_with("audio") && m.contains("unknown field `noise_supression`"),
+        "{m}"
+    );
+    let m = err(
+        r#"{"provider":"local","stt_provider":"a","tts_provider":"b","noise_suppression":true}"#,
+    );
+    assert!(m.contains("unknown field `noise_suppression`"), "{m}");
+}

@@ -1,5 +1,5 @@
-//! The realtime loop of one session: input ring → resample → processors → VAD → turn detector →
-//! I/O ring (speech frames and events), plus barge-in and playout. Nothing here allocates, locks
+//! The realtime loop of one session: input ring → resample → processors → (noise suppression) →
+//! VAD → turn detector → I/O ring (speech frames and events), plus barge-in and playout. Nothing here allocates, locks
 //! or blocks. After each pass that left news for the I/O side, the loop wakes it ([`IoWake`]).
 
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::denoise::NoiseSuppressor;
 use super::frame::{FrameSpec, MAX_FRAME_SAMPLES};
 use super::message::{RtControl, RtOutput, SpeechFrame};
 use super::neural::NeuralLink;
@@ -49,6 +50,8 @@ pub struct RealtimeLoop {
     pending_len: usize,
     frame: Box<[i16]>,
     processors: ProcessorChain,
+    /// `audio.noise_suppression`: what the VAD (and the inference pool) hear instead of the frame.
+    denoiser: Option<NoiseSuppressor>,
     vad: VoiceDetector,
     turn: TurnDetector,
     /// The inference pool's link (Silero VAD, Smart Turn), when the session uses a model.
@@ -135,6 +138,10 @@ pub fn build_session(
         pending_len: 0,
         frame: vec![0; internal_frame].into_boxed_slice(),
         processors,
+        denoiser: audio.noise_suppression.then(|| {
+            NoiseSuppressor::new(spec.internal_rate, internal_frame)
+                .expect("audio.sample_rate is validated: 8000 or 16000")
+        }),
         vad: VoiceDetector::new(&config.vad, spec.internal_rate, spec.frame_ms),
         turn: TurnDetector::new(
             &config.turn,
@@ -301,6 +308,12 @@ impl RealtimeLoop {
         self.spec
     }
 
+    /// Whether the loop runs a noise suppressor, whose thread must call
+    /// [`super::denoise::prepare_thread`] before its realtime work.
+    pub fn suppresses_noise(&self) -> bool {
+        self.denoiser.is_some()
+    }
+
     fn process_host_frame(&mut self, now_us: u64) {
         let converted = self.resampler.process(&self.host_frame);
         let n = converted.len();
@@ -327,12 +340,18 @@ impl RealtimeLoop {
                 self.end_turn(now_us, reason);
             }
         }
+        // What the VAD hears: the frame, or with noise suppression its denoised copy (12 ms
+        // later); the turn's speech frames (STT's audio) stay as they came.
+        let heard: &[i16] = match &mut self.denoiser {
+            Some(denoiser) => denoiser.process(&self.frame),
+            None => &self.frame,
+        };
         let mut speech_prob = 0.0;
         if let Some(neural) = &mut self.neural {
             speech_prob = neural.speech_prob();
-            neural.send_frame(&self.frame);
+            neural.send_frame(heard);
         }
-        let vad = self.vad.process(&self.frame, speech_prob);
+        let vad = self.vad.process(heard, speech_prob);
         if vad.voiced {
             self.last_voiced_us = now_us;
         }

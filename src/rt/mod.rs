@@ -4,6 +4,7 @@
 //! The module is public so that benchmarks and tests can drive each stage directly.
 
 pub mod core;
+pub mod denoise;
 pub mod frame;
 pub mod message;
 pub mod neural;

@@ -126,7 +126,9 @@ impl RealtimePool {
                 self.capacity
             )));
         }
-        self.ensure_started(index, chosen)?;
+        // Every loop of a pool has its backend's configuration: the first decides whether the
+        // thread prepares for noise suppressors.
+        self.ensure_started(index, chosen, rt.suppresses_noise())?;
         let home = Arc::new(Home {
             slot: ArrayQueue::new(1),
             waiter: OnceLock::new(),
@@ -153,7 +155,12 @@ impl RealtimePool {
         self.threads.len()
     }
 
-    fn ensure_started(&self, index: usize, thread: &PoolThread) -> std::io::Result<()> {
+    fn ensure_started(
+        &self,
+        index: usize,
+        thread: &PoolThread,
+        denoise: bool,
+    ) -> std::io::Result<()> {
         let mut handle = thread.handle.lock().unwrap_or_else(|p| p.into_inner());
         if handle.is_some() {
             return Ok(());
@@ -164,7 +171,7 @@ impl RealtimePool {
             std::thread::Builder::new()
                 .name(format!("vb-rt-pool-{index}"))
                 .stack_size(256 * 1024)
-                .spawn(move || shared.run(capacity, tick, elevate))?,
+                .spawn(move || shared.run(capacity, tick, elevate, denoise))?,
         );
         Ok(())
     }
@@ -196,8 +203,8 @@ impl PoolShared {
         }
     }
 
-    /// The pool thread.
-    fn run(&self, capacity: usize, tick: Duration, elevate: bool) {
+    /// The pool thread; `denoise`: its loops run noise suppressors.
+    fn run(&self, capacity: usize, tick: Duration, elevate: bool, denoise: bool) {
         struct Exited<'a>(&'a AtomicBool);
         impl Drop for Exited<'_> {
             fn drop(&mut self) {
@@ -208,6 +215,9 @@ impl PoolShared {
         let elevated = elevate && elevate_current_thread();
         let _ = self.thread.set(std::thread::current());
         // Every buffer the thread needs is allocated here, before any realtime work.
+        if denoise {
+            super::denoise::prepare_thread();
+        }
         let mut members: Vec<Box<Member>> = Vec::with_capacity(capacity);
         let mut passes = 0usize;
         let mut next = Instant::now() + tick;

@@ -28,6 +28,11 @@ pub fn spawn_realtime_thread(
                     .store(elevate_current_thread(), Ordering::Relaxed);
             }
             let _ = shared.thread.set(std::thread::current());
+            if rt.suppresses_noise() {
+                // The suppressor's FFT fills thread-local tables on its first frame: here, not
+                // in realtime work.
+                super::denoise::prepare_thread();
+            }
             while !shared.shutdown.load(Ordering::Acquire) {
                 realtime_section(|| rt.run_once());
                 shared.sleeping.store(true, Ordering::SeqCst);
