@@ -423,6 +423,14 @@ impl BackendConfig {
             0,
             MAX_REALTIME_THREADS.into(),
         )?;
+        if a.noise_suppression && a.realtime_threads == 0 {
+            // nnnoiseless's FFT (easyfft) leaks its tables once per thread that runs it
+            // (`Box::leak` in generic_singleton): with a thread per session every session
+            // would leave ~20 KB behind; the pool's threads pay it once.
+            return Err(Error::invalid_config(
+                "audio.noise_suppression needs audio.realtime_threads 1 or more: RNNoise's FFT keeps ~20 KB per thread that ran it for the life of the process, so with a thread per session (0) every session would leave memory behind",
+            ));
+        }
         check_range(
             "persistence.lease_ms",
             self.persistence.lease_ms.into(),

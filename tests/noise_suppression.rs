@@ -289,7 +289,7 @@ fn the_output_is_late_by_the_stated_latency() {
 /// returns the turns that started.
 fn turns_started(noise_suppression: bool, audio: &[i16]) -> usize {
     let backend = test_backend(&format!(
-        r#""audio":{{"noise_suppression":{noise_suppression}}}"#
+        r#""audio":{{"noise_suppression":{noise_suppression},"realtime_threads":1}}"#
     ));
     let session = started_session(&backend, echo_agent());
     // Whole 20 ms frames: a partial one would wait in the input ring for the rest.

@@ -73,7 +73,7 @@ fn the_realtime_loop_and_the_audio_calls_never_touch_the_heap() {
         (0, false, NEURAL),
         (2, false, NEURAL),
         (0, false, BY_WORDS),
-        (0, true, ""),
+        (1, true, ""),
         (2, true, NEURAL),
     ] {
         converse_with_barge_in_and_overrun(threads, denoise, models);

@@ -167,6 +167,7 @@ pub struct AudioConfig {
     /// `vad.engine` / `turn.end_of_turn`, hear the denoised audio; STT gets the frames as they
     /// were (see the README, *Noise suppression*). Adds 12 ms to the VAD's decisions at 16 kHz
     /// (16 ms at 8 kHz) and about 100 µs of CPU a 20 ms frame (0.5 % of a core per session).
+    /// Needs `realtime_threads` ≥ 1 (RNNoise's FFT keeps ~20 KB per thread for good).
     pub noise_suppression: bool,
 }
 

@@ -325,12 +325,22 @@ fn noise_suppression_is_one_strict_boolean_off_by_default() {
             .noise_suppression
     );
     for (json, on) in [("true", true), ("false", false)] {
-        let c = BackendConfig::from_json(&with(&format!(r#"{{"noise_suppression":{json}}}"#)));
+        let c = BackendConfig::from_json(&with(&format!(
+            r#"{{"noise_suppression":{json},"realtime_threads":1}}"#
+        )));
         assert_eq!(c.unwrap().audio.noise_suppression, on);
     }
     // With the 8 kHz internal rate too (the suppressor resamples either rate to 48 kHz).
-    let c = BackendConfig::from_json(&with(r#"{"noise_suppression":true,"sample_rate":8000}"#));
+    let c = BackendConfig::from_json(&with(
+        r#"{"noise_suppression":true,"sample_rate":8000,"realtime_threads":2}"#,
+    ));
     assert!(c.unwrap().audio.noise_suppression);
+    // Not with a thread per session: each would keep RNNoise's FFT tables for good.
+    let m = err(&with(r#"{"noise_suppression":true}"#));
+    assert!(
+        m.starts_with("audio.noise_suppression needs audio.realtime_threads 1 or more"),
+        "{m}"
+    );
     // No truthy strings or numbers: a wrong type names the field and what it wants.
     for bad in [r#""yes""#, "1", "null", "{}"] {
         let m = err(&with(&format!(r#"{{"noise_suppression":{bad}}}"#)));

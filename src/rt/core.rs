@@ -1,6 +1,7 @@
 //! The realtime loop of one session: input ring → resample → processors → (noise suppression) →
-//! VAD → turn detector → I/O ring (speech frames and events), plus barge-in and playout. Nothing here allocates, locks
-//! or blocks. After each pass that left news for the I/O side, the loop wakes it ([`IoWake`]).
+//! VAD → turn detector → I/O ring (speech frames and events), plus barge-in and playout.
+//! Nothing here allocates, locks or blocks. After each pass that left news for the I/O side,
+//! the loop wakes it ([`IoWake`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
