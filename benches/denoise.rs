@@ -9,26 +9,13 @@
 //! Run: `cargo bench --bench denoise`.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use nnnoiseless::DenoiseState;
 use voicebackend::rt::denoise::{NoiseSuppressor, RNNOISE_FRAME, prepare_thread};
 
-/// Median of `runs` timings of `f`, after a warm-up.
-fn median(runs: usize, mut f: impl FnMut()) -> Duration {
-    for _ in 0..runs.div_ceil(10) {
-        f();
-    }
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[runs / 2]
-}
+#[path = "support/timing.rs"]
+mod timing;
+use timing::median;
 
 /// A speech-like buzz (syllable modulation) plus white noise 10 dB below it, at `rate`.
 fn noisy_signal(n: usize, rate: u32) -> Vec<i16> {

@@ -25,21 +25,9 @@ use voicebackend::infer::smart_turn::{FRAMES, Features, N_MELS, SmartTurn};
 use voicebackend::rt::neural::{Answer, PoolWake, neural_link};
 use voicebackend::rt::shared::RtShared;
 
-/// Median of `runs` timings of `f`, after a warm-up.
-fn median(runs: usize, mut f: impl FnMut()) -> Duration {
-    for _ in 0..runs.div_ceil(10) {
-        f();
-    }
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[runs / 2]
-}
+#[path = "support/timing.rs"]
+mod timing;
+use timing::median;
 
 /// A speech-like test signal (a buzz with syllable modulation) at 16 kHz.
 fn signal(n: usize) -> Vec<i16> {

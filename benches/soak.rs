@@ -131,7 +131,11 @@ fn length_transcript(audio: &[i16]) -> String {
 fn serve_deepgram() {
     use std::io::{BufRead, Write};
     let server = DeepgramServer::start(DeepgramServerOptions {
-        fault: DeepgramFault::DropEvery { period_ms: 30_000 },
+        fault: DeepgramFault::DropEvery {
+            period_ms: 30_000,
+            // VB_SOAK_SPREAD_DROPS=1: each connection at its own moment of the period.
+            spread: std::env::var("VB_SOAK_SPREAD_DROPS").is_ok_and(|v| v.trim() == "1"),
+        },
         transcriber: Some(length_transcript),
         ..DeepgramServerOptions::default()
     });

@@ -13,6 +13,8 @@
 #![cfg(feature = "test-providers")]
 
 mod common;
+#[path = "support/sentences.rs"]
+mod sentences;
 
 use std::time::{Duration, Instant};
 
@@ -391,21 +393,8 @@ fn measure_noise_reduction() {
 #[test]
 #[ignore]
 fn measure_whisper_on_denoised_speech() {
+    use sentences::SENTENCES;
     use voicebackend::provider::embedded::whisper::{self, WhisperModel};
-    const SENTENCES: [&str; 12] = [
-        "The weather is nice today.",
-        "Please call me back when you get home.",
-        "I would like to book a table for two people.",
-        "Can you tell me the way to the train station?",
-        "The meeting has been moved to next Tuesday afternoon.",
-        "She bought fresh bread and milk at the market.",
-        "Turn off the lights in the kitchen, please.",
-        "What time does the store open tomorrow morning?",
-        "My brother lives in a small house near the river.",
-        "We need to finish the report before Friday.",
-        "The children are playing in the garden.",
-        "Could you send me the document by email?",
-    ];
     let model = WhisperModel::load(&whisper::default_model_dir())
         .expect("the Whisper model (scripts/fetch-models.sh)");
     let words = |text: &str| -> Vec<String> {

@@ -19,20 +19,9 @@ use voicebackend::provider::embedded::whisper::{self, EncoderContext, WhisperMod
 use voicebackend::provider::stt::{SttResult, SttSink, SttTurn, speech_ring};
 use voicebackend::provider::{ProviderRegistry, ProviderSetup, SttProvider};
 
-const SENTENCES: [&str; 12] = [
-    "The weather is nice today.",
-    "Please call me back when you get home.",
-    "I would like to book a table for two people.",
-    "Can you tell me the way to the train station?",
-    "The meeting has been moved to next Tuesday afternoon.",
-    "She bought fresh bread and milk at the market.",
-    "Turn off the lights in the kitchen, please.",
-    "What time does the store open tomorrow morning?",
-    "My brother lives in a small house near the river.",
-    "We need to finish the report before Friday.",
-    "The children are playing in the garden.",
-    "Could you send me the document by email?",
-];
+#[path = "support/sentences.rs"]
+mod sentences;
+use sentences::SENTENCES;
 
 /// The model directory, or a failure telling how to get it.
 fn model_dir() -> PathBuf {

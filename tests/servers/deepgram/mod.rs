@@ -80,6 +80,9 @@ pub enum DeepgramFault {
     DropEvery {
         /// The period, in ms.
         period_ms: u32,
+        /// Shift each connection's periods by an offset of its own (a prime step of its
+        /// number), so that drops come one by one across the period instead of all at once.
+        spread: bool,
     },
 }
 
@@ -169,11 +172,18 @@ struct Shared {
 }
 
 impl Shared {
-    /// The number of the [`DeepgramFault::DropEvery`] period now (0 without that fault).
-    fn period(&self) -> u128 {
+    /// The number of connection `index`'s [`DeepgramFault::DropEvery`] period now (0 without
+    /// that fault).
+    fn period(&self, index: usize) -> u128 {
         match self.options.fault {
-            DeepgramFault::DropEvery { period_ms } => {
-                self.started.elapsed().as_millis() / u128::from(period_ms.max(1))
+            DeepgramFault::DropEvery { period_ms, spread } => {
+                let period = u128::from(period_ms.max(1));
+                let offset = if spread {
+                    index as u128 * 7919 % period
+                } else {
+                    0
+                };
+                (self.started.elapsed().as_millis() + offset) / period
             }
             _ => 0,
         }
@@ -298,7 +308,7 @@ impl Stream {
             silence_ms: 0,
             last_interim: 0,
             malformed_sent: false,
-            period: shared.period(),
+            period: shared.period(index),
             shared,
         }
     }
@@ -385,7 +395,7 @@ impl Stream {
                 self.send(socket, broken).await;
                 return Next::Continue;
             }
-            DeepgramFault::DropEvery { .. } if self.shared.period() > self.period => {
+            DeepgramFault::DropEvery { .. } if self.shared.period(self.index) > self.period => {
                 return Next::Drop;
             }
             DeepgramFault::DropOnce { after_audio_ms } => {
