@@ -40,7 +40,9 @@ func TestReplyFailReportsTheAgentsOwnError(t *testing.T) {
 	if got := rec.snapshot()[j].Text; got != "Let me look. " {
 		t.Fatalf("reply %q", got)
 	}
-	rec.waitEvent(t, j, "speaking", isState(StateSpeaking))
+	// What it wrote is spoken: playout may start before the reply's text event (the audio of
+	// "Let me look." is ready before the failure ends the reply).
+	rec.waitEvent(t, 0, "speaking", isState(StateSpeaking))
 	end := rec.waitEvent(t, j, "back to listening", isState(StateListening))
 	for _, e := range rec.snapshot()[i+1 : end+1] {
 		if e.Kind == EventError {
