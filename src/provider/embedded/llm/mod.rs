@@ -339,23 +339,25 @@ fn prepare(model: &mut Loaded, tokens: &[u32], system: bool) -> Result<()> {
     Ok(())
 }
 
-/// Makes the cache hold the longest start of `tokens` it can without computing: what it holds
-/// when that is such a start, else the longest saved state that is, else nothing.
+/// Makes the cache hold the longest start of `tokens` it can without computing: the longest of
+/// what it holds (when that is such a start) and the saved states that are, else nothing (a
+/// cache emptied by a failure comes back to the system prompt's state, not to zero).
 fn resume(model: &mut Loaded, tokens: &[u32]) {
-    if tokens.starts_with(&model.cached) {
-        return;
-    }
+    let held = tokens
+        .starts_with(&model.cached)
+        .then_some(model.cached.len());
     let best = model
         .saved
         .iter()
-        .filter(|s| tokens.starts_with(&s.tokens))
+        .filter(|s| tokens.starts_with(&s.tokens) && Some(s.tokens.len()) > held)
         .max_by_key(|s| s.tokens.len());
-    match best {
-        Some(saved) => {
+    match (best, held) {
+        (Some(saved), _) => {
             model.weights = saved.weights.clone();
             model.cached = saved.tokens.clone();
         }
-        None => {
+        (None, Some(_)) => {}
+        (None, None) => {
             model.weights.clear_kv_cache();
             model.cached.clear();
         }
