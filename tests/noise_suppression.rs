@@ -393,37 +393,10 @@ fn measure_noise_reduction() {
 #[test]
 #[ignore]
 fn measure_whisper_on_denoised_speech() {
-    use sentences::SENTENCES;
+    use sentences::{SENTENCES, word_edits, words};
     use voicebackend::provider::embedded::whisper::{self, WhisperModel};
     let model = WhisperModel::load(&whisper::default_model_dir())
         .expect("the Whisper model (scripts/fetch-models.sh)");
-    let words = |text: &str| -> Vec<String> {
-        text.to_lowercase()
-            .chars()
-            .map(|c| {
-                if c.is_alphanumeric() || c == '\'' {
-                    c
-                } else {
-                    ' '
-                }
-            })
-            .collect::<String>()
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect()
-    };
-    let edits = |reference: &[String], hypothesis: &[String]| -> usize {
-        let mut prev: Vec<usize> = (0..=hypothesis.len()).collect();
-        for (i, r) in reference.iter().enumerate() {
-            let mut row = vec![i + 1; hypothesis.len() + 1];
-            for (j, h) in hypothesis.iter().enumerate() {
-                let substitute = prev[j] + usize::from(r != h);
-                row[j + 1] = substitute.min(prev[j + 1] + 1).min(row[j] + 1);
-            }
-            prev = row;
-        }
-        prev[hypothesis.len()]
-    };
     let transcribe = |pcm: &[i16]| -> String {
         let samples: Vec<f32> = pcm.iter().map(|&s| f32::from(s) / 32768.0).collect();
         model
@@ -446,8 +419,8 @@ fn measure_whisper_on_denoised_speech() {
             let reference = words(sentence);
             let heard = transcribe(&input);
             let cleaned = transcribe(&denoise(&input, 16000).0);
-            as_heard += edits(&reference, &words(&heard));
-            denoised += edits(&reference, &words(&cleaned));
+            as_heard += word_edits(&reference, &words(&heard));
+            denoised += word_edits(&reference, &words(&cleaned));
             if heard != cleaned {
                 println!("  {sentence:?}: {heard:?} / denoised {cleaned:?}");
             }

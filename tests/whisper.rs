@@ -21,7 +21,7 @@ use voicebackend::provider::{ProviderRegistry, ProviderSetup, SttProvider};
 
 #[path = "support/sentences.rs"]
 mod sentences;
-use sentences::SENTENCES;
+use sentences::{SENTENCES, word_edits, words};
 
 /// The model directory, or a failure telling how to get it.
 fn model_dir() -> PathBuf {
@@ -88,36 +88,6 @@ fn speak(text: &str, dir: &Path, index: usize, rate: u32) -> Vec<i16> {
     assert!(status.success(), "espeak-ng failed on {text:?}");
     let (from, pcm) = read_wav(&path);
     StreamResampler::convert(&pcm, from, rate)
-}
-
-fn words(text: &str) -> Vec<String> {
-    text.to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '\'' {
-                c
-            } else {
-                ' '
-            }
-        })
-        .collect::<String>()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Word-level Levenshtein distance.
-fn word_edits(reference: &[String], hypothesis: &[String]) -> usize {
-    let mut prev: Vec<usize> = (0..=hypothesis.len()).collect();
-    for (i, r) in reference.iter().enumerate() {
-        let mut row = vec![i + 1; hypothesis.len() + 1];
-        for (j, h) in hypothesis.iter().enumerate() {
-            let substitute = prev[j] + usize::from(r != h);
-            row[j + 1] = substitute.min(prev[j + 1] + 1).min(row[j] + 1);
-        }
-        prev = row;
-    }
-    prev[hypothesis.len()]
 }
 
 #[test]

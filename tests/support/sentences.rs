@@ -1,6 +1,7 @@
 //! The twelve held-out eSpeak NG test sentences Whisper is scored on (`tests/whisper.rs`: the
 //! word error rate in the README) and the noise measurements reuse
-//! (`tests/noise_suppression.rs`). Included with `#[path]` by the tests that read them.
+//! (`tests/noise_suppression.rs`), with the word error rate's two helpers. Included with
+//! `#[path]` by the tests that read them.
 
 /// Sentences a caller might say, 6–10 words each.
 pub const SENTENCES: [&str; 12] = [
@@ -17,3 +18,34 @@ pub const SENTENCES: [&str; 12] = [
     "The children are playing in the garden.",
     "Could you send me the document by email?",
 ];
+
+/// Lower-case words: letters, digits and apostrophes; everything else separates.
+pub fn words(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '\'' {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Word-level Levenshtein distance.
+pub fn word_edits(reference: &[String], hypothesis: &[String]) -> usize {
+    let mut prev: Vec<usize> = (0..=hypothesis.len()).collect();
+    for (i, r) in reference.iter().enumerate() {
+        let mut row = vec![i + 1; hypothesis.len() + 1];
+        for (j, h) in hypothesis.iter().enumerate() {
+            let substitute = prev[j] + usize::from(r != h);
+            row[j + 1] = substitute.min(prev[j + 1] + 1).min(row[j] + 1);
+        }
+        prev = row;
+    }
+    prev[hypothesis.len()]
+}

@@ -64,9 +64,13 @@ impl SessionPipeline for SttTtsPipeline {
     }
 
     fn run(&self, ctx: PipelineContext) -> BoxFuture<'static, ()> {
-        let (mut conversation, inbox) =
-            Conversation::new(ctx, self.stt.clone(), self.tts.clone(), self.agent_timeout);
-        conversation.manners = self.manners.clone();
+        let (conversation, inbox) = Conversation::new(
+            ctx,
+            self.stt.clone(),
+            self.tts.clone(),
+            self.agent_timeout,
+            self.manners.clone(),
+        );
         Box::pin(conversation.run(inbox))
     }
 }
@@ -166,6 +170,7 @@ impl Conversation {
         stt: Arc<dyn SttProvider>,
         tts: Arc<dyn TtsProvider>,
         agent_timeout: Duration,
+        manners: Option<Manners>,
     ) -> (Self, Inbox) {
         let (stt_tx, stt_rx) = mpsc::unbounded_channel();
         let (stt_done_tx, stt_done_rx) = mpsc::unbounded_channel();
@@ -186,7 +191,7 @@ impl Conversation {
             queue: VecDeque::new(),
             active: None,
             next_reply_id: 1,
-            manners: None,
+            manners,
             paused: None,
         };
         (
