@@ -333,7 +333,10 @@ typedef struct VbCallbacks {
   void *user_data; /* Passed back to every callback. */
   /* Agent: called on an agent worker thread, never the realtime thread, once per finished user turn
    * with the final transcript. Stream the reply with vb_reply_write, finish with vb_reply_end (or
-   * return an error status). May block; the session keeps listening. */
+   * return an error status). May block; the session keeps listening. With turn.preemptive_ms it may
+   * also be called while the user pauses, with the turn so far: that reply is kept if the turn ends
+   * with the same words, and otherwise cancelled (vb_reply_is_cancelled) and the callback called
+   * again with the final transcript. */
   enum VbStatus (*on_transcript)(void *user_data, struct VbSession *session, const char *transcript,
                                  struct VbReply *reply);
   /* Optional push delivery of events, on the session's event thread. NULL: poll instead. */
@@ -492,7 +495,9 @@ enum VbStatus vb_reply_end(struct VbReply *reply);
  * NUL-terminated. */
 enum VbStatus vb_reply_fail(struct VbReply *reply, int32_t status, const char *message);
 
-/* Whether barge-in cancelled the reply: the agent should stop producing it. False for NULL.
+/* Whether the reply was cancelled — by barge-in, vb_session_interrupt, agent_timeout_ms, or (with
+ * turn.preemptive_ms) because the user went on after the pause it answered: the agent should stop
+ * producing it. False for NULL.
  * Safety: reply is NULL or the reply passed to the running on_transcript. */
 bool vb_reply_is_cancelled(const struct VbReply *reply);
 

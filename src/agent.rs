@@ -21,7 +21,10 @@ pub trait Agent: Send + Sync {
     /// Called once per finished user turn with its final transcript. Write the reply with
     /// [`Reply::write`] as it is produced and finish with [`Reply::end`] (returning without
     /// ending ends it). An error (returned, or given to [`Reply::fail`]) becomes a
-    /// `VB_EVENT_ERROR`; the session keeps listening.
+    /// `VB_EVENT_ERROR`; the session keeps listening. With `turn.preemptive_ms` it may also be
+    /// called while the user pauses, with the turn so far: that reply is kept if the turn ends
+    /// with the same words, and otherwise cancelled ([`Reply::is_cancelled`]) and the agent
+    /// called again with the final transcript.
     fn on_transcript(&self, transcript: &str, reply: &mut Reply) -> Result<()>;
 
     /// Called on an agent worker thread each time a turn joins the session's conversation (its
@@ -266,7 +269,9 @@ impl Reply {
         self.cancelled.clone()
     }
 
-    /// Whether barge-in (or the host's interrupt) cancelled this reply: stop producing it.
+    /// Whether barge-in (or the host's interrupt, or `agent_timeout_ms`) cancelled this reply:
+    /// stop producing it. With `turn.preemptive_ms`, an early reply to a paused turn is also
+    /// cancelled when the user goes on or the final transcript has other words.
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
     }

@@ -199,6 +199,28 @@ impl BackendConfig {
     }
 }
 
+impl BackendConfig {
+    /// `turn.preemptive_ms`: 0, or a pause shorter than the silence that ends a turn (a pause
+    /// that long is the end of the turn, nothing is left to start early).
+    fn check_preemptive(&self) -> Result<()> {
+        let turn = &self.turn;
+        if turn.preemptive_ms == 0 {
+            return Ok(());
+        }
+        let (ends, key) = match turn.end_of_turn {
+            EndOfTurn::Silence => (turn.silence_ms, "turn.silence_ms"),
+            EndOfTurn::SmartTurn => (turn.max_wait_ms, "turn.max_wait_ms"),
+        };
+        if turn.preemptive_ms < 40 || turn.preemptive_ms >= ends {
+            return Err(Error::invalid_config(format!(
+                "turn.preemptive_ms: {} must be 0 (off) or from 40 up to less than {key} ({ends}): the silence after which the agent starts early must come before the silence that ends the turn",
+                turn.preemptive_ms
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A probability threshold key: 0.05–0.95.
 fn check_fraction(field: &str, value: f32) -> Result<()> {
     if !(0.05..=0.95).contains(&value) {
@@ -454,6 +476,7 @@ impl BackendConfig {
             600_000,
         )?;
         self.check_models()?;
+        self.check_preemptive()?;
         let interruptions = &self.interruptions;
         check_range(
             "interruptions.min_speech_ms",

@@ -65,7 +65,7 @@ fn the_realtime_loop_and_the_audio_calls_never_touch_the_heap() {
     // Then the same with the neural stages on (Silero VAD, Smart Turn): the realtime loop hands
     // frames and questions to the inference pool and reads its answers, still off the heap.
     // And with interruptions decided by words: the barge-in pauses playout, the verdict
-    // flushes it.
+    // flushes it. And with preemptive replies: the turn detector reports pauses.
     // Then with noise suppression (RNNoise on the realtime thread), alone and before Silero.
     for (threads, denoise, models) in [
         (0, false, ""),
@@ -73,6 +73,7 @@ fn the_realtime_loop_and_the_audio_calls_never_touch_the_heap() {
         (0, false, NEURAL),
         (2, false, NEURAL),
         (0, false, BY_WORDS),
+        (2, false, PREEMPTIVE),
         (1, true, ""),
         (2, true, NEURAL),
     ] {
@@ -114,6 +115,9 @@ fn the_realtime_loop_and_the_audio_calls_never_touch_the_heap() {
 
 /// Interruptions decided by the user's words (`interruptions.decide_by`).
 const BY_WORDS: &str = r#","interruptions":{"decide_by":"words"}"#;
+
+/// Preemptive replies (`turn.preemptive_ms`).
+const PREEMPTIVE: &str = r#","turn":{"preemptive_ms":200}"#;
 
 /// The neural VAD and end-of-turn model (configuration keys to add to a backend's); a short
 /// bounded wait, so that each turn ends within its closing silence whatever the model says.

@@ -262,6 +262,12 @@ pub struct TurnConfig {
     /// Smart Turn: silence that ends the turn even when the model said "incomplete"
     /// (pause_ms–10000 ms, default 1500).
     pub max_wait_ms: u32,
+    /// Preemptive replies: after this much silence inside a turn the engine transcribes the turn
+    /// so far and starts the agent on it while the end of turn is still undecided; the reply is
+    /// played when the final transcript says the same, cancelled when the user goes on or the
+    /// final transcript differs. 0 (default) is off; otherwise 40 ms up to the silence that ends
+    /// a turn (`silence_ms`, or `max_wait_ms` with Smart Turn).
+    pub preemptive_ms: u32,
 }
 
 impl Default for TurnConfig {
@@ -275,6 +281,7 @@ impl Default for TurnConfig {
             recheck_ms: 0,
             smart_turn_threshold: 0.5,
             max_wait_ms: 1500,
+            preemptive_ms: 0,
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct VbCallbacks {
     /// Agent: called on an agent worker thread, never the realtime thread, once per finished
     /// user turn with the final transcript. Stream the reply with `vb_reply_write`, finish with
     /// `vb_reply_end` (or return an error status). May block; the session keeps listening.
+    /// With `turn.preemptive_ms` it may also be called while the user pauses, with the turn so
+    /// far: that reply is kept if the turn ends with the same words, and otherwise cancelled
+    /// (`vb_reply_is_cancelled`) and the callback called again with the final transcript.
     pub on_transcript: Option<
         unsafe extern "C" fn(
             user_data: *mut c_void,
@@ -608,7 +611,9 @@ pub unsafe extern "C" fn vb_reply_fail(
     })
 }
 
-/// Whether barge-in cancelled the reply: the agent should stop producing it. False for NULL.
+/// Whether the reply was cancelled — by barge-in, `vb_session_interrupt`, `agent_timeout_ms`,
+/// or (with `turn.preemptive_ms`) because the user went on after the pause it answered: the
+/// agent should stop producing it. False for NULL.
 ///
 /// # Safety
 /// `reply` is NULL or the reply passed to the running `on_transcript`.

@@ -106,14 +106,27 @@ pub fn local_conversation(config: &BackendConfig) -> Result<Arc<dyn SessionPipel
             let tts =
                 providers.create_tts(&named(&config.tts_provider), &setup(&config.tts_config))?;
             let manners = super::manners::Manners::of(&config.interruptions);
-            Arc::new(SttTtsPipeline::new(stt, tts, agent_timeout, manners))
+            let preemptive = config.turn.preemptive_ms > 0;
+            Arc::new(SttTtsPipeline::new(stt, tts, agent_timeout, manners).preemptive(preemptive))
         }
         PipelineType::S2s => {
+            refuse_preemptive(config, "a speech-to-speech pipeline")?;
             let model =
                 providers.create_s2s(&named(&config.s2s_provider), &setup(&config.s2s_config))?;
             Arc::new(S2sPipeline::new(model, agent_timeout))
         }
     })
+}
+
+/// Preemptive replies start the session's agent early: `what` has none (its model answers by
+/// itself), so `turn.preemptive_ms` there is a mistake, refused rather than ignored.
+fn refuse_preemptive(config: &BackendConfig, what: &str) -> Result<()> {
+    if config.turn.preemptive_ms == 0 {
+        return Ok(());
+    }
+    Err(Error::invalid_config(format!(
+        "turn.preemptive_ms: {what} has no agent to start early (the model answers by itself); leave it 0"
+    )))
 }
 
 /// Every session talks to a Pipecat bot (see [`crate::provider::network::pipecat`]): the bot listens,
@@ -127,6 +140,7 @@ impl BackendKind for Pipecat {
     }
 
     fn prepare(&self, config: &BackendConfig) -> Result<Recipe> {
+        refuse_preemptive(config, "the pipecat backend")?;
         let bot = pipecat::bot_from_backend_config(config)?;
         let answer_timeout = Duration::from_millis(config.agent_timeout_ms.into());
         Ok(Recipe {

@@ -171,6 +171,9 @@ async fn run_session(
                             cancels_pending += 1;
                             cancel_response(&mut ctx, &input_tx, &mut response, false);
                         }
+                        // Preemptive replies are refused for speech-to-speech backends (the
+                        // model starts its answers itself).
+                        RtOutput::UserPaused { .. } | RtOutput::UserWentOn { .. } => {}
                         RtOutput::PlayoutStarted { at_us } => {
                             ctx.events.set_state(VbSessionState::VB_STATE_SPEAKING);
                             if let Some(r) = response.as_mut() {

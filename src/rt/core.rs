@@ -15,7 +15,7 @@ use super::neural::NeuralLink;
 use super::playout::Playout;
 use super::processor::ProcessorChain;
 use super::shared::{EngineCounters, RtShared};
-use super::turn::{TurnDetector, TurnEndReason, TurnStep};
+use super::turn::{PauseNews, TurnDetector, TurnEndReason, TurnStep};
 use super::vad::VoiceDetector;
 use super::wake::IoWake;
 use crate::config::{BackendConfig, DecideBy};
@@ -408,6 +408,18 @@ impl RealtimeLoop {
                 self.push_frame();
                 self.end_turn(now_us, reason);
             }
+        }
+        let turn = self.turn_id;
+        match self.turn.take_pause_news() {
+            Some(PauseNews::Paused) => self.emit(RtOutput::UserPaused {
+                turn,
+                at_us: now_us,
+            }),
+            Some(PauseNews::WentOn) => self.emit(RtOutput::UserWentOn {
+                turn,
+                at_us: now_us,
+            }),
+            None => {}
         }
         self.frame_index += 1;
         self.counters

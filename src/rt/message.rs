@@ -59,6 +59,21 @@ pub enum RtOutput {
         /// Silence or maximum length.
         reason: TurnEndReason,
     },
+    /// A pause inside turn `turn` reached `turn.preemptive_ms`: the turn may be over (the
+    /// session may start its reply early).
+    UserPaused {
+        /// Turn number.
+        turn: u32,
+        /// When (the pause's last frame was processed).
+        at_us: u64,
+    },
+    /// The user spoke again after [`RtOutput::UserPaused`], in the same turn.
+    UserWentOn {
+        /// Turn number.
+        turn: u32,
+        /// When.
+        at_us: u64,
+    },
     /// User speech interrupted reply playout (barge-in); playout is already flushed.
     Interrupted {
         /// When.

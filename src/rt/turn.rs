@@ -8,6 +8,10 @@
 //! end-of-turn model ([`TurnStep::AskModel`]); its answer ([`TurnDetector::model_answer`]) ends
 //! the turn at once when the turn is complete, and otherwise the turn waits for more speech up
 //! to `turn.max_wait_ms` of silence. A turn ends only by such a decision, never by a mere pause.
+//!
+//! With `turn.preemptive_ms`, the detector also tells when a pause inside a turn reached that
+//! length and when the user went on after it ([`TurnDetector::take_pause_news`]): the session
+//! starts the agent early on the first and cancels that reply on the second.
 
 use super::frame::MAX_FRAME_SAMPLES;
 use super::vad::VadDecision;
@@ -45,6 +49,15 @@ pub enum TurnStep {
     },
 }
 
+/// What a pause inside a turn became on the last frame (`turn.preemptive_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseNews {
+    /// The silence inside the turn reached `turn.preemptive_ms` (once per pause).
+    Paused,
+    /// Voiced speech came back after [`PauseNews::Paused`], in the same turn.
+    WentOn,
+}
+
 /// The turn state machine plus its pre-roll buffer, fixed-size from construction.
 pub struct TurnDetector {
     min_speech_frames: u32,
@@ -56,6 +69,12 @@ pub struct TurnDetector {
     /// The model was asked about the current pause, when this many frames into it.
     asked: Option<u32>,
     max_turn_frames: u32,
+    /// Preemptive replies: the pause that is reported (`None`: off).
+    preemptive_frames: Option<u32>,
+    /// The current pause was reported as [`PauseNews::Paused`].
+    pause_reported: bool,
+    /// What the last frame did to the pause, until taken.
+    pause_news: Option<PauseNews>,
     in_turn: bool,
     speech_frames: u32,
     turn_frames: u32,
@@ -90,6 +109,10 @@ impl TurnDetector {
                 .then(|| config.recheck_ms.div_ceil(frame_ms).max(1)),
             asked: None,
             max_turn_frames: config.max_turn_ms.div_ceil(frame_ms).max(1),
+            preemptive_frames: (config.preemptive_ms > 0)
+                .then(|| config.preemptive_ms.div_ceil(frame_ms).max(1)),
+            pause_reported: false,
+            pause_news: None,
             in_turn: false,
             speech_frames: 0,
             turn_frames: 0,
@@ -129,6 +152,7 @@ impl TurnDetector {
             return TurnStep::Started;
         }
         self.turn_frames += 1;
+        self.note_pause(vad.voiced);
         let silence_done = !vad.speaking && self.frames_since_voiced >= self.silence_frames;
         let reason = if silence_done {
             Some(TurnEndReason::Silence)
@@ -141,6 +165,7 @@ impl TurnDetector {
             Some(reason) => {
                 self.in_turn = false;
                 self.asked = None;
+                self.pause_reported = false;
                 self.speech_frames = 0;
                 self.preroll.clear();
                 TurnStep::Ended {
@@ -175,12 +200,34 @@ impl TurnDetector {
         }
         self.in_turn = false;
         self.asked = None;
+        self.pause_reported = false;
         self.speech_frames = 0;
         self.preroll.clear();
         Some(TurnStep::Ended {
             reason: TurnEndReason::Model,
             speech_end_frame: self.last_voiced_frame,
         })
+    }
+
+    /// What the last [`TurnDetector::process`] did to a pause inside the turn, once; always
+    /// `None` unless `turn.preemptive_ms` is set. Realtime-safe.
+    pub fn take_pause_news(&mut self) -> Option<PauseNews> {
+        self.pause_news.take()
+    }
+
+    /// Preemptive replies: reports a pause inside the turn once it is `preemptive_ms` long, and
+    /// voiced speech after such a pause.
+    fn note_pause(&mut self, voiced: bool) {
+        let Some(pause) = self.preemptive_frames else {
+            return;
+        };
+        if voiced && self.pause_reported {
+            self.pause_reported = false;
+            self.pause_news = Some(PauseNews::WentOn);
+        } else if !voiced && !self.pause_reported && self.frames_since_voiced >= pause {
+            self.pause_reported = true;
+            self.pause_news = Some(PauseNews::Paused);
+        }
     }
 
     /// Hands the buffered pre-roll frames, oldest first, to `f`, and empties the buffer.
@@ -297,6 +344,64 @@ mod tests {
             )
         );
         assert_eq!(steps.len(), 2);
+    }
+
+    /// Runs a voiced/unvoiced pattern and records the pause news with their frame index.
+    fn pause_news(det: &mut TurnDetector, pattern: &[(bool, usize)]) -> Vec<(u64, PauseNews)> {
+        let mut news = Vec::new();
+        let mut i = 0u64;
+        for &(voiced, count) in pattern {
+            for _ in 0..count {
+                det.process(i, &FRAME, decision(voiced));
+                news.extend(det.take_pause_news().map(|n| (i, n)));
+                i += 1;
+            }
+        }
+        news
+    }
+
+    #[test]
+    fn a_pause_is_reported_once_when_preemptive_ms_long_and_going_on_after_it_too() {
+        let config = TurnConfig {
+            silence_ms: 500,
+            min_speech_ms: 150,
+            preemptive_ms: 200,
+            ..TurnConfig::default()
+        };
+        let mut det = TurnDetector::new(&config, 20, 320, 2);
+        // Speech, a 100 ms breath (not reported), speech, a 300 ms pause (reported at 200 ms),
+        // speech again (went on), then the closing silence (reported again; the turn ends at
+        // 500 ms with no more news).
+        let news = pause_news(
+            &mut det,
+            &[
+                (false, 5),
+                (true, 20),
+                (false, 5),
+                (true, 10),
+                (false, 15),
+                (true, 10),
+                (false, 30),
+            ],
+        );
+        assert_eq!(
+            news,
+            [
+                (49, PauseNews::Paused),
+                (55, PauseNews::WentOn),
+                (74, PauseNews::Paused)
+            ],
+            "a pause of 10 frames is reported on its 10th"
+        );
+        // A pause before any turn is no turn's pause; neither is silence after the turn ended.
+        let idle = pause_news(&mut det, &[(false, 40)]);
+        assert_eq!(idle, []);
+        let mut off = detector();
+        let news = pause_news(
+            &mut off,
+            &[(true, 20), (false, 15), (true, 10), (false, 30)],
+        );
+        assert_eq!(news, [], "preemptive_ms 0 reports nothing");
     }
 
     fn smart_detector(recheck_ms: u32) -> TurnDetector {

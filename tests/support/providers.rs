@@ -4,7 +4,9 @@
 //!
 //! - `test-pitch-stt`: a real signal-derived "transcript": it measures the pitch and length of
 //!   the turn's audio and reports `pitch <hz> hz for <ms> ms`. Sessions speaking at different
-//!   pitches get different transcripts, which is what isolation tests need.
+//!   pitches get different transcripts, which is what isolation tests need. With
+//!   `"say_length": false` it reports `pitch <hz> hz` only (the same words for a turn and for
+//!   the turn with more silence after it).
 //! - `test-tone-tts`: speaks each text chunk as a sine tone (`ms_per_char` per character) at
 //!   24 kHz, so the engine must resample it to the host rate.
 //! - `test-echo-s2s`: a speech-to-speech "model" that answers each turn with the turn's own audio.
@@ -28,7 +30,11 @@ use crate::provider::{
 pub fn register(registry: &ProviderRegistry) {
     let stt: crate::provider::registry::SttFactory = Arc::new(|setup: &ProviderSetup| {
         Ok(Arc::new(PitchStt {
-            config: parse_section("stt_config", setup.config, &["delay_ms", "fail_with"])?,
+            config: parse_section(
+                "stt_config",
+                setup.config,
+                &["delay_ms", "fail_with", "say_length"],
+            )?,
         }) as Arc<dyn SttProvider>)
     });
     let tts: crate::provider::registry::TtsFactory = Arc::new(|setup: &ProviderSetup| {
@@ -64,13 +70,25 @@ pub fn register(registry: &ProviderRegistry) {
 }
 
 /// Settings of `test-pitch-stt`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PitchSttConfig {
     /// Extra time before the final transcript, to simulate a slow engine.
     pub delay_ms: u64,
     /// When set, every turn fails with this provider error.
     pub fail_with: Option<String>,
+    /// Whether the transcript says the audio's length (default true).
+    pub say_length: bool,
+}
+
+impl Default for PitchSttConfig {
+    fn default() -> Self {
+        PitchSttConfig {
+            delay_ms: 0,
+            fail_with: None,
+            say_length: true,
+        }
+    }
 }
 
 /// Reports the pitch and length of each turn.
@@ -100,10 +118,12 @@ impl SttProvider for PitchStt {
             }
             tokio::time::sleep(Duration::from_millis(config.delay_ms)).await;
             let ms = audio.len() as u64 * 1000 / u64::from(turn.sample_rate);
-            turn.results.final_transcript(format!(
-                "pitch {} hz for {ms} ms",
-                pitch_hz(&audio, turn.sample_rate)
-            ));
+            let pitch = pitch_hz(&audio, turn.sample_rate);
+            turn.results.final_transcript(if config.say_length {
+                format!("pitch {pitch} hz for {ms} ms")
+            } else {
+                format!("pitch {pitch} hz")
+            });
             Ok(())
         })
     }

@@ -4,8 +4,10 @@
 //! speech frames or made room in the reply ring; providers, the agent and host calls wake it
 //! through their channels. Here: the loop, the realtime thread's news, and each user turn through
 //! STT to a transcript delivered in order. The replies — the agent, TTS, playout, barge-in — are
-//! in [`reply`]. Replies are spoken one at a time, in order.
+//! in [`reply`]. Replies are spoken one at a time, in order; with `turn.preemptive_ms` a reply
+//! may start before its turn has ended ([`preemptive`]).
 
+mod preemptive;
 mod reply;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -29,6 +31,7 @@ use crate::provider::stt::{SpeechWriter, SttResult, speech_ring};
 use crate::provider::{BoxFuture, SttProvider, SttSink, SttTurn, TtsProvider};
 use crate::rt::message::{RtControl, RtOutput};
 use crate::transport::TransportNews;
+use preemptive::Preemption;
 use reply::next_tts_audio;
 
 /// The `stt_tts` pipeline with its providers.
@@ -37,6 +40,7 @@ pub struct SttTtsPipeline {
     tts: Arc<dyn TtsProvider>,
     agent_timeout: Duration,
     manners: Option<Manners>,
+    preemptive: bool,
 }
 
 impl SttTtsPipeline {
@@ -54,7 +58,15 @@ impl SttTtsPipeline {
             tts,
             agent_timeout,
             manners,
+            preemptive: false,
         }
+    }
+
+    /// With `on`, replies start early on the turn so far when the user pauses
+    /// (`turn.preemptive_ms`; the realtime thread reports the pauses).
+    pub fn preemptive(mut self, on: bool) -> Self {
+        self.preemptive = on;
+        self
     }
 }
 
@@ -70,6 +82,7 @@ impl SessionPipeline for SttTtsPipeline {
             self.tts.clone(),
             self.agent_timeout,
             self.manners.clone(),
+            self.preemptive,
         );
         Box::pin(conversation.run(inbox))
     }
@@ -102,6 +115,12 @@ struct ActiveReply {
     audio_pushed: bool,
     finished_sent: bool,
     metrics: VbTurnMetrics,
+    /// A preemptive reply not confirmed yet: it plays nothing and tells the host nothing.
+    held: bool,
+    /// When the agent's first text came (session clock).
+    first_text_at_us: Option<u64>,
+    /// The agent's failures while the reply was held, reported if it is kept.
+    held_failures: Vec<Error>,
 }
 
 /// What woke the session task.
@@ -115,6 +134,8 @@ enum Wake {
     Command(Option<SessionCommand>),
     Stt(u32, SttResult),
     SttDone(u32, Result<()>),
+    /// A preview transcription's result (tagged with the preview's id).
+    Preview(u32, SttResult),
     Reply(u64, ReplyMsg),
     AgentTimeout,
     /// A paused reply waited `interruptions.resume_after_ms` and no user turn came.
@@ -146,6 +167,8 @@ struct Conversation {
     manners: Option<Manners>,
     /// The active reply, paused by user speech, waiting for the verdict.
     paused: Option<PausedReply>,
+    /// Early replies on paused turns (`turn.preemptive_ms`), when on.
+    preemption: Option<Preemption>,
 }
 
 /// A reply paused by user speech (`interruptions.decide_by` `"words"`).
@@ -162,6 +185,7 @@ struct Inbox {
     stt_done_rx: mpsc::UnboundedReceiver<(u32, Result<()>)>,
     reply_rx: mpsc::UnboundedReceiver<(u64, ReplyMsg)>,
     tts_done_rx: mpsc::UnboundedReceiver<(u64, Result<()>)>,
+    preview_rx: mpsc::UnboundedReceiver<(u32, SttResult)>,
 }
 
 impl Conversation {
@@ -171,11 +195,13 @@ impl Conversation {
         tts: Arc<dyn TtsProvider>,
         agent_timeout: Duration,
         manners: Option<Manners>,
+        preemptive: bool,
     ) -> (Self, Inbox) {
         let (stt_tx, stt_rx) = mpsc::unbounded_channel();
         let (stt_done_tx, stt_done_rx) = mpsc::unbounded_channel();
         let (reply_tx, reply_rx) = mpsc::unbounded_channel();
         let (tts_done_tx, tts_done_rx) = mpsc::unbounded_channel();
+        let (preview_tx, preview_rx) = mpsc::unbounded_channel();
         let conversation = Conversation {
             ctx,
             stt,
@@ -193,6 +219,7 @@ impl Conversation {
             next_reply_id: 1,
             manners,
             paused: None,
+            preemption: preemptive.then(|| Preemption::new(preview_tx)),
         };
         (
             conversation,
@@ -201,6 +228,7 @@ impl Conversation {
                 stt_done_rx,
                 reply_rx,
                 tts_done_rx,
+                preview_rx,
             },
         )
     }
@@ -224,6 +252,7 @@ impl Conversation {
                 command = self.ctx.commands.recv() => Wake::Command(command),
                 Some((turn, result)) = inbox.stt_rx.recv() => Wake::Stt(turn, result),
                 Some((turn, done)) = inbox.stt_done_rx.recv() => Wake::SttDone(turn, done),
+                Some((id, result)) = inbox.preview_rx.recv() => Wake::Preview(id, result),
                 Some((id, msg)) = inbox.reply_rx.recv() => Wake::Reply(id, msg),
                 () = sleep_until(agent_deadline) => Wake::AgentTimeout,
                 () = sleep_until(resume_deadline) => Wake::ResumeDue,
@@ -261,6 +290,7 @@ impl Conversation {
                     }
                     self.on_stt_done(turn, done);
                 }
+                Wake::Preview(id, result) => self.on_preview_result(id, result),
                 Wake::Reply(id, msg) => self.on_reply_msg(id, msg),
                 Wake::AgentTimeout => self.on_agent_timeout(),
                 Wake::ResumeDue => self.resume_reply(),
@@ -282,6 +312,7 @@ impl Conversation {
                         paused.turn.get_or_insert(turn);
                     }
                     self.open_stt_turn(turn);
+                    self.keep_turn_audio(turn);
                     self.ctx.recorder.speech_started(turn);
                     self.ctx
                         .events
@@ -297,6 +328,7 @@ impl Conversation {
                             );
                         }
                     }
+                    self.keep_speech(frame.turn, frame.samples());
                     self.ctx.recorder.speech(frame.turn, frame.samples());
                 }
                 RtOutput::SpeechStopped {
@@ -305,6 +337,7 @@ impl Conversation {
                     ..
                 } => {
                     self.stt_audio.remove(&turn);
+                    self.forget_turn_audio(turn);
                     // A turn whose STT already failed (a network provider can fail while the
                     // user still speaks) has nothing left to process: the session keeps
                     // listening.
@@ -313,7 +346,8 @@ impl Conversation {
                         self.clock.speech_ended(turn, speech_end_us);
                     }
                     // The state changes first: whoever sees SPEECH_STOPPED sees PROCESSING.
-                    if self.active.is_none() && pending {
+                    let idle = self.active.as_ref().is_none_or(|a| a.held);
+                    if idle && pending {
                         self.ctx
                             .events
                             .set_state(VbSessionState::VB_STATE_PROCESSING);
@@ -322,6 +356,8 @@ impl Conversation {
                         .events
                         .emit(VbEventKind::VB_EVENT_SPEECH_STOPPED, |_| {});
                 }
+                RtOutput::UserPaused { turn, .. } => self.on_user_paused(turn),
+                RtOutput::UserWentOn { turn, .. } => self.on_user_went_on(turn),
                 RtOutput::Interrupted { .. } => self.cancel_reply(false),
                 RtOutput::Paused { .. } => self.on_paused(),
                 RtOutput::PlayoutStarted { at_us } => self.on_playout_started(at_us),
@@ -417,16 +453,18 @@ impl Conversation {
                         e.text = Some(text)
                     });
                     if verdict == Some(Verdict::Resume) || transcript.is_empty() {
+                        self.settle_preemptive(turn, None);
                         self.clock.forget(turn);
                         self.ctx.recorder.discard(turn);
                         self.back_to_listening_if_idle();
-                    } else {
+                    } else if !self.settle_preemptive(turn, Some(&transcript)) {
                         self.queue
                             .push_back(ReplySource::Agent { turn, transcript });
                         self.start_next_reply();
                     }
                 }
                 Err(e) => {
+                    self.settle_preemptive(turn, None);
                     self.clock.forget(turn);
                     self.ctx.recorder.discard(turn);
                     let message = provider_message("stt", self.stt.name(), e.message());

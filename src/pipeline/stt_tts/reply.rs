@@ -26,6 +26,13 @@ impl Conversation {
         let Some(source) = self.queue.pop_front() else {
             return;
         };
+        self.begin_reply(source, false);
+    }
+
+    /// Starts `source`'s reply as the active one. A `held` reply (preemptive, see
+    /// [`super::preemptive`]) runs its agent and TTS but plays nothing and tells nobody until it
+    /// is promoted.
+    pub(super) fn begin_reply(&mut self, source: ReplySource, held: bool) {
         let id = self.next_reply_id;
         self.next_reply_id += 1;
         // The reply's TTS and agent run in the span of the turn they answer.
@@ -36,7 +43,9 @@ impl Conversation {
         let cancelled = Arc::new(AtomicBool::new(false));
         let (text_tx, text_rx) = mpsc::unbounded_channel();
         let (audio_tx, audio_rx) = mpsc::channel(16);
-        let _ = self.ctx.control.try_send(RtControl::ReplyStarted);
+        if !held {
+            let _ = self.ctx.control.try_send(RtControl::ReplyStarted);
+        }
         let synthesis = self.tts.synthesize(TtsRequest {
             text: text_rx,
             audio: audio_tx,
@@ -64,15 +73,20 @@ impl Conversation {
             audio_pushed: false,
             finished_sent: false,
             metrics: VbTurnMetrics::default(),
+            held,
+            first_text_at_us: None,
+            held_failures: Vec::new(),
         };
         match source {
             ReplySource::Agent { turn, transcript } => {
                 reply.turn = Some(turn);
                 reply.agent_deadline = Some(tokio::time::Instant::now() + self.agent_timeout);
                 reply.transcript = transcript.clone();
-                self.ctx
-                    .events
-                    .set_state(VbSessionState::VB_STATE_PROCESSING);
+                if !held {
+                    self.ctx
+                        .events
+                        .set_state(VbSessionState::VB_STATE_PROCESSING);
+                }
                 let agent = self.ctx.agent.clone();
                 let reply_tx = self.reply_tx.clone();
                 let history = self.ctx.recorder.history();
@@ -94,6 +108,13 @@ impl Conversation {
     pub(super) fn on_reply_msg(&mut self, id: u64, msg: ReplyMsg) {
         let now = self.ctx.events.now_us();
         let Some(reply) = self.active.as_mut().filter(|r| r.id == id) else {
+            // A preemptive reply that was cancelled never existed for the host.
+            let last = matches!(msg, ReplyMsg::Returned(_));
+            if let Some(p) = self.preemption.as_mut() {
+                if p.swallows(id, last) {
+                    return;
+                }
+            }
             // The reply already finished (or was cancelled): its agent's failure still counts,
             // unless it is only the cancellation passed back, which the host has heard of.
             if let ReplyMsg::Returned(Err(e)) | ReplyMsg::Failed(e) = msg {
@@ -105,8 +126,9 @@ impl Conversation {
         };
         match msg {
             ReplyMsg::Text(text) => {
-                if let Some(turn) = reply.turn {
-                    if reply.full_text.is_empty() {
+                if reply.full_text.is_empty() {
+                    reply.first_text_at_us = Some(now);
+                    if let Some(turn) = reply.turn.filter(|_| !reply.held) {
                         reply.metrics.agent_first_text_us = self.clock.since_speech_end(turn, now);
                     }
                 }
@@ -119,16 +141,24 @@ impl Conversation {
             // The agent's failure ends its reply: what it wrote is still spoken, then the
             // session listens again.
             ReplyMsg::Returned(Err(e)) | ReplyMsg::Failed(e) => {
-                self.agent_failed(&e);
+                self.agent_failed_in_reply(e);
                 self.end_reply_text();
             }
             ReplyMsg::Returned(Ok(())) => self.end_reply_text(),
-            ReplyMsg::Notice(e) => self.agent_failed(&e),
+            ReplyMsg::Notice(e) => self.agent_failed_in_reply(e),
+        }
+    }
+
+    /// The active reply's agent failed: reported now, or when a held reply is kept.
+    fn agent_failed_in_reply(&mut self, e: Error) {
+        match self.active.as_mut().filter(|r| r.held) {
+            Some(reply) => reply.held_failures.push(e),
+            None => self.agent_failed(&e),
         }
     }
 
     /// Reports the agent's own failure (returned by its callback or given to `Reply::fail`).
-    fn agent_failed(&mut self, e: &Error) {
+    pub(super) fn agent_failed(&mut self, e: &Error) {
         self.ctx.events.provider_error(
             PROVIDER_AGENT,
             e.status(),
@@ -142,7 +172,8 @@ impl Conversation {
             return;
         };
         reply.agent_deadline = None;
-        if reply.text_tx.take().is_some() && reply.turn.is_some() {
+        // A held reply's text is told when it is kept.
+        if reply.text_tx.take().is_some() && reply.turn.is_some() && !reply.held {
             let text = reply.full_text.clone();
             self.ctx
                 .events
@@ -241,6 +272,9 @@ impl Conversation {
     /// Barge-in: cancel the agent and TTS, drop queued replies, resume playout on the new turn.
     /// `from_host` is `vb_session_interrupt`, which also flushes playout itself.
     pub(super) fn cancel_reply(&mut self, from_host: bool) {
+        // An early reply not kept yet was never heard: it goes without a word; the turn it
+        // anticipated will be answered when its transcript comes.
+        self.discard_held("interrupted");
         let dropped = self.drop_active_reply();
         let had_reply = dropped.is_some() || !self.queue.is_empty();
         if let Some(reply) = dropped {
@@ -273,6 +307,11 @@ impl Conversation {
     /// `Reply::is_cancelled`), whatever it already said stops, and the session goes on with the
     /// next queued reply or back to listening.
     pub(super) fn on_agent_timeout(&mut self) {
+        if self.active.as_ref().is_some_and(|r| r.held) {
+            // Too slow for an early start: the turn is answered as usual once it ends.
+            self.discard_held("the agent did not finish within agent_timeout_ms");
+            return self.start_next_reply();
+        }
         let Some(reply) = self.drop_active_reply() else {
             return;
         };
@@ -334,7 +373,8 @@ impl Conversation {
 /// Waits for the active reply's next TTS chunk; pending forever when there is none.
 pub(super) async fn next_tts_audio(active: &mut Option<ActiveReply>) -> Option<Vec<i16>> {
     match active {
-        Some(reply) if reply.audio_open => reply.audio_rx.recv().await,
+        // A held reply's audio waits in its channel (TTS pauses when that is full).
+        Some(reply) if reply.audio_open && !reply.held => reply.audio_rx.recv().await,
         _ => std::future::pending().await,
     }
 }
