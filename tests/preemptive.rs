@@ -1,8 +1,7 @@
 //! Preemptive replies (`turn.preemptive_ms`): the agent starts on the turn so far when the user
-//! pauses, before the turn has ended; the reply is played only if the final transcript has the
-//! same words, and is cancelled (the agent sees `Reply::is_cancelled`) when the user goes on or
-//! the transcript differs. A cancelled early reply never reaches the host: no event, no audio, no
-//! history.
+//! pauses, before the turn has ended; when the turn ends there, that transcript is the turn's and
+//! the reply plays at once; it is cancelled (the agent sees `Reply::is_cancelled`) when the user
+//! goes on. A cancelled early reply never reaches the host: no event, no audio, no history.
 //!
 //! The user's audio is pushed in two parts — the speech and a pause longer than `preemptive_ms`
 //! but shorter than `turn.silence_ms`, then the rest — so the test knows the turn has not ended
@@ -17,6 +16,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use voicebackend::{
     Agent, Backend, Error, Reply, Session, SessionConfig, VbEventKind as K, VbSessionState as S,
+    VbStatus,
 };
 
 /// One call of the agent: the transcript it was given and whether its reply was cancelled.
@@ -211,22 +211,32 @@ fn the_early_reply_is_cancelled_when_the_user_goes_on_and_the_whole_turn_is_answ
 }
 
 #[test]
-fn the_early_reply_is_cancelled_when_the_final_transcript_differs() {
-    // With its length in the transcript, the turn with its closing silence reads differently
-    // from the turn heard in the pause.
+fn a_turn_that_ends_in_its_pause_is_transcribed_once_from_the_pause() {
+    // With its length in the transcript, the STT tells which audio it heard: the turn up to
+    // the pause (what the preview was given), not the turn with its whole closing silence.
     let backend = test_backend(r#""turn":{"preemptive_ms":200}"#);
-    let (agent, calls) = recording_agent(true);
+    let (agent, calls) = recording_agent(false);
     let session = session(&backend, agent);
     push_all(&session, &speech_then_a_pause(), 16000);
-    wait_for(&calls, "the early call", |c| !c.is_empty());
+    let early = wait_for(&calls, "the early call", |c| !c.is_empty());
     push_all(&session, &silence(500, 16000), 16000);
     let (events, _) = play_until(&session, reply_finished());
-    let calls = calls.lock().unwrap().clone();
     let finals = texts(&events, K::VB_EVENT_TRANSCRIPT_FINAL);
-    assert_eq!(calls.len(), 2, "{calls:?}");
-    assert!(calls[0].cancelled, "{calls:?}");
-    assert_ne!(calls[0].transcript, finals[0]);
-    assert_eq!(calls[1].transcript, finals[0]);
+    assert_eq!(
+        finals,
+        [early[0].transcript.clone()],
+        "the preview's transcript is the turn's"
+    );
+    let ms: u32 = finals[0]
+        .strip_prefix("pitch 150 hz for ")
+        .and_then(|rest| rest.strip_suffix(" ms"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{finals:?}"));
+    assert!(
+        ms < 1300,
+        "{ms} ms: the turn's own STT (800 ms of speech and 500 ms or more of silence) was not used"
+    );
+    assert_eq!(calls.lock().unwrap().len(), 1);
     assert_eq!(
         texts(&events, K::VB_EVENT_AGENT_RESPONSE),
         [format!("you said {}", finals[0])]
@@ -253,6 +263,38 @@ fn a_host_interrupt_cancels_an_early_reply_silently_and_the_turn_is_still_answer
         ["you said pitch 150 hz"]
     );
     assert_eq!(calls.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn a_failing_stt_fails_the_turn_once_and_the_session_listens_again() {
+    // The preview fails as the turn's own request would: the turn is reported once, as without
+    // preemptive replies, and nothing waits for a transcript that will never come. First with
+    // the preview failed before the turn ends (the turn's own STT then goes on and fails), then
+    // with the turn ending at once (the preview, still running, is the turn's and fails).
+    let backend = test_backend(r#""turn":{"preemptive_ms":200},"stt_config":{"fail_with":"boom"}"#);
+    let (agent, calls) = recording_agent(false);
+    let session = session(&backend, agent);
+    for pause in [Duration::from_millis(500), Duration::ZERO] {
+        push_all(&session, &speech_then_a_pause(), 16000);
+        std::thread::sleep(pause);
+        push_all(&session, &silence(500, 16000), 16000);
+        let events = events_until(&session, |e| e.kind == K::VB_EVENT_ERROR);
+        assert_eq!(
+            errors(&events),
+            [(
+                VbStatus::VB_ERR_PROVIDER,
+                "stt test-pitch-stt: boom".to_owned()
+            )]
+        );
+        listening_after_failed_turn(&session, &events);
+    }
+    assert!(calls.lock().unwrap().is_empty());
+    assert!(
+        events_now(&session)
+            .iter()
+            .all(|e| e.kind != K::VB_EVENT_ERROR),
+        "each turn is reported once"
+    );
 }
 
 #[test]

@@ -22,7 +22,7 @@ use super::signals::stop_requested;
 pub const PAGE: &str = include_str!("page/index.html");
 
 /// The `local` backend configuration for `serve`: `base` (a whole configuration; `--config`),
-/// or the embedded providers without a session store, with `provider_config.webrtc` listening on 127.0.0.1:`port` and
+/// or the embedded providers without a session store (and the CLI's turn settings), with `provider_config.webrtc` listening on 127.0.0.1:`port` and
 /// serving the page, unless `base` sets its own `webrtc` section's keys.
 pub fn backend_json(base: Option<&str>, stt: &str, tts: &str, port: u16) -> Result<String, String> {
     let mut config: Value = match base {
@@ -30,7 +30,7 @@ pub fn backend_json(base: Option<&str>, stt: &str, tts: &str, port: u16) -> Resu
         // No session store: a browser's call cannot be brought back after a crash, and two
         // `serve`s (or a `serve` and an `agent`) must not contend for the default store file.
         None => json!({"provider": "local", "stt_provider": stt, "tts_provider": tts,
-                       "persistence": {"path": ""}}),
+                       "persistence": {"path": ""}, "turn": crate::cli_turn()}),
     };
     let Some(object) = config.as_object_mut() else {
         return Err("--config: the configuration must be a JSON object".into());

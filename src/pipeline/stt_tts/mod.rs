@@ -136,6 +136,8 @@ enum Wake {
     SttDone(u32, Result<()>),
     /// A preview transcription's result (tagged with the preview's id).
     Preview(u32, SttResult),
+    /// A preview transcription resolved.
+    PreviewDone(u32, Result<()>),
     Reply(u64, ReplyMsg),
     AgentTimeout,
     /// A paused reply waited `interruptions.resume_after_ms` and no user turn came.
@@ -186,6 +188,7 @@ struct Inbox {
     reply_rx: mpsc::UnboundedReceiver<(u64, ReplyMsg)>,
     tts_done_rx: mpsc::UnboundedReceiver<(u64, Result<()>)>,
     preview_rx: mpsc::UnboundedReceiver<(u32, SttResult)>,
+    preview_done_rx: mpsc::UnboundedReceiver<(u32, Result<()>)>,
 }
 
 impl Conversation {
@@ -202,6 +205,7 @@ impl Conversation {
         let (reply_tx, reply_rx) = mpsc::unbounded_channel();
         let (tts_done_tx, tts_done_rx) = mpsc::unbounded_channel();
         let (preview_tx, preview_rx) = mpsc::unbounded_channel();
+        let (preview_done_tx, preview_done_rx) = mpsc::unbounded_channel();
         let conversation = Conversation {
             ctx,
             stt,
@@ -219,7 +223,7 @@ impl Conversation {
             next_reply_id: 1,
             manners,
             paused: None,
-            preemption: preemptive.then(|| Preemption::new(preview_tx)),
+            preemption: preemptive.then(|| Preemption::new(preview_tx, preview_done_tx)),
         };
         (
             conversation,
@@ -229,6 +233,7 @@ impl Conversation {
                 reply_rx,
                 tts_done_rx,
                 preview_rx,
+                preview_done_rx,
             },
         )
     }
@@ -253,6 +258,7 @@ impl Conversation {
                 Some((turn, result)) = inbox.stt_rx.recv() => Wake::Stt(turn, result),
                 Some((turn, done)) = inbox.stt_done_rx.recv() => Wake::SttDone(turn, done),
                 Some((id, result)) = inbox.preview_rx.recv() => Wake::Preview(id, result),
+                Some((id, done)) = inbox.preview_done_rx.recv() => Wake::PreviewDone(id, done),
                 Some((id, msg)) = inbox.reply_rx.recv() => Wake::Reply(id, msg),
                 () = sleep_until(agent_deadline) => Wake::AgentTimeout,
                 () = sleep_until(resume_deadline) => Wake::ResumeDue,
@@ -291,6 +297,13 @@ impl Conversation {
                     self.on_stt_done(turn, done);
                 }
                 Wake::Preview(id, result) => self.on_preview_result(id, result),
+                Wake::PreviewDone(id, done) => {
+                    // As for the turns' own STT: its results before its end.
+                    while let Ok((id, result)) = inbox.preview_rx.try_recv() {
+                        self.on_preview_result(id, result);
+                    }
+                    self.on_preview_done(id, done);
+                }
                 Wake::Reply(id, msg) => self.on_reply_msg(id, msg),
                 Wake::AgentTimeout => self.on_agent_timeout(),
                 Wake::ResumeDue => self.resume_reply(),
@@ -312,7 +325,6 @@ impl Conversation {
                         paused.turn.get_or_insert(turn);
                     }
                     self.open_stt_turn(turn);
-                    self.keep_turn_audio(turn);
                     self.ctx.recorder.speech_started(turn);
                     self.ctx
                         .events
@@ -336,8 +348,8 @@ impl Conversation {
                     speech_end_us,
                     ..
                 } => {
+                    self.preview_covers_turn(turn);
                     self.stt_audio.remove(&turn);
-                    self.forget_turn_audio(turn);
                     // A turn whose STT already failed (a network provider can fail while the
                     // user still speaks) has nothing left to process: the session keeps
                     // listening.
@@ -355,6 +367,7 @@ impl Conversation {
                     self.ctx
                         .events
                         .emit(VbEventKind::VB_EVENT_SPEECH_STOPPED, |_| {});
+                    self.deliver_covering_preview(turn);
                 }
                 RtOutput::UserPaused { turn, .. } => self.on_user_paused(turn),
                 RtOutput::UserWentOn { turn, .. } => self.on_user_went_on(turn),
@@ -389,16 +402,17 @@ impl Conversation {
         };
         let future = self.stt.transcribe(request);
         let done = self.stt_done_tx.clone();
-        self.ctx.runtime.spawn(
+        let task = self.ctx.runtime.spawn(
             async move {
                 let result = future.await;
                 let _ = done.send((turn, result));
             }
             .instrument(tracing::error_span!("turn", turn)),
         );
+        self.keep_turn_audio(turn, task.abort_handle());
     }
 
-    fn on_stt_result(&mut self, turn: u32, result: SttResult) {
+    pub(super) fn on_stt_result(&mut self, turn: u32, result: SttResult) {
         match result {
             SttResult::Partial(text) => {
                 let events = &mut self.ctx.events;
@@ -408,8 +422,10 @@ impl Conversation {
             }
             SttResult::Final(text) => {
                 let now = self.ctx.events.now_us();
-                self.clock.stt_final(turn, now);
                 if let Some(slot) = self.transcripts.get_mut(&turn) {
+                    if slot.is_none() {
+                        self.clock.stt_final(turn, now);
+                    }
                     slot.get_or_insert(Ok(text));
                 }
                 self.deliver_transcripts_in_order();
@@ -417,7 +433,7 @@ impl Conversation {
         }
     }
 
-    fn on_stt_done(&mut self, turn: u32, done: Result<()>) {
+    pub(super) fn on_stt_done(&mut self, turn: u32, done: Result<()>) {
         self.stt_audio.remove(&turn);
         let name = self.stt.name().to_owned();
         if let Some(slot) = self.transcripts.get_mut(&turn) {
