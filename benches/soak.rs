@@ -64,6 +64,13 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The heap glibc's malloc has handed out, in KiB (see [`Sample::heap_kib`]).
+fn heap_in_use_kib() -> u64 {
+    // SAFETY: mallinfo2 only reads the allocator's counters; it takes no pointer.
+    let info = unsafe { libc::mallinfo2() };
+    (info.uordblks + info.hblkhd) as u64 / 1024
+}
+
 /// One line of `/proc/self/status` as a number (`VmRSS:` in KiB, `Threads:`).
 fn proc_status(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -83,6 +90,11 @@ fn open_fds() -> u64 {
 struct Sample {
     at_s: u64,
     rss_kib: u64,
+    /// What glibc's malloc has handed out and not taken back (`mallinfo2`: `uordblks` +
+    /// `hblkhd`): RSS growing while this stays level is fragmentation, not a leak.
+    heap_kib: u64,
+    /// Tasks alive on the backend's I/O runtime.
+    tasks: u64,
     fds: u64,
     threads: u64,
     misses: u64,
@@ -272,6 +284,8 @@ fn main() {
         Sample {
             at_s,
             rss_kib: proc_status("VmRSS:"),
+            heap_kib: heap_in_use_kib(),
+            tasks: backend.io_tasks().unwrap_or(0) as u64,
             fds: open_fds(),
             threads: proc_status("Threads:"),
             misses: h.deadline_misses,
@@ -323,9 +337,11 @@ fn main() {
         if Instant::now() >= next_sample {
             let s = sample(start.elapsed().as_secs(), &backend);
             println!(
-                "  t={:>4} s  RSS {:>7} KiB  fds {:>5}  threads {:>5}  deadline misses {}  frames dropped {}",
+                "  t={:>4} s  RSS {:>7} KiB  heap {:>7} KiB  tasks {:>5}  fds {:>5}  threads {:>5}  deadline misses {}  frames dropped {}",
                 s.at_s,
                 s.rss_kib,
+                s.heap_kib,
+                s.tasks,
                 s.fds,
                 s.threads,
                 s.misses,
@@ -404,6 +420,15 @@ fn main() {
     let (connections, drops) = server.map_or((0, 0), DeepgramChild::finish);
 
     println!("\nevents: {events:?}");
+    // Where the memory is (information, not a verdict): the heap malloc handed out, and the
+    // tasks alive on the I/O runtime.
+    let heap_growth =
+        (last.heap_kib as f64 - base.heap_kib as f64) / base.heap_kib.max(1) as f64 * 100.0;
+    let (tasks_min, tasks_max) = span(|s| s.tasks);
+    println!(
+        "heap in use after warm-up: {} → {} KiB ({heap_growth:+.2} %); I/O tasks {tasks_min}–{tasks_max} after warm-up, {} once quiet",
+        base.heap_kib, last.heap_kib, last.tasks
+    );
     for (text, count) in &errors {
         println!("  error ×{count}: {text}");
     }

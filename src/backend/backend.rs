@@ -375,6 +375,18 @@ impl Backend {
             .len() as u32
     }
 
+    /// Tasks alive on the backend's I/O runtime (each session's task, provider connections and
+    /// their helpers, listeners); `None` when it is not running. A diagnostic: with as many
+    /// sessions doing as much, the count stays level; one that keeps rising is work that never
+    /// ends (a leak).
+    pub fn io_tasks(&self) -> Option<usize> {
+        match &*self.inner.lock_state() {
+            BackendState::Running(runtime) => Some(runtime.metrics().num_alive_tasks()),
+            BackendState::Draining(handle) => Some(handle.metrics().num_alive_tasks()),
+            _ => None,
+        }
+    }
+
     /// A health snapshot. Degraded when sessions are at 90% of the limit or audio was dropped or
     /// late since the previous check; unhealthy when not running.
     pub fn health(&self) -> VbHealth {
