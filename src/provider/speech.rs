@@ -1,48 +1,64 @@
-//! A bounded ring of one turn's speech, from the session task to a provider. The session task
-//! copies each speech frame in (no allocation per frame); the provider reads whatever has
-//! arrived, waiting when nothing has.
+//! A bounded queue of one turn's speech, from the session task to a provider. The session task
+//! copies each speech frame in; the provider reads whatever has arrived, waiting when nothing
+//! has. Both run on the I/O side (never the realtime thread).
 //!
-//! The ring holds a whole turn (`turn.max_turn_ms` plus the pre-roll), so a provider that
-//! reads late — still connecting, say — loses nothing; a provider that never reads loses what
-//! does not fit, which the writer counts.
+//! The queue holds up to a whole turn (`turn.max_turn_ms` plus the pre-roll), so a provider
+//! that reads late — still connecting, say — loses nothing; a provider that never reads loses
+//! what does not fit, which the writer counts. It grows as speech arrives instead of reserving
+//! the whole turn up front: a ring of 30 s is about a megabyte per turn, and allocating and
+//! freeing one per turn let glibc (whose threshold for giving blocks their own mapping rises to
+//! the largest block freed) spread the touched pages of those rings over ever more of its heap:
+//! the `--faults` soak's resident memory kept growing while the heap in use stayed level.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
 struct Shared {
-    closed: AtomicBool,
+    queue: Mutex<Queue>,
     arrived: Notify,
+}
+
+struct Queue {
+    samples: VecDeque<i16>,
+    closed: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The session task's end: copies speech in and closes the turn.
 pub struct SpeechWriter {
-    ring: rtrb::Producer<i16>,
     shared: Arc<Shared>,
+    capacity: usize,
     dropped: u64,
 }
 
 /// The provider's end: reads the turn's speech until the turn ends.
 pub struct SpeechStream {
-    ring: rtrb::Consumer<i16>,
     shared: Arc<Shared>,
 }
 
-/// A ring for `capacity` samples of one turn.
+/// A queue for up to `capacity` samples of one turn not read yet.
 pub fn speech_ring(capacity: usize) -> (SpeechWriter, SpeechStream) {
-    let (tx, rx) = rtrb::RingBuffer::new(capacity.max(1));
     let shared = Arc::new(Shared {
-        closed: AtomicBool::new(false),
+        queue: Mutex::new(Queue {
+            samples: VecDeque::new(),
+            closed: false,
+        }),
         arrived: Notify::new(),
     });
     (
         SpeechWriter {
-            ring: tx,
             shared: shared.clone(),
+            capacity: capacity.max(1),
             dropped: 0,
         },
-        SpeechStream { ring: rx, shared },
+        SpeechStream { shared },
     )
 }
 
@@ -50,10 +66,12 @@ impl SpeechWriter {
     /// Copies `pcm` in and wakes the reader. What does not fit is dropped; returns how many
     /// samples were.
     pub fn write(&mut self, pcm: &[i16]) -> usize {
-        let n = pcm.len().min(self.ring.slots());
-        if let Ok(chunk) = self.ring.write_chunk_uninit(n) {
-            chunk.fill_from_iter(pcm[..n].iter().copied());
-        }
+        let n = {
+            let mut queue = self.shared.lock();
+            let n = pcm.len().min(self.capacity - queue.samples.len());
+            queue.samples.extend(&pcm[..n]);
+            n
+        };
         self.shared.arrived.notify_one();
         let dropped = pcm.len() - n;
         self.dropped += dropped as u64;
@@ -69,7 +87,7 @@ impl SpeechWriter {
 impl Drop for SpeechWriter {
     /// The turn has ended: the reader gets what is left, then the end.
     fn drop(&mut self) {
-        self.shared.closed.store(true, Ordering::Release);
+        self.shared.lock().closed = true;
         self.shared.arrived.notify_one();
     }
 }
@@ -80,20 +98,15 @@ impl SpeechStream {
     /// wait is over.
     pub async fn recv_into(&mut self, out: &mut Vec<i16>) -> bool {
         loop {
-            // Read `closed` first: what was written before the close is in the ring by then.
-            let closed = self.shared.closed.load(Ordering::Acquire);
-            let n = self.ring.slots();
-            if n > 0 {
-                if let Ok(chunk) = self.ring.read_chunk(n) {
-                    let (a, b) = chunk.as_slices();
-                    out.extend_from_slice(a);
-                    out.extend_from_slice(b);
-                    chunk.commit_all();
+            {
+                let mut queue = self.shared.lock();
+                if !queue.samples.is_empty() {
+                    out.extend(queue.samples.drain(..));
+                    return true;
                 }
-                return true;
-            }
-            if closed {
-                return false;
+                if queue.closed {
+                    return false;
+                }
             }
             self.shared.arrived.notified().await;
         }

@@ -289,7 +289,10 @@ impl Conversation {
         let Some(preview) = p.preview.take_if(|preview| preview.turn == turn) else {
             return false;
         };
-        let held = self.active.as_ref().is_some_and(|a| a.held);
+        let held = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.held && a.turn == Some(turn));
         let same = match (&preview.transcript, transcript) {
             (Some(early), Some(text)) => words(early) == words(text),
             _ => false,
