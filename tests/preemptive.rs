@@ -97,15 +97,27 @@ fn speech_then_a_pause() -> Vec<i16> {
     audio
 }
 
-#[test]
-fn the_agent_starts_in_the_pause_and_its_reply_plays_when_the_turn_ends_as_heard() {
-    let backend = test_backend(r#""turn":{"preemptive_ms":200},"stt_config":{"say_length":false}"#);
-    let (agent, calls) = recording_agent(false);
+/// Preemptive replies on, and a transcript without the audio's length: the same words for the
+/// turn heard in its pause and for the whole turn.
+const SAME_WORDS: &str = r#""turn":{"preemptive_ms":200},"stt_config":{"say_length":false}"#;
+
+/// A session of a backend on the test providers with `config`, whose user has spoken and paused
+/// ([`speech_then_a_pause`]: the turn has not ended), returned once the agent's early call came.
+/// The backend is returned to be kept alive.
+fn spoken_and_paused(config: &str, first_waits: bool) -> (Backend, Session, Calls) {
+    let backend = test_backend(config);
+    let (agent, calls) = recording_agent(first_waits);
     let session = session(&backend, agent);
     push_all(&session, &speech_then_a_pause(), 16000);
+    wait_for(&calls, "the early call", |c| !c.is_empty());
+    (backend, session, calls)
+}
 
+#[test]
+fn the_agent_starts_in_the_pause_and_its_reply_plays_when_the_turn_ends_as_heard() {
     // The turn has not ended, and the agent is already answering it.
-    let early = wait_for(&calls, "the early call", |c| !c.is_empty());
+    let (_backend, session, calls) = spoken_and_paused(SAME_WORDS, false);
+    let early = calls.lock().unwrap().clone();
     assert_eq!(early[0].transcript, "pitch 150 hz");
     std::thread::sleep(Duration::from_millis(200));
     let so_far: Vec<K> = kinds(&events_now(&session))
@@ -176,11 +188,7 @@ fn the_agent_starts_in_the_pause_and_its_reply_plays_when_the_turn_ends_as_heard
 
 #[test]
 fn the_early_reply_is_cancelled_when_the_user_goes_on_and_the_whole_turn_is_answered() {
-    let backend = test_backend(r#""turn":{"preemptive_ms":200},"stt_config":{"say_length":false}"#);
-    let (agent, calls) = recording_agent(true);
-    let session = session(&backend, agent);
-    push_all(&session, &speech_then_a_pause(), 16000);
-    wait_for(&calls, "the early call", |c| !c.is_empty());
+    let (_backend, session, calls) = spoken_and_paused(SAME_WORDS, true);
 
     // The user goes on: the agent sees its early reply cancelled.
     push_all(&session, &speech(150.0, 600, 16000), 16000);
@@ -214,11 +222,8 @@ fn the_early_reply_is_cancelled_when_the_user_goes_on_and_the_whole_turn_is_answ
 fn a_turn_that_ends_in_its_pause_is_transcribed_once_from_the_pause() {
     // With its length in the transcript, the STT tells which audio it heard: the turn up to
     // the pause (what the preview was given), not the turn with its whole closing silence.
-    let backend = test_backend(r#""turn":{"preemptive_ms":200}"#);
-    let (agent, calls) = recording_agent(false);
-    let session = session(&backend, agent);
-    push_all(&session, &speech_then_a_pause(), 16000);
-    let early = wait_for(&calls, "the early call", |c| !c.is_empty());
+    let (_backend, session, calls) = spoken_and_paused(r#""turn":{"preemptive_ms":200}"#, false);
+    let early = calls.lock().unwrap().clone();
     push_all(&session, &silence(500, 16000), 16000);
     let (events, _) = play_until(&session, reply_finished());
     let finals = texts(&events, K::VB_EVENT_TRANSCRIPT_FINAL);
@@ -245,11 +250,7 @@ fn a_turn_that_ends_in_its_pause_is_transcribed_once_from_the_pause() {
 
 #[test]
 fn a_host_interrupt_cancels_an_early_reply_silently_and_the_turn_is_still_answered() {
-    let backend = test_backend(r#""turn":{"preemptive_ms":200},"stt_config":{"say_length":false}"#);
-    let (agent, calls) = recording_agent(true);
-    let session = session(&backend, agent);
-    push_all(&session, &speech_then_a_pause(), 16000);
-    wait_for(&calls, "the early call", |c| !c.is_empty());
+    let (_backend, session, calls) = spoken_and_paused(SAME_WORDS, true);
     session.interrupt().expect("interrupt");
     wait_for(&calls, "the cancellation", |c| c[0].cancelled);
     push_all(&session, &silence(500, 16000), 16000);
