@@ -31,9 +31,16 @@ pub trait Agent: Send + Sync {
     /// reply played, or cut short), with the conversation so far, oldest first: an agent that
     /// computes something per conversation (a language model's context) can do it now, while
     /// the user speaks, instead of at the next [`Agent::on_transcript`]. It may run while a
-    /// turn of another session is answered; its panics are caught and logged. Default: nothing.
+    /// turn of another session is answered; its panics are caught and logged. Called only when
+    /// [`Agent::prepares`] says so: implement both. Default: nothing.
     fn prepare(&self, history: &[Turn]) {
         let _ = history;
+    }
+
+    /// Whether [`Agent::prepare`] does something, so that the engine calls it (a worker
+    /// thread's wake-up per turn otherwise spent on nothing). Default: false.
+    fn prepares(&self) -> bool {
+        false
     }
 }
 

@@ -190,6 +190,10 @@ impl Agent for PreparingAgent {
     fn prepare(&self, history: &[Turn]) {
         self.prepared.lock().unwrap().push(history.to_vec());
     }
+
+    fn prepares(&self) -> bool {
+        true
+    }
 }
 
 impl PreparingAgent {

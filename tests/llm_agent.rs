@@ -388,6 +388,10 @@ fn a_prepared_conversation_leaves_only_the_question_to_compute() {
     })
     .expect("scripts/fetch-models.sh installs the model");
     agent.wait_loaded().unwrap();
+    assert!(
+        agent.prepares(),
+        "the engine calls prepare only for agents that say they do"
+    );
     let history = [
         turn("What time is it?", "It is 3:04 PM."),
         turn("What is twelve plus seven?", "12 plus 7 is 19."),

@@ -501,4 +501,8 @@ impl Agent for GatedAgent {
     fn prepare(&self, history: &[crate::agent::Turn]) {
         self.call(|| self.agent.prepare(history));
     }
+
+    fn prepares(&self) -> bool {
+        self.agent.prepares()
+    }
 }

@@ -39,6 +39,10 @@ impl Agent for RuleAgent {
             model.prepare(history);
         }
     }
+
+    fn prepares(&self) -> bool {
+        self.model.as_ref().is_some_and(|model| model.prepares())
+    }
 }
 
 /// The rules' answer to `transcript` (given the local time as (hour, minute)), or the echo.

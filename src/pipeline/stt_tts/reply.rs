@@ -357,7 +357,7 @@ impl Conversation {
         self.ctx
             .recorder
             .finished(turn, transcript, text, interrupted);
-        let Some(agent) = self.ctx.agent.clone() else {
+        let Some(agent) = self.ctx.agent.clone().filter(|agent| agent.prepares()) else {
             return;
         };
         let history = self.ctx.recorder.history();

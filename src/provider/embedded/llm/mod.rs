@@ -218,6 +218,10 @@ impl Agent for EmbeddedAgent {
     /// Computes the conversation's keys and values (the next prompt starts with them), so the
     /// next answer only computes the user's words. Waits for a model still loading; nothing
     /// when it could not be loaded (the next turn reports why).
+    fn prepares(&self) -> bool {
+        true
+    }
+
     fn prepare(&self, history: &[Turn]) {
         let mut guard = self.model.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(model) = guard.as_mut() {
