@@ -190,8 +190,8 @@ fn run(args: &[String]) -> Result<(), String> {
 /// `agent` without `--config`): preemptive replies on, since the CLI's agent (rules and the
 /// embedded model) may be started early and cancelled at no cost. On the demo (real time) they
 /// took voice to voice from 795 to 500 ms (p50), the model's answers from silence + 514–601 ms
-/// to silence + 222–322 ms. The library's default stays off: a host's agent would be called
-/// twice for a turn the user goes on with.
+/// to silence + 215–327 ms (two runs). The library's default stays off: a host's agent would be
+/// called twice for a turn the user goes on with.
 fn cli_turn() -> serde_json::Value {
     serde_json::json!({"preemptive_ms": 200})
 }
