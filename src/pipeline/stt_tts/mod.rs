@@ -27,7 +27,7 @@ use super::{
 use crate::agent::ReplyMsg;
 use crate::error::{Error, Result};
 use crate::event::{VbEventKind, VbSessionState, VbTurnMetrics};
-use crate::provider::stt::{SpeechWriter, SttResult, speech_ring};
+use crate::provider::stt::{SpeechStream, SpeechWriter, SttResult, speech_ring};
 use crate::provider::{BoxFuture, SttProvider, SttSink, SttTurn, TtsProvider};
 use crate::rt::message::{RtControl, RtOutput};
 use crate::transport::TransportNews;
@@ -117,7 +117,8 @@ struct ActiveReply {
     metrics: VbTurnMetrics,
     /// A preemptive reply not confirmed yet: it plays nothing and tells the host nothing.
     held: bool,
-    /// When the agent's first text came (session clock).
+    /// When the agent's first text came (session clock; the metric is taken from it when
+    /// playout starts).
     first_text_at_us: Option<u64>,
     /// The agent's failures while the reply was held, reported if it is kept.
     held_failures: Vec<Error>,
@@ -395,21 +396,32 @@ impl Conversation {
         let (audio_tx, audio_rx) = speech_ring(self.ctx.turn_samples);
         self.stt_audio.insert(turn, audio_tx);
         self.transcripts.insert(turn, None);
-        let request = SttTurn {
+        let (results, done) = (self.stt_tx.clone(), self.stt_done_tx.clone());
+        let task = self.transcribe(turn, audio_rx, turn, results, done);
+        self.keep_turn_audio(turn, task.abort_handle());
+    }
+
+    /// Transcribes `audio` of `turn` on the I/O runtime: its results go to `results` and its end
+    /// to `done`, both tagged with `tag` (the turn's number, or a preview's id).
+    fn transcribe(
+        &self,
+        turn: u32,
+        audio: SpeechStream,
+        tag: u32,
+        results: mpsc::UnboundedSender<(u32, SttResult)>,
+        done: mpsc::UnboundedSender<(u32, Result<()>)>,
+    ) -> JoinHandle<()> {
+        let future = self.stt.transcribe(SttTurn {
             sample_rate: self.ctx.spec.internal_rate,
-            audio: audio_rx,
-            results: SttSink::new(turn, self.stt_tx.clone()),
-        };
-        let future = self.stt.transcribe(request);
-        let done = self.stt_done_tx.clone();
-        let task = self.ctx.runtime.spawn(
+            audio,
+            results: SttSink::new(tag, results),
+        });
+        self.ctx.runtime.spawn(
             async move {
-                let result = future.await;
-                let _ = done.send((turn, result));
+                let _ = done.send((tag, future.await));
             }
             .instrument(tracing::error_span!("turn", turn)),
-        );
-        self.keep_turn_audio(turn, task.abort_handle());
+        )
     }
 
     pub(super) fn on_stt_result(&mut self, turn: u32, result: SttResult) {

@@ -30,14 +30,12 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
-use tracing::Instrument as _;
 
 use super::{Conversation, ReplySource};
 use crate::error::Result;
 use crate::event::{VbEventKind, VbSessionState};
 use crate::pipeline::manners::words;
-use crate::provider::SttTurn;
-use crate::provider::stt::{SttResult, SttSink, speech_ring};
+use crate::provider::stt::{SttResult, speech_ring};
 use crate::rt::message::RtControl;
 
 /// The preemptive side of one conversation (present only with `turn.preemptive_ms`).
@@ -201,19 +199,8 @@ impl Conversation {
             covers_turn: false,
             resolved: false,
         });
-        let request = SttTurn {
-            sample_rate: self.ctx.spec.internal_rate,
-            audio: stream,
-            results: SttSink::new(id, p.preview_tx.clone()),
-        };
-        let future = self.stt.transcribe(request);
-        let done = p.preview_done_tx.clone();
-        self.ctx.runtime.spawn(
-            async move {
-                let _ = done.send((id, future.await));
-            }
-            .instrument(tracing::error_span!("turn", turn)),
-        );
+        let (results, done) = (p.preview_tx.clone(), p.preview_done_tx.clone());
+        self.transcribe(turn, stream, id, results, done);
     }
 
     /// The current preview, when `id` is its id (an older pause's preview is no news).
@@ -317,9 +304,6 @@ impl Conversation {
         };
         reply.held = false;
         reply.transcript = transcript.to_owned();
-        if let (Some(turn), Some(at)) = (reply.turn, reply.first_text_at_us) {
-            reply.metrics.agent_first_text_us = self.clock.since_speech_end(turn, at);
-        }
         let ended = reply.text_tx.is_none();
         let text = reply.full_text.clone();
         let failures = std::mem::take(&mut reply.held_failures);

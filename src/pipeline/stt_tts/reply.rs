@@ -128,9 +128,6 @@ impl Conversation {
             ReplyMsg::Text(text) => {
                 if reply.full_text.is_empty() {
                     reply.first_text_at_us = Some(now);
-                    if let Some(turn) = reply.turn.filter(|_| !reply.held) {
-                        reply.metrics.agent_first_text_us = self.clock.since_speech_end(turn, now);
-                    }
                 }
                 reply.full_text.push_str(&text);
                 if let Some(tx) = &reply.text_tx {
@@ -251,6 +248,10 @@ impl Conversation {
         self.ctx.events.set_state(VbSessionState::VB_STATE_SPEAKING);
         if let Some(turn) = reply.turn {
             reply.metrics.stt_final_us = self.clock.stt_final_since_speech_end(turn);
+            // From when the text came: for a preemptive reply, before the turn had ended.
+            if let Some(at) = reply.first_text_at_us {
+                reply.metrics.agent_first_text_us = self.clock.since_speech_end(turn, at);
+            }
             reply.metrics.first_output_audio_us = self.clock.since_speech_end(turn, at_us);
             let metrics = reply.metrics;
             self.ctx.events.turn_metrics(turn, at_us, metrics);
